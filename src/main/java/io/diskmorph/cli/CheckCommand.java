@@ -1,0 +1,160 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.ExitCodes;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.OpenOptions;
+import io.diskmorph.image.RepairMode;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.LockMode;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * qemu-img check: exit 0 clean, 1 check failed (or the image could not be
+ * opened), 2 corruptions, 3 leaks only, 63 format without checks.
+ */
+@Command(name = "check", description = "Check image consistency, optionally repair (qemu-img check).")
+final class CheckCommand implements Callable<Integer>, Main.FailureCode {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    ImageOptions image;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
+    OutputFormat output;
+
+    @Option(names = "-r", paramLabel = "leaks|all", description = "Repair leaks, or leaks and corruptions.")
+    String repair;
+
+    @Option(names = "-q", description = "Quiet: print nothing, report through the exit code.")
+    boolean quiet;
+
+    @Parameters(index = "0", paramLabel = "IMAGE")
+    Path path;
+
+    @Override
+    public int failureExitCode() {
+        return ExitCodes.CHECK_FAILED;
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        RepairMode mode = switch (repair == null ? "" : repair) {
+            case "" -> RepairMode.NONE;
+            case "leaks" -> RepairMode.LEAKS;
+            case "all" -> RepairMode.ALL;
+            default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "-r must be 'leaks' or 'all', not '" + repair + "'");
+        };
+        OpenOptions opts = image.readOnly().withFollowBacking(false);
+        if (mode != RepairMode.NONE) {
+            opts = new OpenOptions(image.format, false, image.forceShare ? LockMode.NONE : LockMode.EXCLUSIVE,
+                    false, false);
+        }
+        try (DiskImage img = Images.open(path, opts)) {
+            CheckReport r;
+            try {
+                r = img.check(mode);
+            } catch (UnsupportedFeatureException e) {
+                if (!quiet) {
+                    err.println("diskmorph: This image format does not support checks");
+                }
+                return ExitCodes.CHECK_UNSUPPORTED;
+            }
+            if (!quiet) {
+                for (String m : r.messages) {
+                    err.println(m);
+                }
+                if (output == OutputFormat.json) {
+                    out.println(Json.pretty(toJson(r, img)));
+                } else {
+                    human(out, r, mode);
+                }
+            }
+            return r.exitCode();
+        }
+    }
+
+    private Map<String, Object> toJson(CheckReport r, DiskImage img) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (r.imageEndOffset > 0) {
+            m.put("image-end-offset", r.imageEndOffset);
+        }
+        if (r.totalClusters > 0) {
+            m.put("total-clusters", r.totalClusters);
+        }
+        m.put("check-errors", r.checkErrors);
+        if (r.leaksFixed > 0) {
+            m.put("leaks-fixed", r.leaksFixed);
+        }
+        if (r.corruptionsFixed > 0) {
+            m.put("corruptions-fixed", r.corruptionsFixed);
+        }
+        if (r.leaks > 0) {
+            m.put("leaks", r.leaks);
+        }
+        if (r.corruptions > 0) {
+            m.put("corruptions", r.corruptions);
+        }
+        if (r.allocatedClusters > 0) {
+            m.put("allocated-clusters", r.allocatedClusters);
+        }
+        if (r.fragmentedClusters > 0) {
+            m.put("fragmented-clusters", r.fragmentedClusters);
+        }
+        if (r.compressedClusters > 0) {
+            m.put("compressed-clusters", r.compressedClusters);
+        }
+        m.put("filename", path.toString());
+        m.put("format", img.format().name());
+        return m;
+    }
+
+    private static void human(PrintWriter out, CheckReport r, RepairMode mode) {
+        if (r.repaired && (r.leaksFixed > 0 || r.corruptionsFixed > 0)) {
+            out.printf("The following inconsistencies were found and repaired:%n%n"
+                    + "    %d leaked clusters%n    %d corruptions%n%nDouble checking the fixed image now...%n",
+                    r.leaksFixed, r.corruptionsFixed);
+        }
+        if (r.isClean()) {
+            out.println("No errors were found on the image.");
+        } else {
+            if (r.corruptions > 0) {
+                out.printf("%n%d errors were found on the image.%n"
+                        + "Data may be corrupted, or further writes to the image may corrupt it.%n", r.corruptions);
+            }
+            if (r.leaks > 0) {
+                out.printf("%n%d leaked clusters were found on the image.%n"
+                        + "This means waste of disk space, but no harm to data.%n", r.leaks);
+            }
+            if (r.checkErrors > 0) {
+                out.printf("%n%d internal errors have occurred during the check.%n", r.checkErrors);
+            }
+        }
+        if (r.totalClusters > 0 && r.allocatedClusters > 0) {
+            out.printf(Locale.ROOT, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters%n",
+                    r.allocatedClusters, r.totalClusters, 100.0 * r.allocatedClusters / r.totalClusters,
+                    100.0 * Math.max(0, r.fragmentedClusters) / r.allocatedClusters,
+                    100.0 * Math.max(0, r.compressedClusters) / r.allocatedClusters);
+        }
+        if (r.imageEndOffset > 0) {
+            out.println("Image end offset: " + r.imageEndOffset);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.image.CreateSpec;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.FormatRegistry;
+import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.OpenOptions;
+import io.diskmorph.image.Sizes;
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.LockMode;
+import io.diskmorph.storage.Storage;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "create", description = "Create a new image (qemu-img create).")
+final class CreateCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "-f", paramLabel = "FMT", defaultValue = "raw", description = "Image format (default raw).")
+    String format;
+
+    @Option(names = "-o", paramLabel = "OPTIONS", description = "Format options, k=v[,k=v...] ('-o help' lists them).")
+    List<String> options;
+
+    @Option(names = "-b", paramLabel = "BACKING", description = "Backing file.")
+    String backing;
+
+    @Option(names = "-F", paramLabel = "FMT", description = "Backing file format.")
+    String backingFormat;
+
+    @Option(names = "-u", description = "Unsafe: do not open the backing file (SIZE is then required).")
+    boolean unsafe;
+
+    @Option(names = "-q", description = "Quiet.")
+    boolean quiet;
+
+    @Parameters(index = "0", paramLabel = "IMAGE", arity = "0..1")
+    Path path;
+
+    @Parameters(index = "1", paramLabel = "SIZE", arity = "0..1")
+    String size;
+
+    @Override
+    public Integer call() throws Exception {
+        ImageFormat f = FormatRegistry.byName(format);
+        Map<String, String> opts = new LinkedHashMap<>();
+        if (options != null) {
+            for (String o : options) {
+                if (o.equals("help") || o.equals("?")) {
+                    spec.commandLine().getOut().println("Supported options for " + f.name() + ":");
+                    for (ImageFormat.OptionHelp h : f.createOptions()) {
+                        spec.commandLine().getOut().printf("  %-24s - %s%n", h.name(), h.description());
+                    }
+                    return 0;
+                }
+                opts.putAll(FormatOptions.parseList(o));
+            }
+        }
+        if (path == null) {
+            throw new InvalidRequestException("missing IMAGE");
+        }
+        String bFile = backing != null ? backing : opts.remove("backing_file");
+        String bFmt = backingFormat != null ? backingFormat : opts.remove("backing_fmt");
+        long bytes;
+        if (size != null) {
+            bytes = Sizes.parse(size);
+        } else if (bFile != null && !unsafe) {
+            bytes = backingSize(bFile, bFmt);
+        } else {
+            throw new InvalidRequestException("missing SIZE (needed unless a backing file gives it)");
+        }
+        if (bFile != null && !unsafe && size != null) {
+            backingSize(bFile, bFmt); // the backing file must exist and open, as with qemu-img
+        }
+        CreateSpec cs = new CreateSpec(bytes, opts, bFile, bFmt);
+        if (!quiet) {
+            StringBuilder sb = new StringBuilder("Formatting '" + path + "', fmt=" + f.name() + " size=" + bytes);
+            if (bFile != null) {
+                sb.append(" backing_file=").append(bFile);
+                if (bFmt != null) {
+                    sb.append(" backing_fmt=").append(bFmt);
+                }
+            }
+            opts.forEach((k, v) -> sb.append(' ').append(k).append('=').append(v));
+            spec.commandLine().getOut().println(sb);
+        }
+        boolean existed = Files.exists(path);
+        Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);
+        try {
+            try (DiskImage img = f.create(storage, cs, new OpenContext(path, false, null, false))) {
+                img.flush();
+            }
+        } catch (IOException | RuntimeException e) {
+            storage.close();
+            if (!existed) {
+                Files.deleteIfExists(path); // no half-made image under the requested name
+            }
+            throw e;
+        }
+        return 0;
+    }
+
+    private long backingSize(String name, String fmt) throws IOException {
+        Path p = Path.of(Images.fullBackingFilename(path, name));
+        try (DiskImage b = Images.open(p, OpenOptions.forReading().withFormat(fmt))) {
+            return b.virtualSize();
+        }
+    }
+}

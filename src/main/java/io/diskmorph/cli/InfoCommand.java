@@ -1,0 +1,155 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.ImageInfo;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.Sizes;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "info", description = "Show image information (qemu-img info).")
+final class InfoCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    ImageOptions image;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
+    OutputFormat output;
+
+    @Option(names = "--backing-chain", description = "Show every image of the backing chain.")
+    boolean backingChain;
+
+    @Parameters(index = "0", paramLabel = "IMAGE")
+    Path path;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        // info never follows a chain unless asked (hostile backing names stay unopened)
+        try (DiskImage img = Images.open(path, image.readOnly().withFollowBacking(backingChain))) {
+            List<ImageInfo> infos = new ArrayList<>();
+            for (DiskImage layer = img; layer != null; layer = backingChain ? layer.backing() : null) {
+                infos.add(layer.info());
+            }
+            if (output == OutputFormat.json) {
+                if (backingChain) {
+                    out.println(Json.pretty(infos.stream().map(InfoCommand::toJson).toList()));
+                } else {
+                    out.println(Json.pretty(toJson(infos.get(0))));
+                }
+            } else {
+                for (int i = 0; i < infos.size(); i++) {
+                    if (i > 0) {
+                        out.println();
+                    }
+                    human(out, infos.get(i));
+                }
+            }
+        }
+        return 0;
+    }
+
+    static Map<String, Object> toJson(ImageInfo i) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (i.backingFormat() != null) {
+            m.put("backing-filename-format", i.backingFormat());
+        }
+        m.put("virtual-size", i.virtualSize());
+        m.put("filename", i.filename());
+        if (i.clusterSize() > 0) {
+            m.put("cluster-size", i.clusterSize());
+        }
+        m.put("format", i.format());
+        if (i.actualSize() >= 0) {
+            m.put("actual-size", i.actualSize());
+        }
+        if (i.encrypted()) {
+            m.put("encrypted", true);
+        }
+        if (!i.snapshots().isEmpty()) {
+            List<Object> snaps = new ArrayList<>();
+            for (ImageInfo.SnapshotInfo s : i.snapshots()) {
+                Map<String, Object> sm = new LinkedHashMap<>();
+                sm.put("icount", s.icount());
+                sm.put("vm-clock-nsec", s.vmClockNsec() % 1_000_000_000L);
+                sm.put("name", s.name());
+                sm.put("date-sec", s.dateSec());
+                sm.put("date-nsec", s.dateNsec());
+                sm.put("vm-clock-sec", s.vmClockNsec() / 1_000_000_000L);
+                sm.put("id", s.id());
+                sm.put("vm-state-size", s.vmStateSize());
+                snaps.add(sm);
+            }
+            m.put("snapshots", snaps);
+        }
+        if (i.formatSpecific() != null) {
+            Map<String, Object> fs = new LinkedHashMap<>();
+            fs.put("type", i.format());
+            fs.put("data", i.formatSpecific());
+            m.put("format-specific", fs);
+        }
+        if (i.backingFilename() != null) {
+            m.put("full-backing-filename", i.fullBackingFilename());
+            m.put("backing-filename", i.backingFilename());
+        }
+        m.put("dirty-flag", i.dirty());
+        return m;
+    }
+
+    private static void human(PrintWriter out, ImageInfo i) {
+        out.println("image: " + i.filename());
+        out.println("file format: " + i.format());
+        out.println("virtual size: " + Sizes.human(i.virtualSize()) + " (" + i.virtualSize() + " bytes)");
+        out.println("disk size: " + (i.actualSize() >= 0 ? Sizes.human(i.actualSize()) : "unavailable"));
+        if (i.clusterSize() > 0) {
+            out.println("cluster_size: " + i.clusterSize());
+        }
+        if (i.encrypted()) {
+            out.println("encrypted: yes");
+        }
+        if (i.backingFilename() != null) {
+            String line = "backing file: " + i.backingFilename();
+            if (!i.backingFilename().equals(i.fullBackingFilename())) {
+                line += " (actual path: " + i.fullBackingFilename() + ")";
+            }
+            out.println(line);
+            if (i.backingFormat() != null) {
+                out.println("backing file format: " + i.backingFormat());
+            }
+        }
+        if (!i.snapshots().isEmpty()) {
+            out.println("Snapshot list:");
+            out.printf("%-10s%-17s%8s%20s%13s%11s%n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+            for (ImageInfo.SnapshotInfo s : i.snapshots()) {
+                long clock = s.vmClockNsec() / 1_000_000;
+                String date = java.time.format.DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss")
+                        .format(java.time.LocalDateTime.ofEpochSecond(s.dateSec(), 0,
+                                java.time.ZoneId.systemDefault().getRules()
+                                        .getOffset(java.time.Instant.ofEpochSecond(s.dateSec()))));
+                out.printf("%-9s %-16s %8s %19s %04d:%02d:%02d.%03d %10s%n", s.id(), s.name(),
+                        Sizes.human(s.vmStateSize()), date, clock / 3_600_000, clock / 60_000 % 60,
+                        clock / 1000 % 60, clock % 1000, s.icount() < 0 ? "--" : String.valueOf(s.icount()));
+            }
+        }
+        if (i.formatSpecific() != null && !i.formatSpecific().isEmpty()) {
+            out.println("Format specific information:");
+            for (Map.Entry<String, Object> e : i.formatSpecific().entrySet()) {
+                out.println("    " + e.getKey().replace('-', ' ') + ": " + e.getValue());
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.image.ChainMap;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.MapEntry;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+@Command(name = "map", description = "Show where guest data lives (qemu-img map).")
+final class MapCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    ImageOptions image;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
+    OutputFormat output;
+
+    @Parameters(index = "0", paramLabel = "IMAGE")
+    Path path;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        try (DiskImage img = Images.open(path, image.readOnly())) {
+            ChainMap map = new ChainMap(img, true);
+            StringBuilder line = new StringBuilder(128);
+            if (output == OutputFormat.json) {
+                out.print('[');
+                boolean first = true;
+                while (map.hasNext()) {
+                    MapEntry e = map.next();
+                    line.setLength(0);
+                    if (!first) {
+                        line.append(",\n");
+                    }
+                    first = false;
+                    line.append("{ \"start\": ").append(e.start()).append(", \"length\": ").append(e.length())
+                            .append(", \"depth\": ").append(e.depth()).append(", \"present\": ").append(e.present())
+                            .append(", \"zero\": ").append(e.zero()).append(", \"data\": ").append(e.data());
+                    if (e.hasOffset()) {
+                        line.append(", \"offset\": ").append(e.offset());
+                    }
+                    line.append('}');
+                    out.append(line);
+                }
+                out.println(']');
+            } else {
+                out.printf("%-16s%-16s%-16s%s%n", "Offset", "Length", "Mapped to", "File");
+                while (map.hasNext()) {
+                    MapEntry e = map.next();
+                    if (e.data() && e.hasOffset()) {
+                        out.printf("%-16s%-16s%-16s%s%n", hex(e.start()), hex(e.length()), hex(e.offset()), e.file());
+                    }
+                }
+            }
+        }
+        return 0;
+    }
+
+    /** C's %#x: "0" for zero, else 0x-prefixed. */
+    private static String hex(long v) {
+        return v == 0 ? "0" : "0x" + Long.toHexString(v);
+    }
+}

@@ -1,0 +1,65 @@
+package io.diskmorph.format.raw;
+
+import io.diskmorph.image.CreateSpec;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.OpenContext;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+
+/** Raw images: no metadata, guest offset = host offset, holes are zeros. */
+public final class RawFormat implements ImageFormat {
+    public static final String NAME = "raw";
+
+    @Override
+    public String name() {
+        return NAME;
+    }
+
+    /** Anything can be raw; the lowest positive score lets every real format win. */
+    @Override
+    public int probe(ByteBuffer head, long fileSize) {
+        return 1;
+    }
+
+    @Override
+    public DiskImage open(Storage storage, OpenContext context) throws IOException {
+        return new RawImage(this, storage, context);
+    }
+
+    @Override
+    public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
+        FormatOptions o = new FormatOptions(NAME, spec.options());
+        String prealloc = o.string("preallocation", "off");
+        o.rejectUnknown();
+        if (spec.backingFile() != null) {
+            throw new InvalidRequestException("format raw does not support backing files");
+        }
+        if (spec.virtualSize() < 0) {
+            throw new InvalidRequestException("image size must not be negative");
+        }
+        switch (prealloc) {
+            case "off" -> storage.truncate(spec.virtualSize());
+            case "full" -> {
+                ByteBuffer zeros = ByteBuffer.allocate(1 << 20);
+                for (long pos = 0; pos < spec.virtualSize(); pos += zeros.capacity()) {
+                    zeros.clear().limit((int) Math.min(zeros.capacity(), spec.virtualSize() - pos));
+                    storage.write(zeros, pos);
+                }
+            }
+            default -> throw new InvalidRequestException("raw preallocation must be off or full, not '" + prealloc + "'");
+        }
+        storage.sync();
+        return open(storage, context.withReadOnly(false));
+    }
+
+    @Override
+    public List<OptionHelp> createOptions() {
+        return List.of(new OptionHelp("preallocation", "off (sparse, default) or full (write zeros)"));
+    }
+}

@@ -1,0 +1,106 @@
+package io.diskmorph.image;
+
+import java.io.IOException;
+import java.util.NoSuchElementException;
+
+/**
+ * Walks the guest address space of a chain the way {@code qemu-img map}
+ * does: each range is answered by the first layer that has it allocated
+ * (data or zeros); unallocated ranges at the end of the chain read as zeros.
+ * Streaming, constant memory; optionally merges adjacent entries with
+ * qemu-img's rule.
+ */
+public final class ChainMap {
+    /** Largest range asked of a driver at once (keeps answers bounded). */
+    private static final long MAX_QUERY = 1L << 30;
+
+    private final DiskImage top;
+    private final boolean merge;
+    private final long end;
+    private long pos;
+    private MapEntry pending;
+
+    public ChainMap(DiskImage top, boolean merge) {
+        this(top, merge, 0, top.virtualSize());
+    }
+
+    public ChainMap(DiskImage top, boolean merge, long start, long end) {
+        this.top = top;
+        this.merge = merge;
+        this.pos = start;
+        this.end = end;
+    }
+
+    public boolean hasNext() {
+        return pending != null || pos < end;
+    }
+
+    public MapEntry next() throws IOException {
+        MapEntry cur = pending != null ? pending : raw();
+        pending = null;
+        if (cur == null) {
+            throw new NoSuchElementException();
+        }
+        while (merge && pos < end) {
+            MapEntry n = raw();
+            if (cur.mergeableWith(n)) {
+                cur = cur.merge(n);
+            } else {
+                pending = n;
+                break;
+            }
+        }
+        return cur;
+    }
+
+    private MapEntry raw() throws IOException {
+        if (pos >= end) {
+            return null;
+        }
+        MapEntry e = entryAt(top, pos, Math.min(end - pos, MAX_QUERY));
+        pos += e.length();
+        return e;
+    }
+
+    /** The entry for the range starting at {@code offset}, at most {@code bytes} long. */
+    public static MapEntry entryAt(DiskImage top, long offset, long bytes) throws IOException {
+        DiskImage layer = top;
+        int depth = 0;
+        while (true) {
+            Mapping m = layer.mapping(offset, bytes);
+            bytes = m.length();
+            switch (m) {
+                case Mapping.Data d -> {
+                    String file = layer.dataStorage().name();
+                    if (layer.mapReportsHostHolesAsZero()) {
+                        long host = d.hostOffset();
+                        long dataAt = host < layer.dataStorage().size() ? layer.dataStorage().nextData(host)
+                                : Long.MAX_VALUE; // past EOF reads as zeros
+                        if (dataAt > host) {
+                            long len = Math.min(bytes, dataAt - host);
+                            return new MapEntry(offset, len, depth, true, true, true, host, file, false);
+                        }
+                        bytes = Math.min(bytes, layer.dataStorage().nextHole(host) - host);
+                    }
+                    return new MapEntry(offset, bytes, depth, true, false, true, d.hostOffset(), file, false);
+                }
+                case Mapping.Zero z -> {
+                    return new MapEntry(offset, bytes, depth, true, true, false, z.hostOffset(),
+                            z.hasHostOffset() ? layer.dataStorage().name() : null, false);
+                }
+                case Mapping.Compressed c -> {
+                    return new MapEntry(offset, bytes, depth, true, false, true, -1, null, true);
+                }
+                case Mapping.Unallocated u -> {
+                    DiskImage b = layer.backing();
+                    if (b == null || offset >= b.virtualSize()) {
+                        return new MapEntry(offset, bytes, depth, false, true, false, -1, null, false);
+                    }
+                    bytes = Math.min(bytes, b.virtualSize() - offset);
+                    layer = b;
+                    depth++;
+                }
+            }
+        }
+    }
+}

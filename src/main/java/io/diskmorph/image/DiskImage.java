@@ -1,0 +1,93 @@
+package io.diskmorph.image;
+
+import io.diskmorph.storage.Storage;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * An open image: one layer of a chain, with its backing image (if any)
+ * opened lazily behind it.
+ *
+ * <p>Contract for drivers:
+ * <ul>
+ * <li>{@link #mapping} answers for this layer only, never reads guest data,
+ *     and returns an extent of 1..maxLength bytes that does not cross the
+ *     virtual size. Adjacent calls may return pieces of what is one run;
+ *     callers merge.</li>
+ * <li>{@link #read} returns what the guest sees (falling through to the
+ *     backing chain, zeros past the backing image's end);
+ *     {@link AbstractDiskImage} implements it from {@link #mapping}.</li>
+ * <li>{@link #write} and {@link #writeZeroes} are guest writes; metadata may be
+ *     cached until {@link #flush}, which makes everything durable in an order
+ *     that never leaves metadata pointing at unwritten data, and never leaves
+ *     a cluster in use with a refcount too low.</li>
+ * <li>{@link #close} flushes (when writable), closes the backing chain and the storage.</li>
+ * </ul>
+ */
+public interface DiskImage extends Closeable {
+
+    ImageFormat format();
+
+    /** The image file itself. */
+    Storage storage();
+
+    /** Where {@link Mapping.Data} host offsets point: the image file, or an external data file. */
+    default Storage dataStorage() {
+        return storage();
+    }
+
+    long virtualSize();
+
+    /** Cluster (or block, grain) size, 0 when the format has none. */
+    long clusterSize();
+
+    boolean isReadOnly();
+
+    /** Describes this layer's guest range starting at {@code guestOffset}. */
+    Mapping mapping(long guestOffset, long maxLength) throws IOException;
+
+    /** Reads guest data at {@code guestOffset} into {@code dst} (its remaining bytes). */
+    void read(ByteBuffer dst, long guestOffset) throws IOException;
+
+    /** Writes guest data; allocates as needed. */
+    void write(ByteBuffer src, long guestOffset) throws IOException;
+
+    /**
+     * Makes a guest range read as zeros, using zero markers where the format
+     * has them (and deallocating when {@code mayUnmap}); otherwise writes zeros.
+     */
+    void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException;
+
+    /** Stored backing file name, or null. */
+    String backingFileName();
+
+    /** Stored backing format, or null. */
+    String backingFormat();
+
+    /** The backing image, opened read-only on first use; null without one (or with --no-backing). */
+    DiskImage backing() throws IOException;
+
+    ImageInfo info() throws IOException;
+
+    /**
+     * QEMU quirk kept for map compatibility: when true, data extents whose
+     * host range is a hole in the data file are reported as reading zeros
+     * (qcow2 with metadata preallocation does this, BDRV_BLOCK_RECURSE).
+     */
+    default boolean mapReportsHostHolesAsZero() throws IOException {
+        return false;
+    }
+
+    /** Consistency check with optional repair; formats without metadata report nothing to check. */
+    default CheckReport check(RepairMode repair) throws IOException {
+        throw new UnsupportedFeatureException("format " + format().name() + " does not support checks");
+    }
+
+    /** Durably writes cached metadata (data first, then refcounts, then tables). */
+    void flush() throws IOException;
+
+    @Override
+    void close() throws IOException;
+}

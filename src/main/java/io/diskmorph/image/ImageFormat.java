@@ -1,0 +1,39 @@
+package io.diskmorph.image;
+
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+
+/**
+ * A format driver (service-loaded, see {@link FormatRegistry}).
+ */
+public interface ImageFormat {
+
+    /** Name as qemu-img spells it ("raw", "qcow2", "qed"). */
+    String name();
+
+    /**
+     * How sure this driver is that the file is its format, 0 (no) to 100
+     * (magic and version match). {@code head} holds the first bytes of the file
+     * (up to 4 KiB, fewer for a short file). Must not throw on any input.
+     */
+    int probe(ByteBuffer head, long fileSize);
+
+    /** Opens an image on {@code storage}; the image owns the storage from here on. */
+    DiskImage open(Storage storage, OpenContext context) throws IOException;
+
+    /**
+     * Creates a new image on an empty {@code storage} and returns it opened for
+     * writing. Unknown options are rejected before anything is written.
+     */
+    DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException;
+
+    /** The -o options {@link #create} accepts, for help texts and validation. */
+    List<OptionHelp> createOptions();
+
+    /** One documented option. */
+    record OptionHelp(String name, String description) {
+    }
+}

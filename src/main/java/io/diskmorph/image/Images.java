@@ -1,0 +1,138 @@
+package io.diskmorph.image;
+
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.LockMode;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Pattern;
+
+/**
+ * Opening image files: locking, the interrupted-conversion guard, probing,
+ * and backing chains resolved like QEMU (relative names against the
+ * directory of the image that names them), with loop and depth limits and
+ * no pseudo-protocols.
+ */
+public final class Images {
+    /** Longest backing chain we follow; deeper chains are refused as hostile. */
+    public static final int MAX_CHAIN_DEPTH = 256;
+    /** Suffix of the sidecar journal an in-place conversion keeps next to the image. */
+    public static final String JOURNAL_SUFFIX = ".dmjournal";
+
+    private static final Pattern PROTOCOL = Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*:");
+
+    private Images() {
+    }
+
+    /** Path of the in-place conversion journal that belongs to {@code image}. */
+    public static Path journalPath(Path image) {
+        Path name = image.getFileName();
+        Path dir = image.toAbsolutePath().getParent();
+        return dir.resolve(name + JOURNAL_SUFFIX);
+    }
+
+    /** Opens {@code path} as the top of a chain. */
+    public static DiskImage open(Path path, OpenOptions options) throws IOException {
+        if (!options.allowInterrupted()) {
+            Path journal = journalPath(path);
+            if (Files.exists(journal)) {
+                throw new InterruptedConversionException(path, journal);
+            }
+        }
+        ChainOpener chain = new ChainOpener(options);
+        return chain.openLayer(path, options.format(), options.readOnly(), options.lock(), 0);
+    }
+
+    /** Opens an image over an existing storage (tests, fuzzing): no locks, no backing files. */
+    public static DiskImage open(Storage storage, String format, boolean readOnly) throws IOException {
+        ImageFormat f = format != null ? FormatRegistry.byName(format) : FormatRegistry.probe(storage);
+        return f.open(storage, new OpenContext(null, readOnly, null, format == null));
+    }
+
+    /**
+     * QEMU's path_combine: a backing name that is absolute (or a protocol)
+     * stays as is; a relative one is taken relative to the directory part of
+     * the image filename as given (not canonicalised).
+     */
+    public static String fullBackingFilename(Path image, String backing) {
+        if (backing == null) {
+            return null;
+        }
+        if (backing.startsWith("/") || image == null || hasProtocol(backing)) {
+            return backing;
+        }
+        String img = image.toString();
+        int slash = img.lastIndexOf('/');
+        return slash < 0 ? backing : img.substring(0, slash + 1) + backing;
+    }
+
+    static boolean hasProtocol(String name) {
+        // QEMU: a colon before the first slash means a protocol prefix
+        int colon = name.indexOf(':');
+        int slash = name.indexOf('/');
+        return colon > 0 && (slash < 0 || colon < slash) && PROTOCOL.matcher(name).find();
+    }
+
+    /** Opens one layer after another, remembering the chain so loops end with an error. */
+    private static final class ChainOpener {
+        private final OpenOptions options;
+        private final List<Path> chain = new ArrayList<>();
+
+        ChainOpener(OpenOptions options) {
+            this.options = options;
+        }
+
+        DiskImage openLayer(Path path, String format, boolean readOnly, LockMode lock, int depth)
+                throws IOException {
+            Path real;
+            try {
+                real = path.toRealPath();
+            } catch (NoSuchFileException e) {
+                throw new NoSuchFileException(path.toString(), null, depth == 0 ? "no such file"
+                        : "backing file not found");
+            }
+            int at = chain.indexOf(real);
+            if (at >= 0) {
+                throw new CorruptImageException("backing chain", -1, "loop: " + path + " is already layer " + at
+                        + " of the chain");
+            }
+            if (depth > MAX_CHAIN_DEPTH) {
+                throw new UnsupportedFeatureException("backing chain deeper than " + MAX_CHAIN_DEPTH + " images at "
+                        + path);
+            }
+            chain.add(real);
+            Storage storage = FileStorage.open(path, readOnly, lock);
+            try {
+                ImageFormat f = format != null ? FormatRegistry.byName(format) : FormatRegistry.probe(storage);
+                OpenContext ctx = new OpenContext(path, readOnly, options.followBacking() ? this::openBacking : null,
+                        format == null);
+                return f.open(storage, ctx);
+            } catch (IOException | RuntimeException e) {
+                storage.close();
+                throw e;
+            }
+        }
+
+        private DiskImage openBacking(OpenContext child, String name, String format) throws IOException {
+            if (name.isEmpty()) {
+                throw new CorruptImageException("backing file name", -1, "empty");
+            }
+            String resolved = name;
+            if (resolved.startsWith("file:")) {
+                resolved = resolved.substring("file:".length());
+            } else if (hasProtocol(resolved)) {
+                throw new UnsupportedFeatureException("backing file '" + name
+                        + "' uses a protocol; diskmorph only follows plain file names");
+            }
+            Path backingPath = Path.of(fullBackingFilename(child.path(), resolved));
+            int depth = chain.size();
+            LockMode lock = options.lock() == LockMode.NONE ? LockMode.NONE : LockMode.SHARED;
+            return openLayer(backingPath, format, true, lock, depth);
+        }
+    }
+}

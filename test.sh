@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs what the tests need (qemu-utils for the
+# qemu-img oracle, e2fsprogs for filesystem content) when it is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+need=()
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
+command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing ${need[*]}; run as root or install them" >&2; exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+jdk=""
+for c in "${JAVA_HOME:-}" /usr/lib/jvm/*25* /usr/lib/jvm/*; do
+  [ -n "$c" ] && [ -x "$c/bin/javac" ] || continue
+  v=$("$c/bin/java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2; exit}' | cut -d. -f1)
+  if [ "${v:-0}" -ge 25 ] 2>/dev/null; then jdk="$c"; break; fi
+done
+[ -n "$jdk" ] || { echo "test.sh: no JDK 25 or newer found" >&2; exit 1; }
+export JAVA_HOME="$jdk"
+
+qemu-img --version | head -1
+exec mvn -B -q -e verify "$@"
