@@ -21,6 +21,9 @@ public final class ImageCompare {
     public record Result(boolean identical, long mismatchOffset, String message) {
     }
 
+    /** qemu-img prints this before the result when the virtual sizes differ (non-strict). */
+    public static final String SIZE_WARNING = "Warning: Image size mismatch!";
+
     public static Result compare(DiskImage a, DiskImage b, boolean strict) throws IOException {
         long sizeA = a.virtualSize();
         long sizeB = b.virtualSize();
@@ -61,11 +64,13 @@ public final class ImageCompare {
             pos += n;
         }
         if (sizeA != sizeB) {
+            // qemu-img warns only once it reaches the longer image's tail
             DiskImage longer = sizeA > sizeB ? a : b;
             long at = firstNonZero(longer, common, longer.virtualSize(), bufA);
             if (at >= 0) {
-                return new Result(false, at, "Content mismatch at offset " + at + "!");
+                return new Result(false, at, SIZE_WARNING + "\nContent mismatch at offset " + at + "!");
             }
+            return new Result(true, -1, SIZE_WARNING + "\nImages are identical.");
         }
         return new Result(true, -1, "Images are identical.");
     }

@@ -1,0 +1,94 @@
+package io.diskmorph.format.raw;
+
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.ExitCodes;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.OpenOptions;
+import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Qemu;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class RawFormatTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void mapAgreesWithQemu() {
+        Path f = dir.resolve("r.raw");
+        Dm.run("create", "-q", "-f", "raw", f, "10M").ok();
+        Qemu.io(f, "raw", "write -P 1 4k 8k", "write -P 2 1M 64k", "write -P 3 9M 4k");
+        assertEquals(Qemu.map(f, "raw"), Dm.map(f, "raw"));
+        assertEquals(Qemu.map(f, "raw"), Dm.map(f, null), "probing picks raw");
+    }
+
+    @Test
+    void infoAgreesWithQemu() {
+        Path f = dir.resolve("r.raw");
+        Dm.run("create", "-q", "-f", "raw", f, "3G").ok();
+        var q = Qemu.img("info", "--output=json", "-f", "raw", f).ok().json();
+        var d = Dm.run("info", "--output=json", f).ok().json();
+        assertEquals(q.get("virtual-size"), d.get("virtual-size"));
+        assertEquals(q.get("format"), d.get("format"));
+        assertEquals(q.get("actual-size"), d.get("actual-size"));
+        assertTrue(Dm.run("info", f).ok().out().contains("virtual size: 3 GiB (3221225472 bytes)"));
+    }
+
+    @Test
+    void writesReadBackThroughQemu() throws Exception {
+        Path f = dir.resolve("w.raw");
+        Dm.run("create", "-q", "-f", "raw", f, "4M").ok();
+        try (DiskImage img = Images.open(f, OpenOptions.forWriting().withFormat("raw"))) {
+            img.write(ByteBuffer.wrap("hello".getBytes()), 1 << 20);
+            img.writeZeroes(0, 4096, true);
+        }
+        Path ref = dir.resolve("ref.raw");
+        Qemu.create(ref, "raw", "4M");
+        Qemu.io(ref, "raw", "write -P 0 0 4k");
+        Files.write(dir.resolve("hello"), "hello".getBytes());
+        assertEquals(1, Qemu.compare(f, ref), "differs before the same write");
+        Qemu.run("dd", "if=" + dir.resolve("hello"), "of=" + ref, "bs=1", "seek=" + (1 << 20), "conv=notrunc").ok();
+        assertEquals(0, Qemu.compare(f, ref));
+        assertEquals(0, Dm.run("compare", f, ref).exitCode());
+    }
+
+    @Test
+    void compareReportsTheFirstDifferingSectorLikeQemu() {
+        Path a = dir.resolve("a.raw");
+        Path b = dir.resolve("b.raw");
+        Dm.run("create", "-q", "-f", "raw", a, "2M").ok();
+        Dm.run("create", "-q", "-f", "raw", b, "3M").ok();
+        assertEquals(0, Dm.run("compare", a, b).exitCode(), "extra zero tail is fine");
+        assertEquals(1, Dm.run("compare", "-s", a, b).exitCode(), "strict: sizes differ");
+        Qemu.io(b, "raw", "write -P 7 1000000 1");
+        Qemu.Result q = Qemu.img("compare", a, b);
+        Dm.Result d = Dm.run("compare", a, b);
+        assertEquals(1, q.exitCode());
+        assertEquals(q.exitCode(), d.exitCode());
+        assertEquals(q.out().strip(), d.out().strip(), "same wording, same offset");
+        Qemu.io(b, "raw", "write -P 7 2500000 1");
+        Qemu.io(b, "raw", "write -P 0 1000000 1");
+        assertEquals(Qemu.img("compare", a, b).out().strip(), Dm.run("compare", a, b).out().strip());
+    }
+
+    @Test
+    void errorsAreOneLineWithDocumentedCodes() {
+        Dm.Result r = Dm.run("info", dir.resolve("missing.img"));
+        assertEquals(ExitCodes.ERROR, r.exitCode());
+        assertTrue(r.oneLineError().contains("missing.img"));
+        r = Dm.run("create", "-f", "nosuch", dir.resolve("x"), "1M");
+        assertEquals(ExitCodes.USAGE, r.exitCode());
+        r = Dm.run("create", "-f", "raw", "-o", "cluster_size=4k", dir.resolve("x"), "1M");
+        assertEquals(ExitCodes.USAGE, r.exitCode());
+        assertTrue(r.oneLineError().contains("cluster_size"));
+        assertFalse(Files.exists(dir.resolve("x")), "a refused create leaves no file");
+        assertEquals(63, Dm.run("check", "-f", "raw", dir.resolve("missing.img")).exitCode() == 1 ? 63 : -1);
+        assertEquals(2, Dm.run("compare", dir.resolve("missing.img"), dir.resolve("x")).exitCode());
+    }
+}

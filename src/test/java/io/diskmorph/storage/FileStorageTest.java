@@ -1,0 +1,118 @@
+package io.diskmorph.storage;
+
+import io.diskmorph.image.ImageInUseException;
+import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Qemu;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class FileStorageTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void sparseQueriesFollowTheFilesHoles() throws IOException {
+        Path f = dir.resolve("sparse");
+        try (FileStorage s = FileStorage.create(f, LockMode.EXCLUSIVE)) {
+            s.truncate(16 << 20);
+            s.write(ByteBuffer.wrap(new byte[4096]).put(0, (byte) 1), 4 << 20);
+            s.sync();
+            assertTrue(NativeFs.AVAILABLE, "java.lang.foreign calls must work on Linux");
+            assertEquals(4 << 20, s.nextData(0));
+            assertEquals((4 << 20) + 4096, s.nextHole(4 << 20));
+            assertEquals(16 << 20, s.nextData((4 << 20) + 4096), "only holes follow");
+            assertEquals(16 << 20, s.nextHole(16 << 20));
+            long allocated = s.allocatedBytes();
+            assertTrue(allocated >= 4096 && allocated < (1 << 20), "allocated " + allocated);
+
+            s.punchHole(4 << 20, 4096);
+            assertEquals(16 << 20, s.nextData(0));
+            assertEquals(0, s.readBytes(4 << 20, 1).get(0));
+            assertEquals(16 << 20, s.size(), "punching keeps the size");
+        }
+    }
+
+    @Test
+    void readsPastTheEndAreZeros() throws IOException {
+        Path f = dir.resolve("short");
+        Files.write(f, new byte[]{1, 2, 3});
+        try (FileStorage s = FileStorage.open(f, true, LockMode.SHARED)) {
+            ByteBuffer b = s.readBytes(1, 8);
+            assertEquals(2, b.get(0));
+            assertEquals(3, b.get(1));
+            assertEquals(0, b.get(2));
+        }
+    }
+
+    @Test
+    void writerLockExcludesReadersAndWriters() throws IOException {
+        Path f = dir.resolve("locked");
+        Files.write(f, new byte[4096]);
+        try (FileStorage w = FileStorage.open(f, false, LockMode.EXCLUSIVE)) {
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, true, LockMode.SHARED));
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, false, LockMode.EXCLUSIVE));
+            // a qemu-img reader (map needs consistent reads) must be refused too
+            Qemu.Result r = Qemu.img("map", "-f", "raw", f);
+            assertNotEquals(0, r.exitCode());
+            assertTrue(r.err().contains("lock"), r.err());
+            // -U ignores locks, like qemu-img -U
+            try (FileStorage u = FileStorage.open(f, true, LockMode.NONE)) {
+                assertEquals(4096, u.size());
+            }
+        }
+        try (FileStorage r1 = FileStorage.open(f, true, LockMode.SHARED);
+             FileStorage r2 = FileStorage.open(f, true, LockMode.SHARED)) {
+            assertEquals(r1.size(), r2.size(), "readers share");
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, false, LockMode.EXCLUSIVE));
+        }
+    }
+
+    @Test
+    void imageServedByQemuNbdIsRefusedAndUnchanged() throws Exception {
+        Path f = dir.resolve("served.qcow2");
+        Qemu.create(f, "qcow2", "16M");
+        byte[] before = Files.readAllBytes(f);
+        Process nbd = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--persistent",
+                "--socket", dir.resolve("nbd.sock").toString(), f.toString()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            waitForLock(f, nbd);
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, true, LockMode.SHARED));
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, false, LockMode.EXCLUSIVE));
+            Dm.Result r = Dm.run("info", f);
+            assertEquals(io.diskmorph.image.ExitCodes.IN_USE, r.exitCode());
+            assertTrue(r.oneLineError().contains("in use"), r.err());
+        } finally {
+            nbd.destroy();
+            nbd.waitFor(10, TimeUnit.SECONDS);
+        }
+        assertArrayEquals(before, Files.readAllBytes(f));
+        try (FileStorage s = FileStorage.open(f, false, LockMode.EXCLUSIVE)) {
+            assertEquals(before.length, s.size(), "lock is free once qemu-nbd exits");
+        }
+    }
+
+    /** qemu-nbd creates its socket only after it has opened (and locked) the image. */
+    private static void waitForLock(Path f, Process holder) throws Exception {
+        Path socket = f.resolveSibling("nbd.sock");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (System.nanoTime() < deadline) {
+            if (!holder.isAlive()) {
+                fail("qemu-nbd exited early: " + Files.readString(f.resolveSibling("nbd.log")));
+            }
+            if (Files.exists(socket)) {
+                return;
+            }
+            Thread.sleep(20);
+        }
+        fail("qemu-nbd never opened the image");
+    }
+}
