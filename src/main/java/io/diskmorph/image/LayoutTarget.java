@@ -1,0 +1,34 @@
+package io.diskmorph.image;
+
+import java.io.IOException;
+
+/**
+ * A format that can be built over existing guest data: implemented by the
+ * {@link ImageFormat}s that can be the target of create-by-layout and of an
+ * in-place conversion.
+ */
+public interface LayoutTarget {
+
+    /**
+     * A builder for a target with these options. {@code spec.options()} are
+     * the user's -o options; a format validates them (rejecting unknown ones)
+     * and fills defaults from {@code defaults} where the user gave none
+     * (an in-place conversion passes the source's cluster size so data can
+     * stay). Throws {@link InvalidRequestException} or
+     * {@link UnsupportedFeatureException} before anything is written.
+     */
+    LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException;
+
+    /**
+     * Whether clusters in the file that no metadata references count as leaks
+     * for this format's checker (QED: yes, so an in-place conversion must not
+     * leave dead space below the end of the file; qcow2: no, refcount-0
+     * clusters are free space).
+     */
+    boolean unreferencedSpaceIsLeak();
+
+    /** Hints from the source of a conversion. */
+    record TargetDefaults(long clusterSize) {
+        public static final TargetDefaults NONE = new TargetDefaults(0);
+    }
+}
