@@ -21,8 +21,10 @@ import java.util.regex.Pattern;
 public final class Images {
     /** Longest backing chain we follow; deeper chains are refused as hostile. */
     public static final int MAX_CHAIN_DEPTH = 256;
-    /** Suffix of the sidecar journal an in-place conversion keeps next to the image. */
+    /** Suffix of the sidecar journal an in-place conversion keeps next to the image while it runs. */
     public static final String JOURNAL_SUFFIX = ".dmjournal";
+    /** Suffix of the rollback record a finished conversion keeps with --keep-rollback. */
+    public static final String ROLLBACK_SUFFIX = ".dmrollback";
 
     private static final Pattern PROTOCOL = Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*:");
 
@@ -46,6 +48,21 @@ public final class Images {
         }
         ChainOpener chain = new ChainOpener(options);
         return chain.openLayer(path, options.format(), options.readOnly(), options.lock(), 0);
+    }
+
+    /**
+     * Backing files for an image that is opened on some other storage (the
+     * in-place converter's views): resolved like QEMU against {@code top}'s
+     * directory, read-only, with loop and depth limits; null when {@code top}
+     * is null or backing files are not to be followed.
+     */
+    public static OpenContext.BackingOpener backingOpener(Path top, OpenOptions options) throws IOException {
+        if (top == null || !options.followBacking()) {
+            return null;
+        }
+        ChainOpener chain = new ChainOpener(options);
+        chain.chain.add(top.toRealPath());
+        return chain::openBacking;
     }
 
     /** Opens an image over an existing storage (tests, fuzzing): no locks, no backing files. */

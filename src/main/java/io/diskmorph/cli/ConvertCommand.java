@@ -1,0 +1,174 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.convert.ConversionFile;
+import io.diskmorph.convert.ConversionPlan;
+import io.diskmorph.convert.InPlaceConverter;
+import io.diskmorph.convert.MoveReason;
+import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.OpenOptions;
+import io.diskmorph.image.Sizes;
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.FileStorageDir;
+import io.diskmorph.storage.LockMode;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "convert", description = {
+        "Convert an image to another format.",
+        "With --in-place the image is converted inside its own file: guest data stays where it is, only new "
+                + "metadata is written, and the header is switched last (crash-safe; see 'recover')."})
+final class ConvertCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "-f", paramLabel = "FMT", description = "Source format (default: probe).")
+    String sourceFormat;
+
+    @Option(names = "-O", paramLabel = "FMT", required = true, description = "Target format.")
+    String targetFormat;
+
+    @Option(names = "-o", paramLabel = "OPTIONS", description = "Target format options k=v[,k=v...].")
+    List<String> options;
+
+    @Option(names = "--in-place", description = "Convert inside the image's own file.")
+    boolean inPlace;
+
+    @Option(names = "--dry-run", description = "With --in-place: print the plan, change nothing.")
+    boolean dryRun;
+
+    @Option(names = "--keep-rollback", description = "With --in-place: keep a record that lets 'rollback' restore "
+            + "the original format exactly, as long as the image is not written.")
+    boolean keepRollback;
+
+    @Option(names = "-p", description = "Show progress.")
+    boolean progress;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Report format.")
+    OutputFormat output;
+
+    @Option(names = "--no-backing", description = "Do not open backing files (their names are still carried over).")
+    boolean noBacking;
+
+    @Parameters(paramLabel = "IMAGE", arity = "1..2", description = "IMAGE (with --in-place), or SRC DST.")
+    List<Path> files;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!inPlace) {
+            throw new InvalidRequestException("copy conversion (SRC DST) is not implemented yet; use --in-place");
+        }
+        if (files.size() != 1) {
+            throw new InvalidRequestException("--in-place takes one IMAGE");
+        }
+        Map<String, String> opts = new LinkedHashMap<>();
+        if (options != null) {
+            for (String o : options) {
+                opts.putAll(FormatOptions.parseList(o));
+            }
+        }
+        Path path = files.get(0);
+        InPlaceConverter.Request req = new InPlaceConverter.Request(sourceFormat, targetFormat, opts, keepRollback);
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        long start = System.nanoTime();
+        try (FileStorage image = FileStorage.open(path, dryRun, dryRun ? LockMode.SHARED : LockMode.EXCLUSIVE)) {
+            ConversionFile file = new ConversionFile(image, FileStorageDir.of(path), path.getFileName().toString(),
+                    path, Images.backingOpener(path, OpenOptions.forReading().withFollowBacking(!noBacking)));
+            ConversionPlan plan;
+            if (dryRun) {
+                plan = InPlaceConverter.plan(file, req);
+            } else {
+                plan = InPlaceConverter.convert(file, req, progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE);
+            }
+            double seconds = (System.nanoTime() - start) / 1e9;
+            if (output == OutputFormat.json) {
+                out.println(Json.pretty(toJson(plan, dryRun, seconds)));
+            } else {
+                human(out, plan, path, dryRun, seconds);
+            }
+        }
+        return 0;
+    }
+
+    static Map<String, Object> toJson(ConversionPlan p, boolean dryRun, double seconds) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("dry-run", dryRun);
+        m.put("source-format", p.sourceFormat);
+        m.put("target-format", p.targetFormat);
+        m.put("virtual-size", p.virtualSize);
+        m.put("cluster-size", p.clusterSize);
+        m.put("original-length", p.originalLength);
+        m.put("final-length", p.finalLength);
+        m.put("kept-bytes", p.keptBytes);
+        m.put("moved-bytes", p.movedBytesTotal());
+        Map<String, Object> why = new LinkedHashMap<>();
+        p.movedBytes.forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
+        m.put("moved-by-reason", why);
+        m.put("zero-clusters", p.zeroClusters);
+        m.put("metadata-bytes", p.metadataBytes);
+        m.put("header-bytes", p.headerBytes);
+        m.put("overwritten-bytes", p.overwrittenBytes);
+        m.put("journal-bytes", p.journalBytes);
+        m.put("extra-space", p.extraSpace);
+        m.put("policy", p.policy);
+        m.put("keep-rollback", p.keepRollback);
+        if (!dryRun) {
+            m.put("seconds", Math.round(seconds * 1000) / 1000.0);
+        }
+        return m;
+    }
+
+    private static void human(PrintWriter out, ConversionPlan p, Path path, boolean dryRun, double seconds) {
+        out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat, p.targetFormat, dryRun ? " (dry run: nothing written)" : "");
+        out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize), p.clusterSize);
+        out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes), p.keptUnits);
+        out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits);
+        for (Map.Entry<MoveReason, Long> e : p.movedBytes.entrySet()) {
+            out.printf("    %-16s %s%n", Sizes.human(e.getValue()), e.getKey().text());
+        }
+        if (p.zeroClusters > 0) {
+            out.printf("  zero clusters:     %d%n", p.zeroClusters);
+        }
+        out.printf("  new metadata:      %s (+ %d header bytes)%n", Sizes.human(p.metadataBytes), p.headerBytes);
+        out.printf("  journal:           %s (original bytes of %s overwritten)%n", Sizes.human(p.journalBytes),
+                Sizes.human(p.overwrittenBytes));
+        out.printf("  file length:       %d -> %d%n", p.originalLength, p.finalLength);
+        out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual size)%n", Sizes.human(p.extraSpace),
+                p.virtualSize > 0 ? 100.0 * p.extraSpace / p.virtualSize : 0.0);
+        if (!dryRun) {
+            out.printf(Locale.ROOT, "  done in %.3f s%s%n", seconds,
+                    p.keepRollback ? "; 'diskmorph rollback " + path + "' restores the original" : "");
+        }
+    }
+
+    /** -p: one line per phase on stderr. */
+    private static final class ProgressLine implements InPlaceConverter.Progress {
+        private final PrintWriter err;
+        private String lastPhase;
+
+        ProgressLine(PrintWriter err) {
+            this.err = err;
+        }
+
+        @Override
+        public void update(String phase, long done, long total) {
+            if (!phase.equals(lastPhase)) {
+                lastPhase = phase;
+                err.println("  [" + phase + "]");
+            }
+        }
+    }
+}

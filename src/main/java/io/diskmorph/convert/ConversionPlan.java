@@ -1,0 +1,49 @@
+package io.diskmorph.convert;
+
+import java.util.EnumMap;
+import java.util.Map;
+
+/**
+ * What an in-place conversion does (or, with --dry-run, would do): the
+ * figures the user sees before committing, and the engine's own settings
+ * for the real run.
+ */
+public final class ConversionPlan {
+    public String sourceFormat;
+    public String targetFormat;
+    public long virtualSize;
+    public long clusterSize;
+    public long originalLength;
+    public long finalLength;
+    /** Guest data bytes that stay at their host offset. */
+    public long keptBytes;
+    public long keptUnits;
+    /** Guest data bytes copied to a new place, by reason. */
+    public final Map<MoveReason, Long> movedBytes = new EnumMap<>(MoveReason.class);
+    public long movedUnits;
+    public long zeroClusters;
+    /** Bytes of target metadata written (tables, refcounts), header zone excluded. */
+    public long metadataBytes;
+    public long headerBytes;
+    /** Bytes of the original file overwritten (all saved in the journal first). */
+    public long overwrittenBytes;
+    public long journalBytes;
+    /** Peak extra disk space: journal plus growth past the original end. */
+    public long extraSpace;
+    /** "first-fit" or "dense" (no unreferenced space allowed in the target). */
+    public String policy;
+    public boolean keepRollback;
+
+    public long movedBytesTotal() {
+        long n = 0;
+        for (long b : movedBytes.values()) {
+            n += b;
+        }
+        return n;
+    }
+
+    void addMoved(MoveReason why, long bytes) {
+        movedBytes.merge(why, bytes, Long::sum);
+        movedUnits++;
+    }
+}

@@ -1,0 +1,522 @@
+package io.diskmorph.convert;
+
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.CreateSpec;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.FormatRegistry;
+import io.diskmorph.image.HostSpace;
+import io.diskmorph.image.ImageException;
+import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.ImageInfo;
+import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.NotEnoughSpaceException;
+import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * In-place conversion: turns the image in a file into another format inside
+ * the same file, keeping guest data where it is.
+ *
+ * <p>Protocol (a rollback journal around a single header switch):
+ * <ol>
+ * <li>Plan, read-only: walk the source in target clusters (keep / move /
+ *     zero / unallocated), run the target's {@link LayoutBuilder} in a dry run
+ *     over a recording {@link HostSpace}: that gives every byte range the
+ *     conversion will write, the header, and the final length.</li>
+ * <li>Journal: save the original bytes of every range inside the original
+ *     file that will be overwritten (plus the tail a shrink would cut, when a
+ *     rollback record is kept), with the original length and the target's
+ *     first header sector; sync it and its directory.</li>
+ * <li>Write: run the builder again for real (deterministic, same placement);
+ *     moving units are copied. The source is read through
+ *     {@link OverlayStorage}, which serves overwritten ranges from the
+ *     journal, so the order of writes never matters. Sync.</li>
+ * <li>Switch: write the first header sector, sync. This is the commit point.</li>
+ * <li>Clean up: set the final length, sync, retire the journal (or keep it
+ *     as the rollback record), sync the directory.</li>
+ * </ol>
+ * A crash anywhere leaves either the untouched source, the finished target,
+ * or a state {@link Recovery#recover} turns into one of them.
+ */
+public final class InPlaceConverter {
+    private static final int SECTOR = 512;
+
+    private InPlaceConverter() {
+    }
+
+    /**
+     * @param sourceFormat forced source format, or null to probe
+     * @param options      target -o options
+     */
+    public record Request(String sourceFormat, String targetFormat, Map<String, String> options,
+                          boolean keepRollback) {
+    }
+
+    /** Phase and progress notifications (the CLI's -p). */
+    public interface Progress {
+        Progress NONE = (phase, done, total) -> {
+        };
+
+        void update(String phase, long done, long total);
+    }
+
+    /** Plans without writing anything. */
+    public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
+        return new Run(file, request, Progress.NONE).plan().plan;
+    }
+
+    /** Plans, journals, converts and commits. Returns the plan that was carried out. */
+    public static ConversionPlan convert(ConversionFile file, Request request, Progress progress) throws IOException {
+        Run run = new Run(file, request, progress).plan();
+        run.execute();
+        return run.plan;
+    }
+
+    /** One conversion: the state shared by its planning and writing passes. */
+    private static final class Run {
+        private final ConversionFile file;
+        private final Request request;
+        private final Progress progress;
+        private final ConversionPlan plan = new ConversionPlan();
+        private ImageFormat sourceFormat;
+        private LayoutTarget target;
+        private CreateSpec spec;
+        private LayoutTarget.TargetDefaults defaults;
+        private boolean hasBacking;
+        private long identityHolesBelow;
+        private long cluster;
+        private long zoneClusters;
+        private ClusterBitmap kept;
+        private long dataEndClusters; // dense policy only
+        private boolean dense;
+        private final ByteRanges writes = new ByteRanges();
+        private byte[] header;
+        private long units;
+
+        Run(ConversionFile file, Request request, Progress progress) {
+            this.file = file;
+            this.request = request;
+            this.progress = progress;
+        }
+
+        Run plan() throws IOException {
+            Storage image = file.image();
+            plan.originalLength = image.size();
+            sourceFormat = request.sourceFormat() != null ? FormatRegistry.byName(request.sourceFormat())
+                    : FormatRegistry.probe(image);
+            ImageFormat tf = FormatRegistry.byName(request.targetFormat());
+            if (!(tf instanceof LayoutTarget lt)) {
+                throw new UnsupportedFeatureException("in-place conversion to " + tf.name() + " is not supported");
+            }
+            target = lt;
+            plan.sourceFormat = sourceFormat.name();
+            plan.targetFormat = tf.name();
+            plan.keepRollback = request.keepRollback();
+            if (file.dir().exists(file.journalName())) {
+                throw new ImageException(file.name() + " has an interrupted in-place conversion; run 'diskmorph recover' first");
+            }
+            try (DiskImage source = openSource(new ReadOnlyView(image))) {
+                checkSource(source);
+                plan.virtualSize = source.virtualSize();
+                hasBacking = source.backingFileName() != null;
+                spec = new CreateSpec(source.virtualSize(), request.options(), source.backingFileName(),
+                        source.backingFormat());
+                defaults = new LayoutTarget.TargetDefaults(source.clusterSize());
+                LayoutBuilder rulesBuilder = target.layoutBuilder(spec, defaults, new RecordingSpace(
+                        new Allocators.FirstFit(new ClusterBitmap(), 1 << 16, 1)));
+                cluster = rulesBuilder.clusterSize();
+                zoneClusters = Math.ceilDiv(rulesBuilder.headerZone(), cluster);
+                plan.clusterSize = cluster;
+                dense = target.unreferencedSpaceIsLeak();
+                plan.policy = dense ? "dense" : "first-fit";
+                identityHolesBelow = dense && plan.sourceFormat.equals("raw") ? lastDataEnd(image) : 0;
+                progress.update("survey", 0, source.virtualSize());
+                survey(source, rulesBuilder);
+                progress.update("plan", 0, source.virtualSize());
+                dryRun(source);
+            }
+            finishPlan();
+            return this;
+        }
+
+        private DiskImage openSource(Storage view) throws IOException {
+            return sourceFormat.open(view, new OpenContext(file.path(), true, file.backing(), false));
+        }
+
+        /** Refuses what the target cannot hold or what would not be safe to convert. */
+        private void checkSource(DiskImage source) throws IOException {
+            ImageInfo info = source.info();
+            if (info.encrypted()) {
+                throw new UnsupportedFeatureException("encrypted images cannot be converted in place");
+            }
+            if (!info.snapshots().isEmpty()) {
+                throw new UnsupportedFeatureException("image has " + info.snapshots().size()
+                        + " internal snapshot(s); in-place conversion cannot carry them yet (delete them with "
+                        + "'qemu-img snapshot -d' or use a copy conversion)");
+            }
+            if (info.dirty()) {
+                throw new UnsupportedFeatureException("image is marked dirty (not cleanly closed); run "
+                        + "'diskmorph check -r all' first");
+            }
+            if (source.dataStorage() != source.storage()) {
+                throw new UnsupportedFeatureException("images with an external data file cannot be converted in place");
+            }
+        }
+
+        /** End of the last data byte of a raw file (its holes below this stay as sparse data). */
+        private static long lastDataEnd(Storage raw) throws IOException {
+            long end = 0;
+            long size = raw.size();
+            for (long pos = raw.nextData(0); pos < size; pos = raw.nextData(end)) {
+                end = raw.nextHole(pos);
+            }
+            return end;
+        }
+
+        private UnitWalker.Rules rules(LayoutBuilder b) {
+            return new UnitWalker.Rules() {
+                @Override
+                public long clusterSize() {
+                    return b.clusterSize();
+                }
+
+                @Override
+                public long headerZone() {
+                    return b.headerZone();
+                }
+
+                @Override
+                public boolean canKeepDataAt(long hostOffset) {
+                    return b.canKeepDataAt(hostOffset);
+                }
+
+                @Override
+                public boolean supportsZeroClusters() {
+                    return b.supportsZeroClusters();
+                }
+            };
+        }
+
+        /** First walk: which clusters stay, how much moves, and whether any host cluster is used twice. */
+        private void survey(DiskImage source, LayoutBuilder rulesBuilder) throws IOException {
+            kept = new ClusterBitmap();
+            UnitWalker w = new UnitWalker(source, rules(rulesBuilder), hasBacking, identityHolesBelow);
+            long moves = 0;
+            while (w.next()) {
+                units++;
+                if (w.kind == UnitWalker.Kind.KEEP) {
+                    if (!kept.set(w.host / cluster)) {
+                        throw new CorruptImageException(plan.sourceFormat + " mapping", w.host,
+                                "host cluster is used by two guest clusters");
+                    }
+                } else if (w.kind == UnitWalker.Kind.MOVE) {
+                    moves++;
+                }
+            }
+            dataEndClusters = zoneClusters + kept.count() + moves;
+        }
+
+        private Allocators.Allocator newAllocator() {
+            return dense ? new Allocators.Dense(kept, cluster, zoneClusters, dataEndClusters)
+                    : new Allocators.FirstFit(kept.copy(), cluster, zoneClusters);
+        }
+
+        /** Second walk: the builder over a recording space; gives every write and the header. */
+        private void dryRun(DiskImage source) throws IOException {
+            Allocators.Allocator alloc = newAllocator();
+            RecordingSpace space = new RecordingSpace(alloc);
+            LayoutBuilder b = target.layoutBuilder(spec, defaults, space);
+            walk(source, b, alloc, null, true);
+            header = b.finish();
+            checkHeader(b);
+            plan.metadataBytes = space.bytes;
+            plan.headerBytes = header.length;
+            writes.add(0, header.length);
+            long end = Math.max(alloc.highWater(), header.length);
+            long required = b.requiredFileLength();
+            if (dense) {
+                plan.finalLength = Math.max(Math.max(end, dataEndClusters * cluster), required);
+            } else {
+                plan.finalLength = Math.max(Math.max(plan.originalLength, end), required);
+            }
+        }
+
+        private void checkHeader(LayoutBuilder b) throws ImageException {
+            if (header.length == 0) {
+                throw new IllegalStateException("target builder returned no header");
+            }
+            if (header.length > b.headerZone()) {
+                throw new IllegalStateException("target header is larger than its zone");
+            }
+        }
+
+        /**
+         * Feeds the builder in guest order. Moving and relocated units get a
+         * cluster from the allocator; when {@code mover} is set their data is
+         * copied there.
+         */
+        private void walk(DiskImage source, LayoutBuilder b, Allocators.Allocator alloc, Mover mover,
+                          boolean count) throws IOException {
+            UnitWalker w = new UnitWalker(source, rules(b), hasBacking, identityHolesBelow);
+            long relocateFrom = alloc instanceof Allocators.Dense d ? d.relocateFrom() : Long.MAX_VALUE;
+            long done = 0;
+            while (w.next()) {
+                switch (w.kind) {
+                    case SKIP -> {
+                    }
+                    case ZERO -> {
+                        b.addZero(w.guestOffset);
+                        if (count) {
+                            plan.zeroClusters++;
+                        }
+                    }
+                    case KEEP -> {
+                        if (w.host / cluster >= relocateFrom) {
+                            long dest = alloc.allocateUnit();
+                            moveUnit(mover, source, w, dest);
+                            if (count) {
+                                plan.addMoved(MoveReason.COMPACTED, w.length);
+                            }
+                            b.addData(w.guestOffset, dest);
+                        } else {
+                            if (count) {
+                                plan.keptUnits++;
+                                plan.keptBytes += w.length;
+                            }
+                            b.addData(w.guestOffset, w.host);
+                        }
+                    }
+                    case MOVE -> {
+                        long dest = alloc.allocateUnit();
+                        moveUnit(mover, source, w, dest);
+                        if (count) {
+                            plan.addMoved(w.reason, w.length);
+                        }
+                        b.addData(w.guestOffset, dest);
+                    }
+                }
+                if (++done % 4096 == 0) {
+                    progress.update(mover == null ? "plan" : "write", w.guestOffset, plan.virtualSize);
+                }
+            }
+        }
+
+        /** Dry run (no mover): record the destination as written; real run: copy the data. */
+        private void moveUnit(Mover mover, DiskImage source, UnitWalker w, long dest) throws IOException {
+            if (mover == null) {
+                writes.add(dest, dest + cluster);
+            } else {
+                mover.copy(source, w.guestOffset, w.length, dest);
+            }
+        }
+
+        private void finishPlan() {
+            if (request.keepRollback() && plan.finalLength < plan.originalLength) {
+                // the rollback record must give back the tail the final truncate cuts
+                writes.add(plan.finalLength, plan.originalLength);
+            }
+            List<long[]> save = writes.clippedTo(plan.originalLength);
+            plan.overwrittenBytes = writes.totalBytes(plan.originalLength);
+            plan.journalBytes = Journal.fileSize(save, plan.sourceFormat, plan.targetFormat);
+            long growth = 0;
+            for (long[] r : writes.clippedTo(Long.MAX_VALUE)) {
+                growth = Math.max(growth, r[1] - plan.originalLength);
+            }
+            growth = Math.max(growth, plan.finalLength - plan.originalLength);
+            plan.extraSpace = plan.journalBytes + Math.max(0, growth);
+        }
+
+        void execute() throws IOException {
+            Storage image = file.image();
+            long available = file.dir().usableSpace();
+            if (available < plan.extraSpace) {
+                throw new NotEnoughSpaceException("the in-place conversion (journal and new metadata)",
+                        plan.extraSpace, available);
+            }
+            byte[] firstSector = Arrays.copyOf(header, SECTOR);
+            byte[] current = new byte[SECTOR];
+            image.readBytes(0, SECTOR).get(current);
+            if (Arrays.equals(firstSector, current)) {
+                throw new UnsupportedFeatureException("the target header equals the current one; nothing to convert");
+            }
+            file.dir().delete(file.rollbackName()); // an older rollback record no longer matches the file
+            List<long[]> save = writes.clippedTo(plan.originalLength);
+            progress.update("journal", 0, plan.journalBytes);
+            Journal journal;
+            try (Storage js = file.dir().create(file.journalName())) {
+                journal = Journal.write(js, image, plan.originalLength, plan.finalLength, plan.sourceFormat,
+                        plan.targetFormat, firstSector, save, request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
+            }
+            file.dir().sync();
+
+            // From here on the image changes; every write below the original end is in the journal.
+            try (Storage js = file.dir().open(file.journalName(), true);
+                 DiskImage source = openSource(new OverlayStorage(image, js, journal.ranges, plan.originalLength))) {
+                Allocators.Allocator alloc = newAllocator();
+                LayoutBuilder b = target.layoutBuilder(spec, defaults, new WritingSpace(alloc, image));
+                walk(source, b, alloc, new Mover(image, cluster), false);
+                byte[] realHeader = b.finish();
+                if (!Arrays.equals(realHeader, header)) {
+                    throw new IllegalStateException("target builder is not deterministic (header differs from the plan)");
+                }
+                if (header.length > SECTOR) {
+                    checkedWrite(image, ByteBuffer.wrap(header, SECTOR, header.length - SECTOR), SECTOR);
+                }
+                progress.update("sync", 0, 1);
+                image.sync();
+                // the switch: one sector, then durable
+                progress.update("switch", 0, 1);
+                image.write(ByteBuffer.wrap(firstSector), 0);
+                image.sync();
+            }
+            Recovery.finishCommitted(file, journal);
+            progress.update("done", 1, 1);
+        }
+
+        private void checkedWrite(Storage image, ByteBuffer data, long offset) throws IOException {
+            long end = offset + data.remaining();
+            long below = Math.min(end, plan.originalLength);
+            if (offset < below && !writes.covers(offset, below)) {
+                throw new IllegalStateException(String.format(
+                        "write at 0x%x+0x%x is outside the journaled ranges", offset, data.remaining()));
+            }
+            image.write(data, offset);
+        }
+
+        /** Records builder writes in the dry run. */
+        private final class RecordingSpace implements HostSpace {
+            private final Allocators.Allocator alloc;
+            long bytes;
+
+            RecordingSpace(Allocators.Allocator alloc) {
+                this.alloc = alloc;
+            }
+
+            @Override
+            public long allocate(long length, long alignment) throws IOException {
+                return alloc.allocate(length, alignment);
+            }
+
+            @Override
+            public void write(long hostOffset, ByteBuffer data) {
+                writes.add(hostOffset, hostOffset + data.remaining());
+                bytes += data.remaining();
+            }
+        }
+
+        /** The real run's space: same allocator, writes checked against the journal. */
+        private final class WritingSpace implements HostSpace {
+            private final Allocators.Allocator alloc;
+            private final Storage image;
+
+            WritingSpace(Allocators.Allocator alloc, Storage image) {
+                this.alloc = alloc;
+                this.image = image;
+            }
+
+            @Override
+            public long allocate(long length, long alignment) throws IOException {
+                return alloc.allocate(length, alignment);
+            }
+
+            @Override
+            public void write(long hostOffset, ByteBuffer data) throws IOException {
+                checkedWrite(image, data, hostOffset);
+            }
+        }
+
+        /** Copies a unit's guest data (read through the source chain) to its new cluster. */
+        private final class Mover {
+            private final Storage image;
+            private final ByteBuffer buf;
+
+            Mover(Storage image, long cluster) {
+                this.image = image;
+                this.buf = ByteBuffer.allocate(Math.toIntExact(cluster));
+            }
+
+            void copy(DiskImage source, long guestOffset, long length, long dest) throws IOException {
+                buf.clear().limit((int) length);
+                source.read(buf, guestOffset);
+                java.util.Arrays.fill(buf.array(), (int) length, buf.capacity(), (byte) 0);
+                buf.clear();
+                checkedWrite(image, buf, dest);
+            }
+        }
+    }
+
+    /** A read-only, non-owning view so opening the source never closes or writes the image. */
+    static final class ReadOnlyView implements Storage {
+        private final Storage s;
+
+        ReadOnlyView(Storage s) {
+            this.s = s;
+        }
+
+        @Override
+        public void read(ByteBuffer dst, long position) throws IOException {
+            s.read(dst, position);
+        }
+
+        @Override
+        public void write(ByteBuffer src, long position) throws IOException {
+            throw new IOException("read-only view");
+        }
+
+        @Override
+        public void sync() {
+        }
+
+        @Override
+        public long size() throws IOException {
+            return s.size();
+        }
+
+        @Override
+        public void truncate(long size) throws IOException {
+            throw new IOException("read-only view");
+        }
+
+        @Override
+        public long nextData(long from) throws IOException {
+            return s.nextData(from);
+        }
+
+        @Override
+        public long nextHole(long from) throws IOException {
+            return s.nextHole(from);
+        }
+
+        @Override
+        public void punchHole(long offset, long length) throws IOException {
+            throw new IOException("read-only view");
+        }
+
+        @Override
+        public long allocatedBytes() throws IOException {
+            return s.allocatedBytes();
+        }
+
+        @Override
+        public boolean isReadOnly() {
+            return true;
+        }
+
+        @Override
+        public String name() {
+            return s.name();
+        }
+
+        @Override
+        public void close() {
+        }
+    }
+}

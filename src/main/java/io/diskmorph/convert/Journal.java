@@ -1,0 +1,300 @@
+package io.diskmorph.convert;
+
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.zip.CRC32C;
+
+/**
+ * The rollback journal of an in-place conversion (a sidecar file next to the
+ * image, like SQLite's "-journal"). It holds the original bytes of every
+ * range of the original file that the conversion overwrites, the original
+ * length, and the first sector of the target header (written last: the
+ * commit point). Written and synced before the image is touched; immutable
+ * afterwards except for the state sector.
+ *
+ * <pre>
+ * sector 0   state:  "DMJSTATE" u32 version u32 mode u32 flags u64 committedLength
+ *                    u64 committedMtimeNanos u32 crc32c(previous bytes)
+ * sector 1.. body:   "DMJBODY1" u64 bodyLength u64 originalLength u64 finalLength
+ *                    str sourceFormat str targetFormat
+ *                    512 bytes targetHeaderSector
+ *                    u32 rangeCount, rangeCount x (u64 offset u64 length u64 dataOffset)
+ *                    ... saved bytes (each range at dataOffset, 512-aligned) ...
+ *                    u32 crc32c(body without this field)
+ * </pre>
+ * All integers little endian. A body that fails its checksum means the
+ * journal was torn while being written, so the image was not touched yet.
+ */
+final class Journal {
+    static final int SECTOR = 512;
+    private static final byte[] STATE_MAGIC = "DMJSTATE".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] BODY_MAGIC = "DMJBODY1".getBytes(StandardCharsets.US_ASCII);
+    private static final int VERSION = 1;
+    private static final int MAX_STRING = 64;
+    /** Bound on ranges read from a journal file (hostile or damaged input). */
+    private static final int MAX_RANGES = 1 << 24;
+
+    static final int MODE_CONVERT = 1;
+    static final int MODE_ROLLBACK = 2;
+    static final int FLAG_KEEP_ROLLBACK = 1;
+
+    /** One saved range: original bytes of [offset, offset+length) are at dataOffset in the journal. */
+    record Range(long offset, long length, long dataOffset) {
+        long end() {
+            return offset + length;
+        }
+    }
+
+    /** The mutable state sector. */
+    record State(int mode, int flags, long committedLength, long committedMtimeNanos) {
+        boolean keepRollback() {
+            return (flags & FLAG_KEEP_ROLLBACK) != 0;
+        }
+    }
+
+    final long originalLength;
+    final long finalLength;
+    final String sourceFormat;
+    final String targetFormat;
+    final byte[] targetHeaderSector;
+    final List<Range> ranges;
+
+    Journal(long originalLength, long finalLength, String sourceFormat, String targetFormat,
+            byte[] targetHeaderSector, List<Range> ranges) {
+        this.originalLength = originalLength;
+        this.finalLength = finalLength;
+        this.sourceFormat = sourceFormat;
+        this.targetFormat = targetFormat;
+        this.targetHeaderSector = Arrays.copyOf(targetHeaderSector, SECTOR);
+        this.ranges = List.copyOf(ranges);
+    }
+
+    long savedBytes() {
+        long n = 0;
+        for (Range r : ranges) {
+            n += r.length;
+        }
+        return n;
+    }
+
+    /** Size of the journal file for these ranges, before writing it. */
+    static long fileSize(List<long[]> ranges, String sourceFormat, String targetFormat) {
+        long header = bodyHeaderSize(ranges.size(), sourceFormat, targetFormat);
+        long pos = SECTOR + roundUp(header);
+        for (long[] r : ranges) {
+            pos += roundUp(r[1] - r[0]);
+        }
+        return pos + SECTOR;
+    }
+
+    private static long bodyHeaderSize(int rangeCount, String src, String tgt) {
+        return 8 + 8 + 8 + 8 + 4 + src.getBytes(StandardCharsets.UTF_8).length + 4
+                + tgt.getBytes(StandardCharsets.UTF_8).length + SECTOR + 4 + 24L * rangeCount;
+    }
+
+    private static long roundUp(long n) {
+        return (n + SECTOR - 1) / SECTOR * SECTOR;
+    }
+
+    /**
+     * Writes a complete journal: state sector, body with the original bytes of
+     * {@code saveRanges} read from {@code image}, checksum; then syncs it.
+     */
+    static Journal write(Storage journal, Storage image, long originalLength, long finalLength, String sourceFormat,
+                         String targetFormat, byte[] targetHeaderSector, List<long[]> saveRanges, int flags)
+            throws IOException {
+        long headerSize = bodyHeaderSize(saveRanges.size(), sourceFormat, targetFormat);
+        long dataStart = SECTOR + roundUp(headerSize);
+        List<Range> ranges = new ArrayList<>(saveRanges.size());
+        long pos = dataStart;
+        for (long[] r : saveRanges) {
+            ranges.add(new Range(r[0], r[1] - r[0], pos));
+            pos += roundUp(r[1] - r[0]);
+        }
+        long crcAt = pos;
+        long bodyLength = crcAt + 4 - SECTOR;
+        CRC32C crc = new CRC32C();
+
+        ByteBuffer h = ByteBuffer.allocate(Math.toIntExact(roundUp(headerSize))).order(ByteOrder.LITTLE_ENDIAN);
+        h.put(BODY_MAGIC).putLong(bodyLength).putLong(originalLength).putLong(finalLength);
+        putString(h, sourceFormat);
+        putString(h, targetFormat);
+        h.put(Arrays.copyOf(targetHeaderSector, SECTOR));
+        h.putInt(ranges.size());
+        for (Range r : ranges) {
+            h.putLong(r.offset).putLong(r.length).putLong(r.dataOffset);
+        }
+        h.position(0);
+        crc.update(h.duplicate());
+        journal.write(h, SECTOR);
+
+        ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+        for (Range r : ranges) {
+            long done = 0;
+            long padded = roundUp(r.length);
+            while (done < padded) {
+                int n = (int) Math.min(buf.capacity(), padded - done);
+                buf.clear().limit(n);
+                int real = (int) Math.max(0, Math.min(n, r.length - done));
+                image.read(buf.slice(0, real), r.offset + done);
+                Arrays.fill(buf.array(), real, n, (byte) 0);
+                buf.position(0).limit(n);
+                crc.update(buf.duplicate());
+                journal.write(buf, r.dataOffset + done);
+                done += n;
+            }
+        }
+        ByteBuffer tail = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(0, (int) crc.getValue());
+        journal.write(tail, crcAt);
+        writeState(journal, new State(MODE_CONVERT, flags, 0, 0), false);
+        journal.sync();
+        return new Journal(originalLength, finalLength, sourceFormat, targetFormat, targetHeaderSector, ranges);
+    }
+
+    private static void putString(ByteBuffer b, String s) {
+        byte[] bytes = s.getBytes(StandardCharsets.UTF_8);
+        b.putInt(bytes.length).put(bytes);
+    }
+
+    /** Rewrites the state sector (one 512-byte write), optionally syncing. */
+    static void writeState(Storage journal, State s, boolean sync) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(SECTOR).order(ByteOrder.LITTLE_ENDIAN);
+        b.put(STATE_MAGIC).putInt(VERSION).putInt(s.mode).putInt(s.flags).putLong(s.committedLength)
+                .putLong(s.committedMtimeNanos);
+        CRC32C crc = new CRC32C();
+        crc.update(b.array(), 0, b.position());
+        b.putInt((int) crc.getValue());
+        b.clear();
+        journal.write(b, 0);
+        if (sync) {
+            journal.sync();
+        }
+    }
+
+    /** Reads the state sector; null when it is torn or missing. */
+    static State readState(Storage journal) throws IOException {
+        if (journal.size() < SECTOR) {
+            return null;
+        }
+        ByteBuffer b = journal.readBytes(0, SECTOR).order(ByteOrder.LITTLE_ENDIAN);
+        byte[] magic = new byte[8];
+        b.get(magic);
+        if (!Arrays.equals(magic, STATE_MAGIC) || b.getInt() != VERSION) {
+            return null;
+        }
+        int mode = b.getInt();
+        int flags = b.getInt();
+        long len = b.getLong();
+        long mtime = b.getLong();
+        CRC32C crc = new CRC32C();
+        crc.update(b.array(), 0, b.position());
+        if (b.getInt() != (int) crc.getValue() || (mode != MODE_CONVERT && mode != MODE_ROLLBACK)) {
+            return null;
+        }
+        return new State(mode, flags, len, mtime);
+    }
+
+    /**
+     * Reads and verifies the body. Returns null when the journal is torn
+     * (incomplete or failing its checksum): then the image was never touched.
+     */
+    static Journal read(Storage journal) throws IOException {
+        long size = journal.size();
+        if (size < 2L * SECTOR) {
+            return null;
+        }
+        ByteBuffer first = journal.readBytes(SECTOR, (int) Math.min(size - SECTOR, 1 << 16))
+                .order(ByteOrder.LITTLE_ENDIAN);
+        byte[] magic = new byte[8];
+        first.get(magic);
+        if (!Arrays.equals(magic, BODY_MAGIC)) {
+            return null;
+        }
+        long bodyLength = first.getLong();
+        if (bodyLength < 8 || bodyLength > size - SECTOR) {
+            return null;
+        }
+        // checksum the whole body before trusting any field in it
+        CRC32C crc = new CRC32C();
+        ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+        long end = SECTOR + bodyLength - 4;
+        for (long pos = SECTOR; pos < end; ) {
+            int n = (int) Math.min(buf.capacity(), end - pos);
+            buf.clear().limit(n);
+            journal.read(buf, pos);
+            buf.flip();
+            crc.update(buf);
+            pos += n;
+        }
+        int stored = journal.readBytes(end, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+        if (stored != (int) crc.getValue()) {
+            return null;
+        }
+        try {
+            long originalLength = first.getLong();
+            long finalLength = first.getLong();
+            String src = getString(first);
+            String tgt = getString(first);
+            byte[] header = new byte[SECTOR];
+            first.get(header);
+            int count = first.getInt();
+            if (count < 0 || count > MAX_RANGES) {
+                throw new CorruptImageException("conversion journal", SECTOR, "range count " + count);
+            }
+            List<Range> ranges = new ArrayList<>(count);
+            ByteBuffer table = journal.readBytes(SECTOR + first.position(), Math.multiplyExact(count, 24))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < count; i++) {
+                Range r = new Range(table.getLong(), table.getLong(), table.getLong());
+                if (r.offset < 0 || r.length <= 0 || r.dataOffset < SECTOR
+                        || Math.addExact(r.dataOffset, r.length) > end || Math.addExact(r.offset, r.length) > originalLength) {
+                    throw new CorruptImageException("conversion journal", SECTOR, "range " + i + " out of bounds");
+                }
+                ranges.add(r);
+            }
+            return new Journal(originalLength, finalLength, src, tgt, header, ranges);
+        } catch (java.nio.BufferUnderflowException | ArithmeticException e) {
+            throw new CorruptImageException("conversion journal", SECTOR, "truncated header");
+        }
+    }
+
+    private static String getString(ByteBuffer b) throws CorruptImageException {
+        int n = b.getInt();
+        if (n < 0 || n > MAX_STRING) {
+            throw new CorruptImageException("conversion journal", SECTOR, "bad format name length " + n);
+        }
+        byte[] s = new byte[n];
+        b.get(s);
+        return new String(s, StandardCharsets.UTF_8);
+    }
+
+    /** Copies every saved range back into the image (does not sync). */
+    void restore(Storage journal, Storage image) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+        for (Range r : ranges) {
+            for (long done = 0; done < r.length; ) {
+                int n = (int) Math.min(buf.capacity(), r.length - done);
+                buf.clear().limit(n);
+                journal.read(buf, r.dataOffset + done);
+                buf.flip();
+                image.write(buf, r.offset + done);
+                done += n;
+            }
+        }
+    }
+
+    /** True when the image's first sector is the target header: the switch happened. */
+    boolean committed(Storage image) throws IOException {
+        byte[] now = new byte[SECTOR];
+        image.readBytes(0, SECTOR).get(now);
+        return Arrays.equals(now, targetHeaderSector);
+    }
+}

@@ -1,0 +1,38 @@
+package io.diskmorph.storage;
+
+import java.io.IOException;
+
+/**
+ * The directory an image lives in, for its sidecar files (the in-place
+ * conversion journal). Creating, renaming or removing a file is durable only
+ * after {@link #sync()}: a crash can otherwise lose the directory entry even
+ * when the file's content was synced.
+ */
+public interface StorageDir {
+
+    boolean exists(String name) throws IOException;
+
+    /** Creates (or truncates) a file for writing. */
+    Storage create(String name) throws IOException;
+
+    Storage open(String name, boolean readOnly) throws IOException;
+
+    /** Removes a file; no error when it does not exist. */
+    void delete(String name) throws IOException;
+
+    /** Atomically renames, replacing {@code to} if it exists. */
+    void rename(String from, String to) throws IOException;
+
+    /** Makes entry changes (create, delete, rename) durable: fsync of the directory. */
+    void sync() throws IOException;
+
+    /**
+     * A stamp that changes whenever the file's content changes (modification
+     * time in nanoseconds for real files), used to tell whether an image was
+     * written since a conversion.
+     */
+    long changeStamp(String name) throws IOException;
+
+    /** Free bytes available to this process on the directory's file system. */
+    long usableSpace() throws IOException;
+}
