@@ -57,6 +57,13 @@ class QedReadTest {
         assertEquals(0, Dm.run("compare", f, raw).exitCode());
         assertEquals(Qemu.img("info", "--output=json", f).ok().json(), Dm.run("info", "--output=json", f).ok().json());
         assertSameCheck(f);
+        // one differing byte where the image reads zeros: same verdict and wording as qemu-img compare
+        Qemu.io(raw, "raw", "write -P 0x99 " + (4 * c + 4096) + " 1");
+        Qemu.Result q = Qemu.img("compare", f, raw);
+        Dm.Result d = Dm.run("compare", f, raw);
+        assertEquals(1, q.exitCode());
+        assertEquals(q.exitCode(), d.exitCode());
+        assertEquals(q.out().strip(), d.out().strip());
     }
 
     @Test

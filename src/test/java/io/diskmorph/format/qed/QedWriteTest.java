@@ -44,7 +44,7 @@ class QedWriteTest {
      */
     @ParameterizedTest(name = "cluster_size={0} table_size={1} backing={2} seed={3}")
     @CsvSource({"4096,2,none,1", "4096,4,raw,2", "4096,16,qed,3", "65536,2,none,4", "65536,4,raw,5",
-            "65536,16,qed,6", "65536,4,none,7", "4096,2,raw,8"})
+            "65536,16,qed,6", "65536,4,none,7", "4096,2,raw,8", "1048576,2,raw,9", "1048576,16,none,10"})
     void randomWritesMatchARawMirror(long c, long t, String backing, long seed) throws Exception {
         long size = (c == 4096 ? 9L << 20 : 40L << 20) + 1536;
         Path f = dir.resolve("w.qed");
