@@ -46,6 +46,14 @@ final class QedImage extends AbstractDiskImage {
     private boolean needCheckSetByUs;
     /** Open-time duties of a writer (need-check repair, autoclear reset) are done. */
     private boolean prepared;
+    /**
+     * Where the last data run answered by {@link #mapping} was cut short by
+     * the caller's length: a query there continues a run whose first cluster
+     * was validated ({@code continuedL2 < 0}: none).
+     */
+    private long continuedL2 = -1;
+    private long continuedIndex;
+    private long continuedHost;
 
     private QedImage(QedFormat format, Storage storage, OpenContext context, QedHeader header, long fileLength) {
         super(storage, context);
@@ -109,8 +117,11 @@ final class QedImage extends AbstractDiskImage {
     /**
      * qemu's qed_find_cluster: the answer stops at the L2 boundary and covers
      * a run of entries of one kind (unallocated, zero, or host-contiguous
-     * data). As in qemu, only the first data cluster of a run is validated, so
-     * {@code map} reports the same extents qemu-img map does.
+     * data). As in qemu, only the first data cluster of a run is validated
+     * (later ones may lie past the end of the file and read as zeros), so
+     * {@code map} reports the same extents qemu-img map does. qemu-img map
+     * asks for the rest of the disk at once; a caller asking in pieces
+     * (ChainMap uses 1 GiB) continues a run without revalidating it.
      */
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
@@ -143,14 +154,21 @@ final class QedImage extends AbstractDiskImage {
             }
         }
         len = Math.min(len, n * c - inCluster);
+        boolean continued = l2 == continuedL2 && index == continuedIndex && first == continuedHost;
+        continuedL2 = -1;
         if (first == UNALLOCATED) {
             return new Mapping.Unallocated(len);
         }
         if (first == ZERO_CLUSTER) {
             return new Mapping.Zero(len);
         }
-        if (!header.isClusterOffsetValid(first, fileEnd)) {
+        if (!continued && !header.isClusterOffsetValid(first, fileEnd)) {
             throw badCluster(l2, index, first);
+        }
+        if (n == wanted && (inCluster + len) % c == 0) {
+            continuedL2 = l2;
+            continuedIndex = index + n;
+            continuedHost = first + n * c;
         }
         return new Mapping.Data(len, first + inCluster);
     }
@@ -482,6 +500,7 @@ final class QedImage extends AbstractDiskImage {
         CheckReport result = first;
         if (first.corruptionsFixed > 0) {
             tables.clear();
+            continuedL2 = -1;
             result = QedChecker.run(storage, header, false);
             result.corruptionsFixed = first.corruptionsFixed;
             result.messages.clear();

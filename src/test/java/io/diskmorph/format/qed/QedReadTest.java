@@ -11,8 +11,11 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -152,6 +155,29 @@ class QedReadTest {
         Dm.Result r = Dm.run("map", "--output=json", f);
         assertNotEquals(0, r.exitCode());
         assertTrue(r.oneLineError().contains("QED L2 table"), r.err());
+    }
+
+    /**
+     * A host-contiguous run longer than 1 GiB whose first cluster is valid and
+     * the rest past the end of the file: qemu-img map asks for the whole rest
+     * of the disk and reports one extent; we ask ChainMap's 1 GiB at a time
+     * and must not reject the continuation.
+     */
+    @Test
+    void runsLongerThanOneQueryAreValidatedOnceLikeQemu() throws Exception {
+        Path f = dir.resolve("long.qed");
+        Qemu.create(f, "qed", "4G", "cluster_size=65536", "table_size=4");
+        Qemu.io(f, "qed", "write -P 1 0 64k");
+        long l2 = QedFiles.l2Of(f, 0);
+        long first = QedFiles.u64(f, l2);
+        ByteBuffer run = ByteBuffer.allocate(20000 * 8).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < 20000; i++) {
+            run.putLong(first + i * 65536L);
+        }
+        QedFiles.write(f, l2, run.flip());
+        List<Qemu.MapLine> q = Qemu.map(f, "qed");
+        assertEquals(20000 * 65536L, q.get(0).length(), "one extent in qemu");
+        assertEquals(q, Dm.map(f, "qed"));
     }
 
     /**
