@@ -31,9 +31,6 @@ final class QedHeader {
     /** qemu reads the backing name into a PATH_MAX buffer and refuses names that do not fit with the NUL. */
     static final int MAX_BACKING_NAME = 4095;
 
-    /** Field offsets inside the header. */
-    private static final int OFF_FEATURES = 16;
-
     final long clusterSize;
     final long tableSize;
     final long headerSize;
@@ -165,10 +162,12 @@ final class QedHeader {
         if (b.getInt(0) != MAGIC) {
             throw new CorruptImageException("QED header", 0, "not in QED format (bad magic)");
         }
+        // qed_spec.rst "Header": u32 magic, cluster_size, table_size, header_size; u64 features,
+        // compat_features, autoclear_features, l1_table_offset, image_size; u32 backing name offset, size
         long c = Integer.toUnsignedLong(b.getInt(4));
         long t = Integer.toUnsignedLong(b.getInt(8));
         long h = Integer.toUnsignedLong(b.getInt(12));
-        long features = b.getLong(OFF_FEATURES);
+        long features = b.getLong(16);
         long compat = b.getLong(24);
         long autoclear = b.getLong(32);
         long l1 = b.getLong(40);
@@ -190,9 +189,10 @@ final class QedHeader {
         }
         if (size < 0 || !isImageSizeValid(size, c, t)) {
             throw new CorruptImageException("QED header", 48, "image size " + Long.toUnsignedString(size)
-                    + " is not a multiple of 512 at most " + maxImageSize(c, t) + " bytes");
+                    + " is not a multiple of 512 within the maximum of " + maxImageSize(c, t) + " bytes");
         }
-        // qemu: header_size * cluster_size must fit in uint32; the header itself lives in cluster 0
+        // qemu: header_size * cluster_size must fit in uint32. qemu accepts 0, which would leave the
+        // header cluster outside the header zone (qemu-img check then calls it leaked); we refuse it.
         if (h == 0 || h > 0xffffffffL / c) {
             throw new CorruptImageException("QED header", 12, "header size of " + h + " clusters is invalid");
         }

@@ -52,10 +52,6 @@ final class TableCache {
         this.flusher = flusher;
     }
 
-    int pageBytes() {
-        return pageBytes;
-    }
-
     long get(long tableOffset, long index) throws IOException {
         Page p = page(tableOffset, index);
         return p.entries[inPage(index)];
