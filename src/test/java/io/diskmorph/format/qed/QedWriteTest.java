@@ -266,6 +266,33 @@ class QedWriteTest {
         return events.subList(from, to).stream().anyMatch(e -> e.sync);
     }
 
+    /**
+     * More L2 tables than the 8 MiB page cache holds (64 KiB pages, 128 KiB
+     * tables): dirty pages force metadata flushes on eviction and evicted
+     * tables are read back when revisited.
+     */
+    @Test
+    void tableCacheEvictionKeepsEverything() throws Exception {
+        Path f = dir.resolve("many.qed");
+        long gib = 1L << 30;
+        Dm.run("create", "-q", "-f", "qed", "-o", "cluster_size=64k,table_size=2", f, "200G").ok();
+        try (DiskImage img = Images.open(f, OpenOptions.forWriting().withFormat("qed"))) {
+            for (int pass = 0; pass < 2; pass++) {
+                for (long region = 0; region < 180; region++) {
+                    ByteBuffer b = ByteBuffer.allocate(4096);
+                    b.put(0, (byte) (region + 1)).put(4095, (byte) (pass + 1));
+                    img.write(b, region * gib + pass * 65536 + 512);
+                }
+            }
+        }
+        Qemu.Result check = Qemu.check(f, "qed");
+        assertEquals(0, check.exitCode(), check.out());
+        assertEquals(360, check.json().get("allocated-clusters").asLong());
+        Qemu.io(f, "qed", "read -P 1 512 1", "read -P 1 4607 1", "read -P 1 66048 1", "read -P 2 70143 1",
+                "read -P 180 " + (179 * gib + 512) + " 1", "read -P 2 " + (179 * gib + 70143) + " 1");
+        QedFiles.assertSameMap(f, "qed");
+    }
+
     @Test
     void writesToAQemuImageStayConsistent() throws Exception {
         Path f = dir.resolve("q.qed");
