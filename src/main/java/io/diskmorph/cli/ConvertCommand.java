@@ -125,6 +125,9 @@ final class ConvertCommand implements Callable<Integer> {
         m.put("extra-space", p.extraSpace);
         m.put("policy", p.policy);
         m.put("keep-rollback", p.keepRollback);
+        Map<String, Object> phases = new LinkedHashMap<>();
+        p.phaseSeconds.forEach((k, v) -> phases.put(k, Math.round(v * 10000) / 10000.0));
+        m.put("phase-seconds", phases);
         if (!dryRun) {
             m.put("seconds", Math.round(seconds * 1000) / 1000.0);
         }

@@ -24,7 +24,8 @@ import java.nio.file.NoSuchFileException;
 @Command(name = "diskmorph", mixinStandardHelpOptions = true, version = "diskmorph 0.1.0",
         description = "Virtual disk images: inspect, check, compare, create, convert (also in place).",
         subcommands = {InfoCommand.class, MapCommand.class, CheckCommand.class, CompareCommand.class,
-                CreateCommand.class, ConvertCommand.class, RecoverCommand.class, RollbackCommand.class})
+                CreateCommand.class, ConvertCommand.class, RecoverCommand.class, RollbackCommand.class,
+                DemoCommand.class})
 public final class Main {
     static boolean debug;
 

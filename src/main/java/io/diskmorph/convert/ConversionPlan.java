@@ -33,6 +33,8 @@ public final class ConversionPlan {
     /** "first-fit" or "dense" (no unreferenced space allowed in the target). */
     public String policy;
     public boolean keepRollback;
+    /** Wall-clock seconds per phase (survey, plan, journal, write, sync, switch, cleanup). */
+    public final Map<String, Double> phaseSeconds = new java.util.LinkedHashMap<>();
 
     public long movedBytesTotal() {
         long n = 0;

@@ -8,6 +8,7 @@ import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.ImageInfo;
+import io.diskmorph.image.InterruptedConversionException;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.NotEnoughSpaceException;
@@ -98,6 +99,9 @@ public final class InPlaceConverter {
         private long dataEndClusters; // dense policy only
         private boolean dense;
         private final ByteRanges writes = new ByteRanges();
+        private List<long[]> segments; // ranges to journal, split at data/hole boundaries
+        private String phaseName;
+        private long phaseStart;
         private byte[] header;
         private long units;
 
@@ -105,6 +109,19 @@ public final class InPlaceConverter {
             this.file = file;
             this.request = request;
             this.progress = progress;
+        }
+
+        /** Closes the running phase's timing and starts the next (null: none). */
+        private void phase(String name) {
+            long now = System.nanoTime();
+            if (phaseName != null) {
+                plan.phaseSeconds.merge(phaseName, (now - phaseStart) / 1e9, Double::sum);
+            }
+            phaseName = name;
+            phaseStart = now;
+            if (name != null) {
+                progress.update(name, 0, 0);
+            }
         }
 
         Run plan() throws IOException {
@@ -121,7 +138,8 @@ public final class InPlaceConverter {
             plan.targetFormat = tf.name();
             plan.keepRollback = request.keepRollback();
             if (file.dir().exists(file.journalName())) {
-                throw new ImageException(file.name() + " has an interrupted in-place conversion; run 'diskmorph recover' first");
+                throw new InterruptedConversionException(file.path() != null ? file.path().toString() : file.name(),
+                        file.journalName());
             }
             try (DiskImage source = openSource(new ReadOnlyView(image))) {
                 checkSource(source);
@@ -138,12 +156,13 @@ public final class InPlaceConverter {
                 dense = target.unreferencedSpaceIsLeak();
                 plan.policy = dense ? "dense" : "first-fit";
                 identityHolesBelow = dense && plan.sourceFormat.equals("raw") ? lastDataEnd(image) : 0;
-                progress.update("survey", 0, source.virtualSize());
+                phase("survey");
                 survey(source, rulesBuilder);
-                progress.update("plan", 0, source.virtualSize());
+                phase("plan");
                 dryRun(source);
             }
             finishPlan();
+            phase(null);
             return this;
         }
 
@@ -239,7 +258,7 @@ public final class InPlaceConverter {
             checkHeader(b);
             plan.metadataBytes = space.bytes;
             plan.headerBytes = header.length;
-            writes.add(0, header.length);
+            writes.add(0, Math.max(header.length, SECTOR)); // the switch writes a whole sector
             long end = Math.max(alloc.highWater(), header.length);
             long required = b.requiredFileLength();
             if (dense) {
@@ -318,14 +337,14 @@ public final class InPlaceConverter {
             }
         }
 
-        private void finishPlan() {
+        private void finishPlan() throws IOException {
             if (request.keepRollback() && plan.finalLength < plan.originalLength) {
                 // the rollback record must give back the tail the final truncate cuts
                 writes.add(plan.finalLength, plan.originalLength);
             }
-            List<long[]> save = writes.clippedTo(plan.originalLength);
+            segments = Journal.segments(file.image(), writes.clippedTo(plan.originalLength));
             plan.overwrittenBytes = writes.totalBytes(plan.originalLength);
-            plan.journalBytes = Journal.fileSize(save, plan.sourceFormat, plan.targetFormat);
+            plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat);
             long growth = 0;
             for (long[] r : writes.clippedTo(Long.MAX_VALUE)) {
                 growth = Math.max(growth, r[1] - plan.originalLength);
@@ -348,16 +367,16 @@ public final class InPlaceConverter {
                 throw new UnsupportedFeatureException("the target header equals the current one; nothing to convert");
             }
             file.dir().delete(file.rollbackName()); // an older rollback record no longer matches the file
-            List<long[]> save = writes.clippedTo(plan.originalLength);
-            progress.update("journal", 0, plan.journalBytes);
+            phase("journal");
             Journal journal;
             try (Storage js = file.dir().create(file.journalName())) {
                 journal = Journal.write(js, image, plan.originalLength, plan.finalLength, plan.sourceFormat,
-                        plan.targetFormat, firstSector, save, request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
+                        plan.targetFormat, firstSector, segments, request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
             }
             file.dir().sync();
 
             // From here on the image changes; every write below the original end is in the journal.
+            phase("write");
             try (Storage js = file.dir().open(file.journalName(), true);
                  DiskImage source = openSource(new OverlayStorage(image, js, journal.ranges, plan.originalLength))) {
                 Allocators.Allocator alloc = newAllocator();
@@ -370,15 +389,16 @@ public final class InPlaceConverter {
                 if (header.length > SECTOR) {
                     checkedWrite(image, ByteBuffer.wrap(header, SECTOR, header.length - SECTOR), SECTOR);
                 }
-                progress.update("sync", 0, 1);
+                phase("sync");
                 image.sync();
                 // the switch: one sector, then durable
-                progress.update("switch", 0, 1);
+                phase("switch");
                 image.write(ByteBuffer.wrap(firstSector), 0);
                 image.sync();
             }
+            phase("cleanup");
             Recovery.finishCommitted(file, journal);
-            progress.update("done", 1, 1);
+            phase(null);
         }
 
         private void checkedWrite(Storage image, ByteBuffer data, long offset) throws IOException {

@@ -28,6 +28,7 @@ import java.util.zip.CRC32C;
  *                    512 bytes targetHeaderSector
  *                    u32 rangeCount, rangeCount x (u64 offset u64 length u64 dataOffset)
  *                    ... saved bytes (each range at dataOffset, 512-aligned) ...
+ *                    (dataOffset 0: the range was a hole in the file; nothing saved)
  *                    u32 crc32c(body without this field)
  * </pre>
  * All integers little endian. A body that fails its checksum means the
@@ -46,10 +47,18 @@ final class Journal {
     static final int MODE_ROLLBACK = 2;
     static final int FLAG_KEEP_ROLLBACK = 1;
 
-    /** One saved range: original bytes of [offset, offset+length) are at dataOffset in the journal. */
+    /**
+     * One saved range: original bytes of [offset, offset+length) are at
+     * dataOffset in the journal, or, with dataOffset 0, the range was a hole
+     * (reads as zeros, restored by punching a hole).
+     */
     record Range(long offset, long length, long dataOffset) {
         long end() {
             return offset + length;
+        }
+
+        boolean hole() {
+            return dataOffset == 0;
         }
     }
 
@@ -85,12 +94,37 @@ final class Journal {
         return n;
     }
 
-    /** Size of the journal file for these ranges, before writing it. */
-    static long fileSize(List<long[]> ranges, String sourceFormat, String targetFormat) {
-        long header = bodyHeaderSize(ranges.size(), sourceFormat, targetFormat);
-        long pos = SECTOR + roundUp(header);
+    /**
+     * Splits the ranges to save at the file's data/hole boundaries: holes
+     * need no saved bytes.
+     */
+    static List<long[]> segments(Storage image, List<long[]> ranges) throws IOException {
+        List<long[]> out = new ArrayList<>();
         for (long[] r : ranges) {
-            pos += roundUp(r[1] - r[0]);
+            long pos = r[0];
+            while (pos < r[1]) {
+                long data = Math.min(image.nextData(pos), r[1]);
+                if (data > pos) {
+                    out.add(new long[]{pos, data, 0}); // hole
+                    pos = data;
+                    continue;
+                }
+                long hole = Math.min(image.nextHole(pos), r[1]);
+                out.add(new long[]{pos, hole, 1});
+                pos = hole;
+            }
+        }
+        return out;
+    }
+
+    /** Size of the journal file for these segments (see {@link #segments}). */
+    static long fileSize(List<long[]> segments, String sourceFormat, String targetFormat) {
+        long header = bodyHeaderSize(segments.size(), sourceFormat, targetFormat);
+        long pos = SECTOR + roundUp(header);
+        for (long[] r : segments) {
+            if (r[2] != 0) {
+                pos += roundUp(r[1] - r[0]);
+            }
         }
         return pos + SECTOR;
     }
@@ -106,7 +140,8 @@ final class Journal {
 
     /**
      * Writes a complete journal: state sector, body with the original bytes of
-     * {@code saveRanges} read from {@code image}, checksum; then syncs it.
+     * {@code segments} (from {@link #segments}) read from {@code image},
+     * checksum; then syncs it.
      */
     static Journal write(Storage journal, Storage image, long originalLength, long finalLength, String sourceFormat,
                          String targetFormat, byte[] targetHeaderSector, List<long[]> saveRanges, int flags)
@@ -116,8 +151,11 @@ final class Journal {
         List<Range> ranges = new ArrayList<>(saveRanges.size());
         long pos = dataStart;
         for (long[] r : saveRanges) {
-            ranges.add(new Range(r[0], r[1] - r[0], pos));
-            pos += roundUp(r[1] - r[0]);
+            boolean data = r[2] != 0;
+            ranges.add(new Range(r[0], r[1] - r[0], data ? pos : 0));
+            if (data) {
+                pos += roundUp(r[1] - r[0]);
+            }
         }
         long crcAt = pos;
         long bodyLength = crcAt + 4 - SECTOR;
@@ -138,6 +176,9 @@ final class Journal {
 
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
         for (Range r : ranges) {
+            if (r.hole()) {
+                continue;
+            }
             long done = 0;
             long padded = roundUp(r.length);
             while (done < padded) {
@@ -254,8 +295,8 @@ final class Journal {
                     .order(ByteOrder.LITTLE_ENDIAN);
             for (int i = 0; i < count; i++) {
                 Range r = new Range(table.getLong(), table.getLong(), table.getLong());
-                if (r.offset < 0 || r.length <= 0 || r.dataOffset < SECTOR
-                        || Math.addExact(r.dataOffset, r.length) > end || Math.addExact(r.offset, r.length) > originalLength) {
+                if (r.offset < 0 || r.length <= 0
+                        || (!r.hole() && (r.dataOffset < SECTOR || Math.addExact(r.dataOffset, r.length) > end)) || Math.addExact(r.offset, r.length) > originalLength) {
                     throw new CorruptImageException("conversion journal", SECTOR, "range " + i + " out of bounds");
                 }
                 ranges.add(r);
@@ -276,10 +317,17 @@ final class Journal {
         return new String(s, StandardCharsets.UTF_8);
     }
 
-    /** Copies every saved range back into the image (does not sync). */
+    /** Copies every saved range back into the image; holes are punched again (does not sync). */
     void restore(Storage journal, Storage image) throws IOException {
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
         for (Range r : ranges) {
+            if (r.hole()) {
+                long end = Math.min(r.end(), image.size());
+                if (end > r.offset) {
+                    image.punchHole(r.offset, end - r.offset);
+                }
+                continue;
+            }
             for (long done = 0; done < r.length; ) {
                 int n = (int) Math.min(buf.capacity(), r.length - done);
                 buf.clear().limit(n);

@@ -29,19 +29,25 @@ final class OverlayStorage implements Storage {
     public void read(ByteBuffer dst, long position) throws IOException {
         long pos = position;
         while (dst.hasRemaining()) {
-            int idx = firstEndingAfter(pos);
-            Journal.Range r = idx < ranges.size() ? ranges.get(idx) : null;
-            int n;
             if (pos >= originalLength) {
-                n = dst.remaining(); // past the original end: the source saw zeros
                 while (dst.hasRemaining()) {
-                    dst.put((byte) 0);
+                    dst.put((byte) 0); // past the original end the source saw zeros
                 }
                 return;
             }
+            int idx = firstEndingAfter(pos);
+            Journal.Range r = idx < ranges.size() ? ranges.get(idx) : null;
+            int n;
             if (r != null && r.offset() <= pos) {
                 n = (int) Math.min(dst.remaining(), r.end() - pos);
-                journal.read(dst.slice(dst.position(), n), r.dataOffset() + (pos - r.offset()));
+                ByteBuffer part = dst.slice(dst.position(), n);
+                if (r.hole()) {
+                    while (part.hasRemaining()) {
+                        part.put((byte) 0);
+                    }
+                } else {
+                    journal.read(part, r.dataOffset() + (pos - r.offset()));
+                }
             } else {
                 long limit = Math.min(originalLength, r != null ? r.offset() : Long.MAX_VALUE);
                 n = (int) Math.min(dst.remaining(), limit - pos);
@@ -86,42 +92,40 @@ final class OverlayStorage implements Storage {
         throw new IOException("the source view of a conversion is read-only");
     }
 
-    /** Holes are only trusted where nothing was overwritten; elsewhere everything is data. */
+    /**
+     * The file's data and holes as they were: saved ranges answer from the
+     * journal (data, or a hole), everything else from the image.
+     */
     @Override
     public long nextData(long from) throws IOException {
-        if (from >= originalLength) {
-            return originalLength;
-        }
-        long d = image.nextData(from);
-        int idx = firstEndingAfter(from);
-        if (idx < ranges.size()) {
-            d = Math.min(d, Math.max(from, ranges.get(idx).offset()));
-        }
-        return Math.min(d, originalLength);
+        return next(from, true);
     }
 
     @Override
     public long nextHole(long from) throws IOException {
-        if (from >= originalLength) {
-            return originalLength;
-        }
+        return next(from, false);
+    }
+
+    private long next(long from, boolean data) throws IOException {
         long pos = from;
-        while (true) {
+        while (pos < originalLength) {
             int idx = firstEndingAfter(pos);
-            if (idx < ranges.size() && ranges.get(idx).offset() <= pos) {
-                pos = ranges.get(idx).end();
-                if (pos >= originalLength) {
-                    return originalLength;
+            Journal.Range r = idx < ranges.size() ? ranges.get(idx) : null;
+            if (r != null && r.offset() <= pos) {
+                if (r.hole() != data) {
+                    return pos; // inside a saved range of the kind we look for
                 }
+                pos = r.end();
                 continue;
             }
-            long h = Math.min(image.nextHole(pos), originalLength);
-            if (idx < ranges.size() && ranges.get(idx).offset() < h) {
-                pos = ranges.get(idx).offset();
+            long found = Math.min(data ? image.nextData(pos) : image.nextHole(pos), originalLength);
+            if (r != null && r.offset() < found) {
+                pos = r.offset(); // the image's answer lies past a saved range: look at that range first
                 continue;
             }
-            return h;
+            return found;
         }
+        return originalLength;
     }
 
     @Override

@@ -109,7 +109,8 @@ public final class Recovery {
      */
     public static void rollback(ConversionFile file) throws IOException {
         if (file.dir().exists(file.journalName())) {
-            throw new ImageException(file.name() + " has an interrupted conversion or rollback; run 'diskmorph recover' first");
+            throw new io.diskmorph.image.InterruptedConversionException(
+                    file.path() != null ? file.path().toString() : file.name(), file.journalName());
         }
         if (!file.dir().exists(file.rollbackName())) {
             throw new ImageException(file.name() + ": no rollback record (convert with --keep-rollback to keep one)");

@@ -57,7 +57,6 @@ final class CrashSim {
     final List<Op> log = new ArrayList<>();
     private final Map<String, Integer> liveNames = new HashMap<>();
     private final Map<Integer, MemoryStorage> liveInodes = new HashMap<>();
-    private final Map<Integer, Long> stamps = new HashMap<>();
     private final Map<String, Integer> initialNames;
     private final Map<Integer, byte[]> initialInodes = new HashMap<>();
     private int nextInode;
@@ -225,7 +224,6 @@ final class CrashSim {
             src.duplicate().get(data);
             m().write(src, position);
             log.add(new Write(inode, position, data));
-            stamps.merge(inode, 1L, Long::sum);
         }
 
         @Override
@@ -245,7 +243,6 @@ final class CrashSim {
             }
             m().truncate(size);
             log.add(new Truncate(inode, size));
-            stamps.merge(inode, 1L, Long::sum);
         }
 
         @Override
@@ -336,10 +333,17 @@ final class CrashSim {
             log.add(new DirSync());
         }
 
+        /** Content-based, so a copy of a file system keeps the stamps of its files. */
         @Override
         public long changeStamp(String name) {
             Integer ino = liveNames.get(name);
-            return ino == null ? -1 : stamps.getOrDefault(ino, 0L);
+            if (ino == null) {
+                return -1;
+            }
+            java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+            byte[] b = liveInodes.get(ino).toByteArray();
+            crc.update(b);
+            return crc.getValue() ^ ((long) b.length << 32);
         }
 
         @Override

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Issue 3 benchmark: in-place conversion vs qemu-img convert, cold cache,
+# timed until the result is durable (qemu-img's output is synced), same run.
+#  (a) 8 GiB fully written raw -> qcow2
+#  (b) 8 GiB QED (fully written) -> qcow2
+#  (c) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
+# Between runs the in-place result is rolled back (--keep-rollback, rollback).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SIZE="${SIZE:-8G}"
+raw="$BENCH_DIR/full-$SIZE.raw"
+qed="$BENCH_DIR/full-$SIZE.qed"
+copy="$BENCH_DIR/copy.qcow2"
+
+if [ ! -f "$raw" ]; then
+  echo "creating $raw (random data)"
+  bytes=$(numfmt --from=iec "$SIZE")
+  head -c "$bytes" /dev/urandom > "$raw.tmp" && mv "$raw.tmp" "$raw"
+fi
+if [ ! -f "$qed" ]; then
+  echo "creating $qed"
+  qemu-img convert -f raw -O qed "$raw" "$qed"
+fi
+startup=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
+echo "JVM start-up (diskmorph --version): ${startup}s"
+
+one() { # label fmt image
+  local label="$1" fmt="$2" img="$3"
+  rm -f "$copy"; drop_caches
+  local t0; t0=$(date +%s.%N)
+  qemu-img convert -f "$fmt" -O qcow2 "$img" "$copy"; sync "$copy"
+  local tq; tq=$(echo "$(date +%s.%N) - $t0" | bc)
+  rm -f "$copy"; drop_caches
+  t0=$(date +%s.%N)
+  "$DM" convert --in-place --keep-rollback -f "$fmt" -O qcow2 --output=json "$img" > "$BENCH_DIR/plan.json"
+  local td; td=$(echo "$(date +%s.%N) - $t0" | bc)
+  qemu-img check -q "$img"
+  "$DM" rollback "$img" >/dev/null
+  local extra phases
+  extra=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print("%d bytes (%.4f%% of %d)" % (p["extra-space"], 100.0*p["extra-space"]/p["virtual-size"], p["virtual-size"]))' "$BENCH_DIR/plan.json")
+  phases=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(" ".join("%s=%.3fs" % kv for kv in p["phase-seconds"].items()))' "$BENCH_DIR/plan.json")
+  echo "RESULT $label: qemu-img convert ${tq}s, in place ${td}s, speed-up $(ratio "$tq" "$td")x; extra space $extra"
+  echo "  phases: $phases (JVM start-up ${startup}s)"
+}
+
+echo "== $SIZE fully written raw -> qcow2"
+one "raw->qcow2 $SIZE" raw "$raw"
+echo "== $SIZE QED -> qcow2"
+one "qed->qcow2 $SIZE" qed "$qed"
+
+sparse="$BENCH_DIR/sparse-4t-inplace.qcow2"
+rm -f "$sparse"
+qemu-img create -q -f qcow2 "$sparse" 4T
+cmds=()
+for i in $(seq 0 499); do
+  off=$(( (i * 8796093022 + (i * i * 104729) % 1000000007) % (4 * 1024 * 1024 * 1024 * 1024 - 65536) / 65536 * 65536 ))
+  cmds+=(-c "write -P $((i % 250 + 1)) $off 64k")
+done
+qemu-io "${cmds[@]}" "$sparse" >/dev/null
+echo "== 4 TiB-virtual scattered qcow2 -> qed with -Xmx128m"
+DISKMORPH_JVM_OPTS="-Xmx128m" run_timed "in place qcow2->qed 4T -Xmx128m" "$DM" convert --in-place -O qed "$sparse"
+qemu-img check -q "$sparse" && echo "  qemu-img check clean"
