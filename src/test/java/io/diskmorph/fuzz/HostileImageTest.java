@@ -1,0 +1,225 @@
+package io.diskmorph.fuzz;
+
+import io.diskmorph.image.ExitCodes;
+import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Qemu;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.function.Consumer;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The bad-input classes of QEMU's image-parser CVEs, built structurally (one
+ * planted value at a known offset) and run through every command a user
+ * has: info, map, check, check -r all, convert --in-place (dry run and
+ * real). Each command either succeeds or prints one line naming the
+ * structure and its offset, with a documented exit code and no stack trace;
+ * none hangs or allocates past its bound; the file is byte-identical
+ * afterwards, except after a repair that qemu-img would also make. Where
+ * qemu-img has an answer (check's exit code, whether -r changes the file)
+ * ours must equal it. QED-only header fields already covered by
+ * QedHostileHeaderTest are not repeated here.
+ */
+class HostileImageTest {
+    @TempDir
+    Path dir;
+
+    /**
+     * @param name      what is wrong (the test name)
+     * @param format    the driver concerned
+     * @param image     the builder of the malformed file
+     * @param openError when opening itself must fail: the text the one-line error must contain, else null
+     * @param mapError  when map must fail: the text its one-line error must contain, else null
+     */
+    record Case(String name, String format, Builder image, String openError, String mapError) {
+        @Override
+        public String toString() {
+            return format + ": " + name;
+        }
+    }
+
+    @FunctionalInterface
+    interface Builder {
+        byte[] build() throws IOException;
+    }
+
+    static Builder qed(Consumer<QedBuilder> damage) {
+        return () -> {
+            QedBuilder b = QedBuilder.standard();
+            damage.accept(b);
+            return b.bytes();
+        };
+    }
+
+    /** Messages name the structure and the file offset of the bad entry. */
+    private static final String QED_L1_ENTRY_0 = "QED L1 table at offset 0x1000";
+    private static final String QED_L2_ENTRY_0 = "QED L2 table at offset 0x3000";
+
+    static List<Case> cases() {
+        return List.of(
+                // offsets past EOF or misaligned
+                new Case("L2 table offset past EOF", "qed", qed(b -> b.l1.put(0L, 0x100000L)), null, QED_L1_ENTRY_0),
+                new Case("L2 table offset misaligned", "qed", qed(b -> b.l1.put(0L, 0x3008L)), null, QED_L1_ENTRY_0),
+                new Case("L2 table crossing EOF", "qed", qed(b -> b.l1.put(0L, 0x6000L)), null, QED_L1_ENTRY_0),
+                new Case("data cluster past EOF", "qed", qed(b -> b.l2.get(0x3000L).put(0L, 0x40000L)), null,
+                        QED_L2_ENTRY_0),
+                new Case("data cluster misaligned", "qed", qed(b -> b.l2.get(0x3000L).put(0L, 0x5001L)), null,
+                        QED_L2_ENTRY_0),
+                // integer overflow in offset arithmetic
+                new Case("L2 table offset negative", "qed", qed(b -> b.l1.put(0L, 0xfffffffffffff000L)), null,
+                        QED_L1_ENTRY_0),
+                new Case("L2 table end overflows", "qed", qed(b -> b.l1.put(0L, 0x7ffffffffffff000L)), null,
+                        QED_L1_ENTRY_0),
+                new Case("data cluster offset negative", "qed", qed(b -> b.l2.get(0x3000L).put(0L, 0x8000000000000000L)),
+                        null, QED_L2_ENTRY_0),
+                new Case("L1 table end overflows", "qed", qed(b -> b.l1Offset = 0x7ffffffffffff000L),
+                        "QED header at offset 0x28", "QED header at offset 0x28"),
+                new Case("image size overflows", "qed", qed(b -> b.imageSize = 0x7ffffffffffffe00L),
+                        "QED header at offset 0x30", "QED header at offset 0x30"),
+                // header lengths that overflow 32 bits
+                new Case("backing name offset + size wraps 32 bits", "qed",
+                        qed(b -> {
+                            b.features |= QedBuilder.F_BACKING_FILE;
+                            b.backingNameOffset = 0xffffffffL;
+                            b.backingNameSize = 2;
+                        }), "QED header at offset 0x38", "QED header at offset 0x38"),
+                // zero and absurd cluster sizes (division by zero)
+                new Case("cluster size 0", "qed", qed(b -> b.clusterSize = 0), "QED header at offset 0x4",
+                        "QED header at offset 0x4"),
+                new Case("cluster size 2^31", "qed", qed(b -> {
+                            b.clusterSize = 1L << 31;
+                            b.fileLength = 0x7000;
+                        }), "QED header at offset 0x4",
+                        "QED header at offset 0x4"),
+                // overlapping metadata
+                new Case("L2 table is the L1 table", "qed", qed(b -> b.l1.put(0L, 0x1000L)), null, null),
+                new Case("two L1 entries share one L2 table", "qed", qed(b -> b.l1.put(1L, 0x3000L)), null, null),
+                new Case("data cluster is the L1 table", "qed", qed(b -> b.l2.get(0x3000L).put(0L, 0x1000L)), null, null),
+                new Case("data cluster is its own L2 table", "qed", qed(b -> b.l2.get(0x3000L).put(0L, 0x3000L)), null,
+                        null),
+                new Case("two guest clusters share a data cluster", "qed", qed(b -> b.l2.get(0x3000L).put(5L, 0x5000L)),
+                        null, null));
+    }
+
+    @Test
+    void theStandardQedImageIsValidForQemu() throws IOException {
+        Path f = dir.resolve("standard.qed");
+        Files.write(f, QedBuilder.standard().bytes());
+        Qemu.Result check = Qemu.check(f, "qed");
+        assertEquals(0, check.exitCode(), check.out() + check.err());
+        List<Qemu.MapLine> map = Qemu.map(f, "qed");
+        assertEquals(new Qemu.MapLine(0, 8192, 0, true, false, true, 0x5000), map.get(0));
+        assertEquals(Qemu.map(f, "qed"), Dm.map(f, "qed"));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void everyCommandRefusesOrCopesAndLeavesTheFileAlone(Case c) throws IOException {
+        Path f = dir.resolve("bad." + c.format());
+        Files.write(f, c.image().build());
+        long length = Files.size(f);
+        String before = digest(f);
+
+        Dm.Result info = Bounded.cli(length, "info", "-f", c.format(), f);
+        if (c.openError() == null) {
+            assertEquals(0, info.exitCode(), info.err());
+        } else {
+            assertEquals(ExitCodes.CORRUPT, info.exitCode(), info.err());
+            assertTrue(info.oneLineError().contains(c.openError()), info.err());
+        }
+        Dm.Result map = Bounded.cli(length, "map", "-f", c.format(), "--output=json", f);
+        if (c.mapError() == null) {
+            assertEquals(0, map.exitCode(), map.err());
+        } else {
+            assertEquals(ExitCodes.CORRUPT, map.exitCode(), map.err());
+            assertTrue(map.oneLineError().contains(c.mapError()), map.err());
+        }
+        assertEquals(before, digest(f), "info and map leave the file alone");
+
+        // check: qemu-img's exit code, no stack trace
+        Dm.Result check = Bounded.cli(length, "check", "-f", c.format(), f);
+        int qemuCheck = Qemu.img("check", "-f", c.format(), f).exitCode();
+        assertEquals(qemuCheck, check.exitCode(), "check exit code as qemu-img's: " + check.err() + check.out());
+        assertNoStackTrace(check);
+        assertEquals(before, digest(f), "check leaves the file alone");
+
+        // check -r all: changes the file exactly when qemu-img's repair does
+        Path ours = dir.resolve("ours." + c.format());
+        Path theirs = dir.resolve("theirs." + c.format());
+        Files.copy(f, ours);
+        Files.copy(f, theirs);
+        Dm.Result repair = Bounded.cli(length, "check", "-r", "all", "-f", c.format(), ours);
+        Qemu.Result qemuRepair = Qemu.img("check", "-r", "all", "-f", c.format(), theirs);
+        assertNoStackTrace(repair);
+        assertEquals(qemuRepair.exitCode(), repair.exitCode(), "check -r all exit code as qemu-img's: "
+                + repair.err() + repair.out() + " / qemu: " + qemuRepair.err() + qemuRepair.out());
+        if (digest(theirs).equals(before)) {
+            assertEquals(before, digest(ours), "qemu-img cannot repair this; the file stays byte-identical");
+        }
+
+        // convert --in-place (to bigger clusters, and to the same clusters so data can stay in place)
+        for (String options : List.of("cluster_size=64k", "cluster_size=4k,table_size=4")) {
+            convertInPlace(c, f, before, options);
+        }
+    }
+
+    /** A dry run never writes; a refusal leaves the file byte-identical and no journal; a success is clean. */
+    private void convertInPlace(Case c, Path f, String before, String options) throws IOException {
+        long length = Files.size(f);
+        Dm.Result dry = Bounded.cli(length, "convert", "--in-place", "--dry-run", "-O", "qed", "-o", options, f);
+        assertNoStackTrace(dry);
+        assertEquals(before, digest(f), "a dry run leaves the file alone");
+        Path converted = dir.resolve("converted." + c.format());
+        Files.copy(f, converted, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        Dm.Result convert = Bounded.cli(length, "convert", "--in-place", "-O", "qed", "-o", options, converted);
+        assertNoStackTrace(convert);
+        assertFalse(Files.exists(dir.resolve(converted.getFileName() + ".dmjournal")), "no journal left");
+        if (convert.exitCode() != 0) {
+            assertTrue(convert.exitCode() == ExitCodes.CORRUPT || convert.exitCode() == ExitCodes.UNSUPPORTED,
+                    "refusal exit code: " + convert.err());
+            convert.oneLineError();
+            assertEquals(dry.exitCode(), convert.exitCode(), "the dry run predicts the refusal");
+            assertEquals(before, digest(converted), "a refused conversion leaves the file byte-identical");
+        } else {
+            // converted: qemu-img agrees it is a clean image with the guest bytes qemu read before
+            assertEquals(0, Qemu.check(converted, "qed").exitCode(), "converted image checks clean");
+            Path want = dir.resolve("want.raw");
+            Path got = dir.resolve("got.raw");
+            Files.deleteIfExists(want);
+            Files.deleteIfExists(got);
+            Qemu.toRaw(f, c.format(), want);
+            Qemu.toRaw(converted, "qed", got);
+            assertEquals(0, Qemu.compare(want, got), "same guest bytes after conversion (" + options + ")");
+        }
+    }
+
+    static void assertNoStackTrace(Dm.Result r) {
+        assertFalse(r.err().contains("\tat ") || r.err().contains("Exception") || r.err().contains("internal error"),
+                "no stack trace or internal error: " + r.err());
+        assertNotEquals(null, r.err());
+    }
+
+    static String digest(Path f) throws IOException {
+        try {
+            MessageDigest md = MessageDigest.getInstance("SHA-256");
+            md.update(Files.readAllBytes(f));
+            return HexFormat.of().formatHex(md.digest()) + ":" + Files.size(f);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
