@@ -215,9 +215,8 @@ final class Harness {
         return ((com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes();
     }
 
-    /** Fails when the thread allocated more since {@code start} than the bound for a file of {@code fileLength}. */
-    static void assertAllocationBounded(long start, long fileLength, String what) {
-        long used = allocatedBytes() - start;
+    /** Fails when {@code used} bytes allocated is more than the bound for a file of {@code fileLength}. */
+    static void assertAllocationBounded(long used, long fileLength, String what) {
         long bound = ALLOCATION_BASE + ALLOCATION_PER_FILE_BYTE * fileLength;
         if (used > bound) {
             throw new AssertionError(String.format("%s allocated %d bytes for a %d-byte file (bound %d)", what, used,
