@@ -129,6 +129,31 @@ class BackingSafetyTest {
         assertTrue(map.oneLineError().contains("backing file not found"), map.err());
     }
 
+    /**
+     * A backing name that points at a FIFO, a directory or a character device
+     * must not hang (opening a FIFO blocks until someone writes to it) or read it.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"fifo", "directory", "/dev/zero"})
+    void backingFilesThatAreNotFilesAreRefused(String kind) throws IOException, InterruptedException {
+        String name = kind;
+        if (kind.equals("fifo")) {
+            assertEquals(0, new ProcessBuilder("mkfifo", dir.resolve("fifo").toString()).start().waitFor());
+        } else if (kind.equals("directory")) {
+            Files.createDirectory(dir.resolve("directory"));
+        }
+        Path f = top("t.qed", name);
+        long n = Files.size(f);
+        assertEquals(0, Bounded.cli(n, "info", f).exitCode(), "info does not open it");
+        assertEquals(0, Bounded.cli(n, "convert", "--in-place", "--dry-run", "-O", "qed", "-o", "cluster_size=64k", f)
+                .exitCode(), "planning never reads the backing file");
+        for (Object[] cmd : new Object[][]{{"map", f}, {"info", "--backing-chain", f}}) {
+            Dm.Result r = Bounded.cli(n, cmd);
+            assertEquals(ExitCodes.ERROR, r.exitCode(), r.err() + r.out());
+            assertTrue(r.oneLineError().contains(kind.equals("directory") ? "is a directory" : "not a regular file"), r.err());
+        }
+    }
+
     @Test
     void loopsEndWithOneLine() throws IOException {
         Path self = top("self.qed", "self.qed");
