@@ -126,6 +126,31 @@ class HostileImageTest {
         assertEquals(Qemu.map(f, "qed"), Dm.map(f, "qed"));
     }
 
+    /**
+     * Fuzz finding (convertInPlace/raw-length-not-a-sector-multiple): a raw
+     * file of 52036 bytes is a 52224-byte disk for qemu (whole sectors, the
+     * tail reads as zeros); diskmorph saw 52036, so an in-place conversion
+     * seemed to change the disk size.
+     */
+    @Test
+    void rawFileWhoseLengthIsNotASectorMultipleIsTheDiskQemuSees() throws IOException {
+        Path f = dir.resolve("odd.raw");
+        byte[] content = new byte[52036];
+        new java.util.Random(7).nextBytes(content);
+        java.util.Arrays.fill(content, 8192, 20000, (byte) 0);
+        Files.write(f, content);
+        var q = Qemu.img("info", "--output=json", "-f", "raw", f).ok().json();
+        var d = Dm.run("info", "--output=json", f).ok().json();
+        assertEquals(q.get("virtual-size"), d.get("virtual-size"));
+        assertEquals(Qemu.map(f, "raw"), Dm.map(f, "raw"));
+        Path copy = dir.resolve("copy.raw");
+        Files.copy(f, copy);
+        Dm.run("convert", "--in-place", "-O", "qed", "-o", "cluster_size=4k", f).ok();
+        assertEquals(0, Qemu.check(f, "qed").exitCode());
+        assertEquals(q.get("virtual-size"), Qemu.img("info", "--output=json", f).ok().json().get("virtual-size"));
+        assertEquals(0, Qemu.img("compare", "-f", "raw", "-F", "qed", copy, f).exitCode(), "same guest bytes");
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void everyCommandRefusesOrCopesAndLeavesTheFileAlone(Case c) throws IOException {
