@@ -44,7 +44,7 @@ final class Qcow2Image extends AbstractDiskImage {
     private final Qcow2Format format;
     Qcow2Header header;
     final Qcow2Geometry geo;
-    final long[] l1;
+    final L1Table l1;
     final L2Cache l2;
     private Refcounts refcounts;
     private final Storage dataFile;
@@ -62,7 +62,7 @@ final class Qcow2Image extends AbstractDiskImage {
     private long decompressedHost = -1;
     private byte[] decompressed;
 
-    private Qcow2Image(Qcow2Format format, Storage storage, OpenContext context, Qcow2Header header, long[] l1,
+    private Qcow2Image(Qcow2Format format, Storage storage, OpenContext context, Qcow2Header header, L1Table l1,
                        Storage dataFile, SnapshotTable.Table snapshots) {
         super(storage, context);
         this.format = format;
@@ -120,9 +120,7 @@ final class Qcow2Image extends AbstractDiskImage {
         if (h.l1TableOffset == 0 && l1Size > 0 || h.refcountTableOffset == 0) {
             throw new CorruptImageException("qcow2 header", 40, "L1 or refcount table overlaps the header");
         }
-        ByteBuffer raw = storage.readBytes(h.l1TableOffset, (int) (l1Size * 8));
-        long[] l1 = new long[(int) l1Size];
-        raw.asLongBuffer().get(l1);
+        L1Table l1 = new L1Table(storage, h.l1TableOffset, (int) l1Size);
         SnapshotTable.Table snaps = SnapshotTable.read(storage, h);
         Storage dataFile = h.has(Qcow2Header.INCOMPAT_DATA_FILE) ? openDataFile(storage, context, h, readOnly)
                 : null;
@@ -240,7 +238,7 @@ final class Qcow2Image extends AbstractDiskImage {
      */
     private void classify(long pos, long limit) throws IOException {
         int l1Index = (int) (pos >>> geo.l1Shift);
-        long l2Offset = l1[l1Index] & OFFSET_MASK;
+        long l2Offset = l1.get(l1Index) & OFFSET_MASK;
         if (l2Offset == 0) {
             kind = UNALLOCATED;
             host = -1;
@@ -324,8 +322,8 @@ final class Qcow2Image extends AbstractDiskImage {
         }
         int count = 1;
         int max = l2.readaheadTables();
-        while (count < max && l1Index + count < l1.length) {
-            long next = l1[l1Index + count] & OFFSET_MASK;
+        while (count < max && l1Index + count < l1.size()) {
+            long next = l1.get(l1Index + count) & OFFSET_MASK;
             if (next != l2Offset + count * geo.clusterSize || l2.cached(next) != null) {
                 break;
             }

@@ -50,8 +50,6 @@ final class Qcow2Writer {
     private final Refcounts refcounts;
     private final MetadataGuard guard;
     private final boolean hasBacking;
-    private int l1DirtyLo = Integer.MAX_VALUE;
-    private int l1DirtyHi = -1;
     private boolean unsynced;
     private ByteBuffer zeros;
 
@@ -271,7 +269,7 @@ final class Qcow2Writer {
      * count both tables).
      */
     private L2Cache.Table writableL2(int l1Index) throws IOException {
-        long l1e = img.l1[l1Index];
+        long l1e = img.l1.get(l1Index);
         long off = l1e & OFFSET_MASK;
         if (off == 0) {
             long n = refcounts.allocate(true);
@@ -309,10 +307,8 @@ final class Qcow2Writer {
         return nt;
     }
 
-    private void setL1(int index, long value) {
-        img.l1[index] = value;
-        l1DirtyLo = Math.min(l1DirtyLo, index);
-        l1DirtyHi = Math.max(l1DirtyHi, index);
+    private void setL1(int index, long value) throws IOException {
+        img.l1.set(index, value);
     }
 
     // ---- zero writes ----
@@ -410,7 +406,7 @@ final class Qcow2Writer {
     /** Host offset of a guest cluster's data (0 when none, compressed, or without an L2 table). */
     private long hostOf(long cluster) throws IOException {
         int l1Index = (int) (cluster >>> geo.l1Shift);
-        long off = img.l1[l1Index] & OFFSET_MASK;
+        long off = img.l1.get(l1Index) & OFFSET_MASK;
         if (off == 0) {
             return 0;
         }
@@ -494,7 +490,7 @@ final class Qcow2Writer {
     void flush() throws IOException {
         flushPending();
         boolean metadata = refcounts.hasDirtyBlocks() || refcounts.tableMoved() || refcounts.hasTableUpdates()
-                || img.l2.hasDirty() || l1DirtyHi >= 0 || refcounts.hasDeferred();
+                || img.l2.hasDirty() || img.l1.isDirty() || refcounts.hasDeferred();
         if (!metadata) {
             if (unsynced) {
                 storage.sync();
@@ -524,12 +520,8 @@ final class Qcow2Writer {
             img.l2.writeDirty();
             storage.sync();
         }
-        if (l1DirtyHi >= 0) {
-            ByteBuffer b = ByteBuffer.allocate((l1DirtyHi - l1DirtyLo + 1) * 8);
-            b.asLongBuffer().put(img.l1, l1DirtyLo, l1DirtyHi - l1DirtyLo + 1);
-            storage.write(b, img.header.l1TableOffset + l1DirtyLo * 8L);
-            l1DirtyLo = Integer.MAX_VALUE;
-            l1DirtyHi = -1;
+        if (img.l1.isDirty()) {
+            img.l1.writeDirty();
             storage.sync();
         }
         // 4. references are gone: drop the refcounts, then give the space back
@@ -574,7 +566,7 @@ final class Qcow2Writer {
             Qcow2Header h = img.header;
             long c = img.geo.clusterSize;
             ranges.add(new long[]{0, c});
-            ranges.add(new long[]{h.l1TableOffset, h.l1TableOffset + img.l1.length * 8L});
+            ranges.add(new long[]{h.l1TableOffset, h.l1TableOffset + img.l1.size() * 8L});
             ranges.add(new long[]{h.snapshotsOffset, h.snapshotsOffset + img.snapshotTableBytes});
             for (SnapshotTable.Snapshot s : img.snapshots()) {
                 long len = Integer.toUnsignedLong(s.l1Size()) * 8;
@@ -587,8 +579,8 @@ final class Qcow2Writer {
                 end = Math.max(end, r[1]);
             }
             LongList l2 = new LongList();
-            for (long e : img.l1) {
-                long off = e & OFFSET_MASK;
+            for (int i = 0; i < img.l1.size(); i++) {
+                long off = img.l1.get(i) & OFFSET_MASK;
                 if (off != 0) {
                     l2.add(off >>> img.geo.clusterBits);
                     end = Math.max(end, off + c);
