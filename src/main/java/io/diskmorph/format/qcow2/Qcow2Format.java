@@ -29,7 +29,11 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget {
         return NAME;
     }
 
-    /** Magic "QFI\xfb" and version 2 or 3 (version 1 is the qcow driver's). */
+    /**
+     * Magic "QFI\xfb" and version 2 or above, as qemu's qcow2_probe (version 1
+     * is the qcow driver's): a future version is then refused by {@link #open}
+     * with a clear message instead of being taken for raw data.
+     */
     @Override
     public int probe(ByteBuffer head, long fileSize) {
         if (head.remaining() < 8) {
@@ -37,7 +41,7 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget {
         }
         int at = head.position();
         int version = head.getInt(at + 4);
-        return head.getInt(at) == Qcow2Header.MAGIC && (version == 2 || version == 3) ? 100 : 0;
+        return head.getInt(at) == Qcow2Header.MAGIC && Integer.compareUnsigned(version, 2) >= 0 ? 100 : 0;
     }
 
     @Override

@@ -69,7 +69,7 @@ final class Qcow2Geometry {
 
     /** L1 entries needed for a virtual disk of {@code size} bytes. */
     long l1EntriesFor(long size) {
-        return (size + (1L << l1Shift) - 1) >>> l1Shift;
+        return (size >>> l1Shift) + ((size & ((1L << l1Shift) - 1)) != 0 ? 1 : 0);
     }
 
     /** Refcount entries in one refcount block. */
