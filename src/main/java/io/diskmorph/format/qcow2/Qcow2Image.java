@@ -215,7 +215,24 @@ final class Qcow2Image extends AbstractDiskImage {
                     geo.compressedLength(compressedEntry), inCluster);
         }
         long pos = runEnd;
+        boolean fastPath = !geo.extendedL2 && dataFile == null;
         while (pos < end) {
+            if (fastPath && (pos & (geo.clusterSize - 1)) == 0) {
+                int l1Index = (int) (pos >>> geo.l1Shift);
+                long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+                if (l2Offset != 0) {
+                    long[] words = l2Table(l1Index, l2Offset).words;
+                    int index = (int) ((pos >>> geo.clusterBits) & (geo.l2Entries - 1));
+                    int limit = (int) Math.min(geo.l2Entries,
+                            index + ((end - pos + geo.clusterSize - 1) >>> geo.clusterBits));
+                    int n = continueRun(words, index, limit, k, h >= 0 ? h + (pos - guestOffset) : -1);
+                    pos = Math.min(end, pos + ((long) n << geo.clusterBits));
+                    if (index + n < limit) {
+                        break;
+                    }
+                    continue;
+                }
+            }
             classify(pos, end);
             if (kind != k || (h >= 0 && host != h + (pos - guestOffset))) {
                 break;
@@ -293,6 +310,30 @@ final class Qcow2Image extends AbstractDiskImage {
         kind = k;
         host = hasHost ? off + inCluster : -1;
         runEnd = Math.min(limit, clusterStart + ((long) next << geo.subclusterBits));
+    }
+
+    /**
+     * How many standard L2 entries from {@code index} (below {@code limit})
+     * continue a run of kind {@code k} whose host offset at {@code index} is
+     * {@code expectHost} (-1 without one). Stops at anything unusual
+     * (compressed, misaligned, a zero flag in v2), which {@link #classify}
+     * then reports; the walk over big images stays one tight loop.
+     */
+    private int continueRun(long[] words, int index, int limit, int k, long expectHost) {
+        long next = expectHost;
+        int i = index;
+        for (; i < limit; i++) {
+            long e = words[i];
+            long off = e & OFFSET_MASK;
+            int kk = (e & ZERO) != 0 ? (off != 0 ? ZERO_ALLOC : ZERO_PLAIN) : (off != 0 ? NORMAL : UNALLOCATED);
+            if ((e & COMPRESSED) != 0 || kk != k || off != (next < 0 ? 0 : next)) {
+                break;
+            }
+            if (next >= 0) {
+                next += geo.clusterSize;
+            }
+        }
+        return i - index;
     }
 
     static int subclusterKind(long bitmap, int sc, boolean hasHost) {
