@@ -38,10 +38,6 @@ final class L1Table {
         return size;
     }
 
-    long offset() {
-        return offset;
-    }
-
     long get(int index) throws IOException {
         return page(index >>> PAGE_BITS)[index & (PAGE - 1)];
     }

@@ -23,7 +23,6 @@ final class Qcow2Header {
     static final int V3_MIN_LENGTH = 104;
     /** v3 header with the compression type byte and padding, as qemu writes it. */
     static final int V3_LENGTH = 112;
-    static final int COMPRESSION_TYPE_OFFSET = 104;
 
     static final long INCOMPAT_DIRTY = 1L;
     static final long INCOMPAT_CORRUPT = 1L << 1;
@@ -77,10 +76,11 @@ final class Qcow2Header {
     private final List<HeaderExtension> extensions;
     final String backingFile;
 
-    private Qcow2Header(int version, long backingFileOffset, int backingFileSize, int clusterBits, long size, int cryptMethod, int l1Size, long l1TableOffset,
-                        long refcountTableOffset, int refcountTableClusters, int nbSnapshots, long snapshotsOffset,
-                        long incompatible, long compatible, long autoclear, int refcountOrder, int headerLength,
-                        byte[] tail, List<HeaderExtension> extensions, String backingFile) {
+    private Qcow2Header(int version, long backingFileOffset, int backingFileSize, int clusterBits, long size,
+                        int cryptMethod, int l1Size, long l1TableOffset, long refcountTableOffset,
+                        int refcountTableClusters, int nbSnapshots, long snapshotsOffset, long incompatible,
+                        long compatible, long autoclear, int refcountOrder, int headerLength, byte[] tail,
+                        List<HeaderExtension> extensions, String backingFile) {
         this.version = version;
         this.backingFileOffset = backingFileOffset;
         this.backingFileSize = backingFileSize;
@@ -114,9 +114,9 @@ final class Qcow2Header {
         if (tail.length > 0) {
             tail[0] = (byte) compressionType;
         }
-        return new Qcow2Header(version, 0, 0, clusterBits, size, CRYPT_NONE, l1Size, l1TableOffset, refcountTableOffset,
-                refcountTableClusters, 0, 0, incompatible, compatible, 0, refcountOrder, length, tail, extensions,
-                backingFile);
+        return new Qcow2Header(version, 0, 0, clusterBits, size, CRYPT_NONE, l1Size, l1TableOffset,
+                refcountTableOffset, refcountTableClusters, 0, 0, incompatible, compatible, 0, refcountOrder, length,
+                tail, extensions, backingFile);
     }
 
     long clusterSize() {
@@ -155,7 +155,10 @@ final class Qcow2Header {
         return d == null ? null : cString(d);
     }
 
-    /** Names from the feature name table for {@code type} (0 incompatible, 1 compatible, 2 autoclear) bits in {@code mask}. */
+    /**
+     * Names from the feature name table of the {@code type} (0 incompatible,
+     * 1 compatible, 2 autoclear) bits in {@code mask}.
+     */
     String featureNames(int type, long mask) {
         List<String> names = new ArrayList<>();
         long left = mask;
@@ -176,21 +179,22 @@ final class Qcow2Header {
     }
 
     Qcow2Header withRefcountTable(long offset, int clusters) {
-        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset, offset, clusters,
-                nbSnapshots, snapshotsOffset, incompatible, compatible, autoclear, refcountOrder, headerLength, tail,
-                extensions, backingFile);
+        return copy(offset, clusters, autoclear, extensions);
     }
 
     Qcow2Header withAutoclear(long bits) {
-        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset, refcountTableOffset,
-                refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible, compatible, bits, refcountOrder,
-                headerLength, tail, extensions, backingFile);
+        return copy(refcountTableOffset, refcountTableClusters, bits, extensions);
     }
 
     Qcow2Header withExtensions(List<HeaderExtension> exts) {
-        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset, refcountTableOffset,
-                refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible, compatible, autoclear,
-                refcountOrder, headerLength, tail, exts, backingFile);
+        return copy(refcountTableOffset, refcountTableClusters, autoclear, exts);
+    }
+
+    private Qcow2Header copy(long reftableOffset, int reftableClusters, long autoclearBits,
+                             List<HeaderExtension> exts) {
+        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, reftableOffset, reftableClusters, nbSnapshots, snapshotsOffset, incompatible,
+                compatible, autoclearBits, refcountOrder, headerLength, tail, exts, backingFile);
     }
 
     /**
@@ -353,9 +357,9 @@ final class Qcow2Header {
             zone.get((int) backingFileOffset, name);
             backingFile = new String(name, StandardCharsets.UTF_8);
         }
-        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset, refcountTableOffset,
-                refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible, compatible, autoclear,
-                refcountOrder, headerLength, tail, exts, backingFile);
+        return new Qcow2Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible,
+                compatible, autoclear, refcountOrder, headerLength, tail, exts, backingFile);
     }
 
     /** qemu qcow2_validate_table: entry count within the cap, offset cluster-aligned, no overflow. */

@@ -168,14 +168,6 @@ final class Qcow2Image extends AbstractDiskImage {
         return geo.clusterSize;
     }
 
-    OpenContext context() {
-        return context;
-    }
-
-    boolean hasExternalData() {
-        return dataFile != null;
-    }
-
     List<SnapshotTable.Snapshot> snapshots() {
         return snapshots;
     }
@@ -527,7 +519,9 @@ final class Qcow2Image extends AbstractDiskImage {
         }
         m.put("refcount-bits", geo.refcountBits);
         if (header.has(Qcow2Header.INCOMPAT_DATA_FILE)) {
-            m.put("data-file", header.dataFile());
+            if (header.dataFile() != null) {
+                m.put("data-file", header.dataFile());
+            }
             m.put("data-file-raw", (header.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0);
         }
         m.put("corrupt", header.has(Qcow2Header.INCOMPAT_CORRUPT));

@@ -360,7 +360,7 @@ final class Refcounts {
         dirtyHi = Math.max(dirtyHi, index);
     }
 
-    /** Drops one reference from {@code count} clusters starting at {@code firstCluster}, once {@link #applyDeferred} runs. */
+    /** Drops one reference from {@code count} clusters from {@code firstCluster} on, at {@link #applyDeferred}. */
     void deferDecrement(long firstCluster, long count) {
         deferred.add(firstCluster);
         deferred.add(count);

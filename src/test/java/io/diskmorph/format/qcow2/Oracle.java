@@ -63,7 +63,7 @@ final class Oracle {
         JsonNode q = Qemu.img("info", "--output=json", image).ok().json();
         JsonNode d = Dm.run("info", "--output=json", image).ok().json();
         assertEquals(fieldNames(q), fieldNames(d), "info fields of " + image);
-        for (Iterator<Map.Entry<String, JsonNode>> it = q.fields(); it.hasNext(); ) {
+        for (Iterator<Map.Entry<String, JsonNode>> it = q.properties().iterator(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
             assertEquals(e.getValue(), d.get(e.getKey()), "info field " + e.getKey() + " of " + image);
         }
