@@ -63,8 +63,9 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
         this.extensions = headerExtensions();
         this.l2 = new long[(int) (clusterSize / 8)];
         used.set(0);
-        this.l1Bytes = Math.max(clusterSize, (entries * 8 + clusterSize - 1) & -clusterSize);
-        this.l1Offset = allocate(l1Bytes);
+        // an empty disk has no L1 table at all (qemu-img check would count an allocated one as a leak)
+        this.l1Bytes = (entries * 8 + clusterSize - 1) & -clusterSize;
+        this.l1Offset = entries == 0 ? 0 : allocate(l1Bytes);
     }
 
     /**
