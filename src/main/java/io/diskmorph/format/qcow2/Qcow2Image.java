@@ -425,8 +425,8 @@ final class Qcow2Image extends AbstractDiskImage {
 
     // ---- writing (delegated) ----
 
+    /** The writer, made on the first write (it may clear autoclear bits, so only once a write is valid). */
     private Qcow2Writer writer() throws IOException {
-        checkWritable();
         requireDataAccess();
         if (writer == null) {
             writer = new Qcow2Writer(this);
@@ -436,16 +436,16 @@ final class Qcow2Image extends AbstractDiskImage {
 
     @Override
     public void write(ByteBuffer src, long guestOffset) throws IOException {
-        Qcow2Writer w = writer();
+        checkWritable();
         checkRange(guestOffset, src.remaining());
-        w.write(src, guestOffset);
+        writer().write(src, guestOffset);
     }
 
     @Override
     public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
-        Qcow2Writer w = writer();
+        checkWritable();
         checkRange(guestOffset, length);
-        w.writeZeroes(guestOffset, length, mayUnmap);
+        writer().writeZeroes(guestOffset, length, mayUnmap);
     }
 
     /** Reads guest bytes this layer does not have (backing file or zeros); for copy-on-write. */

@@ -155,6 +155,7 @@ class Qcow2WriteTest {
         Qemu.img("convert", "-l", "snapshot.name=first", "-O", "raw", img, snap).ok();
         assertEquals(0, Qemu.compare(before, snap), "the snapshot still reads as before");
         Oracle.assertInfoEquals(img);
+        Oracle.assertMapEquals(img);
     }
 
     @Test
@@ -175,6 +176,7 @@ class Qcow2WriteTest {
             byte[] ref = Files.readAllBytes(raw);
             scribble(img, ref, 5, 100, 8192);
             assertMatchesReference(img, ref);
+            Oracle.assertMapEquals(img);
         }
     }
 
