@@ -4,6 +4,7 @@ import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -40,6 +41,8 @@ final class L2Cache {
     private final int capacity;
     private final LinkedHashMap<Long, Table> tables = new LinkedHashMap<>(64, 0.75f, true);
     private Table last;
+    /** Read buffer reused by {@link #load} (one walk over a big image reads thousands of tables). */
+    private ByteBuffer scratch;
 
     L2Cache(Storage storage, Qcow2Geometry geo) {
         this.storage = storage;
@@ -72,14 +75,19 @@ final class L2Cache {
      */
     Table load(long offset, int count) throws IOException {
         int words = (int) (geo.clusterSize / 8);
-        ByteBuffer raw = storage.readBytes(offset, Math.toIntExact(count * geo.clusterSize));
+        int bytes = Math.toIntExact(count * geo.clusterSize);
+        if (scratch == null || scratch.capacity() < bytes) {
+            scratch = ByteBuffer.allocate(bytes);
+        }
+        storage.read(scratch.clear().limit(bytes), offset);
+        LongBuffer raw = scratch.flip().asLongBuffer();
         Table first = null;
         for (int i = 0; i < count; i++) {
             long off = offset + i * geo.clusterSize;
             Table t = tables.get(off);
             if (t == null) {
                 long[] w = new long[words];
-                raw.position(i * (int) geo.clusterSize).asLongBuffer().get(w);
+                raw.get(i * words, w);
                 t = new Table(off, w);
                 evict(capacity - 1);
                 tables.put(off, t);
