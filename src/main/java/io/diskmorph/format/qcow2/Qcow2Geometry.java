@@ -38,7 +38,6 @@ final class Qcow2Geometry {
     final int refcountBits;
     /** Refcount entries per refcount block, as a shift. */
     final int refblockBits;
-    final long refcountMax;
     /** Compressed descriptor: offset in bits 0..csizeShift-1, sector count above. */
     final int csizeShift;
     final long csizeMask;
@@ -57,7 +56,6 @@ final class Qcow2Geometry {
         this.refcountOrder = refcountOrder;
         this.refcountBits = 1 << refcountOrder;
         this.refblockBits = clusterBits + 3 - refcountOrder;
-        this.refcountMax = refcountBits == 64 ? -1L : (1L << refcountBits) - 1;
         this.csizeShift = 62 - (clusterBits - 8);
         this.csizeMask = (1L << (clusterBits - 8)) - 1;
         this.compressedOffsetMask = (1L << csizeShift) - 1;
