@@ -1,6 +1,7 @@
 package io.diskmorph.format.qcow2;
 
 import io.diskmorph.testing.Qemu;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -14,8 +15,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 /**
  * Creating sparse images of TiB virtual size, or with 16 M preallocated
  * clusters, in a JVM with a 16 MiB heap: the builder streams its tables and
- * keeps one bit per host cluster.
+ * keeps one bit per host cluster. About 10 s on an idle machine (the 64 GiB
+ * case writes 128 MiB of L2 tables, and qemu-img check reads them).
  */
+@Tag("slow")
 class Qcow2LargeImageTest {
     @TempDir
     Path dir;
