@@ -68,6 +68,24 @@ final class InfoCommand implements Callable<Integer> {
         if (i.backingFormat() != null) {
             m.put("backing-filename-format", i.backingFormat());
         }
+        if (!i.snapshots().isEmpty()) {
+            List<Object> snaps = new ArrayList<>();
+            for (ImageInfo.SnapshotInfo s : i.snapshots()) {
+                Map<String, Object> sm = new LinkedHashMap<>();
+                if (s.icount() >= 0) { // qemu omits it for snapshots that predate the field
+                    sm.put("icount", s.icount());
+                }
+                sm.put("vm-clock-nsec", s.vmClockNsec() % 1_000_000_000L);
+                sm.put("name", s.name());
+                sm.put("date-sec", s.dateSec());
+                sm.put("date-nsec", s.dateNsec());
+                sm.put("vm-clock-sec", s.vmClockNsec() / 1_000_000_000L);
+                sm.put("id", s.id());
+                sm.put("vm-state-size", s.vmStateSize());
+                snaps.add(sm);
+            }
+            m.put("snapshots", snaps);
+        }
         m.put("virtual-size", i.virtualSize());
         m.put("filename", i.filename());
         if (i.clusterSize() > 0) {
@@ -79,22 +97,6 @@ final class InfoCommand implements Callable<Integer> {
         }
         if (i.encrypted()) {
             m.put("encrypted", true);
-        }
-        if (!i.snapshots().isEmpty()) {
-            List<Object> snaps = new ArrayList<>();
-            for (ImageInfo.SnapshotInfo s : i.snapshots()) {
-                Map<String, Object> sm = new LinkedHashMap<>();
-                sm.put("icount", s.icount());
-                sm.put("vm-clock-nsec", s.vmClockNsec() % 1_000_000_000L);
-                sm.put("name", s.name());
-                sm.put("date-sec", s.dateSec());
-                sm.put("date-nsec", s.dateNsec());
-                sm.put("vm-clock-sec", s.vmClockNsec() / 1_000_000_000L);
-                sm.put("id", s.id());
-                sm.put("vm-state-size", s.vmStateSize());
-                snaps.add(sm);
-            }
-            m.put("snapshots", snaps);
         }
         if (i.formatSpecific() != null) {
             Map<String, Object> fs = new LinkedHashMap<>();

@@ -97,6 +97,7 @@ public final class InPlaceConverter {
         private long zoneClusters;
         private ClusterBitmap kept;
         private long dataEndClusters; // dense policy only
+        private long keptEnd; // end of the highest kept cluster
         private boolean dense;
         private final ByteRanges writes = new ByteRanges();
         private List<long[]> segments; // ranges to journal, split at data/hole boundaries
@@ -232,6 +233,7 @@ public final class InPlaceConverter {
             while (w.next()) {
                 units++;
                 if (w.kind == UnitWalker.Kind.KEEP) {
+                    keptEnd = Math.max(keptEnd, w.host + cluster);
                     if (!kept.set(w.host / cluster)) {
                         throw new CorruptImageException(plan.sourceFormat + " mapping", w.host,
                                 "host cluster is used by two guest clusters");
@@ -264,7 +266,8 @@ public final class InPlaceConverter {
             if (dense) {
                 plan.finalLength = Math.max(Math.max(end, dataEndClusters * cluster), required);
             } else {
-                plan.finalLength = Math.max(Math.max(plan.originalLength, end), required);
+                // dead source metadata past the last used cluster is cut off
+                plan.finalLength = Math.max(Math.max(keptEnd, end), required);
             }
         }
 

@@ -94,7 +94,8 @@ public final class ChainMap {
                 case Mapping.Unallocated u -> {
                     DiskImage b = layer.backing();
                     if (b == null || offset >= b.virtualSize()) {
-                        return new MapEntry(offset, bytes, depth, false, true, false, -1, null, false);
+                        return new MapEntry(offset, bytes, depth, false, true, false, u.hostOffset(),
+                                u.hasHostOffset() ? layer.dataStorage().name() : null, false);
                     }
                     bytes = Math.min(bytes, b.virtualSize() - offset);
                     layer = b;

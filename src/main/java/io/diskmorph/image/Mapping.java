@@ -28,8 +28,20 @@ public sealed interface Mapping permits Mapping.Data, Mapping.Zero, Mapping.Unal
         }
     }
 
-    /** Not allocated in this layer: reads fall through to the backing image, or zeros without one. */
-    record Unallocated(long length) implements Mapping {
+    /**
+     * Not allocated in this layer: reads fall through to the backing image, or zeros without one.
+     * {@code hostOffset} is the host location the format already reserved for the range (qcow2
+     * extended L2: an unallocated subcluster of an allocated cluster; qemu-img map prints it when
+     * no backing layer answers), else -1.
+     */
+    record Unallocated(long length, long hostOffset) implements Mapping {
+        public Unallocated(long length) {
+            this(length, -1);
+        }
+
+        public boolean hasHostOffset() {
+            return hostOffset >= 0;
+        }
     }
 
     /**

@@ -29,13 +29,29 @@ class InPlaceConversionTest {
     @TempDir
     Path dir;
 
-    /** A source image recipe: format, size, create options, qemu-io commands. */
-    record Source(String name, String format, String size, String options, List<String> io) {
+    /**
+     * A source image recipe: format, size, create options, qemu-io commands;
+     * optionally over a backing file of {@code backingFormat} (written with
+     * BACKING_IO), or made by {@code qemu-img convert} from a recipe
+     * (compressed clusters, a filesystem).
+     */
+    record Source(String name, String format, String size, String options, List<String> io, String backingFormat,
+                  String convertFlags) {
+        Source(String name, String format, String size, String options, List<String> io) {
+            this(name, format, size, options, io, null, null);
+        }
+
+        Source withBacking(String fmt) {
+            return new Source(name + " over " + fmt, format, size, options, io, fmt, convertFlags);
+        }
+
         @Override
         public String toString() {
             return name;
         }
     }
+
+    static final List<String> BACKING_IO = List.of("write -P 0x66 0 3M", "write -P 0x77 6M 1M");
 
     static final List<String> SCATTERED = List.of("write -P 0x11 0 64k", "write -P 0x22 100k 8k",
             "write -P 0x33 1M 200k", "write -P 0x44 5M 3k", "write -P 0x55 7340000 4k");
@@ -48,10 +64,46 @@ class InPlaceConversionTest {
     }
 
     static Stream<Arguments> pairs() {
+        Source raw = new Source("raw 8M", "raw", "8M", "", SCATTERED);
+        Source rawOdd = new Source("raw 7.5M+512", "raw", "7864832", "", SCATTERED);
+        Source qed = new Source("qed 64K/4", "qed", "8M", "", WITH_ZEROS);
+        Source qed4k = new Source("qed 4K/2", "qed", "7864832", "cluster_size=4k,table_size=2", WITH_ZEROS);
+        Source qed1m = new Source("qed 1M/16", "qed", "12M", "cluster_size=1M,table_size=16", WITH_ZEROS);
+        Source qcow2 = new Source("qcow2 64K", "qcow2", "8M", "", WITH_ZEROS);
+        Source qcow2v2 = new Source("qcow2 v2 4K", "qcow2", "7864832", "compat=0.10,cluster_size=4k", SCATTERED);
+        Source qcow2r1 = new Source("qcow2 2M refcount 1", "qcow2", "8M", "cluster_size=2M,refcount_bits=1", WITH_ZEROS);
+        Source qcow2x = new Source("qcow2 extended L2", "qcow2", "8M", "extended_l2=on,cluster_size=128k", WITH_ZEROS);
+        Source compressed = new Source("qcow2 compressed", "qcow2", "8M", "", SCATTERED, null, "-c");
+        Source fs = new Source("qcow2 ext4 filesystem", "qcow2", "24M", "", List.of(), null, "mkfs");
         return Stream.of(
-                Arguments.of(new Source("raw 8M", "raw", "8M", "", SCATTERED), "qed", ""),
-                Arguments.of(new Source("raw 7.5M+512", "raw", "7864832", "", SCATTERED), "qed", "cluster_size=4k"),
-                Arguments.of(new Source("raw 8M", "raw", "8M", "", SCATTERED), "qed", "cluster_size=1M,table_size=2"));
+                Arguments.of(raw, "qed", ""),
+                Arguments.of(rawOdd, "qed", "cluster_size=4k"),
+                Arguments.of(raw, "qed", "cluster_size=1M,table_size=2"),
+                Arguments.of(raw, "qcow2", ""),
+                Arguments.of(rawOdd, "qcow2", "cluster_size=512"),
+                Arguments.of(raw, "qcow2", "cluster_size=2M,compat=0.10"),
+                Arguments.of(qed, "qcow2", ""),
+                Arguments.of(qed4k, "qcow2", ""),
+                Arguments.of(qed1m, "qcow2", ""),
+                Arguments.of(qed1m, "qcow2", "cluster_size=2M"),
+                Arguments.of(qed.withBacking("qcow2"), "qcow2", ""),
+                Arguments.of(qed.withBacking("raw"), "qcow2", "compat=0.10"),
+                Arguments.of(qcow2, "qed", ""),
+                Arguments.of(qcow2v2, "qed", ""),
+                Arguments.of(qcow2r1, "qed", "cluster_size=1M"),
+                Arguments.of(qcow2.withBacking("qed"), "qed", ""),
+                Arguments.of(qcow2x, "qed", ""),
+                Arguments.of(compressed, "qed", ""),
+                Arguments.of(compressed, "qcow2", ""),
+                Arguments.of(qcow2, "qcow2", "cluster_size=4k"),
+                Arguments.of(qcow2v2, "qcow2", "cluster_size=64k"),
+                Arguments.of(qcow2, "qcow2", "refcount_bits=64"),
+                Arguments.of(qcow2, "qcow2", "compat=0.10"),
+                Arguments.of(qcow2.withBacking("qcow2"), "qcow2", "compat=0.10"),
+                Arguments.of(qcow2, "qcow2", "extended_l2=on"),
+                Arguments.of(qcow2x, "qcow2", "extended_l2=off"),
+                Arguments.of(fs, "qed", ""),
+                Arguments.of(fs, "qcow2", "cluster_size=2M"));
     }
 
     @ParameterizedTest(name = "{0} -> {1} {2}")
@@ -83,7 +135,11 @@ class InPlaceConversionTest {
         assertEquals(0, check.exitCode(), "qemu-img check: " + check.out() + check.err());
         assertEquals(0, Qemu.img("compare", "-f", target, "-F", "raw", img, reference).exitCode(),
                 "same guest content as before");
-        assertEquals(target, Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
+        JsonNode info = Qemu.img("info", "--output=json", img).ok().json();
+        assertEquals(target, info.get("format").asText());
+        if (src.backingFormat() != null) {
+            assertEquals("base." + src.backingFormat(), info.get("backing-filename").asText(), "backing file kept");
+        }
 
         assertKeptInPlace(before, Qemu.map(img, target), plan.get("moved-bytes").asLong());
         System.out.printf("in place %s -> %s %s: kept %d, moved %d, metadata %d, extra %d bytes%n", src, target,
@@ -155,6 +211,71 @@ class InPlaceConversionTest {
         assertEquals(List.of(img.getFileName().toString()), listNames(), "no sidecar left behind");
     }
 
+    /** Images the converter must refuse, each left byte-identical with one line saying why. */
+    static Stream<Arguments> refusals() {
+        return Stream.of(
+                Arguments.of("encrypted (LUKS)", List.of("qemu-img", "create", "-q", "-f", "qcow2", "--object",
+                        "secret,id=sec0,data=123456", "-o", "encrypt.format=luks,encrypt.key-secret=sec0", "IMG", "8M"),
+                        List.of(), "encrypted"),
+                Arguments.of("internal snapshot", List.of("qemu-img", "create", "-q", "-f", "qcow2", "IMG", "8M"),
+                        List.of("qemu-io", "-c", "write -P 1 0 64k", "IMG", ";", "qemu-img", "snapshot", "-c", "s1", "IMG"),
+                        "snapshot"),
+                Arguments.of("external data file", List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                        "data_file=IMG.data", "IMG", "8M"), List.of("qemu-io", "-c", "write -P 1 0 64k", "IMG"),
+                        "data file"),
+                Arguments.of("dirty", List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on",
+                        "IMG", "8M"), List.of("qemu-io", "-c", "write -P 1 0 64k", "-c", "abort", "IMG"), "dirty"));
+    }
+
+    @ParameterizedTest(name = "refuses {0}")
+    @MethodSource("refusals")
+    void refusesWhatItCannotConvertSafely(String name, List<String> create, List<String> then, String why)
+            throws IOException {
+        Path img = dir.resolve("r.qcow2");
+        runAll(create, img);
+        if (!then.isEmpty()) {
+            runAll(then, img);
+        }
+        byte[] original = Files.readAllBytes(img);
+        Dm.Result r = Dm.run("convert", "--in-place", "-O", "qed", img);
+        assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains(why), r.err());
+        assertArrayEquals(original, Files.readAllBytes(img));
+        assertFalse(Files.exists(dir.resolve("r.qcow2.dmjournal")));
+    }
+
+    /** Runs ';'-separated commands with IMG replaced by the image path (qemu-io's abort exits non-zero). */
+    private static void runAll(List<String> cmds, Path img) {
+        List<String> cur = new ArrayList<>();
+        for (String c : concat(cmds, List.of(";"))) {
+            if (c.equals(";")) {
+                Qemu.run(cur.toArray(String[]::new));
+                cur.clear();
+            } else {
+                cur.add(c.replace("IMG", img.toString()));
+            }
+        }
+    }
+
+    @Test
+    void refusesWithoutEnoughFreeSpaceAndChangesNothing() throws IOException {
+        Path img = make(new Source("qcow2", "qcow2", "8M", "", SCATTERED));
+        byte[] original = Files.readAllBytes(img);
+        CrashSim sim = new CrashSim(java.util.Map.of(CrashChecker.IMAGE, original));
+        ConversionPlan plan = InPlaceConverter.plan(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2",
+                "qed", java.util.Map.of(), false));
+        sim.usableSpace = plan.extraSpace - 1;
+        var e = assertThrows(io.diskmorph.image.NotEnoughSpaceException.class, () -> InPlaceConverter.convert(
+                CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed", java.util.Map.of(), false),
+                InPlaceConverter.Progress.NONE));
+        assertEquals(ExitCodes.NO_SPACE, e.exitCode());
+        assertTrue(sim.log.isEmpty(), "nothing was written: " + sim.log.size() + " operations");
+        sim.usableSpace = plan.extraSpace;
+        InPlaceConverter.convert(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed",
+                java.util.Map.of(), false), InPlaceConverter.Progress.NONE);
+        assertFalse(sim.log.isEmpty(), "with exactly the space the plan asked for, it converts");
+    }
+
     @Test
     void keepRollbackThenRollbackRestoresTheOriginalExactly() throws IOException {
         Path img = make(new Source("raw", "raw", "8M", "", SCATTERED));
@@ -220,14 +341,41 @@ class InPlaceConversionTest {
         }
     }
 
-    Path make(Source s) {
+    Path make(Source s) throws IOException {
         Path p = dir.resolve("img." + s.format());
-        if (s.options().isEmpty()) {
-            Qemu.create(p, s.format(), s.size());
-        } else {
-            Qemu.create(p, s.format(), s.size(), s.options());
+        if (s.convertFlags() != null) {
+            Path raw = dir.resolve("content.raw");
+            if (s.convertFlags().equals("mkfs")) {
+                Path tree = Files.createDirectories(dir.resolve("tree/etc"));
+                for (int i = 0; i < 40; i++) {
+                    Files.writeString(tree.resolve("file" + i + ".txt"), ("line " + i + "\n").repeat(300 * (i + 1)));
+                }
+                Qemu.run("truncate", "-s", s.size(), raw.toString()).ok();
+                Qemu.run("mke2fs", "-q", "-t", "ext4", "-d", dir.resolve("tree").toString(), "-F", raw.toString()).ok();
+                Qemu.img("convert", "-f", "raw", "-O", s.format(), raw, p).ok();
+            } else {
+                Qemu.create(raw, "raw", s.size());
+                Qemu.io(raw, "raw", s.io().toArray(String[]::new));
+                Qemu.img("convert", s.convertFlags(), "-f", "raw", "-O", s.format(), raw, p).ok();
+            }
+            Files.delete(raw);
+            return p;
         }
-        Qemu.io(p, s.format(), s.io().toArray(String[]::new));
+        List<String> opts = new ArrayList<>();
+        if (!s.options().isEmpty()) {
+            opts.add(s.options());
+        }
+        if (s.backingFormat() != null) {
+            Path base = dir.resolve("base." + s.backingFormat());
+            Qemu.create(base, s.backingFormat(), s.size());
+            Qemu.io(base, s.backingFormat(), BACKING_IO.toArray(String[]::new));
+            opts.add("backing_file=base." + s.backingFormat());
+            opts.add("backing_fmt=" + s.backingFormat());
+        }
+        Qemu.create(p, s.format(), s.size(), opts.toArray(String[]::new));
+        if (!s.io().isEmpty()) {
+            Qemu.io(p, s.format(), s.io().toArray(String[]::new));
+        }
         return p;
     }
 }

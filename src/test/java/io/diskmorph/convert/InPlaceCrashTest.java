@@ -31,8 +31,17 @@ class InPlaceCrashTest {
 
     static Stream<Arguments> conversions() {
         return Stream.of(
+                Arguments.of("raw", "qcow2", "", ""),
+                Arguments.of("raw", "qcow2", "", "cluster_size=4k,refcount_bits=1"),
                 Arguments.of("raw", "qed", "", ""),
                 Arguments.of("raw", "qed", "", "cluster_size=4k"),
+                Arguments.of("qed", "qcow2", "cluster_size=64k", ""),
+                Arguments.of("qed", "qcow2", "cluster_size=4k", "compat=0.10"),
+                Arguments.of("qcow2", "qed", "cluster_size=64k", ""),
+                Arguments.of("qcow2", "qed", "cluster_size=4k", ""),
+                Arguments.of("qcow2", "qcow2", "cluster_size=64k", "refcount_bits=64"),
+                Arguments.of("qcow2", "qcow2", "cluster_size=4k", "cluster_size=16k"),
+                Arguments.of("qcow2", "qcow2", "cluster_size=64k", "extended_l2=on"),
                 Arguments.of("qed", "qed", "cluster_size=4k", "cluster_size=64k,table_size=2"));
     }
 

@@ -1,0 +1,531 @@
+package io.diskmorph.format.qcow2;
+
+import io.diskmorph.image.AbstractDiskImage;
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.ImageException;
+import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.ImageInfo;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.Mapping;
+import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.LockMode;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+
+/**
+ * An open qcow2 image: mapping through L1 -> L2 (cached), compressed and
+ * extended-L2 clusters, info. Writing lives in {@link Qcow2Writer}.
+ */
+final class Qcow2Image extends AbstractDiskImage {
+    // What one guest range is in this layer (qemu's QCow2SubclusterType).
+    static final int UNALLOCATED = 0;
+    /** Extended L2: unallocated subcluster of a cluster that has a host offset. */
+    static final int UNALLOCATED_ALLOC = 1;
+    static final int ZERO_PLAIN = 2;
+    static final int ZERO_ALLOC = 3;
+    static final int NORMAL = 4;
+    static final int COMPRESSED_CLUSTER = 5;
+
+    private final Qcow2Format format;
+    Qcow2Header header;
+    final Qcow2Geometry geo;
+    final L1Table l1;
+    final L2Cache l2;
+    private Refcounts refcounts;
+    private final Storage dataFile;
+    private final List<SnapshotTable.Snapshot> snapshots;
+    final long snapshotTableBytes;
+    private Boolean metadataPreallocated;
+    private Qcow2Writer writer;
+
+    // out-parameters of classify() (one thread at a time, no allocation per entry)
+    private int kind;
+    private long host;
+    private long runEnd;
+    private long compressedEntry;
+
+    private long decompressedHost = -1;
+    private byte[] decompressed;
+
+    private Qcow2Image(Qcow2Format format, Storage storage, OpenContext context, Qcow2Header header, L1Table l1,
+                       Storage dataFile, SnapshotTable.Table snapshots) {
+        super(storage, context);
+        this.format = format;
+        this.header = header;
+        this.geo = Qcow2Geometry.of(header);
+        this.l1 = l1;
+        this.l2 = new L2Cache(storage, geo);
+        this.dataFile = dataFile;
+        this.snapshots = snapshots.snapshots();
+        this.snapshotTableBytes = snapshots.byteSize();
+        this.backingName = header.backingFile;
+        this.backingFmt = header.backingFormat();
+    }
+
+    static Qcow2Image open(Qcow2Format format, Storage storage, OpenContext context) throws IOException {
+        Qcow2Header h = Qcow2Header.read(storage);
+        boolean readOnly = context.readOnly() || storage.isReadOnly();
+        long unknown = h.incompatible & ~Qcow2Header.INCOMPAT_KNOWN;
+        if (unknown != 0) {
+            throw new UnsupportedFeatureException(storage.name() + ": unsupported qcow2 feature(s): "
+                    + h.featureNames(0, unknown));
+        }
+        if (!readOnly && h.has(Qcow2Header.INCOMPAT_CORRUPT)) {
+            throw new ImageException(storage.name() + ": qcow2 image is marked corrupt and can only be opened "
+                    + "read-only; repair it with 'qemu-img check -r all'");
+        }
+        if (!readOnly && h.has(Qcow2Header.INCOMPAT_DIRTY)) {
+            // qemu repairs refcounts on a read-write open of a dirty image; we refuse instead
+            throw new ImageException(storage.name() + ": qcow2 image is dirty (refcounts may be stale after a "
+                    + "crash with lazy_refcounts); repair it with 'qemu-img check -r all' before writing");
+        }
+        if (!h.has(Qcow2Header.INCOMPAT_DATA_FILE) && (h.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0) {
+            throw new CorruptImageException("qcow2 header", 88, "data-file-raw is set without an external data "
+                    + "file");
+        }
+        Qcow2Geometry geo = Qcow2Geometry.of(h);
+        long needed = geo.l1EntriesFor(h.size);
+        if (needed > Integer.MAX_VALUE) {
+            throw new CorruptImageException("qcow2 header", 24, "virtual size " + h.size + " is too large");
+        }
+        long l1Size = Integer.toUnsignedLong(h.l1Size);
+        if (l1Size < needed) {
+            throw new CorruptImageException("qcow2 header", 36, "L1 table has " + l1Size + " entries, the virtual "
+                    + "size needs " + needed);
+        }
+        long fileSize = storage.size();
+        if (l1Size > 0 && h.l1TableOffset >= fileSize) {
+            throw new CorruptImageException("qcow2 L1 table", h.l1TableOffset, "lies past the end of the file ("
+                    + fileSize + " bytes)");
+        }
+        if (h.refcountTableOffset >= fileSize) {
+            throw new CorruptImageException("qcow2 refcount table", h.refcountTableOffset, "lies past the end of "
+                    + "the file (" + fileSize + " bytes)");
+        }
+        if (h.l1TableOffset == 0 && l1Size > 0 || h.refcountTableOffset == 0) {
+            throw new CorruptImageException("qcow2 header", 40, "L1 or refcount table overlaps the header");
+        }
+        L1Table l1 = new L1Table(storage, h.l1TableOffset, (int) l1Size);
+        SnapshotTable.Table snaps = SnapshotTable.read(storage, h);
+        Storage dataFile = h.has(Qcow2Header.INCOMPAT_DATA_FILE) ? openDataFile(storage, context, h, readOnly)
+                : null;
+        return new Qcow2Image(format, storage, context, h, l1, dataFile, snaps);
+    }
+
+    /** An external data file is followed only when simple: read-only, a plain relative or absolute file name. */
+    private static Storage openDataFile(Storage storage, OpenContext context, Qcow2Header h, boolean readOnly)
+            throws IOException {
+        String name = h.dataFile();
+        if (!readOnly) {
+            throw new UnsupportedFeatureException(storage.name() + ": writing qcow2 images with an external data "
+                    + "file is not supported");
+        }
+        if (name == null || name.isEmpty()) {
+            throw new UnsupportedFeatureException(storage.name() + ": qcow2 image needs an external data file "
+                    + "that is not named in the image");
+        }
+        if (name.contains(":")) {
+            throw new UnsupportedFeatureException(storage.name() + ": external data file '" + name
+                    + "' uses a protocol; diskmorph only follows plain file names");
+        }
+        // qemu opens the stored name as is: a relative name is relative to the current directory,
+        // not to the image (unlike backing files)
+        return FileStorage.open(Path.of(name), true, LockMode.SHARED);
+    }
+
+    @Override
+    public ImageFormat format() {
+        return format;
+    }
+
+    @Override
+    public Storage dataStorage() {
+        return dataFile != null ? dataFile : storage;
+    }
+
+    @Override
+    public long virtualSize() {
+        return header.size;
+    }
+
+    @Override
+    public long clusterSize() {
+        return geo.clusterSize;
+    }
+
+    List<SnapshotTable.Snapshot> snapshots() {
+        return snapshots;
+    }
+
+    /** Refcount access, loaded on first use. */
+    Refcounts refcounts() throws IOException {
+        if (refcounts == null) {
+            refcounts = Refcounts.load(storage, geo, header.refcountTableOffset, header.refcountTableClusters);
+        }
+        return refcounts;
+    }
+
+    void requireDataAccess() throws UnsupportedFeatureException {
+        if (header.cryptMethod != Qcow2Header.CRYPT_NONE) {
+            throw new UnsupportedFeatureException(storage.name() + ": encrypted qcow2 images ("
+                    + (header.cryptMethod == Qcow2Header.CRYPT_AES ? "aes" : "luks")
+                    + ") cannot be read or written by diskmorph");
+        }
+    }
+
+    // ---- mapping ----
+
+    @Override
+    public Mapping mapping(long guestOffset, long maxLength) throws IOException {
+        if (guestOffset < 0 || guestOffset >= header.size || maxLength <= 0) {
+            throw new InvalidRequestException(String.format("mapping request 0x%x+0x%x is outside the virtual "
+                    + "disk (size %d)", guestOffset, maxLength, header.size));
+        }
+        requireDataAccess();
+        long end = guestOffset + Math.min(maxLength, header.size - guestOffset);
+        classify(guestOffset, end);
+        int k = kind;
+        long h = host;
+        if (k == COMPRESSED_CLUSTER) {
+            long inCluster = guestOffset & (geo.clusterSize - 1);
+            return new Mapping.Compressed(runEnd - guestOffset, geo.compressedOffset(compressedEntry),
+                    geo.compressedLength(compressedEntry), inCluster);
+        }
+        long pos = runEnd;
+        boolean fastPath = !geo.extendedL2 && dataFile == null;
+        while (pos < end) {
+            if (fastPath && (pos & (geo.clusterSize - 1)) == 0) {
+                int l1Index = (int) (pos >>> geo.l1Shift);
+                long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+                if (l2Offset != 0) {
+                    long[] words = l2Table(l1Index, l2Offset).words;
+                    int index = (int) ((pos >>> geo.clusterBits) & (geo.l2Entries - 1));
+                    int limit = (int) Math.min(geo.l2Entries,
+                            index + ((end - pos + geo.clusterSize - 1) >>> geo.clusterBits));
+                    int n = continueRun(words, index, limit, k, h >= 0 ? h + (pos - guestOffset) : -1);
+                    pos = Math.min(end, pos + ((long) n << geo.clusterBits));
+                    if (index + n < limit) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            classify(pos, end);
+            if (kind != k || (h >= 0 && host != h + (pos - guestOffset))) {
+                break;
+            }
+            pos = runEnd;
+        }
+        long len = pos - guestOffset;
+        return switch (k) {
+            case NORMAL -> new Mapping.Data(len, h);
+            case ZERO_PLAIN, ZERO_ALLOC -> new Mapping.Zero(len, h);
+            default -> new Mapping.Unallocated(len, h);
+        };
+    }
+
+    /**
+     * Classifies the guest range starting at {@code pos}: sets {@link #kind},
+     * {@link #host} (host offset of {@code pos}, -1 without one) and
+     * {@link #runEnd} (end of the uniform part, within one cluster or one
+     * unallocated L1 range, at most {@code limit}).
+     */
+    private void classify(long pos, long limit) throws IOException {
+        int l1Index = (int) (pos >>> geo.l1Shift);
+        long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+        if (l2Offset == 0) {
+            kind = UNALLOCATED;
+            host = -1;
+            runEnd = Math.min(limit, ((long) l1Index + 1) << geo.l1Shift);
+            return;
+        }
+        long[] words = l2Table(l1Index, l2Offset).words;
+        int index = (int) ((pos >>> geo.clusterBits) & (geo.l2Entries - 1));
+        long clusterStart = pos & -geo.clusterSize;
+        long inCluster = pos - clusterStart;
+        long entry = words[index * geo.entryWords];
+        if ((entry & COMPRESSED) != 0) {
+            if (dataFile != null) {
+                throw corruptEntry(l2Offset, index, "compressed cluster in an image with an external data file");
+            }
+            kind = COMPRESSED_CLUSTER;
+            host = -1;
+            compressedEntry = entry;
+            runEnd = Math.min(limit, clusterStart + geo.clusterSize);
+            return;
+        }
+        long off = entry & OFFSET_MASK;
+        // with an external data file offset 0 is valid; COPIED (refcount 1, always) disambiguates (qemu)
+        boolean hasHost = off != 0 || (dataFile != null && (entry & COPIED) != 0);
+        if (hasHost && (off & (geo.clusterSize - 1)) != 0) {
+            throw corruptEntry(l2Offset, index, String.format("data cluster offset 0x%x is not cluster-aligned",
+                    off));
+        }
+        if (!geo.extendedL2) {
+            if ((entry & ZERO) != 0) {
+                if (header.version < 3) {
+                    throw corruptEntry(l2Offset, index, "zero cluster in a version 2 image");
+                }
+                kind = hasHost ? ZERO_ALLOC : ZERO_PLAIN;
+            } else {
+                kind = hasHost ? NORMAL : UNALLOCATED;
+            }
+            host = hasHost ? off + inCluster : -1;
+            runEnd = Math.min(limit, clusterStart + geo.clusterSize);
+            return;
+        }
+        long bitmap = words[index * 2 + 1];
+        if (hasHost ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & Qcow2Geometry.ALL_ALLOCATED) != 0) {
+            throw corruptEntry(l2Offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
+        }
+        int sc = (int) (inCluster >>> geo.subclusterBits);
+        int k = subclusterKind(bitmap, sc, hasHost);
+        int next = sc + 1;
+        while (next < Qcow2Geometry.SUBCLUSTERS && subclusterKind(bitmap, next, hasHost) == k) {
+            next++;
+        }
+        kind = k;
+        host = hasHost ? off + inCluster : -1;
+        runEnd = Math.min(limit, clusterStart + ((long) next << geo.subclusterBits));
+    }
+
+    /**
+     * How many standard L2 entries from {@code index} (below {@code limit})
+     * continue a run of kind {@code k} whose host offset at {@code index} is
+     * {@code expectHost} (-1 without one). Stops at anything unusual
+     * (compressed, misaligned, a zero flag in v2), which {@link #classify}
+     * then reports; the walk over big images stays one tight loop.
+     */
+    private int continueRun(long[] words, int index, int limit, int k, long expectHost) {
+        long next = expectHost;
+        int i = index;
+        for (; i < limit; i++) {
+            long e = words[i];
+            long off = e & OFFSET_MASK;
+            int kk = (e & ZERO) != 0 ? (off != 0 ? ZERO_ALLOC : ZERO_PLAIN) : (off != 0 ? NORMAL : UNALLOCATED);
+            if ((e & COMPRESSED) != 0 || kk != k || off != (next < 0 ? 0 : next)) {
+                break;
+            }
+            if (next >= 0) {
+                next += geo.clusterSize;
+            }
+        }
+        return i - index;
+    }
+
+    static int subclusterKind(long bitmap, int sc, boolean hasHost) {
+        if ((bitmap & (1L << (32 + sc))) != 0) {
+            return hasHost ? ZERO_ALLOC : ZERO_PLAIN;
+        }
+        if ((bitmap & (1L << sc)) != 0) {
+            return NORMAL;
+        }
+        return hasHost ? UNALLOCATED_ALLOC : UNALLOCATED;
+    }
+
+    CorruptImageException corruptEntry(long l2Offset, int index, String problem) {
+        return new CorruptImageException("qcow2 L2 table", l2Offset + (long) index * 8 * geo.entryWords,
+                problem + " (L2 index " + index + ")");
+    }
+
+    /** The L2 table L1 entry {@code l1Index} points to, loading it (and adjacent ones) on a miss. */
+    L2Cache.Table l2Table(int l1Index, long l2Offset) throws IOException {
+        L2Cache.Table t = l2.cached(l2Offset);
+        if (t != null) {
+            return t;
+        }
+        if ((l2Offset & (geo.clusterSize - 1)) != 0) {
+            throw new CorruptImageException("qcow2 L1 table", header.l1TableOffset + l1Index * 8L, String.format(
+                    "L2 table offset 0x%x is not cluster-aligned (L1 index %d)", l2Offset, l1Index));
+        }
+        int count = 1;
+        int max = l2.readaheadTables();
+        while (count < max && l1Index + count < l1.size()) {
+            long next = l1.get(l1Index + count) & OFFSET_MASK;
+            if (next != l2Offset + count * geo.clusterSize || l2.cached(next) != null) {
+                break;
+            }
+            count++;
+        }
+        return l2.load(l2Offset, count);
+    }
+
+    @Override
+    protected void decompressCluster(Mapping.Compressed extent, ByteBuffer cluster) throws IOException {
+        requireDataAccess();
+        if (decompressedHost != extent.hostOffset() || decompressed == null) {
+            int len = extent.compressedLength();
+            byte[] src = new byte[len + 1];
+            storage.read(ByteBuffer.wrap(src, 0, len), extent.hostOffset());
+            byte[] dst = decompressed != null ? decompressed : new byte[(int) geo.clusterSize];
+            decompressedHost = -1;
+            String error = Compression.decompress(header.compressionType, src, len, dst);
+            if (error != null) {
+                throw new CorruptImageException("qcow2 compressed cluster", extent.hostOffset(), error);
+            }
+            decompressed = dst;
+            decompressedHost = extent.hostOffset();
+        }
+        cluster.put(0, decompressed);
+    }
+
+    /** Forgets the decompressed cluster kept for sequential reads (after the image changed). */
+    void dropDecompressed() {
+        decompressedHost = -1;
+    }
+
+    // ---- metadata preallocation quirk ----
+
+    /**
+     * qemu's qcow2_detect_metadata_preallocation (block/qcow2-refcount.c):
+     * the image counts as metadata-preallocated when at least
+     * max(allocated_clusters * 10 / 9, allocated_clusters + 2) clusters below
+     * the end of the file have a non-zero refcount, where allocated_clusters
+     * is the file's allocated size in clusters. Decided once per open, like
+     * qemu; errors count as "no".
+     */
+    @Override
+    public boolean mapReportsHostHolesAsZero() throws IOException {
+        if (metadataPreallocated == null) {
+            metadataPreallocated = detectMetadataPreallocation();
+        }
+        return metadataPreallocated;
+    }
+
+    private boolean detectMetadataPreallocation() throws IOException {
+        long fileLength = storage.size();
+        long allocated = storage.allocatedBytes();
+        if (allocated < 0) {
+            return false;
+        }
+        long realClusters = allocated / geo.clusterSize;
+        long threshold = Math.max(realClusters * 10 / 9, realClusters + 2);
+        long endCluster = (fileLength + geo.clusterSize - 1) >>> geo.clusterBits;
+        try {
+            return refcounts().countUsed(endCluster, threshold) >= threshold;
+        } catch (CorruptImageException e) {
+            return false;
+        }
+    }
+
+    // ---- writing (delegated) ----
+
+    /** The writer, made on the first write (it may clear autoclear bits, so only once a write is valid). */
+    private Qcow2Writer writer() throws IOException {
+        requireDataAccess();
+        if (writer == null) {
+            writer = new Qcow2Writer(this);
+        }
+        return writer;
+    }
+
+    @Override
+    public void write(ByteBuffer src, long guestOffset) throws IOException {
+        checkWritable();
+        checkRange(guestOffset, src.remaining());
+        writer().write(src, guestOffset);
+    }
+
+    @Override
+    public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
+        checkWritable();
+        checkRange(guestOffset, length);
+        writer().writeZeroes(guestOffset, length, mayUnmap);
+    }
+
+    /** Reads guest bytes this layer does not have (backing file or zeros); for copy-on-write. */
+    void readBelow(ByteBuffer part, long guestOffset) throws IOException {
+        readBacking(part, guestOffset);
+    }
+
+    @Override
+    public void flush() throws IOException {
+        if (writer != null) {
+            writer.flush();
+        }
+    }
+
+    @Override
+    protected void closeImage() throws IOException {
+        try {
+            flush();
+        } finally {
+            if (dataFile != null) {
+                dataFile.close();
+            }
+        }
+    }
+
+    // ---- info ----
+
+    @Override
+    public ImageInfo info() throws IOException {
+        List<ImageInfo.SnapshotInfo> snaps = new ArrayList<>();
+        for (SnapshotTable.Snapshot s : snapshots) {
+            snaps.add(new ImageInfo.SnapshotInfo(s.id(), s.name(), s.vmStateSize(), s.dateSec(), s.dateNsec(),
+                    s.vmClockNsec(), s.icount()));
+        }
+        return new ImageInfo(storage.name(), format.name(), header.size, storage.allocatedBytes(), geo.clusterSize,
+                header.has(Qcow2Header.INCOMPAT_DIRTY), header.cryptMethod != Qcow2Header.CRYPT_NONE, backingName,
+                Images.fullBackingFilename(context.path(), backingName), backingFmt, formatSpecific(), snaps);
+    }
+
+    /** qemu 7.2's format-specific keys, in the order qemu-img prints them. */
+    private Map<String, Object> formatSpecific() throws IOException {
+        Map<String, Object> m = new LinkedHashMap<>();
+        String compression = header.compressionType == Qcow2Header.COMPRESSION_ZSTD ? "zstd" : "zlib";
+        if (header.version == 2) {
+            m.put("compat", "0.10");
+            m.put("compression-type", compression);
+            m.put("refcount-bits", geo.refcountBits);
+            return m;
+        }
+        m.put("compat", "1.1");
+        m.put("compression-type", compression);
+        m.put("lazy-refcounts", (header.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0);
+        BitmapDirectory.Extension ext = BitmapDirectory.extension(header);
+        if (ext != null) {
+            List<Object> list = new ArrayList<>();
+            for (BitmapDirectory.Bitmap b : BitmapDirectory.read(storage, ext)) {
+                Map<String, Object> bm = new LinkedHashMap<>();
+                List<String> flags = new ArrayList<>();
+                if ((b.flags() & BitmapDirectory.FLAG_IN_USE) != 0) {
+                    flags.add("in-use");
+                }
+                if ((b.flags() & BitmapDirectory.FLAG_AUTO) != 0) {
+                    flags.add("auto");
+                }
+                bm.put("flags", flags);
+                bm.put("name", b.name());
+                bm.put("granularity", 1L << b.granularityBits());
+                list.add(bm);
+            }
+            m.put("bitmaps", list);
+        }
+        m.put("refcount-bits", geo.refcountBits);
+        if (header.has(Qcow2Header.INCOMPAT_DATA_FILE)) {
+            if (header.dataFile() != null) {
+                m.put("data-file", header.dataFile());
+            }
+            m.put("data-file-raw", (header.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0);
+        }
+        m.put("corrupt", header.has(Qcow2Header.INCOMPAT_CORRUPT));
+        m.put("extended-l2", geo.extendedL2);
+        return m;
+    }
+}

@@ -1,0 +1,643 @@
+package io.diskmorph.format.qcow2;
+
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.ImageException;
+import io.diskmorph.image.Mapping;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ALLOCATED;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ZEROES;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
+import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+
+/**
+ * Guest writes into a qcow2 image: allocation at the end of the file,
+ * copy-on-write of clusters and L2 tables whose refcount is above one
+ * (snapshots), compressed clusters rewritten uncompressed, zero clusters,
+ * extended L2 subclusters. Refcounts stay exact (no lazy refcounts, the
+ * dirty bit is never set).
+ *
+ * <p>Crash safety: data is written at once into clusters no metadata points
+ * to yet (or in place into a cluster with refcount 1); metadata is cached
+ * and written by {@link #flush} in the order data, sync, refcount blocks
+ * (increments), sync, refcount table / header, sync, L2 tables, sync, L1,
+ * sync, refcount decrements, sync. A crash can leak clusters, never leave a
+ * reference to a cluster with a refcount too low.
+ */
+final class Qcow2Writer {
+    /** Writes are processed in chunks this large; caches are flushed between chunks when full. */
+    private static final long CHUNK = 16L << 20;
+    private static final int ZERO_BUFFER = 1 << 20;
+
+    // unit (cluster or subcluster) states for copy-on-write
+    private static final int UNIT_DATA = 0;
+    private static final int UNIT_ZERO = 1;
+    private static final int UNIT_BELOW = 2;
+
+    private final Qcow2Image img;
+    private final Storage storage;
+    private final Qcow2Geometry geo;
+    private final long clusterSize;
+    private final Refcounts refcounts;
+    private final MetadataGuard guard;
+    private final boolean hasBacking;
+    private boolean unsynced;
+    private ByteBuffer zeros;
+
+    // one pending data write, extended while guest clusters land on adjacent host clusters
+    private ByteBuffer pendingSrc;
+    private int pendingPos;
+    private int pendingLen;
+    private long pendingHost = -1;
+
+    Qcow2Writer(Qcow2Image img) throws IOException {
+        this.img = img;
+        this.storage = img.storage();
+        this.geo = img.geo;
+        this.clusterSize = geo.clusterSize;
+        Qcow2Header h = img.header;
+        if (BitmapDirectory.extension(h) != null) {
+            throw new UnsupportedFeatureException(storage.name() + ": qcow2 image has persistent dirty bitmaps; "
+                    + "diskmorph cannot keep them consistent, so it does not write to it");
+        }
+        this.hasBacking = img.backingFileName() != null;
+        if (hasBacking && img.backing() == null) {
+            throw new ImageException(storage.name() + ": cannot write: the backing file is not open (partial "
+                    + "cluster writes copy from it)");
+        }
+        this.refcounts = img.refcounts();
+        this.guard = new MetadataGuard(img, refcounts);
+        refcounts.setGuard(guard::checkMetadataWrite);
+        refcounts.reserveBelow(guard.knownMetadataEnd());
+        if (h.autoclear != 0) {
+            // qemu clears autoclear bits it does not maintain before changing the image (qcow2.rst)
+            img.header = h.withAutoclear(0);
+            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
+            storage.sync();
+        }
+    }
+
+    // ---- guest writes ----
+
+    void write(ByteBuffer src, long guestOffset) throws IOException {
+        img.dropDecompressed();
+        long pos = guestOffset;
+        long sinceFlushCheck = 0;
+        while (src.hasRemaining()) {
+            long cluster = pos & -clusterSize;
+            int from = (int) (pos - cluster);
+            int n = (int) Math.min(src.remaining(), clusterSize - from);
+            writeCluster(cluster, from, src, src.position(), n);
+            src.position(src.position() + n);
+            pos += n;
+            sinceFlushCheck += n;
+            if (sinceFlushCheck >= CHUNK) {
+                sinceFlushCheck = 0;
+                flushPending();
+                flushIfCachesFull();
+            }
+        }
+        flushPending();
+        flushIfCachesFull();
+    }
+
+    /**
+     * Writes {@code n} bytes of {@code src} (from index {@code at}) into the
+     * guest cluster at {@code cluster}, starting {@code from} bytes into it.
+     */
+    private void writeCluster(long cluster, int from, ByteBuffer src, int at, int n) throws IOException {
+        int to = from + n;
+        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
+        int wi = index * geo.entryWords;
+        long entry = t.words[wi];
+        long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
+        boolean compressed = (entry & COMPRESSED) != 0;
+        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
+        validate(t, index, entry, bitmap, oldHost);
+
+        // the units (subclusters, or the whole cluster) the write touches
+        int unitBits = geo.subclusterBits;
+        int firstUnit = from >>> unitBits;
+        int lastUnit = (to - 1) >>> unitBits;
+        long touched = geo.extendedL2 ? unitMask(firstUnit, lastUnit) : 0;
+        int regionStart = firstUnit << unitBits;
+        int regionEnd = (lastUnit + 1) << unitBits;
+
+        boolean inPlace = oldHost != 0 && refcountOf(oldHost, t, index) == 1;
+        long target;
+        if (inPlace) {
+            guard.checkDataWrite(oldHost);
+            target = oldHost;
+        } else {
+            target = refcounts.allocate(false);
+        }
+
+        if (compressed) {
+            // rewrite the whole cluster uncompressed
+            byte[] buf = new byte[(int) clusterSize];
+            img.decompressCluster(new Mapping.Compressed(clusterSize, geo.compressedOffset(entry),
+                    geo.compressedLength(entry), 0), ByteBuffer.wrap(buf));
+            src.get(at, buf, from, n);
+            flushPending();
+            writeData(ByteBuffer.wrap(buf), target);
+            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
+            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
+            refcounts.deferDecrement(first, last - first + 1);
+            bitmap = ALL_ALLOCATED;
+        } else if (oldHost != 0 && !inPlace) {
+            // shared cluster (snapshot): copy it, then write over the copy
+            byte[] buf = new byte[(int) clusterSize];
+            flushPending();
+            img.dataStorage().read(ByteBuffer.wrap(buf), oldHost);
+            fillEdges(buf, 0, cluster, from, to, regionStart, regionEnd, entry, bitmap);
+            src.get(at, buf, from, n);
+            writeData(ByteBuffer.wrap(buf), target);
+            refcounts.deferDecrement(oldHost >>> geo.clusterBits, 1);
+        } else {
+            // a new cluster (nothing there before) or in place: partial units around the write need what
+            // the guest sees there now, unless the unit already holds its own data in place
+            boolean headFill = from > regionStart && (!inPlace || unitState(entry, bitmap, from) != UNIT_DATA);
+            boolean tailFill = to < regionEnd && (!inPlace || unitState(entry, bitmap, to - 1) != UNIT_DATA);
+            int start = headFill ? regionStart : from;
+            int end = tailFill ? regionEnd : to;
+            if (start == from && end == to) {
+                queueData(src, at, n, target + from);
+            } else {
+                byte[] buf = new byte[end - start];
+                if (headFill) {
+                    fillUnit(buf, start, cluster, regionStart, from, unitState(entry, bitmap, from));
+                }
+                if (tailFill) {
+                    fillUnit(buf, start, cluster, to, regionEnd, unitState(entry, bitmap, to - 1));
+                }
+                src.get(at, buf, from - start, n);
+                flushPending();
+                writeData(ByteBuffer.wrap(buf), target + start);
+            }
+        }
+
+        t.words[wi] = target | COPIED;
+        if (geo.extendedL2) {
+            t.words[wi + 1] = compressed ? ALL_ALLOCATED : (bitmap | touched) & ~(touched << 32);
+        }
+        t.dirty = true;
+    }
+
+    /**
+     * Fills the parts of the first and last touched unit that the write does
+     * not cover with what the guest sees there now (zeros, or the backing
+     * file), unless the unit holds data of its own. {@code buf} starts at
+     * byte {@code bufStart} of the cluster.
+     */
+    private void fillEdges(byte[] buf, int bufStart, long cluster, int from, int to, int regionStart,
+                           int regionEnd, long entry, long bitmap) throws IOException {
+        if (from > regionStart) {
+            fillUnit(buf, bufStart, cluster, regionStart, from, unitState(entry, bitmap, regionStart));
+        }
+        if (to < regionEnd) {
+            fillUnit(buf, bufStart, cluster, to, regionEnd, unitState(entry, bitmap, to - 1));
+        }
+    }
+
+    private void fillUnit(byte[] buf, int bufStart, long cluster, int start, int end, int state) throws IOException {
+        switch (state) {
+            case UNIT_ZERO -> Arrays.fill(buf, start - bufStart, end - bufStart, (byte) 0);
+            case UNIT_BELOW -> img.readBelow(ByteBuffer.wrap(buf, start - bufStart, end - start).slice(),
+                    cluster + start);
+            default -> {
+                // the unit's own data is already in buf (a copy of the old cluster)
+            }
+        }
+    }
+
+    /** What the guest sees in the unit holding byte {@code inCluster} (non-compressed entries). */
+    private int unitState(long entry, long bitmap, int inCluster) {
+        if (geo.extendedL2) {
+            int sc = inCluster >>> geo.subclusterBits;
+            if ((bitmap & (1L << (32 + sc))) != 0) {
+                return UNIT_ZERO;
+            }
+            return (bitmap & (1L << sc)) != 0 ? UNIT_DATA : UNIT_BELOW;
+        }
+        if ((entry & ZERO) != 0) {
+            return UNIT_ZERO;
+        }
+        return (entry & OFFSET_MASK) != 0 ? UNIT_DATA : UNIT_BELOW;
+    }
+
+    private static long unitMask(int first, int last) {
+        return (last == 31 ? 0xffff_ffffL : (1L << (last + 1)) - 1) & ~((1L << first) - 1);
+    }
+
+    private void validate(L2Cache.Table t, int index, long entry, long bitmap, long host) throws IOException {
+        if ((host & (clusterSize - 1)) != 0) {
+            throw img.corruptEntry(t.offset, index, String.format("data cluster offset 0x%x is not "
+                    + "cluster-aligned", host));
+        }
+        if (!geo.extendedL2 && (entry & ZERO) != 0 && (entry & COMPRESSED) == 0 && img.header.version < 3) {
+            throw img.corruptEntry(t.offset, index, "zero cluster in a version 2 image");
+        }
+        if (geo.extendedL2 && (entry & COMPRESSED) == 0
+                && (host != 0 ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & ALL_ALLOCATED) != 0)) {
+            throw img.corruptEntry(t.offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
+        }
+    }
+
+    private long refcountOf(long host, L2Cache.Table t, int index) throws IOException {
+        long r = refcounts.get(host >>> geo.clusterBits);
+        if (r == 0) {
+            throw img.corruptEntry(t.offset, index, String.format("data cluster 0x%x is in use but has "
+                    + "refcount 0", host));
+        }
+        return r;
+    }
+
+    /**
+     * The L2 table for L1 entry {@code l1Index}, private to the active L1:
+     * created when missing, copied when shared with a snapshot (its refcount
+     * is above one; the copy's entries keep their refcounts, which already
+     * count both tables).
+     */
+    private L2Cache.Table writableL2(int l1Index) throws IOException {
+        long l1e = img.l1.get(l1Index);
+        long off = l1e & OFFSET_MASK;
+        if (off == 0) {
+            long n = refcounts.allocate(true);
+            L2Cache.Table t = img.l2.add(n, new long[(int) (clusterSize / 8)]);
+            t.writable = true;
+            setL1(l1Index, n | COPIED);
+            return t;
+        }
+        L2Cache.Table t = img.l2Table(l1Index, off);
+        if (t.writable) {
+            return t;
+        }
+        long r = refcounts.get(off >>> geo.clusterBits);
+        if (r == 0) {
+            throw new CorruptImageException("qcow2 L1 table", img.header.l1TableOffset + l1Index * 8L,
+                    String.format("L2 table 0x%x is in use but has refcount 0", off));
+        }
+        if (r == 1) {
+            guard.checkMetadataWrite("L2 table", off, clusterSize);
+            t.writable = true;
+            if ((l1e & COPIED) == 0) {
+                setL1(l1Index, l1e | COPIED);
+            }
+            return t;
+        }
+        long[] copy = t.words.clone();
+        for (int i = 0; i < geo.l2Entries; i++) {
+            copy[i * geo.entryWords] &= ~COPIED;
+        }
+        long n = refcounts.allocate(true);
+        L2Cache.Table nt = img.l2.add(n, copy);
+        nt.writable = true;
+        setL1(l1Index, n | COPIED);
+        refcounts.deferDecrement(off >>> geo.clusterBits, 1);
+        return nt;
+    }
+
+    private void setL1(int index, long value) throws IOException {
+        img.l1.set(index, value);
+    }
+
+    // ---- zero writes ----
+
+    /**
+     * v3: zero flags (whole clusters, or subclusters with extended L2); with
+     * {@code mayUnmap} the host cluster is freed, and without a backing file
+     * the entry becomes unallocated. v2 without a backing file: whole
+     * clusters are deallocated. Everything else gets real zeros, except
+     * ranges that already read as zeros.
+     */
+    void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
+        img.dropDecompressed();
+        long pos = guestOffset;
+        long end = guestOffset + length;
+        long sinceFlushCheck = 0;
+        while (pos < end) {
+            long cluster = pos & -clusterSize;
+            int from = (int) (pos - cluster);
+            int to = (int) Math.min(clusterSize, end - cluster);
+            zeroInCluster(cluster, from, to, mayUnmap);
+            sinceFlushCheck += to - from;
+            pos = cluster + to;
+            if (sinceFlushCheck >= CHUNK) {
+                sinceFlushCheck = 0;
+                flushIfCachesFull();
+            }
+        }
+        flushIfCachesFull();
+    }
+
+    private void zeroInCluster(long cluster, int from, int to, boolean mayUnmap) throws IOException {
+        long guestInCluster = Math.min(clusterSize, img.virtualSize() - cluster);
+        boolean whole = from == 0 && to >= guestInCluster;
+        boolean unitAligned = geo.extendedL2 && (from & (geo.subclusterSize - 1)) == 0
+                && ((to & (geo.subclusterSize - 1)) == 0 || to >= guestInCluster);
+        boolean v3 = img.header.version >= 3;
+        if (readsZero(cluster + from, cluster + to)) {
+            if (!(whole && mayUnmap && hostOf(cluster) != 0)) {
+                return;
+            }
+        }
+        if (!(whole || (v3 && unitAligned)) || (!v3 && hasBacking)) {
+            writeRealZeros(cluster + from, to - from);
+            return;
+        }
+        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
+        int wi = index * geo.entryWords;
+        long entry = t.words[wi];
+        long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
+        boolean compressed = (entry & COMPRESSED) != 0;
+        long host = compressed ? 0 : entry & OFFSET_MASK;
+        validate(t, index, entry, bitmap, host);
+        if (!whole) {
+            if (compressed) {
+                writeRealZeros(cluster + from, to - from); // qemu also falls back to writing zeros
+                return;
+            }
+            long mask = unitMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
+            t.words[wi + 1] = (bitmap & ~mask) | (mask << 32);
+            t.dirty = true;
+            return;
+        }
+        boolean unmap = compressed || !v3 || (mayUnmap && host != 0);
+        if (unmap) {
+            freeEntry(entry, host);
+            entry = 0;
+            bitmap = 0;
+        }
+        if (v3 && (hasBacking || !unmap)) {
+            if (geo.extendedL2) {
+                bitmap = ALL_ZEROES;
+            } else {
+                entry |= ZERO;
+            }
+        }
+        t.words[wi] = entry;
+        if (geo.extendedL2) {
+            t.words[wi + 1] = bitmap;
+        }
+        t.dirty = true;
+    }
+
+    private void freeEntry(long entry, long host) {
+        if ((entry & COMPRESSED) != 0) {
+            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
+            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
+            refcounts.deferDecrement(first, last - first + 1);
+        } else if (host != 0) {
+            refcounts.deferDecrement(host >>> geo.clusterBits, 1);
+        }
+    }
+
+    /** Host offset of a guest cluster's data (0 when none, compressed, or without an L2 table). */
+    private long hostOf(long cluster) throws IOException {
+        int l1Index = (int) (cluster >>> geo.l1Shift);
+        long off = img.l1.get(l1Index) & OFFSET_MASK;
+        if (off == 0) {
+            return 0;
+        }
+        L2Cache.Table t = img.l2Table(l1Index, off);
+        long e = t.words[(int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1)) * geo.entryWords];
+        return (e & COMPRESSED) != 0 ? 0 : e & OFFSET_MASK;
+    }
+
+    /** Whether guest range [start, end) already reads as zeros in this image. */
+    private boolean readsZero(long start, long end) throws IOException {
+        long p = start;
+        while (p < end) {
+            Mapping m = img.mapping(p, end - p);
+            if (!(m instanceof Mapping.Zero || (m instanceof Mapping.Unallocated && !hasBacking))) {
+                return false;
+            }
+            p += m.length();
+        }
+        return true;
+    }
+
+    private void writeRealZeros(long guestOffset, long length) throws IOException {
+        if (zeros == null) {
+            zeros = ByteBuffer.allocate((int) Math.min(ZERO_BUFFER, Math.max(clusterSize, 4096)));
+        }
+        for (long done = 0; done < length; ) {
+            int n = (int) Math.min(zeros.capacity(), length - done);
+            ByteBuffer z = zeros.clear().limit(n).slice();
+            long pos = guestOffset + done;
+            while (z.hasRemaining()) {
+                long cluster = pos & -clusterSize;
+                int from = (int) (pos - cluster);
+                int k = (int) Math.min(z.remaining(), clusterSize - from);
+                writeCluster(cluster, from, z, z.position(), k);
+                z.position(z.position() + k);
+                pos += k;
+            }
+            flushPending();
+            done += n;
+        }
+    }
+
+    // ---- data I/O ----
+
+    private void queueData(ByteBuffer src, int at, int n, long host) throws IOException {
+        if (pendingHost >= 0 && pendingSrc == src && pendingPos + pendingLen == at
+                && pendingHost + pendingLen == host) {
+            pendingLen += n;
+            return;
+        }
+        flushPending();
+        pendingSrc = src;
+        pendingPos = at;
+        pendingLen = n;
+        pendingHost = host;
+    }
+
+    private void flushPending() throws IOException {
+        if (pendingHost >= 0) {
+            long host = pendingHost;
+            pendingHost = -1;
+            writeData(pendingSrc.slice(pendingPos, pendingLen), host);
+            pendingSrc = null;
+        }
+    }
+
+    private void writeData(ByteBuffer data, long host) throws IOException {
+        storage.write(data, host);
+        unsynced = true;
+    }
+
+    // ---- flush ----
+
+    private void flushIfCachesFull() throws IOException {
+        if (img.l2.overCapacity() || refcounts.overCapacity()) {
+            flush();
+        }
+    }
+
+    /** Makes everything durable, in the crash-safe order described on the class. */
+    void flush() throws IOException {
+        flushPending();
+        boolean metadata = refcounts.hasDirtyBlocks() || refcounts.tableMoved() || refcounts.hasTableUpdates()
+                || img.l2.hasDirty() || img.l1.isDirty() || refcounts.hasDeferred();
+        if (!metadata) {
+            if (unsynced) {
+                storage.sync();
+                unsynced = false;
+            }
+            return;
+        }
+        // 1. data and refcount increments (new blocks, a moved table are not referenced yet)
+        refcounts.writeDirtyBlocks();
+        if (refcounts.tableMoved()) {
+            refcounts.writeMovedTable();
+        }
+        storage.sync();
+        unsynced = false;
+        // 2. the refcount table points to the new blocks (or the header to the new table)
+        if (refcounts.tableMoved()) {
+            img.header = img.header.withRefcountTable(refcounts.tableOffset(), refcounts.tableClusters());
+            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
+            refcounts.tableSwitched();
+            storage.sync();
+        } else if (refcounts.hasTableUpdates()) {
+            refcounts.writeTableUpdates();
+            storage.sync();
+        }
+        // 3. L2 tables, then the L1 entries that point to new ones
+        if (img.l2.hasDirty()) {
+            img.l2.writeDirty();
+            storage.sync();
+        }
+        if (img.l1.isDirty()) {
+            img.l1.writeDirty();
+            storage.sync();
+        }
+        // 4. references are gone: drop the refcounts, then give the space back
+        if (refcounts.hasDeferred()) {
+            LongList freed = refcounts.applyDeferred();
+            refcounts.writeDirtyBlocks();
+            storage.sync();
+            punch(freed);
+        }
+    }
+
+    /** Deallocates freed clusters in the file (runs of adjacent clusters in one call). */
+    private void punch(LongList freed) throws IOException {
+        long[] c = freed.sorted();
+        for (int i = 0; i < c.length; ) {
+            int j = i + 1;
+            while (j < c.length && c[j] == c[j - 1] + 1) {
+                j++;
+            }
+            storage.punchHole(c[i] << geo.clusterBits, (long) (j - i) << geo.clusterBits);
+            i = j;
+        }
+    }
+
+    /**
+     * Overlap checks before writing into existing clusters of a possibly
+     * hostile image (qemu's "cached" overlap checks): data and tables must
+     * not land on the header, the L1 table, the refcount table, refcount
+     * blocks, L2 tables, the snapshot table or snapshot L1 tables.
+     */
+    static final class MetadataGuard {
+        private final Qcow2Image img;
+        private final Refcounts refcounts;
+        private final List<long[]> ranges = new ArrayList<>();
+        private final long[] l2Clusters;
+        private final long[] refblockClusters;
+        private final long metadataEnd;
+
+        MetadataGuard(Qcow2Image img, Refcounts refcounts) throws IOException {
+            this.img = img;
+            this.refcounts = refcounts;
+            Qcow2Header h = img.header;
+            long c = img.geo.clusterSize;
+            ranges.add(new long[]{0, c});
+            ranges.add(new long[]{h.l1TableOffset, h.l1TableOffset + img.l1.size() * 8L});
+            ranges.add(new long[]{h.snapshotsOffset, h.snapshotsOffset + img.snapshotTableBytes});
+            for (SnapshotTable.Snapshot s : img.snapshots()) {
+                long len = Integer.toUnsignedLong(s.l1Size()) * 8;
+                if (s.l1TableOffset() >= 0 && len <= Qcow2Header.MAX_L1_BYTES) {
+                    ranges.add(new long[]{s.l1TableOffset(), s.l1TableOffset() + len});
+                }
+            }
+            long end = 0;
+            for (long[] r : ranges) {
+                end = Math.max(end, r[1]);
+            }
+            LongList l2 = new LongList();
+            for (int i = 0; i < img.l1.size(); i++) {
+                long off = img.l1.get(i) & OFFSET_MASK;
+                if (off != 0) {
+                    l2.add(off >>> img.geo.clusterBits);
+                    end = Math.max(end, off + c);
+                }
+            }
+            l2Clusters = l2.sorted();
+            LongList blocks = new LongList();
+            for (int i = 0; i < refcounts.tableLength(); i++) {
+                long off = refcounts.tableEntry(i) & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+                if (off != 0) {
+                    blocks.add(off >>> img.geo.clusterBits);
+                }
+            }
+            refblockClusters = blocks.sorted();
+            metadataEnd = end;
+        }
+
+        /** End of the metadata known at open; new clusters go past it. */
+        long knownMetadataEnd() {
+            return metadataEnd;
+        }
+
+        void checkDataWrite(long host) throws IOException {
+            long ci = host >>> img.geo.clusterBits;
+            if (Arrays.binarySearch(l2Clusters, ci) >= 0 || Arrays.binarySearch(refblockClusters, ci) >= 0
+                    || refcounts.isNewMetadata(ci)) {
+                throw new CorruptImageException("qcow2 L2 table", -1, String.format(
+                        "data cluster 0x%x overlaps qcow2 metadata; refusing to write", host));
+            }
+            checkFixed("data cluster", host, img.geo.clusterSize);
+        }
+
+        void checkMetadataWrite(String structure, long offset, long length) throws IOException {
+            long ci = offset >>> img.geo.clusterBits;
+            boolean other = structure.equals("L2 table")
+                    ? Arrays.binarySearch(refblockClusters, ci) >= 0
+                    : Arrays.binarySearch(l2Clusters, ci) >= 0;
+            if (other) {
+                throw new CorruptImageException("qcow2 " + structure, offset,
+                        "overlaps other qcow2 metadata; refusing to write");
+            }
+            checkFixed(structure, offset, length);
+        }
+
+        private void checkFixed(String structure, long offset, long length) throws IOException {
+            long end = offset + length;
+            long rt = refcounts.tableOffset();
+            long rtEnd = rt + (long) refcounts.tableClusters() * img.geo.clusterSize;
+            boolean hit = offset < rtEnd && rt < end;
+            for (long[] r : ranges) {
+                hit |= r[1] > r[0] && offset < r[1] && r[0] < end;
+            }
+            if (hit) {
+                throw new CorruptImageException("qcow2 " + structure, offset,
+                        "overlaps the header, an L1 table, the refcount table or the snapshot table; "
+                                + "refusing to write");
+            }
+        }
+    }
+}

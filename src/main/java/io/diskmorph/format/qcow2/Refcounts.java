@@ -1,0 +1,498 @@
+package io.diskmorph.format.qcow2;
+
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Refcount table and refcount blocks (qcow2.rst "Reference counts"): reading
+ * any cluster's refcount through an LRU cache of blocks, and, for writers,
+ * allocating clusters at the end of the image with exact refcounts (new
+ * refcount blocks and a moved, larger refcount table count themselves).
+ *
+ * <p>Write protocol: increments (new clusters) go to cached blocks at once;
+ * decrements are deferred ({@link #deferDecrement}) and applied only by
+ * {@link #applyDeferred}, after the tables that dropped the references are
+ * durable, so a crash can leak a cluster but never free a referenced one.
+ * Nothing reaches the file until the owner calls the write methods in its
+ * flush order.
+ */
+final class Refcounts {
+    private static final VarHandle BE16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.BIG_ENDIAN);
+    private static final VarHandle BE32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.BIG_ENDIAN);
+    private static final VarHandle BE64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
+    /** Bytes of refcount blocks kept cached. */
+    private static final long CACHE_BYTES = 4L << 20;
+
+    /** Checks that a metadata write does not land on other metadata (hostile images). */
+    interface WriteGuard {
+        void checkWrite(String structure, long offset, long length) throws IOException;
+    }
+
+    /** One cached refcount block. */
+    private static final class Block {
+        final long offset;
+        final byte[] data;
+        boolean dirty;
+        boolean checked;
+
+        Block(long offset, byte[] data) {
+            this.offset = offset;
+            this.data = data;
+        }
+    }
+
+    private final Storage storage;
+    private final Qcow2Geometry geo;
+    private final int cacheCapacity;
+    private final LinkedHashMap<Long, Block> blocks = new LinkedHashMap<>(64, 0.75f, true);
+    private long tableOffset;
+    private int tableClusters;
+    private long[] table;
+    private int dirtyLo = Integer.MAX_VALUE;
+    private int dirtyHi = -1;
+    private boolean tableMoved;
+    private long allocEnd = -1;
+    /** Pairs (first cluster index, cluster count) whose refcounts drop by one at {@link #applyDeferred}. */
+    private final LongList deferred = new LongList();
+    /** Tables allocated in this session, by cluster index relative to {@link #sessionStart}. */
+    private final BitSet newMetadata = new BitSet();
+    private long sessionStart;
+    private WriteGuard guard;
+
+    private Refcounts(Storage storage, Qcow2Geometry geo, long tableOffset, int tableClusters, long[] table) {
+        this.storage = storage;
+        this.geo = geo;
+        this.tableOffset = tableOffset;
+        this.tableClusters = tableClusters;
+        this.table = table;
+        this.cacheCapacity = (int) Math.max(4, CACHE_BYTES / geo.clusterSize);
+    }
+
+    /** Loads the refcount table (its size was validated against qemu's 8 MiB cap by the header). */
+    static Refcounts load(Storage storage, Qcow2Geometry geo, long tableOffset, int tableClusters)
+            throws IOException {
+        int bytes = Math.toIntExact(tableClusters * geo.clusterSize);
+        ByteBuffer raw = storage.readBytes(tableOffset, bytes);
+        long[] table = new long[bytes / 8];
+        raw.asLongBuffer().get(table);
+        return new Refcounts(storage, geo, tableOffset, tableClusters, table);
+    }
+
+    void setGuard(WriteGuard guard) {
+        this.guard = guard;
+    }
+
+    long tableOffset() {
+        return tableOffset;
+    }
+
+    int tableClusters() {
+        return tableClusters;
+    }
+
+    int tableLength() {
+        return table.length;
+    }
+
+    /** Raw refcount table entry {@code index}. */
+    long tableEntry(int index) {
+        return table[index];
+    }
+
+    /** Host offset of refcount block {@code index}, 0 when none; corrupt when misaligned. */
+    long blockOffset(long index) throws CorruptImageException {
+        if (index >= table.length) {
+            return 0;
+        }
+        long off = table[(int) index] & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+        if (!geo.isClusterAligned(off)) {
+            throw new CorruptImageException("qcow2 refcount table", tableOffset + index * 8, String.format(
+                    "refcount block offset 0x%x is not cluster-aligned (refcount table index %d)", off, index));
+        }
+        return off;
+    }
+
+    /** Refcount of cluster {@code clusterIndex} (0 beyond the table or without a block). */
+    long get(long clusterIndex) throws IOException {
+        long bi = clusterIndex >>> geo.refblockBits;
+        long off = blockOffset(bi);
+        if (off == 0) {
+            return 0;
+        }
+        return entry(block(bi, off).data, (int) (clusterIndex & (geo.refblockEntries() - 1)), geo.refcountOrder);
+    }
+
+    /**
+     * Counts clusters below {@code endCluster} with a non-zero refcount,
+     * stopping once {@code limit} is reached (qemu's metadata preallocation
+     * heuristic). Reads blocks directly, without filling the cache.
+     */
+    long countUsed(long endCluster, long limit) throws IOException {
+        long count = 0;
+        long perBlock = geo.refblockEntries();
+        byte[] scratch = null;
+        for (long bi = 0; bi * perBlock < endCluster && count < limit && bi < table.length; bi++) {
+            long off = blockOffset(bi);
+            if (off == 0) {
+                continue;
+            }
+            Block cached = blocks.get(bi);
+            byte[] data;
+            if (cached != null) {
+                data = cached.data;
+            } else {
+                if (scratch == null) {
+                    scratch = new byte[(int) geo.clusterSize];
+                }
+                storage.read(ByteBuffer.wrap(scratch), off);
+                data = scratch;
+            }
+            int n = (int) Math.min(perBlock, endCluster - bi * perBlock);
+            for (int i = 0; i < n && count < limit; i++) {
+                if (entry(data, i, geo.refcountOrder) != 0) {
+                    count++;
+                }
+            }
+        }
+        return count;
+    }
+
+    private Block block(long index, long offset) throws IOException {
+        Block b = blocks.get(index);
+        if (b != null && b.offset == offset) {
+            return b;
+        }
+        byte[] data = new byte[(int) geo.clusterSize];
+        storage.read(ByteBuffer.wrap(data), offset);
+        b = new Block(offset, data);
+        evictClean(cacheCapacity - 1);
+        blocks.put(index, b);
+        return b;
+    }
+
+    /** Drops least recently used clean blocks until at most {@code target} remain (dirty ones stay). */
+    private void evictClean(int target) {
+        if (blocks.size() <= target) {
+            return;
+        }
+        for (Iterator<Map.Entry<Long, Block>> it = blocks.entrySet().iterator();
+             it.hasNext() && blocks.size() > target; ) {
+            if (!it.next().getValue().dirty) {
+                it.remove();
+            }
+        }
+    }
+
+    /** True when dirty blocks keep the cache above its budget (the owner should flush). */
+    boolean overCapacity() {
+        return blocks.size() > cacheCapacity || deferred.size() > (1 << 20);
+    }
+
+    // ---- writing ----
+
+    /**
+     * Where the next cluster is allocated: past the end of the file, of
+     * every cluster with a refcount, and of {@code minEnd}; computed once.
+     */
+    private long allocEnd() throws IOException {
+        if (allocEnd < 0) {
+            long end = Math.max(align(storage.size()), align(Math.max(geo.clusterSize, minEnd)));
+            end = Math.max(end, tableOffset + (long) tableClusters * geo.clusterSize);
+            long perBlock = geo.refblockEntries();
+            long last = -1;
+            for (int bi = table.length - 1; bi >= 0 && last < 0; bi--) {
+                long off = blockOffset(bi);
+                if (off == 0) {
+                    continue;
+                }
+                end = Math.max(end, off + geo.clusterSize);
+                byte[] data = block(bi, off).data;
+                for (int i = (int) perBlock - 1; i >= 0; i--) {
+                    if (entry(data, i, geo.refcountOrder) != 0) {
+                        last = bi * perBlock + i;
+                        break;
+                    }
+                }
+            }
+            for (int bi = 0; bi < table.length; bi++) {
+                end = Math.max(end, blockOffset(bi) + geo.clusterSize);
+            }
+            allocEnd = Math.max(end, (last + 1) << geo.clusterBits);
+            sessionStart = allocEnd >>> geo.clusterBits;
+        }
+        return allocEnd;
+    }
+
+    private long minEnd;
+
+    /** The first allocation happens at or after {@code end} (metadata the owner knows about). */
+    void reserveBelow(long end) {
+        minEnd = Math.max(minEnd, end);
+    }
+
+    private long align(long v) {
+        return (v + geo.clusterSize - 1) & -geo.clusterSize;
+    }
+
+    /**
+     * Allocates one cluster at the end of the image with refcount 1.
+     * {@code metadata} marks it as a table (not guest data) for overlap checks.
+     */
+    long allocate(boolean metadata) throws IOException {
+        long off = bump(1);
+        setNew(off >>> geo.clusterBits);
+        if (metadata) {
+            markNewMetadata(off >>> geo.clusterBits);
+        }
+        return off;
+    }
+
+    private long bump(long clusters) throws IOException {
+        long off = allocEnd();
+        long end = Math.addExact(off, clusters << geo.clusterBits);
+        if (end > Qcow2Geometry.MAX_HOST_OFFSET) {
+            throw new UnsupportedFeatureException("qcow2 image would grow past the 2^56 byte offset limit");
+        }
+        allocEnd = end;
+        return off;
+    }
+
+    private void markNewMetadata(long clusterIndex) {
+        newMetadata.set(Math.toIntExact(clusterIndex - sessionStart));
+    }
+
+    /** Whether a table allocated in this session occupies {@code clusterIndex}. */
+    boolean isNewMetadata(long clusterIndex) {
+        long rel = clusterIndex - sessionStart;
+        return allocEnd >= 0 && rel >= 0 && rel < Integer.MAX_VALUE && newMetadata.get((int) rel);
+    }
+
+    /** Sets the refcount of a free cluster to 1. */
+    private void setNew(long clusterIndex) throws IOException {
+        Block b = writableBlock(clusterIndex);
+        int i = (int) (clusterIndex & (geo.refblockEntries() - 1));
+        if (entry(b.data, i, geo.refcountOrder) != 0) {
+            throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+                    "cluster 0x%x past the end of the image already has a refcount", clusterIndex << geo.clusterBits));
+        }
+        setEntry(b.data, i, geo.refcountOrder, 1);
+        b.dirty = true;
+    }
+
+    /** The block holding {@code clusterIndex}'s refcount, creating it (and growing the table) when missing. */
+    private Block writableBlock(long clusterIndex) throws IOException {
+        long bi = clusterIndex >>> geo.refblockBits;
+        if (bi >= table.length) {
+            growTable(bi);
+        }
+        long off = blockOffset(bi);
+        if (off == 0) {
+            long newOff = bump(1);
+            table[(int) bi] = newOff;
+            markTableDirty((int) bi);
+            Block nb = new Block(newOff, new byte[(int) geo.clusterSize]);
+            nb.dirty = true;
+            nb.checked = true;
+            evictClean(cacheCapacity - 1);
+            blocks.put(bi, nb);
+            markNewMetadata(newOff >>> geo.clusterBits);
+            setNew(newOff >>> geo.clusterBits); // the new block counts itself (or lands in another block)
+            return nb;
+        }
+        Block b = block(bi, off);
+        if (!b.checked) {
+            if (guard != null) {
+                guard.checkWrite("refcount block", off, geo.clusterSize);
+            }
+            b.checked = true;
+        }
+        return b;
+    }
+
+    /**
+     * Moves the refcount table to the end of the image with room for block
+     * {@code minIndex}, for the clusters of the new table itself and for the
+     * blocks that count them. The old table is freed after the header switch.
+     */
+    private void growTable(long minIndex) throws IOException {
+        long start = allocEnd() >>> geo.clusterBits;
+        long clusters = Math.max(tableClusters + (tableClusters + 1) / 2, 1);
+        while (true) {
+            long entries = clusters << (geo.clusterBits - 3);
+            // highest cluster once the table and up to a few new blocks are placed
+            long last = start + clusters + 2 + (clusters >>> geo.refblockBits);
+            if (entries > minIndex && entries > (last >>> geo.refblockBits)) {
+                break;
+            }
+            clusters++;
+        }
+        if (clusters * geo.clusterSize > Qcow2Header.MAX_REFTABLE_BYTES) {
+            throw new UnsupportedFeatureException("qcow2 refcount table would exceed qemu's limit of 8 MiB");
+        }
+        long newOff = bump(clusters);
+        deferDecrement(tableOffset >>> geo.clusterBits, tableClusters);
+        table = Arrays.copyOf(table, (int) (clusters << (geo.clusterBits - 3)));
+        tableOffset = newOff;
+        tableClusters = (int) clusters;
+        tableMoved = true;
+        for (long c = 0; c < clusters; c++) {
+            markNewMetadata((newOff >>> geo.clusterBits) + c);
+            setNew((newOff >>> geo.clusterBits) + c);
+        }
+    }
+
+    private void markTableDirty(int index) {
+        dirtyLo = Math.min(dirtyLo, index);
+        dirtyHi = Math.max(dirtyHi, index);
+    }
+
+    /** Drops one reference from {@code count} clusters from {@code firstCluster} on, at {@link #applyDeferred}. */
+    void deferDecrement(long firstCluster, long count) {
+        deferred.add(firstCluster);
+        deferred.add(count);
+    }
+
+    boolean hasDeferred() {
+        return !deferred.isEmpty();
+    }
+
+    /**
+     * Applies the deferred decrements to the cached blocks (they become
+     * dirty) and returns the clusters whose refcount reached zero.
+     */
+    LongList applyDeferred() throws IOException {
+        LongList freed = new LongList();
+        for (int k = 0; k < deferred.size(); k += 2) {
+            long first = deferred.get(k);
+            long count = deferred.get(k + 1);
+            for (long ci = first; ci < first + count; ci++) {
+                long bi = ci >>> geo.refblockBits;
+                long off = blockOffset(bi);
+                if (off == 0) {
+                    throw new CorruptImageException("qcow2 refcount table", tableOffset + bi * 8, String.format(
+                            "freeing cluster 0x%x that has no refcount block", ci << geo.clusterBits));
+                }
+                Block b = writableBlock(ci);
+                int i = (int) (ci & (geo.refblockEntries() - 1));
+                long v = entry(b.data, i, geo.refcountOrder);
+                if (v == 0) {
+                    throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+                            "refcount of cluster 0x%x would drop below zero", ci << geo.clusterBits));
+                }
+                setEntry(b.data, i, geo.refcountOrder, v - 1);
+                b.dirty = true;
+                if (v == 1) {
+                    freed.add(ci);
+                }
+            }
+        }
+        deferred.clear();
+        return freed;
+    }
+
+    boolean hasDirtyBlocks() {
+        for (Block b : blocks.values()) {
+            if (b.dirty) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Writes every dirty block (in file order). */
+    void writeDirtyBlocks() throws IOException {
+        List<Block> dirty = new ArrayList<>();
+        for (Block b : blocks.values()) {
+            if (b.dirty) {
+                dirty.add(b);
+            }
+        }
+        dirty.sort((a, b) -> Long.compare(a.offset, b.offset));
+        for (Block b : dirty) {
+            storage.write(ByteBuffer.wrap(b.data), b.offset);
+            b.dirty = false;
+        }
+        evictClean(cacheCapacity);
+    }
+
+    boolean tableMoved() {
+        return tableMoved;
+    }
+
+    /** Writes the whole table at its new place (before the header points to it). */
+    void writeMovedTable() throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact((long) tableClusters * geo.clusterSize));
+        b.asLongBuffer().put(table);
+        storage.write(b, tableOffset);
+        dirtyLo = Integer.MAX_VALUE;
+        dirtyHi = -1;
+    }
+
+    /** Called once the header points at the moved table. */
+    void tableSwitched() {
+        tableMoved = false;
+    }
+
+    boolean hasTableUpdates() {
+        return dirtyHi >= 0;
+    }
+
+    /** Writes changed entries of a table that stayed in place. */
+    void writeTableUpdates() throws IOException {
+        if (dirtyHi < 0) {
+            return;
+        }
+        ByteBuffer b = ByteBuffer.allocate((dirtyHi - dirtyLo + 1) * 8);
+        b.asLongBuffer().put(table, dirtyLo, dirtyHi - dirtyLo + 1);
+        storage.write(b, tableOffset + dirtyLo * 8L);
+        dirtyLo = Integer.MAX_VALUE;
+        dirtyHi = -1;
+    }
+
+    // ---- entry codec ----
+
+    /** Refcount {@code i} of a block; widths below 8 bits are packed LSB first (qemu get_refcount_ro0..2). */
+    static long entry(byte[] block, int i, int order) {
+        return switch (order) {
+            case 0 -> (block[i >>> 3] >>> (i & 7)) & 1;
+            case 1 -> (block[i >>> 2] >>> ((i & 3) * 2)) & 3;
+            case 2 -> (block[i >>> 1] >>> ((i & 1) * 4)) & 15;
+            case 3 -> block[i] & 0xff;
+            case 4 -> (short) BE16.get(block, i * 2) & 0xffff;
+            case 5 -> Integer.toUnsignedLong((int) BE32.get(block, i * 4));
+            default -> (long) BE64.get(block, i * 8);
+        };
+    }
+
+    static void setEntry(byte[] block, int i, int order, long v) {
+        switch (order) {
+            case 0 -> block[i >>> 3] = (byte) ((block[i >>> 3] & ~(1 << (i & 7))) | ((v & 1) << (i & 7)));
+            case 1 -> {
+                int s = (i & 3) * 2;
+                block[i >>> 2] = (byte) ((block[i >>> 2] & ~(3 << s)) | ((v & 3) << s));
+            }
+            case 2 -> {
+                int s = (i & 1) * 4;
+                block[i >>> 1] = (byte) ((block[i >>> 1] & ~(15 << s)) | ((v & 15) << s));
+            }
+            case 3 -> block[i] = (byte) v;
+            case 4 -> BE16.set(block, i * 2, (short) v);
+            case 5 -> BE32.set(block, i * 4, (int) v);
+            default -> BE64.set(block, i * 8, v);
+        }
+    }
+}
