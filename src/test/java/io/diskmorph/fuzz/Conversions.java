@@ -9,6 +9,7 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.MapEntry;
 import io.diskmorph.image.RepairMode;
+import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.MemoryStorage;
 
 import java.io.IOException;
@@ -83,7 +84,12 @@ final class Conversions {
                     throw new AssertionError("guest bytes at " + e.getKey() + " differ after conversion");
                 }
             }
-            CheckReport r = img.check(RepairMode.NONE);
+            CheckReport r;
+            try {
+                r = img.check(RepairMode.NONE);
+            } catch (UnsupportedFeatureException e) {
+                return; // a target without a checker (qcow2): HostileImageTest has qemu-img check it
+            }
             if (!r.isClean()) {
                 throw new AssertionError("converted image does not check clean: " + r.messages);
             }

@@ -49,6 +49,13 @@ class ImageFuzzTest {
         bounded(file, () -> Harness.openAndExercise(file, "qed"));
     }
 
+    /** qcow2 forced with -f qcow2: open, info, map, read (compressed clusters too), check, check -r all. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void qcow2(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "qcow2"));
+    }
+
     /**
      * Raw: the same read-side operations, and the probing guard. A guest
      * write to a raw image that was probed must never make the file probe as
@@ -95,6 +102,13 @@ class ImageFuzzTest {
         bounded(file, () -> plan(file, "qed", "qed", Map.of("cluster_size", "64k", "table_size", "2")));
     }
 
+    /** The in-place planner over a qcow2 source, to qcow2 with another cluster size. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planQcow2(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "qcow2", Map.of("cluster_size", "64k")));
+    }
+
     /**
      * A real in-place conversion of whatever the file probes as, to QED: a
      * refusal leaves the file byte-identical with no journal behind; a
@@ -104,6 +118,13 @@ class ImageFuzzTest {
     @FuzzTest
     void convertInPlace(byte[] file) {
         bounded(file, () -> Conversions.convertAndCompare(file, "qed", Map.of("cluster_size", "64k")));
+    }
+
+    /** The same, to qcow2. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void convertInPlaceQcow2(byte[] file) {
+        bounded(file, () -> Conversions.convertAndCompare(file, "qcow2", Map.of("cluster_size", "64k")));
     }
 
     private static void plan(byte[] file, String source, String target, Map<String, String> options) {
