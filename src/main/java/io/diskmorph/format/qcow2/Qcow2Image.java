@@ -143,6 +143,12 @@ final class Qcow2Image extends AbstractDiskImage {
             throw new UnsupportedFeatureException(storage.name() + ": external data file '" + name
                     + "' uses a protocol; diskmorph only follows plain file names");
         }
+        if (context.path() == null) {
+            // an image that is not a file (in memory, a conversion view) has no place on the host to
+            // look for it; opening the name anyway would read whatever file it names
+            throw new UnsupportedFeatureException(storage.name() + ": external data file '" + name
+                    + "' cannot be followed from an image that is not a file");
+        }
         // qemu opens the stored name as is: a relative name is relative to the current directory,
         // not to the image (unlike backing files)
         return FileStorage.open(Path.of(name), true, LockMode.SHARED);
