@@ -380,6 +380,25 @@ public final class InPlaceConverter {
 
             // From here on the image changes; every write below the original end is in the journal.
             phase("write");
+            try {
+                writeAndSwitch(image, journal, firstSector);
+            } catch (IOException | RuntimeException e) {
+                // a source that turns out unreadable while its data is copied (a corrupt compressed
+                // cluster, say) is a refusal too: put the original bytes back so the file is as it was
+                try {
+                    Recovery.restore(file, journal);
+                } catch (IOException | RuntimeException r) {
+                    e.addSuppressed(r); // the journal stays; 'diskmorph recover' finishes the job
+                }
+                throw e;
+            }
+            phase("cleanup");
+            Recovery.finishCommitted(file, journal);
+            phase(null);
+        }
+
+        /** Writes the target's data and metadata, then the header sector: the commit point. */
+        private void writeAndSwitch(Storage image, Journal journal, byte[] firstSector) throws IOException {
             try (Storage js = file.dir().open(file.journalName(), true);
                  DiskImage source = openSource(new OverlayStorage(image, js, journal.ranges, plan.originalLength))) {
                 Allocators.Allocator alloc = newAllocator();
@@ -399,9 +418,6 @@ public final class InPlaceConverter {
                 image.write(ByteBuffer.wrap(firstSector), 0);
                 image.sync();
             }
-            phase("cleanup");
-            Recovery.finishCommitted(file, journal);
-            phase(null);
         }
 
         private void checkedWrite(Storage image, ByteBuffer data, long offset) throws IOException {
