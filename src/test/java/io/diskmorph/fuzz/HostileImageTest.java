@@ -199,6 +199,26 @@ class HostileImageTest {
         assertEquals(0, Qemu.img("compare", "-f", "raw", "-F", "qed", copy, f).exitCode(), "same guest bytes");
     }
 
+    /**
+     * Fuzz finding (convertInPlace/qcow2-size-not-a-sector-multiple): qemu
+     * keeps whole sectors of a qcow2 header size (8 MiB - 256 bytes is an
+     * 8 MiB - 512 disk); diskmorph used the header value, so a conversion to QED
+     * rounded it up and changed the disk size.
+     */
+    @Test
+    void qcow2SizeNotASectorMultipleIsTheDiskQemuSees() throws IOException {
+        Path f = dir.resolve("odd.qcow2");
+        Files.write(f, Qcow2Patcher.build("", p -> p.putU64(24, (8L << 20) - 256)));
+        var q = Qemu.img("info", "--output=json", f).ok().json();
+        assertEquals(q.get("virtual-size"), Dm.run("info", "--output=json", f).ok().json().get("virtual-size"));
+        assertEquals(Qemu.map(f, "qcow2"), Dm.map(f, "qcow2"));
+        Path want = dir.resolve("want.raw");
+        Qemu.toRaw(f, "qcow2", want);
+        Dm.run("convert", "--in-place", "-O", "qed", f).ok();
+        assertEquals(q.get("virtual-size"), Qemu.img("info", "--output=json", f).ok().json().get("virtual-size"));
+        assertEquals(0, Qemu.img("compare", "-f", "raw", "-F", "qed", want, f).exitCode(), "same guest bytes");
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void everyCommandRefusesOrCopesAndLeavesTheFileAlone(Case c) throws IOException {

@@ -166,7 +166,9 @@ final class Qcow2Image extends AbstractDiskImage {
 
     @Override
     public long virtualSize() {
-        return header.size;
+        // qemu's block layer keeps whole sectors (total_sectors = size / 512): a header size of
+        // 15535872 is a 15535616-byte disk in qemu-img info, map and convert
+        return header.size & ~511L;
     }
 
     @Override
@@ -198,12 +200,12 @@ final class Qcow2Image extends AbstractDiskImage {
 
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
-        if (guestOffset < 0 || guestOffset >= header.size || maxLength <= 0) {
+        if (guestOffset < 0 || guestOffset >= virtualSize() || maxLength <= 0) {
             throw new InvalidRequestException(String.format("mapping request 0x%x+0x%x is outside the virtual "
-                    + "disk (size %d)", guestOffset, maxLength, header.size));
+                    + "disk (size %d)", guestOffset, maxLength, virtualSize()));
         }
         requireDataAccess();
-        long end = guestOffset + Math.min(maxLength, header.size - guestOffset);
+        long end = guestOffset + Math.min(maxLength, virtualSize() - guestOffset);
         classify(guestOffset, end);
         int k = kind;
         long h = host;
@@ -486,7 +488,7 @@ final class Qcow2Image extends AbstractDiskImage {
             snaps.add(new ImageInfo.SnapshotInfo(s.id(), s.name(), s.vmStateSize(), s.dateSec(), s.dateNsec(),
                     s.vmClockNsec(), s.icount()));
         }
-        return new ImageInfo(storage.name(), format.name(), header.size, storage.allocatedBytes(), geo.clusterSize,
+        return new ImageInfo(storage.name(), format.name(), virtualSize(), storage.allocatedBytes(), geo.clusterSize,
                 header.has(Qcow2Header.INCOMPAT_DIRTY), header.cryptMethod != Qcow2Header.CRYPT_NONE, backingName,
                 Images.fullBackingFilename(context.path(), backingName), backingFmt, formatSpecific(), snaps);
     }
