@@ -175,6 +175,50 @@ class HostileImageTest {
     }
 
     /**
+     * Huge tables: QED's largest L1 (64 MiB clusters x 16 = 1 GiB) in a
+     * sparse file, a QED L1 of 16 MiB over a 1 TiB disk, and a 1 PiB qcow2
+     * (16 MiB L1) made by qemu-img. Every command runs in a JVM with a 64 MiB
+     * heap, within the time bound: tables are paged, never loaded whole
+     * past QEMU's caps.
+     */
+    @Test
+    void hugeTablesFitASmallHeap() throws IOException {
+        Path qedGiB = sparseQed("l1-1g.qed", 64L << 20, 16, 0);
+        Path qedTiB = sparseQed("l1-16m.qed", 1L << 20, 16, 1L << 40);
+        Path qcow2 = dir.resolve("1p.qcow2");
+        Qemu.create(qcow2, "qcow2", "1P");
+        for (Path f : List.of(qedGiB, qedTiB, qcow2)) {
+            String before = digest(f);
+            for (Object[] cmd : new Object[][]{{"info", f}, {"map", "--output=json", f}, {"check", f},
+                    {"convert", "--in-place", "--dry-run", "-O", f.toString().endsWith("qed") ? "qcow2" : "qed", f}}) {
+                Dm.Result r = Bounded.inSmallHeap(64, cmd);
+                assertNoStackTrace(r);
+                assertTrue(r.exitCode() == 0 || cmd[0].equals("check") && r.exitCode() == ExitCodes.CHECK_UNSUPPORTED
+                        || cmd[0].equals("convert") && r.exitCode() != 1, cmd[0] + " " + f.getFileName() + ": "
+                        + r.exitCode() + " " + r.err());
+            }
+            assertEquals(before, digest(f));
+        }
+    }
+
+    /** A QED header with an empty L1 table right after it, the file sparse up to the table's end. */
+    private Path sparseQed(String name, long clusterSize, long tableSize, long imageSize) throws IOException {
+        QedBuilder b = new QedBuilder();
+        b.clusterSize = clusterSize;
+        b.tableSize = tableSize;
+        b.l1Offset = clusterSize;
+        b.imageSize = imageSize;
+        b.fileLength = 64;
+        Path f = dir.resolve(name);
+        Files.write(f, b.bytes());
+        try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(f.toFile(), "rw")) {
+            raf.setLength(clusterSize + clusterSize * tableSize);
+        }
+        assertEquals(0, Qemu.img("info", "-f", "qed", f).exitCode(), "qemu opens " + name);
+        return f;
+    }
+
+    /**
      * Fuzz finding (convertInPlace/raw-length-not-a-sector-multiple): a raw
      * file of 52036 bytes is a 52224-byte disk for qemu (whole sectors, the
      * tail reads as zeros); diskmorph saw 52036, so an in-place conversion
