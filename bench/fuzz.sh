@@ -17,6 +17,7 @@ fi
 mvn -q -B -DskipTests test-compile
 logs="target/fuzz-logs"; mkdir -p "$logs"
 status=0
+passed=0; failed=0
 printf '%-16s %12s %8s  %s\n' target executions seconds result
 for t in "${targets[@]}"; do
   log="$logs/$t.log"
@@ -25,11 +26,12 @@ for t in "${targets[@]}"; do
   if JAZZER_FUZZ=1 JAZZER_INSTRUMENT='io.diskmorph.**' JAZZER_MAX_DURATION="${secs}s" \
       mvn -B surefire:test -Dtest="ImageFuzzTest#$t" -Djunit.jupiter.execution.timeout.mode=disabled \
       -Dsurefire.failIfNoSpecifiedTests=false >"$log" 2>&1; then
-    result=ok
+    result=ok; passed=$((passed + 1))
   else
-    result="FINDING (see $log)"; status=1
+    result="FINDING (see $log)"; status=1; failed=$((failed + 1))
   fi
   runs=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $2, $5}')
   printf '%-16s %12s %8s  %s\n' "$t" "${runs% *}" "${runs#* }" "$result"
 done
+echo "fuzz: $passed passed, $failed failed"
 exit $status
