@@ -46,6 +46,13 @@ class BackingSafetyTest {
 
     private static final int GUEST_CLUSTER_3 = 3 * 4096;
 
+    /** A qcow2 image naming {@code backingName} (raw), made by qemu-img without opening it (-u). */
+    private Path qcow2Top(String name, String backingName) {
+        Path f = dir.resolve(name);
+        Qemu.img("create", "-q", "-f", "qcow2", "-u", "-b", backingName, "-F", "raw", f, "1M").ok();
+        return f;
+    }
+
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {
             "json:{\"file\":{\"driver\":\"file\",\"filename\":\"/etc/passwd\"}}",
@@ -55,7 +62,12 @@ class BackingSafetyTest {
             "nbd:127.0.0.1:10809",
     })
     void pseudoProtocolsAreRefused(String backing) throws IOException {
-        Path f = top("p.qed", backing);
+        for (Path f : List.of(top("p.qed", backing), qcow2Top("p.qcow2", backing))) {
+            pseudoProtocolIsRefused(f, backing);
+        }
+    }
+
+    private void pseudoProtocolIsRefused(Path f, String backing) throws IOException {
         String before = digest(f);
         long n = Files.size(f);
         Dm.Result info = Bounded.cli(n, "info", "--output=json", f);
@@ -154,6 +166,49 @@ class BackingSafetyTest {
         }
     }
 
+    /**
+     * qcow2's external data file is a reference too: a FIFO or a device is
+     * refused without hanging, a protocol is refused, and an image opened
+     * from memory never looks for it on the host (see the qcow2 fuzz
+     * regression input external-data-file-followed-from-memory).
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"fifo", "/dev/zero", "nbd://127.0.0.1:10809/x"})
+    void externalDataFilesThatAreNotFilesAreRefused(String kind) throws IOException, InterruptedException {
+        Path data = dir.resolve("data.raw");
+        Path f = dir.resolve("d.qcow2");
+        Qemu.create(f, "qcow2", "1M", "data_file=" + data);
+        Files.delete(data);
+        String name = kind.equals("fifo") ? data.toString() : kind;
+        if (kind.equals("fifo")) {
+            assertEquals(0, new ProcessBuilder("mkfifo", data.toString()).start().waitFor());
+        } else {
+            // same header, another name: qemu-img amend cannot do this, so rewrite the extension
+            f = dir.resolve("d2.qcow2");
+            Qemu.img("create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("x.raw"), f, "1M").ok();
+            Files.delete(dir.resolve("x.raw"));
+            byte[] img = Files.readAllBytes(f);
+            String old = dir.resolve("x.raw").toString();
+            int at = new String(img, java.nio.charset.StandardCharsets.ISO_8859_1).indexOf(old);
+            assertTrue(at > 0 && name.length() <= old.length() + 64);
+            // the extension's length field is the 4 bytes before the name
+            java.nio.ByteBuffer.wrap(img).putInt(at - 4, name.length());
+            byte[] padded = new byte[(name.length() + 7) & ~7];
+            System.arraycopy(name.getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, padded, 0, name.length());
+            System.arraycopy(new byte[(old.length() + 7) & ~7], 0, img, at, (old.length() + 7) & ~7);
+            System.arraycopy(padded, 0, img, at, padded.length);
+            Files.write(f, img);
+        }
+        long n = Files.size(f);
+        String before = digest(f);
+        for (Object[] cmd : new Object[][]{{"info", f}, {"map", f}}) {
+            Dm.Result r = Bounded.cli(n, cmd);
+            assertTrue(r.exitCode() == ExitCodes.ERROR || r.exitCode() == ExitCodes.UNSUPPORTED, r.err() + r.out());
+            assertTrue(r.oneLineError().contains(kind.contains(":") ? "protocol" : "not a regular file"), r.err());
+        }
+        assertEquals(before, digest(f));
+    }
+
     @Test
     void loopsEndWithOneLine() throws IOException {
         Path self = top("self.qed", "self.qed");
@@ -161,7 +216,11 @@ class BackingSafetyTest {
         top("b.qed", "a.qed");
         Path viaLink = top("c.qed", "link.qed");
         Files.createSymbolicLink(dir.resolve("link.qed"), viaLink);
-        for (Path f : List.of(self, a, viaLink)) {
+        Path qself = qcow2Top("qself.qcow2", "qself.qcow2");
+        Path qa = dir.resolve("qa.qcow2");
+        Qemu.img("create", "-q", "-f", "qcow2", "-u", "-b", "qb.qcow2", "-F", "qcow2", qa, "1M").ok();
+        Qemu.img("create", "-q", "-f", "qcow2", "-u", "-b", "qa.qcow2", "-F", "qcow2", dir.resolve("qb.qcow2"), "1M").ok();
+        for (Path f : List.of(self, a, viaLink, qself, qa)) {
             String before = digest(f);
             long n = Files.size(f);
             assertEquals(0, Bounded.cli(n, "info", f).exitCode());
