@@ -354,14 +354,14 @@ public final class InPlaceConverter {
             }
             growth = Math.max(growth, plan.finalLength - plan.originalLength);
             plan.extraSpace = plan.journalBytes + Math.max(0, growth);
+            plan.availableSpace = file.dir().usableSpace();
         }
 
         void execute() throws IOException {
             Storage image = file.image();
-            long available = file.dir().usableSpace();
-            if (available < plan.extraSpace) {
+            if (!plan.enoughSpace()) {
                 throw new NotEnoughSpaceException("the in-place conversion (journal and new metadata)",
-                        plan.extraSpace, available);
+                        plan.extraSpace, plan.availableSpace);
             }
             byte[] firstSector = Arrays.copyOf(header, SECTOR);
             byte[] current = new byte[SECTOR];
