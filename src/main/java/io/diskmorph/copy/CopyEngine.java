@@ -27,18 +27,22 @@ import java.util.concurrent.TimeUnit;
  * zero detection in the data that is read (-S); whole clusters compressed
  * (-c); writes in guest order, so the target allocates sequentially.
  *
- * <p>Threads: a reader walks the mapping, reads data in chunks of up to
+ * <p>Threads: a reader walks the mapping, takes data in chunks of up to
  * 2 MiB (qemu's buffer size) and scans them for zeros while they are hot in
- * the CPU cache; with -c a pool of workers compresses chunks; the calling
- * thread is the only one that touches the target. At most {@code parallel}
- * + 1 chunks are in flight (-m). In order by default; with -W the writer
- * takes chunks as they become ready.
+ * the CPU cache; chunks that are one plain extent of a file are mapped
+ * ({@link MappedSource}) instead of read, so the data is copied once, by the
+ * target write. With -c a pool of workers compresses chunks (at least as
+ * many threads as qemu's 4). The calling thread is the only one that touches
+ * the target. At most {@code parallel} + 1 chunks are in flight (-m). In
+ * guest order by default; with -W the writer takes chunks as they are ready.
  */
 public final class CopyEngine {
     /** qemu-img's IO_BUF_SIZE: the unit of reads and writes. */
     static final int CHUNK = 2 << 20;
     /** qemu-img's limit on -m. */
     public static final int MAX_PARALLEL = 16;
+    /** Compression threads used at least (as many as qemu's MAX_COMPRESS_THREADS), -m permitting. */
+    private static final int MIN_COMPRESSORS = 4;
     /** qemu-img's limit on -S (MAX_BUF_SECTORS). */
     public static final long MAX_SPARSE = 16L << 20;
 
@@ -57,11 +61,6 @@ public final class CopyEngine {
             if (parallel < 1 || parallel > MAX_PARALLEL) {
                 throw new IllegalArgumentException("parallel must be 1.." + MAX_PARALLEL);
             }
-        }
-
-        /** qemu-img's defaults: -S 4k, -m 8, in order, uncompressed. */
-        public static Settings defaults() {
-            return new Settings(4096, false, 8, false);
         }
     }
 
@@ -193,8 +192,8 @@ public final class CopyEngine {
             progressTotal = countProgressBytes();
             progress.update(0, progressTotal);
         }
-        int workers = settings.compress()
-                ? Math.min(settings.parallel(), Math.max(1, Runtime.getRuntime().availableProcessors())) : 0;
+        int workers = settings.compress() ? Math.min(settings.parallel(), Math.max(MIN_COMPRESSORS,
+                Runtime.getRuntime().availableProcessors())) : 0;
         ExecutorService pool = workers > 0 ? Executors.newFixedThreadPool(workers, daemon("diskmorph-compress"))
                 : null;
         BlockingQueue<CompressedClusterWriter.Compressor> compressors = new LinkedBlockingQueue<>();
@@ -427,20 +426,24 @@ public final class CopyEngine {
             } catch (CompletionException e) {
                 throw unwrap(e.getCause());
             }
-            switch (job.kind) {
-                case END -> expected = job.offset;
-                case DATA -> writeRuns(job);
-                case ZERO -> target.writeZeroes(job.offset, job.length, true);
-                case COMPRESSED -> writeCompressed(job);
-            }
             if (job.kind == Kind.END) {
+                expected = job.offset;
                 continue;
+            }
+            try {
+                switch (job.kind) {
+                    case DATA -> writeRuns(job);
+                    case ZERO -> target.writeZeroes(job.offset, job.length, true);
+                    case COMPRESSED -> writeCompressed(job);
+                    default -> throw new IllegalStateException(job.kind.name());
+                }
+            } finally {
+                job.recycle(); // a mapped range is released even when the write failed
             }
             written++;
             if (job.buf != null) {
                 progressDone += job.length;
                 progress.update(progressDone, progressTotal);
-                job.recycle();
                 free.add(job);
             }
         }

@@ -27,7 +27,7 @@ import java.util.Map;
  * reader calls {@link #map}, the writer {@link Range#release}.
  */
 final class MappedSource implements AutoCloseable {
-    private static final long WINDOW = 256L << 20;
+    private static final long WINDOW = 64L << 20;
     private static final long PAGE = 4096;
 
     /** A mapped range handed to the writer; release it once written. */
