@@ -85,12 +85,20 @@ public final class CopyConversion {
         }
         try (DiskImage source = Images.open(r.source(), OpenOptions.forReading().withFormat(r.sourceFormat()));
              DestinationLock lock = DestinationLock.take(r.target())) {
-            long targetBackingSize = backing == null ? -1 : backingSize(r.target(), backing, backingFormat);
+            long targetBackingSize = -1;
+            if (backing != null) {
+                Path b = Path.of(Images.fullBackingFilename(r.target(), backing));
+                if (Files.exists(r.target()) && Files.exists(b) && Files.isSameFile(b, r.target())) {
+                    throw new InvalidRequestException("the backing file " + backing + " is the target itself");
+                }
+                targetBackingSize = backingSize(b, backingFormat);
+            }
             long size = Math.addExact(source.virtualSize(), 511) & ~511L;
             CreateSpec spec = new CreateSpec(size, opts, backing, backingFormat);
             try (Storage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
-                OpenContext ctx = new OpenContext(part.path(), false,
+                // relative backing names resolve against DST as the user named it, like qemu-img
+                OpenContext ctx = new OpenContext(r.target(), false,
                         Images.backingOpener(part.path(), OpenOptions.forReading()), false);
                 try (DiskImage target = format.create(storage, spec, ctx)) {
                     if (r.settings().compress() && !(target instanceof CompressedClusterWriter)) {
@@ -123,10 +131,9 @@ public final class CopyConversion {
         }
     }
 
-    /** Virtual size of the target's backing file, opened like qemu-img does to check it (relative to DST). */
-    private static long backingSize(Path target, String backing, String format) throws IOException {
-        Path p = Path.of(Images.fullBackingFilename(target, backing));
-        try (DiskImage b = Images.open(p, OpenOptions.forReading().withFormat(format))) {
+    /** Virtual size of the target's backing file, opened like qemu-img does to check it. */
+    private static long backingSize(Path backing, String format) throws IOException {
+        try (DiskImage b = Images.open(backing, OpenOptions.forReading().withFormat(format))) {
             return b.virtualSize();
         }
     }

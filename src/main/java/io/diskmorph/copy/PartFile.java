@@ -27,11 +27,18 @@ public final class PartFile {
         this.part = part;
     }
 
-    /** The part file for {@code target}; nothing is created yet. */
-    public static PartFile forTarget(Path target) {
-        Path name = target.getFileName();
-        Path part = target.resolveSibling(name + ".part-" + ProcessHandle.current().pid());
-        return new PartFile(target, part);
+    /**
+     * The part file for {@code target}; nothing is created yet. A symbolic
+     * link is followed, so the copy replaces the file it names (as qemu-img
+     * writes through it), not the link.
+     */
+    public static PartFile forTarget(Path target) throws IOException {
+        Path real = target;
+        for (int i = 0; i < 40 && Files.isSymbolicLink(real); i++) {
+            real = real.resolveSibling(Files.readSymbolicLink(real));
+        }
+        Path part = real.resolveSibling(real.getFileName() + ".part-" + ProcessHandle.current().pid());
+        return new PartFile(real, part);
     }
 
     public Path path() {

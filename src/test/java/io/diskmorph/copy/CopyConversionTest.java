@@ -1,5 +1,6 @@
 package io.diskmorph.copy;
 
+import io.diskmorph.image.ExitCodes;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
@@ -201,6 +202,31 @@ class CopyConversionTest {
     }
 
     @Test
+    void aSymbolicLinkTargetIsWrittenThrough() throws Exception {
+        Path src = source(dir, "qcow2", "");
+        Files.createDirectories(dir.resolve("real"));
+        Path real = dir.resolve("real/disk.qcow2");
+        Files.writeString(real, "old");
+        Path link = dir.resolve("link.qcow2");
+        Files.createSymbolicLink(link, Path.of("real/disk.qcow2"));
+        Dm.run("convert", "-O", "qcow2", src, link).ok();
+        assertTrue(Files.isSymbolicLink(link), "the link stays a link");
+        assertEquals(0, Qemu.compare(src, real));
+    }
+
+    @Test
+    void aTargetCannotBeItsOwnBackingFile() throws Exception {
+        Path src = source(dir, "qcow2", "");
+        Path dst = dir.resolve("self.qcow2");
+        Qemu.create(dst, "qcow2", "8M");
+        byte[] before = Files.readAllBytes(dst);
+        Dm.Result r = Dm.run("convert", "-O", "qcow2", "-B", "self.qcow2", "-F", "qcow2", src, dst);
+        assertEquals(ExitCodes.USAGE, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains("target itself"), r.err());
+        assertArrayEquals(before, Files.readAllBytes(dst));
+    }
+
+    @Test
     void writebackCacheSyncsAndGivesTheSameImage() throws Exception {
         Path src = source(dir, "raw", "");
         CopyOracle.convertBoth(dir, src, "raw", "qcow2", "wb", "-t", "writeback");
@@ -229,6 +255,38 @@ class CopyConversionTest {
         assertNotEquals(0, same.exitCode());
         assertTrue(same.oneLineError().contains("--in-place"), same.err());
         assertArrayEquals(before, Files.readAllBytes(src), "the source is untouched");
+    }
+
+    @Test
+    void imagesInUseByQemuAreRefused() throws Exception {
+        Path src = source(dir, "qcow2", "");
+        Path busy = dir.resolve("busy.qcow2");
+        Qemu.create(busy, "qcow2", "8M");
+        byte[] busyBefore = Files.readAllBytes(busy);
+        Process nbd = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--persistent", "--socket",
+                dir.resolve("nbd.sock").toString(), busy.toString()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            for (int i = 0; i < 400 && !Files.exists(dir.resolve("nbd.sock")); i++) {
+                Thread.sleep(25);
+            }
+            assertTrue(nbd.isAlive(), "qemu-nbd runs");
+            // a target that QEMU writes is not replaced, a source that QEMU writes is not read
+            Dm.Result r = Dm.run("convert", "-O", "qcow2", src, busy);
+            assertEquals(ExitCodes.IN_USE, r.exitCode(), r.err());
+            assertTrue(r.oneLineError().contains("in use"), r.err());
+            Path dst = dir.resolve("from-busy.qcow2");
+            r = Dm.run("convert", "-O", "qcow2", busy, dst);
+            assertEquals(ExitCodes.IN_USE, r.exitCode(), r.err());
+            assertFalse(Files.exists(dst));
+            try (var files = Files.list(dir)) {
+                assertTrue(files.noneMatch(p -> p.getFileName().toString().contains(".part-")), "part file left");
+            }
+        } finally {
+            nbd.destroy();
+            nbd.waitFor();
+        }
+        assertArrayEquals(busyBefore, Files.readAllBytes(busy));
     }
 
     static void assertRefused(Path dir, Path dst, Object... args) throws Exception {
