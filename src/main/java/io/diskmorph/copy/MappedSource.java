@@ -10,6 +10,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.channels.FileChannel;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayDeque;
 import java.util.IdentityHashMap;
 import java.util.Map;
 
@@ -22,12 +23,14 @@ import java.util.Map;
  * regular file (compressed clusters, pieces from several layers, data past
  * the end of the file) are not mapped: the caller reads them the usual way.
  *
- * <p>Files are mapped in windows; a window is unmapped once the reader has
- * moved past it and the writer has released every range taken from it. The
- * reader calls {@link #map}, the writer {@link Range#release}.
+ * <p>Files are mapped in 64 MiB windows, a few per file; a window is
+ * unmapped once the reader has dropped it and the writer has released every
+ * range taken from it. The reader calls {@link #map}, the writer
+ * {@link Range#release}.
  */
 final class MappedSource implements AutoCloseable {
     private static final long WINDOW = 64L << 20;
+    private static final int WINDOWS_PER_FILE = 4;
     private static final long PAGE = 4096;
 
     /** A mapped range handed to the writer; release it once written. */
@@ -82,10 +85,10 @@ final class MappedSource implements AutoCloseable {
         }
     }
 
-    /** One mapped file: its channel and the current window. */
+    /** One mapped file: its channel and its most recently used windows (a fragmented image jumps around). */
     private static final class MappedFile {
         final FileChannel channel;
-        Window window;
+        final ArrayDeque<Window> windows = new ArrayDeque<>();
 
         MappedFile(FileChannel channel) {
             this.channel = channel;
@@ -133,15 +136,24 @@ final class MappedSource implements AutoCloseable {
             f = new MappedFile(FileChannel.open(fs.path(), StandardOpenOption.READ));
             files.put(fs, f);
         }
-        if (f.window == null || !f.window.covers(host, length)) {
-            if (f.window != null) {
-                f.window.retire();
+        Window w = null;
+        for (Window c : f.windows) {
+            if (c.covers(host, length)) {
+                w = c;
+                break;
+            }
+        }
+        if (w == null) {
+            if (f.windows.size() == WINDOWS_PER_FILE) {
+                f.windows.removeLast().retire();
             }
             long start = host & -PAGE;
             long end = Math.min(fs.size(), Math.max(start + WINDOW, host + length));
-            f.window = new Window(f.channel, start, end - start);
+            w = new Window(f.channel, start, end - start);
+        } else {
+            f.windows.remove(w);
         }
-        Window w = f.window;
+        f.windows.addFirst(w);
         w.acquire();
         return new Range(w.segment.asSlice(host - w.start, length), w);
     }
@@ -151,9 +163,10 @@ final class MappedSource implements AutoCloseable {
     public void close() throws IOException {
         IOException failure = null;
         for (MappedFile f : files.values()) {
-            if (f.window != null) {
-                f.window.retire();
+            for (Window w : f.windows) {
+                w.retire();
             }
+            f.windows.clear();
             try {
                 f.channel.close();
             } catch (IOException e) {

@@ -157,6 +157,24 @@ class CopyConversionTest {
     }
 
     @Test
+    void fragmentedSourcesWhoseHostOrderIsNotTheGuestOrder() throws Exception {
+        for (String f : new String[]{"qcow2", "qed"}) {
+            Path src = dir.resolve("frag." + f);
+            Qemu.create(src, f, "24M");
+            // written backwards in pieces of 3 MiB: each 2 MiB chunk may span two host runs
+            List<String> io = new ArrayList<>();
+            for (int i = 7; i >= 0; i--) {
+                io.add("write -P " + (i + 1) + " " + (i * 3) + "M 3M");
+            }
+            io.add("write -P 0 5M 64k");
+            Qemu.io(src, f, io.toArray(String[]::new));
+            for (String t : FORMATS) {
+                CopyOracle.convertBoth(dir, src, f, t, "frag-" + f);
+            }
+        }
+    }
+
+    @Test
     void compressedSourceClustersAreDecompressed() throws Exception {
         Path plain = source(dir, "qcow2", "");
         Path compressed = dir.resolve("c.qcow2");
