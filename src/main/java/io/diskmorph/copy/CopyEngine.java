@@ -366,7 +366,7 @@ public final class CopyEngine {
         } else {
             long sector = pos / ZeroScan.SECTOR;
             for (int first = 0; first < sectors; ) {
-                boolean data = scan.allocated(job.dataSeg, first, sectors - first, sector + first);
+                boolean data = scan.allocated(job.dataSeg, job.data, first, sectors - first, sector + first);
                 job.addRun(scan.runSectors(), data);
                 first += scan.runSectors();
             }
