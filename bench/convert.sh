@@ -73,20 +73,33 @@ prepare() { # source
   if [ "${COLD:-0}" = 1 ]; then drop_caches; else cat "$1" > /dev/null; fi
 }
 
+# timed LABEL CMD...: wall seconds in $T, CPU seconds (user + system) in $C
+timed() {
+  local label="$1"; shift
+  local f; f=$(mktemp)
+  /usr/bin/time -f "%e %U %S %M" -o "$f" "$@" >/dev/null
+  local u s m; read -r T u s m < "$f"; rm -f "$f"
+  C=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  printf '  %-40s %7.2f s wall %7.2f s cpu %8d KiB max RSS\n' "$label" "$T" "$C" "$m"
+}
+
 pair() { # label srcfmt dstfmt [flags...]
   local label="$1" from="$2" to="$3"; shift 3
-  local src="$img.$from" q=() d=()
+  local src="$img.$from" q=() d=() qc=() dc=()
   echo "== $label"
   for r in $(seq "$RUNS"); do
     prepare "$src"
-    run_timed "qemu-img convert $label" qemu-img convert -f "$from" -O "$to" "$@" "$src" "$out"; q+=("$T")
+    timed "qemu-img convert $label" qemu-img convert -f "$from" -O "$to" "$@" "$src" "$out"; q+=("$T"); qc+=("$C")
     prepare "$src"
-    run_timed "diskmorph convert $label" "$DM" convert -f "$from" -O "$to" "$@" "$src" "$out"; d+=("$T")
+    timed "diskmorph convert $label" "$DM" convert -f "$from" -O "$to" "$@" "$src" "$out"; d+=("$T"); dc+=("$C")
   done
   qemu-img compare -q -f "$from" -F "$to" "$src" "$out" || { echo "  MISMATCH: diskmorph output differs"; exit 1; }
   [ "$to" = raw ] || qemu-img check -q -f "$to" "$out" || { echo "  qemu-img check failed"; exit 1; }
-  local qm dm; qm=$(printf '%s\n' "${q[@]}" | median); dm=$(printf '%s\n' "${d[@]}" | median)
-  echo "RESULT $label: qemu-img ${qm}s diskmorph ${dm}s ratio(diskmorph/qemu) $(ratio "$dm" "$qm")"
+  local qm dm qcm dcm
+  qm=$(printf '%s\n' "${q[@]}" | median); dm=$(printf '%s\n' "${d[@]}" | median)
+  qcm=$(printf '%s\n' "${qc[@]}" | median); dcm=$(printf '%s\n' "${dc[@]}" | median)
+  echo "RESULT $label: qemu-img ${qm}s diskmorph ${dm}s ratio(diskmorph/qemu) $(ratio "$dm" "$qm");" \
+    "cpu qemu-img ${qcm}s diskmorph ${dcm}s"
   rm -f "$out"
 }
 
