@@ -361,7 +361,7 @@ public final class CopyEngine {
             return;
         }
         int sectors = (n + ZeroScan.SECTOR - 1) / ZeroScan.SECTOR;
-        if (scan == null) {
+        if (scan == null || scan.surelyData(job.data, sectors, pos / ZeroScan.SECTOR)) {
             job.addRun(sectors, true);
         } else {
             long sector = pos / ZeroScan.SECTOR;

@@ -31,6 +31,27 @@ final class ZeroScan {
         this.alignment = Integer.highestOneBit(Math.max(1, min));
     }
 
+    /**
+     * Whether sectors [0, n) of the buffer are certainly one run of data,
+     * checking one word per block of {@code alignment} sectors: when the
+     * range starts and ends on that alignment, a zero run that counts (at
+     * least {@code min} sectors once its ends are aligned) always holds a
+     * whole aligned block, whose first word is then zero. False means
+     * "look closer" ({@link #allocated}), not "zeros".
+     */
+    boolean surelyData(ByteBuffer words, int n, long sector) {
+        if ((sector & (alignment - 1)) != 0 || (n & (alignment - 1)) != 0) {
+            return false;
+        }
+        int step = alignment * SECTOR;
+        for (int off = 0; off < n * SECTOR; off += step) {
+            if (words.getLong(off) == 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Sectors of the run the last {@link #allocated} call described. */
     int runSectors() {
         return pnum;
