@@ -9,6 +9,7 @@ import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
@@ -96,7 +97,8 @@ public final class CopyEngine {
 
         Job(MemorySegment seg) {
             this.seg = seg;
-            this.buf = seg == null ? null : seg.asByteBuffer();
+            // native order: the zero scan's word reads need no byte swapping
+            this.buf = seg == null ? null : seg.asByteBuffer().order(ByteOrder.nativeOrder());
             this.data = buf;
             this.dataSeg = seg;
         }
@@ -335,7 +337,7 @@ public final class CopyEngine {
             if (r != null) {
                 job.mapped = r;
                 job.dataSeg = r.segment;
-                job.data = r.segment.asByteBuffer();
+                job.data = r.segment.asByteBuffer().order(ByteOrder.nativeOrder());
                 return;
             }
         }
