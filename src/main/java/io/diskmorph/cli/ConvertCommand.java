@@ -4,6 +4,9 @@ import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.ConversionPlan;
 import io.diskmorph.convert.InPlaceConverter;
 import io.diskmorph.convert.MoveReason;
+import io.diskmorph.copy.CopyConversion;
+import io.diskmorph.copy.CopyEngine;
+import io.diskmorph.copy.PartFile;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
@@ -28,6 +31,8 @@ import java.util.concurrent.Callable;
 
 @Command(name = "convert", description = {
         "Convert an image to another format.",
+        "SRC DST copies the guest content into a new image, like qemu-img convert: holes and zeros are not read "
+                + "or written, DST appears only once complete (it is built as DST.part-<pid>).",
         "With --in-place the image is converted inside its own file: guest data stays where it is, only new "
                 + "metadata is written, and the header is switched last (crash-safe; see 'recover')."})
 final class ConvertCommand implements Callable<Integer> {
@@ -37,7 +42,7 @@ final class ConvertCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "Source format (default: probe).")
     String sourceFormat;
 
-    @Option(names = "-O", paramLabel = "FMT", required = true, description = "Target format.")
+    @Option(names = "-O", paramLabel = "FMT", description = "Target format (copy default: raw, as qemu-img).")
     String targetFormat;
 
     @Option(names = "-o", paramLabel = "OPTIONS", description = "Target format options k=v[,k=v...].")
@@ -53,8 +58,40 @@ final class ConvertCommand implements Callable<Integer> {
             + "the original format exactly, as long as the image is not written.")
     boolean keepRollback;
 
-    @Option(names = "-p", description = "Show progress.")
+    @Option(names = "-p", description = "Show progress (a bar on a terminal, plain lines otherwise).")
     boolean progress;
+
+    @Option(names = "--progress", paramLabel = "json", description = "Copy: print progress as one JSON object "
+            + "per line ({\"bytes-done\": N, \"bytes-total\": M}).")
+    String progressFormat;
+
+    @Option(names = "-c", description = "Copy: write compressed clusters (qcow2; compression_type=zstd for zstd).")
+    boolean compress;
+
+    @Option(names = "-S", paramLabel = "SIZE", description = "Copy: zero runs of at least SIZE in the data are not "
+            + "written (default 4k; 0 writes everything, fully allocating the target).")
+    String sparseSize;
+
+    @Option(names = "-m", paramLabel = "N", defaultValue = "8", description = "Copy: chunks in flight, 1 to 16 "
+            + "(default 8).")
+    int parallel;
+
+    @Option(names = "-W", description = "Copy: allow writes out of guest order.")
+    boolean outOfOrder;
+
+    @Option(names = "-B", paramLabel = "BACKING", description = "Copy: make DST an overlay of BACKING and copy only "
+            + "what the source's top layer holds.")
+    String backing;
+
+    @Option(names = "-F", paramLabel = "FMT", description = "Copy: format of BACKING (required with -B).")
+    String backingFormat;
+
+    @Option(names = "-t", paramLabel = "CACHE", defaultValue = "unsafe", description = "Copy: unsafe (default, as "
+            + "qemu-img: no flush) or writeback (DST is synced before it is renamed into place).")
+    String cache;
+
+    @Option(names = "-q", description = "Copy: quiet (no progress).")
+    boolean quiet;
 
     @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Report format.")
     OutputFormat output;
@@ -67,17 +104,25 @@ final class ConvertCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (!inPlace) {
-            throw new InvalidRequestException("copy conversion (SRC DST) is not implemented yet; use --in-place");
-        }
-        if (files.size() != 1) {
-            throw new InvalidRequestException("--in-place takes one IMAGE");
-        }
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {
             for (String o : options) {
                 opts.putAll(FormatOptions.parseList(o));
             }
+        }
+        if (!inPlace) {
+            return copy(opts);
+        }
+        if (files.size() != 1) {
+            throw new InvalidRequestException("--in-place takes one IMAGE");
+        }
+        if (targetFormat == null) {
+            throw new InvalidRequestException("--in-place needs the target format (-O)");
+        }
+        if (compress || sparseSize != null || backing != null || backingFormat != null || outOfOrder
+                || progressFormat != null || !cache.equals("unsafe")) {
+            throw new InvalidRequestException("-c, -S, -B, -F, -W, -t and --progress apply to copy conversion "
+                    + "(SRC DST), not to --in-place");
         }
         Path path = files.get(0);
         InPlaceConverter.Request req = new InPlaceConverter.Request(sourceFormat, targetFormat, opts, keepRollback);
@@ -100,6 +145,58 @@ final class ConvertCommand implements Callable<Integer> {
                 human(out, plan, path, dryRun, seconds);
             }
         }
+        return 0;
+    }
+
+    /** SRC DST: a copy into a new image, published under DST only once complete. */
+    private int copy(Map<String, String> opts) throws Exception {
+        if (files.size() != 2) {
+            throw new InvalidRequestException("convert needs SRC and DST (or --in-place IMAGE)");
+        }
+        if (dryRun || keepRollback) {
+            throw new InvalidRequestException("--dry-run and --keep-rollback apply to --in-place");
+        }
+        if (noBacking) {
+            throw new InvalidRequestException("--no-backing applies to --in-place; a copy reads the whole chain "
+                    + "(use -B to keep a backing file)");
+        }
+        long minSparse = 4096;
+        if (sparseSize != null) {
+            minSparse = Sizes.parse(sparseSize);
+            if (minSparse % 512 != 0 || minSparse > CopyEngine.MAX_SPARSE) {
+                throw new InvalidRequestException("-S must be a multiple of 512 up to 16M (0 disables zero "
+                        + "detection and fully allocates the target), not " + sparseSize);
+            }
+        }
+        if (parallel < 1 || parallel > CopyEngine.MAX_PARALLEL) {
+            throw new InvalidRequestException("-m must be between 1 and " + CopyEngine.MAX_PARALLEL);
+        }
+        CopyConversion.Cache cacheMode = switch (cache) {
+            case "unsafe" -> CopyConversion.Cache.UNSAFE;
+            case "writeback" -> CopyConversion.Cache.WRITEBACK;
+            default -> throw new InvalidRequestException("-t must be unsafe or writeback, not '" + cache + "'");
+        };
+        CopyProgressPrinter.Mode mode = null;
+        if (progressFormat != null) {
+            if (!progressFormat.equals("json") && !progressFormat.equals("human")) {
+                throw new InvalidRequestException("--progress must be json or human, not '" + progressFormat + "'");
+            }
+            mode = progressFormat.equals("json") ? CopyProgressPrinter.Mode.JSON : CopyProgressPrinter.humanMode();
+        } else if (progress) {
+            mode = CopyProgressPrinter.humanMode();
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        CopyEngine.Progress p = mode == null || quiet ? CopyEngine.Progress.NONE : new CopyProgressPrinter(out, mode);
+        CopyConversion.Request req = new CopyConversion.Request(files.get(0), sourceFormat, files.get(1),
+                targetFormat != null ? targetFormat : "raw", opts, backing, backingFormat,
+                new CopyEngine.Settings(minSparse, compress, parallel, outOfOrder), cacheMode);
+        PartFile part = PartFile.forTarget(files.get(1));
+        part.removeOnInterrupt(msg -> {
+            err.println("diskmorph: " + msg);
+            err.flush();
+        });
+        CopyConversion.run(req, part, p);
         return 0;
     }
 

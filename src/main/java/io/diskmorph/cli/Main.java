@@ -25,7 +25,7 @@ import java.nio.file.NoSuchFileException;
         description = "Virtual disk images: inspect, check, compare, create, convert (also in place).",
         subcommands = {InfoCommand.class, MapCommand.class, CheckCommand.class, CompareCommand.class,
                 CreateCommand.class, ConvertCommand.class, RecoverCommand.class, RollbackCommand.class,
-                DemoCommand.class})
+                DemoCommand.class, MeasureCommand.class})
 public final class Main {
     static boolean debug;
 

@@ -7,6 +7,7 @@ import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.MeasurableFormat;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.storage.Storage;
 
@@ -21,7 +22,7 @@ import java.util.Map;
  * image is building the layout over an empty mapping: {@link #create} runs
  * the same {@link Qcow2LayoutBuilder} an in-place conversion uses.
  */
-public final class Qcow2Format implements ImageFormat, LayoutTarget {
+public final class Qcow2Format implements ImageFormat, LayoutTarget, MeasurableFormat {
     public static final String NAME = "qcow2";
 
     @Override
@@ -93,6 +94,11 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget {
                     + "data");
         }
         return new Qcow2LayoutBuilder(opts, spec.virtualSize(), space);
+    }
+
+    @Override
+    public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
+        return Qcow2Measure.measure(spec, source);
     }
 
     /** Clusters with refcount 0 are free space in qcow2, not leaks. */

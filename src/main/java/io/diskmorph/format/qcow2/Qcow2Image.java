@@ -1,6 +1,7 @@
 package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.AbstractDiskImage;
+import io.diskmorph.image.CompressedClusterWriter;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
@@ -31,7 +32,7 @@ import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
  * An open qcow2 image: mapping through L1 -> L2 (cached), compressed and
  * extended-L2 clusters, info. Writing lives in {@link Qcow2Writer}.
  */
-final class Qcow2Image extends AbstractDiskImage {
+final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter {
     // What one guest range is in this layer (qemu's QCow2SubclusterType).
     static final int UNALLOCATED = 0;
     /** Extended L2: unallocated subcluster of a cluster that has a host offset. */
@@ -376,6 +377,9 @@ final class Qcow2Image extends AbstractDiskImage {
     @Override
     protected void decompressCluster(Mapping.Compressed extent, ByteBuffer cluster) throws IOException {
         requireDataAccess();
+        if (writer != null) {
+            writer.flushCompressed(); // the cluster may still be in the writer's buffer
+        }
         if (decompressedHost != extent.hostOffset() || decompressed == null) {
             int len = extent.compressedLength();
             byte[] src = new byte[len + 1];
@@ -454,6 +458,24 @@ final class Qcow2Image extends AbstractDiskImage {
         checkWritable();
         checkRange(guestOffset, length);
         writer().writeZeroes(guestOffset, length, mayUnmap);
+    }
+
+    @Override
+    public Compressor newCompressor() throws IOException {
+        requireDataAccess();
+        return new Qcow2Compressor(header.compressionType, (int) geo.clusterSize);
+    }
+
+    @Override
+    public void writeCompressed(long guestOffset, byte[] data, int length) throws IOException {
+        checkWritable();
+        checkRange(guestOffset, Math.min(geo.clusterSize, header.size - guestOffset));
+        if ((guestOffset & (geo.clusterSize - 1)) != 0 || length <= 0 || length >= geo.clusterSize
+                || length > data.length) {
+            throw new InvalidRequestException(String.format("compressed write of %d bytes at 0x%x: needs a "
+                    + "cluster-aligned offset and fewer bytes than a cluster", length, guestOffset));
+        }
+        writer().writeCompressed(guestOffset, data, length);
     }
 
     /** Reads guest bytes this layer does not have (backing file or zeros); for copy-on-write. */

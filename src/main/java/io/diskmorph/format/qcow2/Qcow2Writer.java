@@ -23,7 +23,8 @@ import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
  * Guest writes into a qcow2 image: allocation at the end of the file,
  * copy-on-write of clusters and L2 tables whose refcount is above one
  * (snapshots), compressed clusters rewritten uncompressed, zero clusters,
- * extended L2 subclusters. Refcounts stay exact (no lazy refcounts, the
+ * extended L2 subclusters, compressed cluster writes (convert -c, packed
+ * back to back). Refcounts stay exact (no lazy refcounts, the
  * dirty bit is never set).
  *
  * <p>Crash safety: data is written at once into clusters no metadata points
@@ -59,6 +60,11 @@ final class Qcow2Writer {
     private int pendingLen;
     private long pendingHost = -1;
 
+    // compressed clusters packed back to back, written in one request
+    private static final int COMPRESSED_BUFFER = 1 << 20;
+    private ByteBuffer compressedBuf;
+    private long compressedHost = -1;
+
     Qcow2Writer(Qcow2Image img) throws IOException {
         this.img = img;
         this.storage = img.storage();
@@ -90,6 +96,7 @@ final class Qcow2Writer {
 
     void write(ByteBuffer src, long guestOffset) throws IOException {
         img.dropDecompressed();
+        flushCompressed(); // a partial write may read a compressed cluster back
         long pos = guestOffset;
         long sinceFlushCheck = 0;
         while (src.hasRemaining()) {
@@ -322,6 +329,7 @@ final class Qcow2Writer {
      */
     void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
         img.dropDecompressed();
+        flushCompressed();
         long pos = guestOffset;
         long end = guestOffset + length;
         long sinceFlushCheck = 0;
@@ -449,6 +457,62 @@ final class Qcow2Writer {
         }
     }
 
+    // ---- compressed clusters ----
+
+    /**
+     * Stores guest cluster {@code cluster} as {@code length} bytes of
+     * compressed data (qcow2.rst "Compressed Clusters Descriptor"): the bytes
+     * are packed after the previous compressed cluster (qemu's
+     * qcow2_alloc_bytes), every host cluster they touch gains a reference,
+     * and the L2 entry holds the offset and the count of 512-byte sectors
+     * the data reaches into, minus one. Whatever the entry held is released.
+     */
+    void writeCompressed(long cluster, byte[] data, int length) throws IOException {
+        img.dropDecompressed();
+        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
+        int wi = index * geo.entryWords;
+        long entry = t.words[wi];
+        long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
+        boolean compressed = (entry & COMPRESSED) != 0;
+        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
+        validate(t, index, entry, bitmap, oldHost);
+        freeEntry(entry, oldHost);
+        long host = refcounts.allocateBytes(length);
+        queueCompressed(data, length, host);
+        long extraSectors = ((host + length - 1) >>> 9) - (host >>> 9);
+        t.words[wi] = COMPRESSED | (extraSectors << geo.csizeShift) | host;
+        if (geo.extendedL2) {
+            t.words[wi + 1] = 0; // compressed clusters have no subcluster bitmap
+        }
+        t.dirty = true;
+        flushIfCachesFull();
+    }
+
+    private void queueCompressed(byte[] data, int length, long host) throws IOException {
+        if (compressedBuf == null) {
+            compressedBuf = ByteBuffer.allocateDirect((int) Math.max(COMPRESSED_BUFFER, clusterSize));
+        }
+        if (compressedHost >= 0 && (compressedHost + compressedBuf.position() != host
+                || compressedBuf.remaining() < length)) {
+            flushCompressed();
+        }
+        if (compressedHost < 0) {
+            compressedHost = host;
+        }
+        compressedBuf.put(data, 0, length);
+    }
+
+    /** Writes the packed compressed clusters (before anything reads them, and at every flush). */
+    void flushCompressed() throws IOException {
+        if (compressedHost >= 0) {
+            long host = compressedHost;
+            compressedHost = -1;
+            writeData(compressedBuf.flip(), host);
+            compressedBuf.clear();
+        }
+    }
+
     // ---- data I/O ----
 
     private void queueData(ByteBuffer src, int at, int n, long host) throws IOException {
@@ -465,6 +529,7 @@ final class Qcow2Writer {
     }
 
     private void flushPending() throws IOException {
+        flushCompressed();
         if (pendingHost >= 0) {
             long host = pendingHost;
             pendingHost = -1;

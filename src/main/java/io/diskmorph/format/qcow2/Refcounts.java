@@ -244,6 +244,8 @@ final class Refcounts {
     }
 
     private long minEnd;
+    /** Where the next compressed allocation may continue (0: start a new cluster). */
+    private long freeByteOffset;
 
     /** The first allocation happens at or after {@code end} (metadata the owner knows about). */
     void reserveBelow(long end) {
@@ -265,6 +267,53 @@ final class Refcounts {
             markNewMetadata(off >>> geo.clusterBits);
         }
         return off;
+    }
+
+    /**
+     * Allocates {@code size} bytes (1..cluster size) for compressed data,
+     * packed after the previous compressed allocation like qemu's
+     * qcow2_alloc_bytes: continue in the partly used cluster while it has
+     * room and its refcount is not saturated, spill into the next cluster
+     * when that one is the next allocation, else start a new cluster. Every
+     * cluster the bytes touch gains one reference.
+     */
+    long allocateBytes(int size) throws IOException {
+        long offset = freeByteOffset;
+        if (offset != 0 && get(offset >>> geo.clusterBits) == refcountMax()) {
+            offset = 0;
+        }
+        long freeInCluster = geo.clusterSize - (offset & (geo.clusterSize - 1));
+        if (offset == 0 || freeInCluster < size) {
+            long next = bump(1); // counted below, with the rest of the range
+            if (offset == 0 || align(offset) != next) {
+                offset = next;
+            }
+        }
+        long first = offset >>> geo.clusterBits;
+        long last = (offset + size - 1) >>> geo.clusterBits;
+        for (long ci = first; ci <= last; ci++) {
+            increment(ci);
+        }
+        freeByteOffset = ((offset + size) & (geo.clusterSize - 1)) == 0 ? 0 : offset + size;
+        return offset;
+    }
+
+    /** Largest refcount the entry width holds (all ones; -1 as unsigned for 64 bits). */
+    private long refcountMax() {
+        return geo.refcountBits == 64 ? -1L : (1L << geo.refcountBits) - 1;
+    }
+
+    /** Adds one reference to a cluster allocated in this session. */
+    private void increment(long clusterIndex) throws IOException {
+        Block b = writableBlock(clusterIndex);
+        int i = (int) (clusterIndex & (geo.refblockEntries() - 1));
+        long v = entry(b.data, i, geo.refcountOrder);
+        if (v == refcountMax()) {
+            throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+                    "refcount of cluster 0x%x would overflow", clusterIndex << geo.clusterBits));
+        }
+        setEntry(b.data, i, geo.refcountOrder, v + 1);
+        b.dirty = true;
     }
 
     private long bump(long clusters) throws IOException {

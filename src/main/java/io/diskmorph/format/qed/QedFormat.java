@@ -6,6 +6,7 @@ import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.MeasurableFormat;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.storage.Storage;
 
@@ -15,7 +16,7 @@ import java.nio.ByteOrder;
 import java.util.List;
 
 /** QEMU Enhanced Disk (docs/interop/qed_spec.rst), with qemu 7.2's rules as the authority. */
-public final class QedFormat implements ImageFormat, LayoutTarget {
+public final class QedFormat implements ImageFormat, LayoutTarget, MeasurableFormat {
     public static final String NAME = "qed";
 
     @Override
@@ -73,6 +74,11 @@ public final class QedFormat implements ImageFormat, LayoutTarget {
     @Override
     public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
         return QedLayoutBuilder.create(spec, defaults, space);
+    }
+
+    @Override
+    public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
+        return QedMeasure.measure(spec, source);
     }
 
     /** qemu's QED check counts every unreferenced cluster below the end of the file as leaked. */

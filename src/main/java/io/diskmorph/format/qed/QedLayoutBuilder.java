@@ -144,6 +144,16 @@ final class QedLayoutBuilder implements LayoutBuilder {
         return c;
     }
 
+    /** Bytes of one L1 or L2 table. */
+    long tableBytes() {
+        return tableBytes;
+    }
+
+    /** Guest bytes one L2 table maps. */
+    long l2Coverage() {
+        return cov;
+    }
+
     @Override
     public long headerZone() {
         return headerSize * c;

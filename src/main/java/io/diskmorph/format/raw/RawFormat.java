@@ -5,6 +5,7 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.MeasurableFormat;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.storage.Storage;
 
@@ -13,7 +14,7 @@ import java.nio.ByteBuffer;
 import java.util.List;
 
 /** Raw images: no metadata, guest offset = host offset, holes are zeros. */
-public final class RawFormat implements ImageFormat {
+public final class RawFormat implements ImageFormat, MeasurableFormat {
     public static final String NAME = "raw";
 
     @Override
@@ -56,6 +57,26 @@ public final class RawFormat implements ImageFormat {
         }
         storage.sync();
         return open(storage, context.withReadOnly(false));
+    }
+
+    /**
+     * qemu's raw_measure: a raw file is as long as the disk (rounded up to a
+     * sector), holes or not, so required and fully allocated are the same.
+     */
+    @Override
+    public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
+        FormatOptions o = new FormatOptions(NAME, spec.options());
+        o.string("preallocation", "off");
+        o.rejectUnknown();
+        if (spec.backingFile() != null) {
+            throw new InvalidRequestException("format raw does not support backing files");
+        }
+        long size = source != null ? source.virtualSize() : spec.virtualSize();
+        if (size < 0) {
+            throw new InvalidRequestException("image size must not be negative");
+        }
+        long rounded = Math.addExact(size, 511) & ~511L;
+        return new Measurement(rounded, rounded, -1);
     }
 
     @Override

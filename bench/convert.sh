@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Issue 4 benchmark: copy conversion, diskmorph convert vs qemu-img convert, same run, same images.
+# 4 GiB images with a realistic mix: a 1.5 GiB ext4 filesystem built with mke2fs -d from a few hundred
+# MiB of files (with its own holes), 1 GiB of random data in 1-8 MiB pieces with holes and zero blocks
+# in between, 256 MiB of written zeros, holes, a little data at the end; the qcow2 source also has
+# zero clusters. Pairs: raw -> qcow2, qcow2 -> raw, qed -> qcow2, qcow2 -> qcow2 -c.
+# Default options for both tools. Whole-process wall time (JVM start-up included), median of RUNS,
+# the two tools alternating. Before every run: the previous output removed and everything synced, so
+# both tools start with no dirty pages; warm cache: the source is read into the page cache first;
+# COLD=1: the page cache is dropped instead (root only), the source and the tools' own files then come
+# from disk. Each diskmorph output is checked by qemu-img (compare, check).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+RUNS="${RUNS:-3}"
+need mke2fs; need python3
+img="$BENCH_DIR/copy-src"
+tree="$BENCH_DIR/copy-tree"
+out="$BENCH_DIR/copy-out"
+
+if [ ! -f "$img.raw" ]; then
+  if [ ! -d "$tree" ]; then
+    echo "collecting a file tree for the filesystem"
+    mkdir -p "$tree.tmp"
+    for d in /usr/include /usr/share/doc /usr/lib/python3* /usr/lib/jvm; do
+      [ -d "$d" ] && cp -a "$d" "$tree.tmp/" 2>/dev/null || true
+    done
+    mv "$tree.tmp" "$tree"
+  fi
+  echo "creating $img.raw"
+  rm -f "$img.raw.tmp" "$img.fs"
+  truncate -s 4G "$img.raw.tmp"
+  mke2fs -q -t ext4 -d "$tree" -E root_owner=0:0 "$img.fs" 1536M
+  dd if="$img.fs" of="$img.raw.tmp" bs=1M conv=notrunc,sparse status=none
+  rm -f "$img.fs"
+  python3 - "$img.raw.tmp" <<'PY'
+import os, random, sys
+r = random.Random(42)
+f = os.open(sys.argv[1], os.O_WRONLY)
+M = 1 << 20
+G = 1 << 30
+pos = 1536 * M
+while pos < 2560 * M:                      # random data in 1-8 MiB pieces, holes between some
+    n = r.randint(1, 8) * M
+    os.pwrite(f, os.urandom(n), pos)
+    pos += n + r.choice([0, 0, 64 * 1024, M, 4 * M])
+for i in range(4):                         # 256 MiB of written zeros
+    os.pwrite(f, bytes(64 * M), 3 * G + i * 64 * M)
+for i in range(200):                       # zero blocks inside the random data
+    os.pwrite(f, bytes(r.choice([4096, 16384, 65536, M])), 1536 * M + r.randrange(0, 1024 * M // 4096) * 4096)
+os.pwrite(f, os.urandom(2 * M), 4 * G - 3 * M)
+os.close(f)
+PY
+  mv "$img.raw.tmp" "$img.raw"
+fi
+if [ ! -f "$img.qcow2" ]; then
+  qemu-img convert -f raw -O qcow2 "$img.raw" "$img.qcow2.tmp"
+  qemu-io -f qcow2 -c "write -z 1800M 8M" -c "write -z 2600M 16M" "$img.qcow2.tmp" >/dev/null
+  mv "$img.qcow2.tmp" "$img.qcow2"
+fi
+if [ ! -f "$img.qed" ]; then
+  qemu-img convert -f raw -O qed "$img.raw" "$img.qed.tmp" && mv "$img.qed.tmp" "$img.qed"
+fi
+echo "source: $(du -h --apparent-size "$img.raw" | cut -f1) raw with $(du -h "$img.raw" | cut -f1) allocated;" \
+  "qcow2 $(du -h "$img.qcow2" | cut -f1), qed $(du -h "$img.qed" | cut -f1)"
+
+# the launcher's class-data archive for 'convert' is made by its first run: make it before timing
+rm -f "$out.warm"
+"$DM" convert -O qcow2 "$img.qcow2" "$out.warm" >/dev/null 2>&1 || true
+rm -f "$out.warm"
+
+prepare() { # source
+  rm -f "$out" "$out".part-*
+  sync
+  if [ "${COLD:-0}" = 1 ]; then drop_caches; else cat "$1" > /dev/null; fi
+}
+
+# timed LABEL CMD...: wall seconds in $T, CPU seconds (user + system) in $C
+timed() {
+  local label="$1"; shift
+  local f; f=$(mktemp)
+  /usr/bin/time -f "%e %U %S %M" -o "$f" "$@" >/dev/null
+  local u s m; read -r T u s m < "$f"; rm -f "$f"
+  C=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  printf '  %-40s %7.2f s wall %7.2f s cpu %8d KiB max RSS\n' "$label" "$T" "$C" "$m"
+}
+
+pair() { # label srcfmt dstfmt [flags...]
+  local label="$1" from="$2" to="$3"; shift 3
+  local src="$img.$from" q=() d=() qc=() dc=()
+  echo "== $label"
+  for r in $(seq "$RUNS"); do
+    prepare "$src"
+    timed "qemu-img convert $label" qemu-img convert -f "$from" -O "$to" "$@" "$src" "$out"; q+=("$T"); qc+=("$C")
+    prepare "$src"
+    timed "diskmorph convert $label" "$DM" convert -f "$from" -O "$to" "$@" "$src" "$out"; d+=("$T"); dc+=("$C")
+  done
+  qemu-img compare -q -f "$from" -F "$to" "$src" "$out" || { echo "  MISMATCH: diskmorph output differs"; exit 1; }
+  [ "$to" = raw ] || qemu-img check -q -f "$to" "$out" || { echo "  qemu-img check failed"; exit 1; }
+  local qm dm qcm dcm
+  qm=$(printf '%s\n' "${q[@]}" | median); dm=$(printf '%s\n' "${d[@]}" | median)
+  qcm=$(printf '%s\n' "${qc[@]}" | median); dcm=$(printf '%s\n' "${dc[@]}" | median)
+  echo "RESULT $label: qemu-img ${qm}s diskmorph ${dm}s ratio(diskmorph/qemu) $(ratio "$dm" "$qm");" \
+    "cpu qemu-img ${qcm}s diskmorph ${dcm}s"
+  rm -f "$out"
+}
+
+startup=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
+echo "JVM start-up (diskmorph --version): ${startup}s; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+pair "raw -> qcow2" raw qcow2
+pair "qcow2 -> raw" qcow2 raw
+pair "qed -> qcow2" qed qcow2
+pair "qcow2 -> qcow2 -c" qcow2 qcow2 -c

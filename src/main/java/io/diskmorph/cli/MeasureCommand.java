@@ -1,0 +1,106 @@
+package io.diskmorph.cli;
+
+import io.diskmorph.copy.Measure;
+import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.Sizes;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "measure", description = {
+        "How large an image of the target format would be (qemu-img measure): the file size needed for the "
+                + "source's data, and with every cluster allocated.",
+        "With --in-place, also the extra disk space and the bytes moved by converting IMAGE inside its own file."})
+final class MeasureCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "-f", paramLabel = "FMT", description = "Source format (default: probe).")
+    String sourceFormat;
+
+    @Option(names = "-O", paramLabel = "FMT", required = true, description = "Target format.")
+    String targetFormat;
+
+    @Option(names = "-o", paramLabel = "OPTIONS", description = "Target format options k=v[,k=v...].")
+    List<String> options;
+
+    @Option(names = "--size", paramLabel = "SIZE", description = "Measure an empty image of SIZE instead of IMAGE.")
+    String size;
+
+    @Option(names = "--in-place", description = "Also plan an in-place conversion of IMAGE (nothing is written).")
+    boolean inPlace;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Report format.")
+    OutputFormat output;
+
+    @Parameters(paramLabel = "IMAGE", arity = "0..1")
+    Path image;
+
+    @Override
+    public Integer call() throws Exception {
+        if (image != null && size != null) {
+            throw new InvalidRequestException("--size cannot be used together with an IMAGE");
+        }
+        if (image == null && size == null) {
+            throw new InvalidRequestException("either --size SIZE or one IMAGE must be given");
+        }
+        if (inPlace && image == null) {
+            throw new InvalidRequestException("--in-place needs an IMAGE");
+        }
+        Map<String, String> opts = new LinkedHashMap<>();
+        if (options != null) {
+            for (String o : options) {
+                opts.putAll(FormatOptions.parseList(o));
+            }
+        }
+        Measure.Result r = image != null
+                ? Measure.image(image, sourceFormat, targetFormat, opts, inPlace)
+                : Measure.empty(Sizes.parse(size), targetFormat, opts);
+        PrintWriter out = spec.commandLine().getOut();
+        if (output == OutputFormat.json) {
+            out.println(Json.pretty(toJson(r)));
+        } else {
+            out.println("required size: " + r.required());
+            out.println("fully allocated size: " + r.fullyAllocated());
+            if (r.bitmaps() >= 0) {
+                out.println("bitmaps size: " + r.bitmaps());
+            }
+            if (r.inPlace() != null) {
+                out.println("in-place extra space: " + r.inPlace().extraSpace());
+                out.println("in-place moved bytes: " + r.inPlace().movedBytes());
+                out.println("in-place final length: " + r.inPlace().finalLength());
+            }
+        }
+        return 0;
+    }
+
+    /** qemu-img's keys ("required", "fully-allocated", "bitmaps"), then diskmorph's in-place figures. */
+    private static Map<String, Object> toJson(Measure.Result r) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (r.bitmaps() >= 0) {
+            m.put("bitmaps", r.bitmaps());
+        }
+        m.put("required", r.required());
+        m.put("fully-allocated", r.fullyAllocated());
+        if (r.inPlace() != null) {
+            Map<String, Object> ip = new LinkedHashMap<>();
+            ip.put("extra-space", r.inPlace().extraSpace());
+            ip.put("moved-bytes", r.inPlace().movedBytes());
+            ip.put("final-length", r.inPlace().finalLength());
+            ip.put("kept-bytes", r.inPlace().keptBytes());
+            ip.put("metadata-bytes", r.inPlace().metadataBytes());
+            m.put("in-place", ip);
+        }
+        return m;
+    }
+}

@@ -1,0 +1,547 @@
+package io.diskmorph.copy;
+
+import io.diskmorph.image.CompressedClusterWriter;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.InvalidRequestException;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Copies the guest content of a source image (its whole chain, or only its
+ * top layer when the target has a backing file) into a freshly created
+ * target, the way qemu-img convert does (qemu-img.c convert_do_copy):
+ * driven by the source mapping, so holes and zero ranges are never read;
+ * zero detection in the data that is read (-S); whole clusters compressed
+ * (-c); writes in guest order, so the target allocates sequentially.
+ *
+ * <p>Threads: a reader walks the mapping, takes data in chunks of up to
+ * 2 MiB (qemu's buffer size) and scans them for zeros while they are hot in
+ * the CPU cache; chunks that are one plain extent of a file are mapped
+ * ({@link MappedSource}) instead of read, so the data is copied once, by the
+ * target write. With -c a pool of workers compresses chunks (at least as
+ * many threads as qemu's 4). The calling thread is the only one that touches
+ * the target. At most {@code parallel} + 1 chunks are in flight (-m). In
+ * guest order by default; with -W the writer takes chunks as they are ready.
+ */
+public final class CopyEngine {
+    /** qemu-img's IO_BUF_SIZE: the unit of reads and writes. */
+    static final int CHUNK = 2 << 20;
+    /** qemu-img's limit on -m. */
+    public static final int MAX_PARALLEL = 16;
+    /** Compression threads used at least (as many as qemu's MAX_COMPRESS_THREADS), -m permitting. */
+    private static final int MIN_COMPRESSORS = 4;
+    /** qemu-img's limit on -S (MAX_BUF_SECTORS). */
+    public static final long MAX_SPARSE = 16L << 20;
+
+    /**
+     * @param minSparse  -S in bytes: zero runs at least this long are not written (0: write everything,
+     *                   the target ends up fully allocated)
+     * @param compress   -c: store clusters compressed
+     * @param parallel   -m: chunks in flight (1..16)
+     * @param outOfOrder -W: allow writes out of guest order
+     */
+    public record Settings(long minSparse, boolean compress, int parallel, boolean outOfOrder) {
+        public Settings {
+            if (minSparse < 0 || minSparse % ZeroScan.SECTOR != 0 || minSparse > MAX_SPARSE) {
+                throw new IllegalArgumentException("minSparse must be a multiple of 512 up to 16 MiB");
+            }
+            if (parallel < 1 || parallel > MAX_PARALLEL) {
+                throw new IllegalArgumentException("parallel must be 1.." + MAX_PARALLEL);
+            }
+        }
+    }
+
+    /** Progress in bytes of data to copy (qemu-img counts the same: data, and zeros written as data). */
+    public interface Progress {
+        Progress NONE = (done, total) -> {
+        };
+
+        void update(long done, long total);
+    }
+
+    private enum Kind { DATA, ZERO, COMPRESSED, END }
+
+    /** One range of guest bytes on its way from the source to the target. */
+    private static final class Job {
+        /** The job's own buffer (null for jobs without data). */
+        final ByteBuffer buf;
+        final MemorySegment seg;
+        /** Where the data is: the job's buffer, or a mapped range of the source file. */
+        ByteBuffer data;
+        MemorySegment dataSeg;
+        MappedSource.Range mapped;
+        Kind kind;
+        long offset;
+        int length;
+        // DATA: runs of sectors to write or to treat as zeros
+        int[] runSectors = new int[16];
+        boolean[] runData = new boolean[16];
+        int runs;
+        // COMPRESSED: per cluster the compressed length, RAW or ZERO_CLUSTER, and the compressed bytes
+        int[] clusterCode;
+        byte[][] compressed;
+
+        Job(MemorySegment seg) {
+            this.seg = seg;
+            // native order: the zero scan's word reads need no byte swapping
+            this.buf = seg == null ? null : seg.asByteBuffer().order(ByteOrder.nativeOrder());
+            this.data = buf;
+            this.dataSeg = seg;
+        }
+
+        /** Back to the free list: data in the job's own buffer again, a mapped range released. */
+        void recycle() {
+            if (mapped != null) {
+                mapped.release();
+                mapped = null;
+            }
+            data = buf;
+            dataSeg = seg;
+        }
+
+        void addRun(int sectors, boolean data) {
+            if (runs == runSectors.length) {
+                runSectors = Arrays.copyOf(runSectors, runs * 2);
+                runData = Arrays.copyOf(runData, runs * 2);
+            }
+            runSectors[runs] = sectors;
+            runData[runs] = data;
+            runs++;
+        }
+    }
+
+    private static final int RAW = -1;
+    private static final int ZERO_CLUSTER = -2;
+
+    private final DiskImage source;
+    private final DiskImage target;
+    private final Settings settings;
+    private final boolean targetHasBacking;
+    private final long targetBackingSize;
+    private final Progress progress;
+    /** The target reads zeros wherever it is not written: a new image without a backing file. */
+    private final boolean zeroInit;
+    /** Guest bytes to walk: the source size rounded up to a sector, as qemu counts it. */
+    private final long total;
+    private final long cluster;
+    private final int chunk;
+    private final CompressedClusterWriter compressedTarget;
+
+    private final BlockingQueue<Job> free;
+    private final BlockingQueue<CompletableFuture<Job>> ready = new LinkedBlockingQueue<>();
+    private volatile boolean aborted;
+    private MappedSource mappedSource;
+    private long progressTotal;
+    private long progressDone;
+
+    private CopyEngine(DiskImage source, DiskImage target, Settings settings, boolean targetHasBacking,
+                       long targetBackingSize, Progress progress) throws IOException {
+        this.source = source;
+        this.target = target;
+        this.settings = settings;
+        this.targetHasBacking = targetHasBacking;
+        this.targetBackingSize = targetHasBacking ? targetBackingSize : -1;
+        this.progress = progress;
+        this.zeroInit = !targetHasBacking && settings.minSparse() > 0;
+        this.total = Math.addExact(source.virtualSize(), ZeroScan.SECTOR - 1) & -(long) ZeroScan.SECTOR;
+        if (target.virtualSize() < total) {
+            throw new InvalidRequestException("target is smaller (" + target.virtualSize() + " bytes) than the "
+                    + "source (" + total + " bytes)");
+        }
+        if (settings.compress()) {
+            if (!(target instanceof CompressedClusterWriter c)) {
+                throw new InvalidRequestException("compression is not supported by format "
+                        + target.format().name());
+            }
+            compressedTarget = c;
+            cluster = c.clusterSize();
+            chunk = (int) Math.max(CHUNK, cluster);
+        } else {
+            compressedTarget = null;
+            cluster = ZeroScan.SECTOR;
+            chunk = CHUNK;
+        }
+        this.free = new ArrayBlockingQueue<>(settings.parallel() + 1);
+    }
+
+    /**
+     * Copies {@code source} into {@code target} (a new image, at least as
+     * large). {@code targetHasBacking}: the target has a backing file (-B),
+     * whose virtual size is {@code targetBackingSize} (-1 when unknown). The
+     * target's metadata is left to the caller's flush.
+     */
+    public static void copy(DiskImage source, DiskImage target, Settings settings, boolean targetHasBacking,
+                            long targetBackingSize, Progress progress) throws IOException {
+        new CopyEngine(source, target, settings, targetHasBacking, targetBackingSize, progress).run();
+    }
+
+    private void run() throws IOException {
+        if (progress != Progress.NONE) {
+            progressTotal = countProgressBytes();
+            progress.update(0, progressTotal);
+        }
+        int workers = settings.compress() ? Math.min(settings.parallel(), Math.max(MIN_COMPRESSORS,
+                Runtime.getRuntime().availableProcessors())) : 0;
+        ExecutorService pool = workers > 0 ? Executors.newFixedThreadPool(workers, daemon("diskmorph-compress"))
+                : null;
+        BlockingQueue<CompressedClusterWriter.Compressor> compressors = new LinkedBlockingQueue<>();
+        Arena arena = Arena.ofShared();
+        Thread reader = null;
+        mappedSource = new MappedSource(source);
+        try {
+            for (int i = 0; i < workers; i++) {
+                compressors.add(compressedTarget.newCompressor());
+            }
+            for (int i = 0; i < settings.parallel() + 1; i++) {
+                free.add(new Job(arena.allocate(chunk, 4096)));
+            }
+            reader = daemon("diskmorph-reader").newThread(() -> read(pool, compressors));
+            reader.start();
+            write();
+        } finally {
+            aborted = true;
+            if (reader != null) {
+                reader.interrupt();
+                joinQuietly(reader);
+            }
+            if (pool != null) {
+                pool.shutdownNow();
+                awaitQuietly(pool);
+            }
+            for (CompressedClusterWriter.Compressor c : compressors) {
+                c.close();
+            }
+            releaseUnwritten();
+            mappedSource.close();
+            arena.close();
+        }
+    }
+
+    /** After a failure: jobs that were never written give their mapped ranges back. */
+    private void releaseUnwritten() {
+        for (CompletableFuture<Job> f : ready) {
+            Job j = f.getNow(null);
+            if (j != null && !f.isCompletedExceptionally()) {
+                j.recycle();
+            }
+        }
+        ready.clear();
+    }
+
+    // ---- reading (reader thread) ----
+
+    private void read(ExecutorService pool, BlockingQueue<CompressedClusterWriter.Compressor> compressors) {
+        long emitted = 0;
+        try {
+            SourceWalker walker = new SourceWalker(source, total, targetHasBacking, targetBackingSize);
+            ZeroScan scan = settings.minSparse() > 0 ? new ZeroScan(settings.minSparse()) : null;
+            long pos = 0;
+            while (pos < total && !aborted) {
+                Step step = step(walker, pos);
+                long n = step.length();
+                switch (step.status()) {
+                    case BACKING -> {
+                        // left unallocated: the target's backing file supplies it
+                    }
+                    case ZERO -> {
+                        if (settings.minSparse() == 0) {
+                            n = Math.min(n, chunk); // -S 0: zeros are written as data
+                            Job job = takeFree();
+                            job.seg.asSlice(0, padded(n)).fill((byte) 0);
+                            dispatch(job, pos, (int) n, null, pool, compressors);
+                            emitted++;
+                        } else if (!zeroInit) {
+                            Job job = new Job(null);
+                            job.kind = Kind.ZERO;
+                            job.offset = pos;
+                            job.length = (int) Math.min(n, Integer.MAX_VALUE & -cluster);
+                            n = job.length;
+                            emit(CompletableFuture.completedFuture(job));
+                            emitted++;
+                        }
+                    }
+                    case DATA -> {
+                        n = Math.min(n, chunk);
+                        Job job = takeFree();
+                        readSource(job, pos, (int) n);
+                        dispatch(job, pos, (int) n, scan, pool, compressors);
+                        emitted++;
+                    }
+                }
+                pos += n;
+            }
+            Job end = new Job(null);
+            end.kind = Kind.END;
+            end.offset = emitted; // with -W the end may overtake jobs still being compressed
+            emit(CompletableFuture.completedFuture(end));
+        } catch (Throwable e) {
+            emit(CompletableFuture.failedFuture(e));
+        }
+    }
+
+    private record Step(SourceWalker.Status status, long length) {
+    }
+
+    /**
+     * The range to handle next at {@code pos}: the rest of the source run,
+     * or with -c whole clusters only, qemu's rule for compressed targets (a
+     * run shorter than a cluster grows to one cluster, read as data).
+     */
+    private Step step(SourceWalker walker, long pos) throws IOException {
+        SourceWalker.Status status = walker.statusAt(pos);
+        long n = walker.runEnd() - pos;
+        if (settings.compress()) {
+            if (n < cluster) {
+                return new Step(SourceWalker.Status.DATA, Math.min(cluster, total - pos));
+            }
+            n &= -cluster;
+        }
+        return new Step(status, n);
+    }
+
+    /** {@code n} rounded up to whole clusters (compressed targets read whole clusters), within a chunk. */
+    private long padded(long n) {
+        return Math.min(chunk, (n + cluster - 1) & -cluster);
+    }
+
+    private Job takeFree() throws InterruptedException {
+        while (true) {
+            Job j = free.poll(100, TimeUnit.MILLISECONDS);
+            if (j != null) {
+                return j;
+            }
+            if (aborted) {
+                throw new InterruptedException("copy aborted");
+            }
+        }
+    }
+
+    /** Reads guest bytes; the part past the source's end, and the padding to a whole cluster, read as zeros. */
+    private void readSource(Job job, long pos, int n) throws IOException {
+        if (padded(n) == n) { // mapped ranges cannot be padded
+            MappedSource.Range r = mappedSource.map(pos, n);
+            if (r != null) {
+                job.mapped = r;
+                job.dataSeg = r.segment;
+                job.data = r.segment.asByteBuffer().order(ByteOrder.nativeOrder());
+                return;
+            }
+        }
+        long inSource = Math.max(0, Math.min(n, source.virtualSize() - pos));
+        if (inSource > 0) {
+            source.read(job.buf.slice(0, (int) inSource), pos);
+        }
+        long padded = padded(n);
+        if (padded > inSource) {
+            job.seg.asSlice(inSource, padded - inSource).fill((byte) 0);
+        }
+    }
+
+    private void dispatch(Job job, long pos, int n, ZeroScan scan, ExecutorService pool,
+                          BlockingQueue<CompressedClusterWriter.Compressor> compressors) {
+        job.kind = Kind.DATA;
+        job.offset = pos;
+        job.length = n;
+        job.runs = 0;
+        if (settings.compress()) {
+            job.kind = Kind.COMPRESSED;
+            emit(CompletableFuture.supplyAsync(() -> compress(job, compressors), pool));
+            return;
+        }
+        int sectors = (n + ZeroScan.SECTOR - 1) / ZeroScan.SECTOR;
+        if (scan == null || scan.surelyData(job.data, sectors, pos / ZeroScan.SECTOR)) {
+            job.addRun(sectors, true);
+        } else {
+            long sector = pos / ZeroScan.SECTOR;
+            for (int first = 0; first < sectors; ) {
+                boolean data = scan.allocated(job.dataSeg, job.data, first, sectors - first, sector + first);
+                job.addRun(scan.runSectors(), data);
+                first += scan.runSectors();
+            }
+        }
+        emit(CompletableFuture.completedFuture(job));
+    }
+
+    private void emit(CompletableFuture<Job> f) {
+        if (settings.outOfOrder()) {
+            f.whenComplete((j, e) -> ready.add(f));
+        } else {
+            ready.add(f);
+        }
+    }
+
+    // ---- compressing (worker threads) ----
+
+    private Job compress(Job job, BlockingQueue<CompressedClusterWriter.Compressor> compressors) {
+        int clusters = (int) ((job.length + cluster - 1) / cluster);
+        if (job.clusterCode == null || job.clusterCode.length < clusters) {
+            job.clusterCode = new int[(int) (chunk / cluster)];
+            job.compressed = new byte[(int) (chunk / cluster)][];
+        }
+        CompressedClusterWriter.Compressor c = compressors.poll();
+        try {
+            for (int i = 0; i < clusters; i++) {
+                long off = i * cluster;
+                if (settings.minSparse() > 0 && ZeroScan.isZero(job.dataSeg, off, cluster)) {
+                    job.clusterCode[i] = ZERO_CLUSTER;
+                    continue;
+                }
+                if (job.compressed[i] == null) {
+                    job.compressed[i] = new byte[(int) cluster];
+                }
+                job.clusterCode[i] = c.compress(job.data.slice((int) off, (int) cluster), job.compressed[i]);
+            }
+            return job;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } finally {
+            compressors.add(c);
+        }
+    }
+
+    // ---- writing (calling thread) ----
+
+    private void write() throws IOException {
+        long written = 0;
+        long expected = -1;
+        while (expected < 0 || written < expected) {
+            Job job;
+            try {
+                job = ready.take().join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("copy interrupted", e);
+            } catch (CompletionException e) {
+                throw unwrap(e.getCause());
+            }
+            if (job.kind == Kind.END) {
+                expected = job.offset;
+                continue;
+            }
+            try {
+                switch (job.kind) {
+                    case DATA -> writeRuns(job);
+                    case ZERO -> target.writeZeroes(job.offset, job.length, true);
+                    case COMPRESSED -> writeCompressed(job);
+                    default -> throw new IllegalStateException(job.kind.name());
+                }
+            } finally {
+                job.recycle(); // a mapped range is released even when the write failed
+            }
+            written++;
+            if (job.buf != null) {
+                progressDone += job.length;
+                progress.update(progressDone, progressTotal);
+                free.add(job);
+            }
+        }
+    }
+
+    private void writeRuns(Job job) throws IOException {
+        int off = 0;
+        for (int r = 0; r < job.runs && off < job.length; r++) {
+            int bytes = Math.min(job.runSectors[r] * ZeroScan.SECTOR, job.length - off);
+            if (job.runData[r]) {
+                target.write(job.data.slice(off, bytes), job.offset + off);
+            } else if (!zeroInit) {
+                target.writeZeroes(job.offset + off, bytes, true);
+            }
+            off += bytes;
+        }
+    }
+
+    private void writeCompressed(Job job) throws IOException {
+        int clusters = (int) ((job.length + cluster - 1) / cluster);
+        for (int i = 0; i < clusters; i++) {
+            int off = (int) (i * cluster);
+            long guest = job.offset + off;
+            int len = (int) Math.min(cluster, job.length - off);
+            int code = job.clusterCode[i];
+            if (code == ZERO_CLUSTER) {
+                if (!zeroInit) {
+                    target.writeZeroes(guest, len, true);
+                }
+            } else if (code == RAW) {
+                target.write(job.data.slice(off, len), guest); // did not compress: stored as is, like qemu
+            } else {
+                compressedTarget.writeCompressed(guest, job.compressed[i], code);
+            }
+        }
+    }
+
+    // ---- progress ----
+
+    /** Bytes the progress counts, from a walk of the mapping alone (qemu-img does the same first pass). */
+    private long countProgressBytes() throws IOException {
+        SourceWalker walker = new SourceWalker(source, total, targetHasBacking, targetBackingSize);
+        long sum = 0;
+        long pos = 0;
+        while (pos < total) {
+            Step step = step(walker, pos);
+            if (step.status() == SourceWalker.Status.DATA
+                    || (step.status() == SourceWalker.Status.ZERO && settings.minSparse() == 0)) {
+                sum += step.length();
+            }
+            pos += step.length();
+        }
+        return sum;
+    }
+
+    // ---- helpers ----
+
+    private static IOException unwrap(Throwable t) {
+        Throwable c = t;
+        while ((c instanceof CompletionException || c instanceof UncheckedIOException) && c.getCause() != null) {
+            c = c.getCause();
+        }
+        if (c instanceof IOException io) {
+            return io;
+        }
+        if (c instanceof RuntimeException re) {
+            throw re;
+        }
+        if (c instanceof Error err) {
+            throw err;
+        }
+        return new IOException(c);
+    }
+
+    private static java.util.concurrent.ThreadFactory daemon(String name) {
+        return r -> {
+            Thread t = new Thread(r, name);
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    private static void joinQuietly(Thread t) {
+        try {
+            t.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static void awaitQuietly(ExecutorService pool) {
+        try {
+            pool.awaitTermination(1, TimeUnit.MINUTES);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+}

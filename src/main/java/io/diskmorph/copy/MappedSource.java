@@ -1,0 +1,181 @@
+package io.diskmorph.copy;
+
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.Mapping;
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayDeque;
+import java.util.IdentityHashMap;
+import java.util.Map;
+
+/**
+ * Read-only memory mappings of the source's data files, so that guest data
+ * stored uncompressed and contiguously goes from the source's page cache to
+ * the target's in one copy (the target write) instead of two (a read into a
+ * buffer, then the write). Only reads are mapped; every write still goes
+ * through {@link Storage}. Ranges that are not one plain data extent of a
+ * regular file (compressed clusters, pieces from several layers, data past
+ * the end of the file) are not mapped: the caller reads them the usual way.
+ *
+ * <p>Files are mapped in 64 MiB windows, a few per file; a window is
+ * unmapped once the reader has dropped it and the writer has released every
+ * range taken from it. The reader calls {@link #map}, the writer
+ * {@link Range#release}.
+ */
+final class MappedSource implements AutoCloseable {
+    private static final long WINDOW = 64L << 20;
+    private static final int WINDOWS_PER_FILE = 4;
+    private static final long PAGE = 4096;
+
+    /** A mapped range handed to the writer; release it once written. */
+    static final class Range {
+        final MemorySegment segment;
+        private final Window window;
+
+        Range(MemorySegment segment, Window window) {
+            this.segment = segment;
+            this.window = window;
+        }
+
+        void release() {
+            window.release();
+        }
+    }
+
+    private static final class Window {
+        final Arena arena = Arena.ofShared();
+        final MemorySegment segment;
+        final long start;
+        private int users;
+        private boolean retired;
+
+        Window(FileChannel ch, long start, long length) throws IOException {
+            this.start = start;
+            this.segment = ch.map(FileChannel.MapMode.READ_ONLY, start, length, arena);
+        }
+
+        synchronized void acquire() {
+            users++;
+        }
+
+        synchronized void release() {
+            users--;
+            closeIfDone();
+        }
+
+        synchronized void retire() {
+            retired = true;
+            closeIfDone();
+        }
+
+        private void closeIfDone() {
+            if (retired && users == 0 && arena.scope().isAlive()) {
+                arena.close();
+            }
+        }
+
+        boolean covers(long host, long length) {
+            return host >= start && host + length <= start + segment.byteSize();
+        }
+    }
+
+    /** One mapped file: its channel and its most recently used windows (a fragmented image jumps around). */
+    private static final class MappedFile {
+        final FileChannel channel;
+        final ArrayDeque<Window> windows = new ArrayDeque<>();
+
+        MappedFile(FileChannel channel) {
+            this.channel = channel;
+        }
+    }
+
+    private final DiskImage source;
+    private final Map<Storage, MappedFile> files = new IdentityHashMap<>();
+
+    MappedSource(DiskImage source) {
+        this.source = source;
+    }
+
+    /**
+     * The guest range [pos, pos + length) as a mapped range, or null when it
+     * is not one uncompressed data extent of a regular file in the chain.
+     */
+    Range map(long pos, int length) throws IOException {
+        DiskImage layer = source;
+        while (true) {
+            Mapping m = layer.mapping(pos, length);
+            if (m instanceof Mapping.Data d && d.length() >= length) {
+                if (layer.mapReportsHostHolesAsZero() || !(layer.dataStorage() instanceof FileStorage fs)) {
+                    return null;
+                }
+                return slice(fs, d.hostOffset(), length);
+            }
+            if (!(m instanceof Mapping.Unallocated) || m.length() < length) {
+                return null;
+            }
+            DiskImage below = layer.backing();
+            if (below == null || pos + length > below.virtualSize()) {
+                return null;
+            }
+            layer = below;
+        }
+    }
+
+    private Range slice(FileStorage fs, long host, int length) throws IOException {
+        if (host + length > fs.size()) {
+            return null; // data past the end of the file reads as zeros: not mappable
+        }
+        MappedFile f = files.get(fs);
+        if (f == null) {
+            f = new MappedFile(FileChannel.open(fs.path(), StandardOpenOption.READ));
+            files.put(fs, f);
+        }
+        Window w = null;
+        for (Window c : f.windows) {
+            if (c.covers(host, length)) {
+                w = c;
+                break;
+            }
+        }
+        if (w == null) {
+            if (f.windows.size() == WINDOWS_PER_FILE) {
+                f.windows.removeLast().retire();
+            }
+            long start = host & -PAGE;
+            long end = Math.min(fs.size(), Math.max(start + WINDOW, host + length));
+            w = new Window(f.channel, start, end - start);
+        } else {
+            f.windows.remove(w);
+        }
+        f.windows.addFirst(w);
+        w.acquire();
+        return new Range(w.segment.asSlice(host - w.start, length), w);
+    }
+
+    /** Unmaps the windows the writer no longer uses (any still in use go when released) and closes the files. */
+    @Override
+    public void close() throws IOException {
+        IOException failure = null;
+        for (MappedFile f : files.values()) {
+            for (Window w : f.windows) {
+                w.retire();
+            }
+            f.windows.clear();
+            try {
+                f.channel.close();
+            } catch (IOException e) {
+                failure = e;
+            }
+        }
+        files.clear();
+        if (failure != null) {
+            throw failure;
+        }
+    }
+}

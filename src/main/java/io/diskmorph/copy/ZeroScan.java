@@ -1,0 +1,165 @@
+package io.diskmorph.copy;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+
+/**
+ * Zero detection in data read from the source, with qemu-img convert's rules
+ * (qemu-img.c is_allocated_sectors / is_allocated_sectors_min, -S): a buffer
+ * is split into runs of 512-byte sectors that are written or treated as
+ * zeros; run ends are aligned to {@code alignment} sectors (the -S size
+ * rounded down to a power of two) so that writes stay aligned, and once a
+ * run of data starts, zero runs shorter than {@code min} sectors stay part
+ * of it instead of splitting the write.
+ *
+ * <p>Comparisons use vectorised {@link MemorySegment#mismatch}; one scanner
+ * per thread.
+ */
+final class ZeroScan {
+    static final int SECTOR = 512;
+    private static final MemorySegment ZEROS = Arena.global().allocate(1 << 20, 64);
+
+    private final int min;
+    private final int alignment;
+    /** Sectors of the run the last call described. */
+    private int pnum;
+
+    /** @param minSparse the -S size in bytes (a positive multiple of 512) */
+    ZeroScan(long minSparse) {
+        this.min = (int) (minSparse / SECTOR);
+        this.alignment = Integer.highestOneBit(Math.max(1, min));
+    }
+
+    /**
+     * Whether sectors [0, n) of the buffer are certainly one run of data,
+     * checking one word per block of {@code alignment} sectors: when the
+     * range starts and ends on that alignment, a zero run that counts (at
+     * least {@code min} sectors once its ends are aligned) always holds a
+     * whole aligned block, whose first word is then zero. False means
+     * "look closer" ({@link #allocated}), not "zeros".
+     */
+    boolean surelyData(ByteBuffer words, int n, long sector) {
+        if ((sector & (alignment - 1)) != 0 || (n & (alignment - 1)) != 0) {
+            return false;
+        }
+        int step = alignment * SECTOR;
+        for (int off = 0; off < n * SECTOR; off += step) {
+            if (words.getLong(off) == 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Sectors of the run the last {@link #allocated} call described. */
+    int runSectors() {
+        return pnum;
+    }
+
+    /**
+     * Describes the run at the start of sectors [first, first + n) of
+     * {@code buf} ({@code words} is a buffer view of the same bytes;
+     * {@code sector} is the absolute number of sector {@code first}):
+     * returns whether it must be written, and sets {@link #runSectors()}.
+     * qemu's is_allocated_sectors_min.
+     */
+    boolean allocated(MemorySegment buf, ByteBuffer words, int first, int n, long sector) {
+        int minRun = Math.min(min, n);
+        if (!run(buf, words, first, n, sector)) {
+            return false;
+        }
+        int used = pnum;
+        int checked = used;
+        int at = first + pnum;
+        int left = n - pnum;
+        long s = sector + pnum;
+        while (left > 0) {
+            boolean data = run(buf, words, at, left, s);
+            at += pnum;
+            left -= pnum;
+            s += pnum;
+            checked += pnum;
+            if (data) {
+                used = checked;
+            } else if (pnum >= minRun) {
+                break;
+            }
+        }
+        pnum = used;
+        return true;
+    }
+
+    /** qemu's is_allocated_sectors: one run of equal sectors, its end aligned. */
+    private boolean run(MemorySegment buf, ByteBuffer words, int first, int n, long sector) {
+        if (n <= 0) {
+            pnum = 0;
+            return false;
+        }
+        boolean zero = isZero(buf, (long) first * SECTOR, SECTOR);
+        int i = zero ? firstNonZeroSector(buf, first + 1, first + n) - first
+                : firstZeroSector(buf, words, first + 1, first + n) - first;
+        if (i == n) {
+            pnum = i;
+            return !zero;
+        }
+        int tail = (int) ((sector + i) & (alignment - 1));
+        if (tail != 0) {
+            if (zero && i <= tail) {
+                zero = false; // the following data rewrites this short tail anyway
+            }
+            if (!zero) {
+                i = Math.min(i + alignment - tail, n);
+            } else {
+                i -= tail;
+            }
+        }
+        pnum = i;
+        return !zero;
+    }
+
+    /** First sector in [from, to) holding a non-zero byte, or {@code to}. */
+    private static int firstNonZeroSector(MemorySegment buf, int from, int to) {
+        long start = (long) from * SECTOR;
+        long end = (long) to * SECTOR;
+        long pos = start;
+        while (pos < end) {
+            long len = Math.min(end - pos, ZEROS.byteSize());
+            long m = MemorySegment.mismatch(buf, pos, pos + len, ZEROS, 0, len);
+            if (m >= 0) {
+                return (int) ((pos + m) / SECTOR);
+            }
+            pos += len;
+        }
+        return to;
+    }
+
+    /**
+     * First sector in [from, to) that is all zeros, or {@code to}. Data
+     * sectors almost always show a non-zero first word: only the others get
+     * the full comparison. (The word is read through the buffer view, which
+     * costs less than a segment access before the JIT has warmed up.)
+     */
+    private static int firstZeroSector(MemorySegment buf, ByteBuffer words, int from, int to) {
+        for (int s = from; s < to; s++) {
+            int off = s * SECTOR;
+            if (words.getLong(off) == 0 && isZero(buf, off, SECTOR)) {
+                return s;
+            }
+        }
+        return to;
+    }
+
+    static boolean isZero(MemorySegment buf, long offset, long length) {
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            long len = Math.min(end - pos, ZEROS.byteSize());
+            if (MemorySegment.mismatch(buf, pos, pos + len, ZEROS, 0, len) >= 0) {
+                return false;
+            }
+            pos += len;
+        }
+        return true;
+    }
+}
