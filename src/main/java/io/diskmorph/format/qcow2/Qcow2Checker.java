@@ -431,20 +431,27 @@ final class Qcow2Checker {
         long last = (offset + size - 1) & -c;
         for (long at = start; Long.compareUnsigned(at, last) <= 0; at += c) {
             long k = at >>> cb;
-            if (k >= MAX_TALLY) {
-                res.checkErrors++;
-                throw new Failed(ENOMEM);
+            if (k >= refs.size()) {
+                if (k >= MAX_TALLY) {
+                    res.checkErrors++;
+                    throw new Failed(ENOMEM);
+                }
+                refs.ensureSize(k + 1);
             }
             if (!refs.increment(k)) {
-                message("ERROR: overflow cluster offset=0x" + Long.toHexString(at));
-                message("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a "
-                        + "clean copy if the image cannot be opened for writing");
-                res.corruptions++;
+                overflow(at);
             }
             if (at == last) {
                 break;
             }
         }
+    }
+
+    private void overflow(long at) {
+        message("ERROR: overflow cluster offset=0x" + Long.toHexString(at));
+        message("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a "
+                + "clean copy if the image cannot be opened for writing");
+        res.corruptions++;
     }
 
     /** check_refcounts_l1, read in pages; {@code copied}: also check_oflag_copied of the active tables. */
@@ -515,12 +522,35 @@ final class Qcow2Checker {
             if ((e | bitmap) == 0) {
                 continue;
             }
+            long off = e & OFFSET_MASK;
+            if (!ext && !dataFile && (e & (COMPRESSED | ZERO | L2E_STD_RESERVED)) == 0 && off != 0
+                    && (off & (c - 1)) == 0 && off < fileLength) {
+                // the common case, a normal cluster inside the file: what follows below, without the checks
+                if (frag) {
+                    res.allocated++;
+                    if (nextContiguous != 0 && off != nextContiguous) {
+                        res.fragmented++;
+                    }
+                    nextContiguous = off + c;
+                }
+                if (!refs.increment(off >>> cb)) {
+                    overflow(off);
+                }
+                if (copied) {
+                    long r = disk.get(off >>> cb);
+                    if (disk.known && (r == 1) != ((e & COPIED) != 0)) {
+                        res.corruptions++;
+                        copiedMessages.add("ERROR OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e)
+                                + " refcount=" + Long.toUnsignedString(r));
+                    }
+                }
+                continue;
+            }
             boolean compressed = (e & COMPRESSED) != 0;
             if (!compressed && (e & L2E_STD_RESERVED) != 0) {
                 message("ERROR found l2 entry with reserved bits set: " + Long.toHexString(e));
                 res.corruptions++;
             }
-            long off = e & OFFSET_MASK;
             if (compressed) {
                 if ((e & COPIED) != 0) {
                     message("ERROR: coffset=0x" + Long.toHexString(e & geo.compressedOffsetMask) + ": copied flag "
@@ -714,7 +744,7 @@ final class Qcow2Checker {
             boolean dirty = false;
             for (long i = first; i < end; i++) {
                 int k = (int) (i - first);
-                long r1 = Refcounts.entry(block, k, order);
+                long r1 = refcountAt(block, k, order);
                 long r2 = refs.get(i);
                 if (r1 != 0 || r2 != 0) {
                     highest = i;
@@ -1142,6 +1172,8 @@ final class Qcow2Checker {
         private final byte[][] blocks = new byte[SLOTS][];
         private int next;
         private int last = -1;
+        /** Refcount table index of the block in slot {@link #last}. */
+        private long lastIndex = -1;
         /** False when the last lookup failed (a misaligned block offset: qemu's -EIO). */
         boolean known;
 
@@ -1152,6 +1184,9 @@ final class Qcow2Checker {
         long get(long cluster) throws IOException {
             known = true;
             long bi = cluster >>> geo.refblockBits;
+            if (bi == lastIndex) {
+                return refcountAt(blocks[last], (int) (cluster & (geo.refblockEntries() - 1)), geo.refcountOrder);
+            }
             if (bi >= reftable.length) {
                 return 0;
             }
@@ -1169,13 +1204,11 @@ final class Qcow2Checker {
                 return 0;
             }
             int i = (int) (cluster & (geo.refblockEntries() - 1));
-            if (last >= 0 && offsets[last] == off) {
-                return Refcounts.entry(blocks[last], i, geo.refcountOrder);
-            }
             for (int s = 0; s < SLOTS; s++) {
                 if (offsets[s] == off) {
                     last = s;
-                    return Refcounts.entry(blocks[s], i, geo.refcountOrder);
+                    lastIndex = bi;
+                    return refcountAt(blocks[s], i, geo.refcountOrder);
                 }
             }
             int s = next;
@@ -1186,7 +1219,8 @@ final class Qcow2Checker {
             storage.read(ByteBuffer.wrap(blocks[s]), off);
             offsets[s] = off;
             last = s;
-            return Refcounts.entry(blocks[s], i, geo.refcountOrder);
+            lastIndex = bi;
+            return refcountAt(blocks[s], i, geo.refcountOrder);
         }
     }
 
@@ -1331,6 +1365,34 @@ final class Qcow2Checker {
         long[] out = new long[count];
         storage.readBytes(offset, count * 8).asLongBuffer().get(out);
         return out;
+    }
+
+    /**
+     * Refcount {@code i} of a block ({@link Refcounts#entry}), with the
+     * byte-wide widths assembled by hand: the hot loops of a check run
+     * before the JIT has optimised var handles.
+     */
+    private static long refcountAt(byte[] b, int i, int order) {
+        switch (order) {
+            case 4 -> {
+                return (b[2 * i] & 0xff) << 8 | b[2 * i + 1] & 0xff;
+            }
+            case 5 -> {
+                int at = 4 * i;
+                return (long) (b[at] & 0xff) << 24 | (b[at + 1] & 0xff) << 16 | (b[at + 2] & 0xff) << 8
+                        | b[at + 3] & 0xff;
+            }
+            case 6 -> {
+                long v = 0;
+                for (int k = 8 * i; k < 8 * i + 8; k++) {
+                    v = v << 8 | b[k] & 0xff;
+                }
+                return v;
+            }
+            default -> {
+                return Refcounts.entry(b, i, order);
+            }
+        }
     }
 
     private static long ceilDiv(long a, long b) {

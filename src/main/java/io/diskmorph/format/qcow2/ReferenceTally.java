@@ -29,7 +29,7 @@ final class ReferenceTally {
         this.byteLimit = refcountBits >= 8 ? OVERFLOW - 1 : (int) max;
     }
 
-    /** Number of clusters tracked (qemu's nb_clusters): grows, never shrinks. */
+    /** Number of clusters tracked (qemu's nb_clusters): grows (by the caller), never shrinks. */
     long size() {
         return size;
     }
@@ -53,8 +53,12 @@ final class ReferenceTally {
 
     /** Counts one more reference; false (count unchanged) when the count is already at the maximum. */
     boolean increment(long cluster) {
-        byte[] page = page(cluster);
         int i = (int) cluster & (PAGE - 1);
+        int p = (int) (cluster >>> PAGE_BITS);
+        byte[] page = p < pages.length && p >= 0 ? pages[p] : null;
+        if (page == null) {
+            page = page(cluster);
+        }
         int v = page[i] & 0xff;
         if (v < byteLimit) {
             page[i] = (byte) (v + 1);
@@ -118,7 +122,6 @@ final class ReferenceTally {
             page = new byte[PAGE];
             pages[p] = page;
         }
-        size = Math.max(size, cluster + 1);
         return page;
     }
 }
