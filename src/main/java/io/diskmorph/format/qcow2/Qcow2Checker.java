@@ -302,9 +302,16 @@ final class Qcow2Checker {
             return;
         }
         byte[] table = SnapshotTable.encode(snapshots);
+        long clusters = ceilDiv(table.length, c);
+        // qemu puts the new table in the first free clusters and refuses when that lands on metadata
+        // (the old table); we allocate at the end of the image, but refuse where qemu does
+        if (table.length > 0 && overlaps().check(0, firstFreeRun(clusters), table.length) != null) {
+            message("ERROR failed to update snapshot table: " + EIO);
+            snap.checkErrors++;
+            throw new Failed(EIO);
+        }
         Qcow2Header h = Qcow2Header.read(storage, true);
         Refcounts rc = Refcounts.load(storage, geo, h.refcountTableOffset, h.refcountTableClusters);
-        long clusters = ceilDiv(table.length, c);
         long at = table.length == 0 ? 0 : rc.allocateRun(clusters);
         rc.writeDirtyBlocks();
         if (rc.tableMoved()) {
@@ -341,6 +348,18 @@ final class Qcow2Checker {
         snap.corruptions = 0;
     }
 
+    /** Where qcow2_alloc_clusters would put {@code count} clusters: the first run with stored refcount 0. */
+    private long firstFreeRun(long count) throws IOException {
+        DiskRefcounts now = new DiskRefcounts();
+        long run = 0;
+        long cluster = 0;
+        for (; run < count; cluster++) {
+            long r = now.get(cluster);
+            run = r == 0 && now.known ? run + 1 : 0;
+        }
+        return (cluster - count) << cb;
+    }
+
     // ---- refcounts (qcow2_check_refcounts) ----
 
     private void checkRefcounts() throws IOException, Failed {
@@ -357,7 +376,7 @@ final class Qcow2Checker {
         boolean copiedDuringWalk = !fixLeaks && !fixErrors;
         calculate(fixErrors, copiedDuringWalk);
         Counts pre = res.copy();
-        compare(false, false);
+        compare(false, false, false);
         if (rebuild && fixErrors) {
             rebuildRefcountStructure();
         } else if (fixLeaks || fixErrors) {
@@ -368,7 +387,18 @@ final class Qcow2Checker {
             }
             if (res.leaks > 0 || res.corruptions > 0) {
                 res.set(pre);
-                compare(fixLeaks, fixErrors);
+                // the fixes are judged now and written only once the COPIED repairs are known to be
+                // possible: a check that fails leaves the file as it was
+                compare(fixLeaks, fixErrors, false);
+                disk.predictLeaks = fixLeaks;
+                disk.predictErrors = fixErrors;
+                if (checkCopied(false, false)) {
+                    writeRefcountFixes();
+                    checkCopied(true, true);
+                } else {
+                    checkCopied(true, false);
+                }
+                return;
             }
         }
         if (copiedDuringWalk) {
@@ -377,7 +407,7 @@ final class Qcow2Checker {
             }
             copiedMessages.forEach(this::message);
         } else {
-            checkCopied();
+            checkCopied(true, true);
         }
     }
 
@@ -713,7 +743,7 @@ final class Qcow2Checker {
      * tally, block by block; fixes (when allowed) are written block by block
      * and made durable at the end, freed clusters are then punched.
      */
-    private void compare(boolean fixLeaksNow, boolean fixErrorsNow) throws IOException {
+    private void compare(boolean fixLeaksNow, boolean fixErrorsNow, boolean write) throws IOException {
         highest = 0;
         long per = geo.refblockEntries();
         int order = geo.refcountOrder;
@@ -757,13 +787,56 @@ final class Qcow2Checker {
                     }
                 }
             }
-            if (dirty) {
-                        storage.write(ByteBuffer.wrap(block), off);
+            if (dirty && write) {
+                storage.write(ByteBuffer.wrap(block), off);
                 wrote = true;
                 dirtyAny = true;
             }
         }
         if (dirtyAny) {
+            storage.sync();
+            punch(freed);
+        }
+    }
+
+    /**
+     * Writes the fixes a {@code compare} without writes decided: every
+     * stored refcount that differs from the tally and may be fixed in this
+     * mode takes the tally's value ({@link DiskRefcounts#predicted}).
+     */
+    private void writeRefcountFixes() throws IOException {
+        long per = geo.refblockEntries();
+        byte[] block = new byte[(int) c];
+        LongList freed = new LongList();
+        boolean any = false;
+        for (long bi = 0; bi * per < refs.size() && bi < reftable.length; bi++) {
+            long off = reftable[(int) bi] & REFTABLE_OFFSET_MASK;
+            if (off == 0 || (off & (c - 1)) != 0) {
+                continue;
+            }
+            long first = bi * per;
+            long end = Math.min(refs.size(), first + per);
+            storage.read(ByteBuffer.wrap(block), off);
+            boolean dirty = false;
+            for (long i = first; i < end; i++) {
+                int k = (int) (i - first);
+                long r1 = refcountAt(block, k, geo.refcountOrder);
+                long r2 = disk.predicted(r1, i);
+                if (r2 != r1) {
+                    Refcounts.setEntry(block, k, geo.refcountOrder, r2);
+                    dirty = true;
+                    if (r2 == 0) {
+                        freed.add(i);
+                    }
+                }
+            }
+            if (dirty) {
+                storage.write(ByteBuffer.wrap(block), off);
+                wrote = true;
+                any = true;
+            }
+        }
+        if (any) {
             storage.sync();
             punch(freed);
         }
@@ -890,7 +963,7 @@ final class Qcow2Checker {
             // the old structure is leaked now; what cannot be fixed here was leaked by the rebuild
             Counts saved = res.copy();
             res.set(new Counts());
-            compare(true, false);
+            compare(true, false, true);
             if (rebuild) {
                 message("ERROR rebuilt refcount structure is still broken");
             }
@@ -976,11 +1049,16 @@ final class Qcow2Checker {
 
     // ---- COPIED flags (check_oflag_copied) ----
 
-    private void checkCopied() throws IOException, Failed {
+    /**
+     * check_oflag_copied. With {@code report} the mismatches are counted and
+     * printed, and a write refused by the overlap check fails the check;
+     * without, nothing is reported and the result says whether every write
+     * would be allowed. Writes happen only with {@code write}.
+     */
+    private boolean checkCopied(boolean report, boolean write) throws IOException, Failed {
         boolean repair = fixErrors || fixLeaks && res.checkErrors == 0 && res.corruptions == 0 && res.leaks == 0;
         long l1Offset = header.l1TableOffset;
         long size = Integer.toUnsignedLong(header.l1Size);
-        boolean changedRefcountsSynced = true;
         for (long first = 0; first < size; first += L1_PAGE_ENTRIES) {
             int n = (int) Math.min(L1_PAGE_ENTRIES, size - first);
             long[] page = readLongs(l1Offset + first * 8, n);
@@ -995,30 +1073,43 @@ final class Qcow2Checker {
                     continue;
                 }
                 if ((r == 1) != ((e & COPIED) != 0)) {
-                    res.corruptions++;
-                    message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED L2 cluster: l1_index=" + (first + j)
-                            + " l1_entry=" + Long.toHexString(e) + " refcount=" + Long.toUnsignedString(r));
+                    if (report) {
+                        res.corruptions++;
+                        message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED L2 cluster: l1_index="
+                                + (first + j) + " l1_entry=" + Long.toHexString(e) + " refcount="
+                                + Long.toUnsignedString(r));
+                    }
                     if (repair) {
-                        long fixed = r == 1 ? e | COPIED : e & ~COPIED;
                         long at = l1Offset + (first + j) * 8;
-                        if (overlaps().check(Overlaps.ACTIVE_L1, at, 8) != null) {
+                        if (overlaps().check(Overlaps.ACTIVE_L1, at, 8, report) != null) {
+                            if (!report) {
+                                return false;
+                            }
                             res.checkErrors++;
                             throw new Failed(EIO);
                         }
-                        writeAndSync(ByteBuffer.allocate(8).putLong(0, fixed), at);
-                        res.corruptions--;
-                        res.corruptionsFixed++;
+                        if (write) {
+                            writeAndSync(ByteBuffer.allocate(8).putLong(0, r == 1 ? e | COPIED : e & ~COPIED), at);
+                        }
+                        if (report) {
+                            res.corruptions--;
+                            res.corruptionsFixed++;
+                        }
                     }
                 }
-                checkCopiedL2(l2, repair);
+                if (!checkCopiedL2(l2, repair, report, write)) {
+                    return false;
+                }
             }
         }
         if (wrote) {
             storage.sync();
         }
+        return true;
     }
 
-    private void checkCopiedL2(long l2, boolean repair) throws IOException, Failed {
+    private boolean checkCopiedL2(long l2, boolean repair, boolean report, boolean write)
+            throws IOException, Failed {
         readL2(l2);
         long[] w = l2Words;
         int dirty = 0;
@@ -1039,9 +1130,11 @@ final class Qcow2Checker {
                 continue;
             }
             if ((r == 1) != ((e & COPIED) != 0)) {
-                res.corruptions++;
-                message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
-                        + Long.toHexString(e) + " refcount=" + Long.toUnsignedString(r));
+                if (report) {
+                    res.corruptions++;
+                    message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
+                            + Long.toHexString(e) + " refcount=" + Long.toUnsignedString(r));
+                }
                 if (repair) {
                     w[wi] = r == 1 ? e | COPIED : e & ~COPIED;
                     dirty++;
@@ -1049,19 +1142,26 @@ final class Qcow2Checker {
             }
         }
         if (dirty > 0) {
-            String hit = overlaps().check(Overlaps.ACTIVE_L2, l2, c);
-            if (hit != null) {
+            if (overlaps().check(Overlaps.ACTIVE_L2, l2, c, report) != null) {
+                if (!report) {
+                    return false;
+                }
                 message("ERROR: Could not write L2 table; metadata overlap check failed: " + EIO);
                 res.checkErrors++;
                 throw new Failed(EIO);
             }
-            ByteBuffer b = ByteBuffer.allocate((int) c);
-            b.asLongBuffer().put(w);
+            if (write) {
+                ByteBuffer b = ByteBuffer.allocate((int) c);
+                b.asLongBuffer().put(w);
                 storage.write(b, l2);
-            wrote = true;
-            res.corruptions -= dirty;
-            res.corruptionsFixed += dirty;
+                wrote = true;
+            }
+            if (report) {
+                res.corruptions -= dirty;
+                res.corruptionsFixed += dirty;
+            }
         }
+        return true;
     }
 
     // ---- bitmaps (qcow2_check_bitmaps_refcounts) ----
@@ -1176,6 +1276,25 @@ final class Qcow2Checker {
         private long lastIndex = -1;
         /** False when the last lookup failed (a misaligned block offset: qemu's -EIO). */
         boolean known;
+        /**
+         * Answer as if the leak (corruption) fixes a compare just decided were
+         * written: a stored refcount that is not 0 and differs from the tally
+         * reads as the tally's count.
+         */
+        boolean predictLeaks;
+        boolean predictErrors;
+
+        long predicted(long stored, long cluster) {
+            if (stored == 0 || cluster >= refs.size() || !predictLeaks && !predictErrors) {
+                return stored;
+            }
+            long counted = refs.get(cluster);
+            if (counted == stored) {
+                return stored;
+            }
+            boolean leak = Long.compareUnsigned(stored, counted) > 0;
+            return leak && predictLeaks || !leak && predictErrors ? counted : stored;
+        }
 
         DiskRefcounts() {
             Arrays.fill(offsets, -1);
@@ -1185,7 +1304,8 @@ final class Qcow2Checker {
             known = true;
             long bi = cluster >>> geo.refblockBits;
             if (bi == lastIndex) {
-                return refcountAt(blocks[last], (int) (cluster & (geo.refblockEntries() - 1)), geo.refcountOrder);
+                return predicted(refcountAt(blocks[last], (int) (cluster & (geo.refblockEntries() - 1)),
+                        geo.refcountOrder), cluster);
             }
             if (bi >= reftable.length) {
                 return 0;
@@ -1208,7 +1328,7 @@ final class Qcow2Checker {
                 if (offsets[s] == off) {
                     last = s;
                     lastIndex = bi;
-                    return refcountAt(blocks[s], i, geo.refcountOrder);
+                    return predicted(refcountAt(blocks[s], i, geo.refcountOrder), cluster);
                 }
             }
             int s = next;
@@ -1220,7 +1340,7 @@ final class Qcow2Checker {
             offsets[s] = off;
             last = s;
             lastIndex = bi;
-            return refcountAt(blocks[s], i, geo.refcountOrder);
+            return predicted(refcountAt(blocks[s], i, geo.refcountOrder), cluster);
         }
     }
 
@@ -1280,6 +1400,11 @@ final class Qcow2Checker {
 
         /** The name of the metadata a write of [offset, offset + size) would hit, or null. */
         String check(int ignore, long offset, long size) {
+            return check(ignore, offset, size, true);
+        }
+
+        /** As {@link #check(int, long, long)}; {@code signal}: report a hit like qemu (once). */
+        String check(int ignore, long offset, long size, boolean signal) {
             if (size == 0) {
                 return null;
             }
@@ -1304,7 +1429,7 @@ final class Qcow2Checker {
                     hit = "refcount block";
                 }
             }
-            if (hit != null) {
+            if (hit != null && signal) {
                 signal("Preventing invalid write on metadata (overlaps with " + hit + ")");
             }
             return hit;
