@@ -137,6 +137,9 @@ final class Qcow2Checker {
     private long snapshotsOffset;
     private long snapshotsSize;
     private boolean rebuild;
+    /** Clusters [knownUsedFrom, knownUsedTo) all have a reference (see {@link #allocate}). */
+    private long knownUsedFrom;
+    private long knownUsedTo;
     private long highest;
     private boolean wrote;
     private boolean signaled;
@@ -173,22 +176,28 @@ final class Qcow2Checker {
      */
     static CheckReport check(Storage storage, RepairMode mode, boolean dataFile) throws IOException {
         List<String> messages = new ArrayList<>();
-        Qcow2Checker first = new Qcow2Checker(storage, mode, dataFile, messages);
-        CheckReport r = first.run();
+        CheckReport r = firstPass(storage, mode, dataFile, messages);
         if (mode == RepairMode.NONE || r.failure != null || r.corruptionsFixed == 0 && r.leaksFixed == 0) {
-            r.repaired = first.wrote;
-            r.messages.addAll(first.finishMessages());
             return r;
         }
-        List<String> firstMessages = first.finishMessages();
+        // the first pass (and its tally) is gone by now: one tally in memory at a time
         Qcow2Checker second = new Qcow2Checker(storage, RepairMode.NONE, dataFile, messages);
         CheckReport again = second.run();
         again.corruptionsFixed = r.corruptionsFixed;
         again.leaksFixed = r.leaksFixed;
-        again.repaired = first.wrote;
-        again.messages.addAll(firstMessages);
+        again.repaired = r.repaired;
+        again.messages.addAll(r.messages);
         again.messages.addAll(second.finishMessages());
         return again;
+    }
+
+    private static CheckReport firstPass(Storage storage, RepairMode mode, boolean dataFile, List<String> messages)
+            throws IOException {
+        Qcow2Checker first = new Qcow2Checker(storage, mode, dataFile, messages);
+        CheckReport r = first.run();
+        r.repaired = first.wrote;
+        r.messages.addAll(first.finishMessages());
+        return r;
     }
 
     private List<String> finishMessages() {
@@ -1020,9 +1029,16 @@ final class Qcow2Checker {
         }
     }
 
-    /** alloc_clusters_imrt: the first run of {@code count} clusters with no reference from firstFree[0] on. */
+    /**
+     * alloc_clusters_imrt: the first run of {@code count} clusters with no
+     * reference from firstFree[0] on (which moves to the first free cluster
+     * seen). qemu rescans used clusters on every call, quadratic on a full
+     * image; we remember one range known to be fully used and skip it, which
+     * finds the same clusters.
+     */
     private long allocate(long count, long[] firstFree) {
-        long cluster = firstFree[0];
+        long start = firstFree[0];
+        long cluster = start >= knownUsedFrom && start < knownUsedTo ? knownUsedTo : start;
         boolean firstGap = true;
         long contiguous = 0;
         long size = refs.size();
@@ -1043,6 +1059,15 @@ final class Qcow2Checker {
         cluster -= contiguous;
         for (long i = 0; i < count; i++) {
             refs.set(cluster + i, 1);
+        }
+        if (firstGap) {
+            // nothing free from start to the old end, and the new clusters are used now
+            if (start >= knownUsedFrom && start <= knownUsedTo) {
+                knownUsedTo = Math.max(knownUsedTo, cluster + count);
+            } else {
+                knownUsedFrom = start;
+                knownUsedTo = cluster + count;
+            }
         }
         return cluster << cb;
     }
