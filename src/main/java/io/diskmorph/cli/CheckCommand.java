@@ -101,7 +101,10 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
         }
     }
 
-    /** The keys in the order qemu-img 7.2 prints them (its QDict order), each only when qemu prints it. */
+    /**
+     * The keys in the order qemu-img 7.2 prints them (the bucket order of its
+     * QDict hash), each only when qemu prints it.
+     */
     private Map<String, Object> toJson(CheckReport r, DiskImage img) {
         Map<String, Object> m = new LinkedHashMap<>();
         if (r.imageEndOffset > 0) {
@@ -113,18 +116,18 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
         if (r.totalClusters > 0) {
             m.put("total-clusters", r.totalClusters);
         }
-        if (r.corruptionsFixed > 0) {
-            m.put("corruptions-fixed", r.corruptionsFixed);
-        }
         if (r.corruptions > 0) {
             m.put("corruptions", r.corruptions);
         }
-        m.put("check-errors", r.checkErrors);
-        if (r.leaksFixed > 0) {
-            m.put("leaks-fixed", r.leaksFixed);
+        if (r.corruptionsFixed > 0) {
+            m.put("corruptions-fixed", r.corruptionsFixed);
         }
+        m.put("check-errors", r.checkErrors);
         if (r.leaks > 0) {
             m.put("leaks", r.leaks);
+        }
+        if (r.leaksFixed > 0) {
+            m.put("leaks-fixed", r.leaksFixed);
         }
         if (r.allocatedClusters > 0) {
             m.put("allocated-clusters", r.allocatedClusters);
