@@ -548,6 +548,9 @@ class Qcow2CheckTest {
             String what = f.getFileName() + " -r " + mode;
             assertEquals(qr.exitCode(), dr.exitCode(), what + ": " + dr.err() + "\nqemu: " + qr.err());
             assertEquals(json(qr.out()), json(dr.out()), what);
+            if (!qr.out().isBlank()) {
+                assertEquals(fieldOrder(qr.out()), fieldOrder(dr.out()), what + ": JSON key order");
+            }
             assertSameLines(qr.err(), dr.err(), what);
             if (dr.out().isBlank() && mode.equals("leaks")) {
                 assertEquals(Qcow2Files.digest(f), Qcow2Files.digest(ours), what + " failed: file untouched");
