@@ -253,8 +253,8 @@ final class Qcow2Header {
 
     /**
      * Reads and validates the header; {@code forCheck} leaves the snapshot
-     * table pointer unvalidated, like qemu's open for check (the check reads
-     * and judges the table itself).
+     * table pointer unvalidated and accepts an empty refcount table, like
+     * qemu's open for check (the check judges them itself).
      */
     static Qcow2Header read(Storage storage, boolean forCheck) throws IOException {
         long fileSize = storage.size();
@@ -342,7 +342,7 @@ final class Qcow2Header {
             throw new UnsupportedFeatureException("qcow2: unsupported encryption method "
                     + Integer.toUnsignedString(cryptMethod));
         }
-        if (refcountTableClusters == 0) {
+        if (refcountTableClusters == 0 && !forCheck) {
             throw new CorruptImageException("qcow2 header", 56, "image has no refcount table");
         }
         validateTable("refcount table", 48, refcountTableOffset, Integer.toUnsignedLong(refcountTableClusters),
