@@ -27,4 +27,12 @@ done
 export JAVA_HOME="$jdk"
 
 qemu-img --version | head -1
-exec mvn -B -q -e verify "$@"
+export MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow"
+mvn -B -q -e -Dstyle.color=never verify "$@"
+
+# Bounded fuzzing: every Jazzer target in io.diskmorph.fuzz for DISKMORPH_FUZZ_SECONDS each
+# (default 5; 0 skips). mvn verify above already replays every fuzz corpus as regression tests.
+fuzz_seconds="${DISKMORPH_FUZZ_SECONDS:-5}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  bench/fuzz.sh "$fuzz_seconds"
+fi

@@ -123,6 +123,8 @@ final class ConvertCommand implements Callable<Integer> {
         m.put("overwritten-bytes", p.overwrittenBytes);
         m.put("journal-bytes", p.journalBytes);
         m.put("extra-space", p.extraSpace);
+        m.put("available-space", p.availableSpace);
+        m.put("enough-space", p.enoughSpace());
         m.put("policy", p.policy);
         m.put("keep-rollback", p.keepRollback);
         Map<String, Object> phases = new LinkedHashMap<>();
@@ -151,6 +153,10 @@ final class ConvertCommand implements Callable<Integer> {
         out.printf("  file length:       %d -> %d%n", p.originalLength, p.finalLength);
         out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual size)%n", Sizes.human(p.extraSpace),
                 p.virtualSize > 0 ? 100.0 * p.extraSpace / p.virtualSize : 0.0);
+        if (dryRun) {
+            out.printf("  free space:        %s available: %s%n", Sizes.human(p.availableSpace),
+                    p.enoughSpace() ? "enough" : "NOT ENOUGH, the conversion would be refused");
+        }
         if (!dryRun) {
             out.printf(Locale.ROOT, "  done in %.3f s%s%n", seconds,
                     p.keepRollback ? "; 'diskmorph rollback " + path + "' restores the original" : "");

@@ -4,6 +4,7 @@ import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.ConversionPlan;
 import io.diskmorph.convert.InPlaceConverter;
 import io.diskmorph.convert.Recovery;
+import io.diskmorph.image.ChainMap;
 import io.diskmorph.image.CheckReport;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.ImageException;
@@ -157,6 +158,11 @@ final class DemoCommand implements Callable<Integer> {
         return written;
     }
 
+    /**
+     * SHA-256 of the guest content in a canonical form that does not depend on
+     * the format: every 64 KiB block that is not all zeros, with its index.
+     * Blocks the mapping reports as zero are not read.
+     */
     private static String guestDigest(Path image) throws IOException {
         MessageDigest md;
         try {
@@ -164,13 +170,24 @@ final class DemoCommand implements Callable<Integer> {
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
+        int block = 1 << 16;
         try (DiskImage img = Images.open(image, OpenOptions.forReading())) {
-            ByteBuffer buf = ByteBuffer.allocate(1 << 20);
-            for (long pos = 0; pos < img.virtualSize(); pos += buf.capacity()) {
-                buf.clear().limit((int) Math.min(buf.capacity(), img.virtualSize() - pos));
+            ByteBuffer buf = ByteBuffer.allocate(block);
+            ByteBuffer index = ByteBuffer.allocate(8);
+            byte[] zeros = new byte[block];
+            for (long pos = 0; pos < img.virtualSize(); pos += block) {
+                int n = (int) Math.min(block, img.virtualSize() - pos);
+                var e = ChainMap.entryAt(img, pos, n);
+                if (e.zero() && e.length() >= n) {
+                    continue;
+                }
+                buf.clear().limit(n);
                 img.read(buf, pos);
-                buf.flip();
-                md.update(buf);
+                if (java.util.Arrays.mismatch(buf.array(), 0, n, zeros, 0, n) < 0) {
+                    continue;
+                }
+                md.update(index.clear().putLong(pos).flip());
+                md.update(buf.array(), 0, n);
             }
         }
         return HexFormat.of().formatHex(md.digest());

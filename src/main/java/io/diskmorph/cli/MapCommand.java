@@ -4,6 +4,7 @@ import io.diskmorph.image.ChainMap;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.MapEntry;
+import io.diskmorph.image.UnsupportedFeatureException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -38,8 +39,11 @@ final class MapCommand implements Callable<Integer> {
             if (output == OutputFormat.json) {
                 out.print('[');
                 boolean first = true;
-                while (map.hasNext()) {
-                    MapEntry e = map.next();
+                // qemu-img prints one empty entry for an empty disk
+                boolean empty = img.virtualSize() == 0;
+                while (map.hasNext() || empty) {
+                    MapEntry e = empty ? new MapEntry(0, 0, 0, false, false, false, -1, null, false) : map.next();
+                    empty = false;
                     line.setLength(0);
                     if (!first) {
                         line.append(",\n");
@@ -59,7 +63,11 @@ final class MapCommand implements Callable<Integer> {
                 out.printf("%-16s%-16s%-16s%s%n", "Offset", "Length", "Mapped to", "File");
                 while (map.hasNext()) {
                     MapEntry e = map.next();
-                    if (e.data() && e.hasOffset()) {
+                    if (e.data() && !e.hasOffset()) {
+                        // qemu-img's human map cannot show these either
+                        throw new UnsupportedFeatureException("File contains external, encrypted or compressed clusters.");
+                    }
+                    if (e.data() && !e.zero()) {
                         out.printf("%-16s%-16s%-16s%s%n", hex(e.start()), hex(e.length()), hex(e.offset()), e.file());
                     }
                 }

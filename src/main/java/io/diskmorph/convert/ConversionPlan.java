@@ -30,11 +30,17 @@ public final class ConversionPlan {
     public long journalBytes;
     /** Peak extra disk space: journal plus growth past the original end. */
     public long extraSpace;
+    /** Free space on the image's file system when planned. */
+    public long availableSpace;
     /** "first-fit" or "dense" (no unreferenced space allowed in the target). */
     public String policy;
     public boolean keepRollback;
     /** Wall-clock seconds per phase (survey, plan, journal, write, sync, switch, cleanup). */
     public final Map<String, Double> phaseSeconds = new java.util.LinkedHashMap<>();
+
+    public boolean enoughSpace() {
+        return availableSpace >= extraSpace;
+    }
 
     public long movedBytesTotal() {
         long n = 0;

@@ -97,6 +97,7 @@ public final class InPlaceConverter {
         private long zoneClusters;
         private ClusterBitmap kept;
         private long dataEndClusters; // dense policy only
+        private long keptEnd; // end of the highest kept cluster
         private boolean dense;
         private final ByteRanges writes = new ByteRanges();
         private List<long[]> segments; // ranges to journal, split at data/hole boundaries
@@ -232,6 +233,7 @@ public final class InPlaceConverter {
             while (w.next()) {
                 units++;
                 if (w.kind == UnitWalker.Kind.KEEP) {
+                    keptEnd = Math.max(keptEnd, w.host + cluster);
                     if (!kept.set(w.host / cluster)) {
                         throw new CorruptImageException(plan.sourceFormat + " mapping", w.host,
                                 "host cluster is used by two guest clusters");
@@ -264,7 +266,8 @@ public final class InPlaceConverter {
             if (dense) {
                 plan.finalLength = Math.max(Math.max(end, dataEndClusters * cluster), required);
             } else {
-                plan.finalLength = Math.max(Math.max(plan.originalLength, end), required);
+                // dead source metadata past the last used cluster is cut off
+                plan.finalLength = Math.max(Math.max(keptEnd, end), required);
             }
         }
 
@@ -351,14 +354,14 @@ public final class InPlaceConverter {
             }
             growth = Math.max(growth, plan.finalLength - plan.originalLength);
             plan.extraSpace = plan.journalBytes + Math.max(0, growth);
+            plan.availableSpace = file.dir().usableSpace();
         }
 
         void execute() throws IOException {
             Storage image = file.image();
-            long available = file.dir().usableSpace();
-            if (available < plan.extraSpace) {
+            if (!plan.enoughSpace()) {
                 throw new NotEnoughSpaceException("the in-place conversion (journal and new metadata)",
-                        plan.extraSpace, available);
+                        plan.extraSpace, plan.availableSpace);
             }
             byte[] firstSector = Arrays.copyOf(header, SECTOR);
             byte[] current = new byte[SECTOR];
@@ -377,6 +380,25 @@ public final class InPlaceConverter {
 
             // From here on the image changes; every write below the original end is in the journal.
             phase("write");
+            try {
+                writeAndSwitch(image, journal, firstSector);
+            } catch (IOException | RuntimeException e) {
+                // a source that turns out unreadable while its data is copied (a corrupt compressed
+                // cluster, say) is a refusal too: put the original bytes back so the file is as it was
+                try {
+                    Recovery.restore(file, journal);
+                } catch (IOException | RuntimeException r) {
+                    e.addSuppressed(r); // the journal stays; 'diskmorph recover' finishes the job
+                }
+                throw e;
+            }
+            phase("cleanup");
+            Recovery.finishCommitted(file, journal);
+            phase(null);
+        }
+
+        /** Writes the target's data and metadata, then the header sector: the commit point. */
+        private void writeAndSwitch(Storage image, Journal journal, byte[] firstSector) throws IOException {
             try (Storage js = file.dir().open(file.journalName(), true);
                  DiskImage source = openSource(new OverlayStorage(image, js, journal.ranges, plan.originalLength))) {
                 Allocators.Allocator alloc = newAllocator();
@@ -396,9 +418,6 @@ public final class InPlaceConverter {
                 image.write(ByteBuffer.wrap(firstSector), 0);
                 image.sync();
             }
-            phase("cleanup");
-            Recovery.finishCommitted(file, journal);
-            phase(null);
         }
 
         private void checkedWrite(Storage image, ByteBuffer data, long offset) throws IOException {

@@ -63,7 +63,7 @@ public final class Recovery {
     }
 
     /** Puts the original bytes back, cuts the file to its original length, drops the journal. */
-    private static void restore(ConversionFile file, Journal journal) throws IOException {
+    static void restore(ConversionFile file, Journal journal) throws IOException {
         Storage image = file.image();
         try (Storage js = file.dir().open(file.journalName(), true)) {
             journal.restore(js, image);

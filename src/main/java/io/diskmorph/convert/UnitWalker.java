@@ -66,6 +66,14 @@ final class UnitWalker {
         if (g >= virtualSize) {
             return false;
         }
+        // Fast path over long unallocated runs (a sparse TiB disk): whole units inside one
+        // unallocated extent are skipped together, as the caller does nothing for them.
+        boolean skippable = rawSource ? extent instanceof Mapping.Zero && g >= identityHolesBelow
+                : extent instanceof Mapping.Unallocated;
+        if (kind == Kind.SKIP && skippable && g >= extentStart && g + cluster <= extentEnd) {
+            long whole = (extentEnd - g) / cluster;
+            g += (whole - 1) * cluster;
+        }
         guestOffset = g;
         length = Math.min(cluster, virtualSize - g);
         host = -1;

@@ -1,5 +1,6 @@
 package io.diskmorph.storage;
 
+import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageInUseException;
 
 import java.io.IOException;
@@ -54,6 +55,12 @@ public final class FileStorage implements Storage {
         if (Files.isDirectory(path)) {
             throw new IOException(path + ": is a directory");
         }
+        if (Files.exists(path) && !Files.isRegularFile(path) && !isBlockDevice(path)) {
+            // a backing file name inside an image can name a FIFO (opening it blocks until some
+            // process writes to it; qemu-img hangs there) or a character device (/dev/zero: no size,
+            // endless or changing content): neither holds an image
+            throw new ImageException(path + ": not a regular file or block device");
+        }
         FileChannel ch;
         try {
             ch = FileChannel.open(path, opts);
@@ -61,6 +68,11 @@ public final class FileStorage implements Storage {
             throw new NoSuchFileException(path.toString(), null, "no such file");
         }
         return init(path, ch, readOnly, lock);
+    }
+
+    private static boolean isBlockDevice(Path path) throws IOException {
+        int mode = (Integer) Files.getAttribute(path, "unix:mode");
+        return (mode & 0170000) == 0060000; // S_IFMT, S_IFBLK
     }
 
     /** Creates a new file (or truncates an existing one to zero length) for writing. */

@@ -55,6 +55,8 @@ final class CrashSim {
     enum FileFate { NONE, ALL, TORN_LAST, REVERSED, RANDOM }
 
     final List<Op> log = new ArrayList<>();
+    /** What {@link StorageDir#usableSpace()} reports (tests of the free-space check lower it). */
+    long usableSpace = Long.MAX_VALUE / 4;
     private final Map<String, Integer> liveNames = new HashMap<>();
     private final Map<Integer, MemoryStorage> liveInodes = new HashMap<>();
     private final Map<String, Integer> initialNames;
@@ -348,7 +350,7 @@ final class CrashSim {
 
         @Override
         public long usableSpace() {
-            return Long.MAX_VALUE / 4;
+            return usableSpace;
         }
     }
 

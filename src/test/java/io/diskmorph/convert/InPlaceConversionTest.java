@@ -211,6 +211,71 @@ class InPlaceConversionTest {
         assertEquals(List.of(img.getFileName().toString()), listNames(), "no sidecar left behind");
     }
 
+    /** Images the converter must refuse, each left byte-identical with one line saying why. */
+    static Stream<Arguments> refusals() {
+        return Stream.of(
+                Arguments.of("encrypted (LUKS)", List.of("qemu-img", "create", "-q", "-f", "qcow2", "--object",
+                        "secret,id=sec0,data=123456", "-o", "encrypt.format=luks,encrypt.key-secret=sec0", "IMG", "8M"),
+                        List.of(), "encrypted"),
+                Arguments.of("internal snapshot", List.of("qemu-img", "create", "-q", "-f", "qcow2", "IMG", "8M"),
+                        List.of("qemu-io", "-c", "write -P 1 0 64k", "IMG", ";", "qemu-img", "snapshot", "-c", "s1", "IMG"),
+                        "snapshot"),
+                Arguments.of("external data file", List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                        "data_file=IMG.data", "IMG", "8M"), List.of("qemu-io", "-c", "write -P 1 0 64k", "IMG"),
+                        "data file"),
+                Arguments.of("dirty", List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on",
+                        "IMG", "8M"), List.of("qemu-io", "-c", "write -P 1 0 64k", "-c", "abort", "IMG"), "dirty"));
+    }
+
+    @ParameterizedTest(name = "refuses {0}")
+    @MethodSource("refusals")
+    void refusesWhatItCannotConvertSafely(String name, List<String> create, List<String> then, String why)
+            throws IOException {
+        Path img = dir.resolve("r.qcow2");
+        runAll(create, img);
+        if (!then.isEmpty()) {
+            runAll(then, img);
+        }
+        byte[] original = Files.readAllBytes(img);
+        Dm.Result r = Dm.run("convert", "--in-place", "-O", "qed", img);
+        assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains(why), r.err());
+        assertArrayEquals(original, Files.readAllBytes(img));
+        assertFalse(Files.exists(dir.resolve("r.qcow2.dmjournal")));
+    }
+
+    /** Runs ';'-separated commands with IMG replaced by the image path (qemu-io's abort exits non-zero). */
+    private static void runAll(List<String> cmds, Path img) {
+        List<String> cur = new ArrayList<>();
+        for (String c : concat(cmds, List.of(";"))) {
+            if (c.equals(";")) {
+                Qemu.run(cur.toArray(String[]::new));
+                cur.clear();
+            } else {
+                cur.add(c.replace("IMG", img.toString()));
+            }
+        }
+    }
+
+    @Test
+    void refusesWithoutEnoughFreeSpaceAndChangesNothing() throws IOException {
+        Path img = make(new Source("qcow2", "qcow2", "8M", "", SCATTERED));
+        byte[] original = Files.readAllBytes(img);
+        CrashSim sim = new CrashSim(java.util.Map.of(CrashChecker.IMAGE, original));
+        ConversionPlan plan = InPlaceConverter.plan(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2",
+                "qed", java.util.Map.of(), false));
+        sim.usableSpace = plan.extraSpace - 1;
+        var e = assertThrows(io.diskmorph.image.NotEnoughSpaceException.class, () -> InPlaceConverter.convert(
+                CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed", java.util.Map.of(), false),
+                InPlaceConverter.Progress.NONE));
+        assertEquals(ExitCodes.NO_SPACE, e.exitCode());
+        assertTrue(sim.log.isEmpty(), "nothing was written: " + sim.log.size() + " operations");
+        sim.usableSpace = plan.extraSpace;
+        InPlaceConverter.convert(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed",
+                java.util.Map.of(), false), InPlaceConverter.Progress.NONE);
+        assertFalse(sim.log.isEmpty(), "with exactly the space the plan asked for, it converts");
+    }
+
     @Test
     void keepRollbackThenRollbackRestoresTheOriginalExactly() throws IOException {
         Path img = make(new Source("raw", "raw", "8M", "", SCATTERED));

@@ -149,6 +149,8 @@ final class Qcow2Checker {
     private DiskRefcounts disk;
     private final long[] l2Words;
     private final ByteBuffer l2Buffer;
+    private ByteBuffer pageBuffer;
+    private long[] pageWords;
 
     private Qcow2Checker(Storage storage, RepairMode mode, boolean dataFile, List<String> messages)
             throws IOException {
@@ -507,7 +509,7 @@ final class Qcow2Checker {
         }
         for (long first = 0; first < size; first += L1_PAGE_ENTRIES) {
             int n = (int) Math.min(L1_PAGE_ENTRIES, size - first);
-            long[] page = readLongs(offset + first * 8, n);
+            long[] page = readPage(offset + first * 8, n);
             for (int j = 0; j < n; j++) {
                 long e = page[j];
                 if (e == 0) {
@@ -1086,7 +1088,7 @@ final class Qcow2Checker {
         long size = Integer.toUnsignedLong(header.l1Size);
         for (long first = 0; first < size; first += L1_PAGE_ENTRIES) {
             int n = (int) Math.min(L1_PAGE_ENTRIES, size - first);
-            long[] page = readLongs(l1Offset + first * 8, n);
+            long[] page = readPage(l1Offset + first * 8, n);
             for (int j = 0; j < n; j++) {
                 long e = page[j];
                 long l2 = e & OFFSET_MASK;
@@ -1215,8 +1217,9 @@ final class Qcow2Checker {
             for (int pass = 0; pass < 2; pass++) {
                 for (long first = 0; first < size; first += L1_PAGE_ENTRIES) {
                     int n = (int) Math.min(L1_PAGE_ENTRIES, size - first);
-                    long[] entries = readLongs(offset + first * 8, n);
-                    for (long e : entries) {
+                    long[] entries = readPage(offset + first * 8, n);
+                    for (int k = 0; k < n; k++) {
+                        long e = entries[k];
                         long data = e & OFFSET_MASK;
                         if (pass == 0) {
                             if ((e & BME_RESERVED) != 0 || data != 0 && ((e & BME_ALL_ONES) != 0
@@ -1394,10 +1397,14 @@ final class Qcow2Checker {
                 add("inactive L1 table", s.l1TableOffset(), Integer.toUnsignedLong(s.l1Size()) * 8);
             }
             BitmapDirectory.Extension bitmaps = BitmapDirectory.extension(header);
+            ByteBuffer buf = ByteBuffer.allocate((int) Math.min(l1Size, L1_PAGE_ENTRIES) * 8);
             for (long first = 0; first < l1Size; first += L1_PAGE_ENTRIES) {
                 int n = (int) Math.min(L1_PAGE_ENTRIES, l1Size - first);
-                for (long e : readLongs(header.l1TableOffset + first * 8, n)) {
-                    mark(l2, e & OFFSET_MASK);
+                buf.clear().limit(n * 8);
+                storage.read(buf, header.l1TableOffset + first * 8);
+                buf.flip();
+                for (int k = 0; k < n; k++) {
+                    mark(l2, buf.getLong(k * 8) & OFFSET_MASK);
                 }
             }
             for (long e : reftable) {
@@ -1511,9 +1518,33 @@ final class Qcow2Checker {
         wrote = true;
     }
 
+    /**
+     * {@code count} table entries (at most a page) into a buffer reused by
+     * every call: a 32 MiB L1 table costs one page of memory, not 32 MiB of
+     * garbage. The result is valid until the next call.
+     */
+    private long[] readPage(long offset, int count) throws IOException {
+        if (pageBuffer == null) {
+            pageBuffer = ByteBuffer.allocate(L1_PAGE_ENTRIES * 8);
+            pageWords = new long[L1_PAGE_ENTRIES];
+        }
+        pageBuffer.clear().limit(count * 8);
+        storage.read(pageBuffer, offset);
+        pageBuffer.flip().asLongBuffer().get(pageWords, 0, count);
+        return pageWords;
+    }
+
+    /** {@code count} table entries, read a page at a time (no second copy of a big table as bytes). */
     private long[] readLongs(long offset, int count) throws IOException {
         long[] out = new long[count];
-        storage.readBytes(offset, count * 8).asLongBuffer().get(out);
+        ByteBuffer buf = ByteBuffer.allocate(Math.min(count, L1_PAGE_ENTRIES) * 8);
+        for (int done = 0; done < count; ) {
+            int n = Math.min(L1_PAGE_ENTRIES, count - done);
+            buf.clear().limit(n * 8);
+            storage.read(buf, offset + done * 8L);
+            buf.flip().asLongBuffer().get(out, done, n);
+            done += n;
+        }
         return out;
     }
 

@@ -345,13 +345,13 @@ final class Qcow2Header {
         if (refcountTableClusters == 0 && !forCheck) {
             throw new CorruptImageException("qcow2 header", 56, "image has no refcount table");
         }
-        validateTable("refcount table", 48, refcountTableOffset, Integer.toUnsignedLong(refcountTableClusters),
-                clusterSize, MAX_REFTABLE_BYTES, clusterSize);
+        validateTable("refcount table", 56, 48, refcountTableOffset, Integer.toUnsignedLong(refcountTableClusters),
+                "clusters", clusterSize, MAX_REFTABLE_BYTES, clusterSize);
         if (!forCheck) {
-            validateTable("snapshot table", 64, snapshotsOffset, Integer.toUnsignedLong(nbSnapshots),
-                    SNAPSHOT_HEADER_SIZE, (long) SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
+            validateTable("snapshot table", 60, 64, snapshotsOffset, Integer.toUnsignedLong(nbSnapshots),
+                    "snapshots", SNAPSHOT_HEADER_SIZE, (long) SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
         }
-        validateTable("L1 table", 40, l1TableOffset, Integer.toUnsignedLong(l1Size), 8, MAX_L1_BYTES,
+        validateTable("L1 table", 36, 40, l1TableOffset, Integer.toUnsignedLong(l1Size), "entries", 8, MAX_L1_BYTES,
                 clusterSize);
 
         long extEnd = backingFileOffset != 0 ? backingFileOffset : clusterSize;
@@ -373,15 +373,19 @@ final class Qcow2Header {
                 compatible, autoclear, refcountOrder, headerLength, tail, exts, backingFile);
     }
 
-    /** qemu qcow2_validate_table: entry count within the cap, offset cluster-aligned, no overflow. */
-    private static void validateTable(String name, int field, long offset, long entries, long entryLen,
-                                      long maxBytes, int clusterSize) throws CorruptImageException {
+    /**
+     * qemu qcow2_validate_table: entry count within the cap, offset cluster-aligned, no overflow. Errors
+     * name the header field at fault: {@code countField} for the size, {@code offsetField} for the offset.
+     */
+    private static void validateTable(String name, int countField, int offsetField, long offset, long entries,
+                                      String unit, long entryLen, long maxBytes, int clusterSize)
+            throws CorruptImageException {
         if (entries > maxBytes / entryLen) {
-            throw new CorruptImageException("qcow2 header", field, name + " too large (" + entries + " entries, "
-                    + "limit " + maxBytes + " bytes)");
+            throw new CorruptImageException("qcow2 header", countField, name + " too large (" + entries + " " + unit
+                    + ", limit " + maxBytes + " bytes)");
         }
         if (offset < 0 || Long.MAX_VALUE - entries * entryLen < offset || (offset & (clusterSize - 1)) != 0) {
-            throw new CorruptImageException("qcow2 header", field, String.format("%s offset 0x%x is invalid "
+            throw new CorruptImageException("qcow2 header", offsetField, String.format("%s offset 0x%x is invalid "
                     + "(not cluster-aligned or out of range)", name, offset));
         }
     }

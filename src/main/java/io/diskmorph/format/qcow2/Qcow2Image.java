@@ -148,6 +148,12 @@ final class Qcow2Image extends AbstractDiskImage {
             throw new UnsupportedFeatureException(storage.name() + ": external data file '" + name
                     + "' uses a protocol; diskmorph only follows plain file names");
         }
+        if (context.path() == null) {
+            // an image that is not a file (in memory, a conversion view) has no place on the host to
+            // look for it; opening the name anyway would read whatever file it names
+            throw new UnsupportedFeatureException(storage.name() + ": external data file '" + name
+                    + "' cannot be followed from an image that is not a file");
+        }
         // qemu opens the stored name as is: a relative name is relative to the current directory,
         // not to the image (unlike backing files)
         return FileStorage.open(Path.of(name), true, LockMode.SHARED);
@@ -165,7 +171,9 @@ final class Qcow2Image extends AbstractDiskImage {
 
     @Override
     public long virtualSize() {
-        return header.size;
+        // qemu's block layer keeps whole sectors (total_sectors = size / 512): a header size of
+        // 15535872 is a 15535616-byte disk in qemu-img info, map and convert
+        return header.size & ~511L;
     }
 
     @Override
@@ -197,12 +205,12 @@ final class Qcow2Image extends AbstractDiskImage {
 
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
-        if (guestOffset < 0 || guestOffset >= header.size || maxLength <= 0) {
+        if (guestOffset < 0 || guestOffset >= virtualSize() || maxLength <= 0) {
             throw new InvalidRequestException(String.format("mapping request 0x%x+0x%x is outside the virtual "
-                    + "disk (size %d)", guestOffset, maxLength, header.size));
+                    + "disk (size %d)", guestOffset, maxLength, virtualSize()));
         }
         requireDataAccess();
-        long end = guestOffset + Math.min(maxLength, header.size - guestOffset);
+        long end = guestOffset + Math.min(maxLength, virtualSize() - guestOffset);
         classify(guestOffset, end);
         int k = kind;
         long h = host;
@@ -516,7 +524,7 @@ final class Qcow2Image extends AbstractDiskImage {
             snaps.add(new ImageInfo.SnapshotInfo(s.id(), s.name(), s.vmStateSize(), s.dateSec(), s.dateNsec(),
                     s.vmClockNsec(), s.icount()));
         }
-        return new ImageInfo(storage.name(), format.name(), header.size, storage.allocatedBytes(), geo.clusterSize,
+        return new ImageInfo(storage.name(), format.name(), virtualSize(), storage.allocatedBytes(), geo.clusterSize,
                 header.has(Qcow2Header.INCOMPAT_DIRTY), header.cryptMethod != Qcow2Header.CRYPT_NONE, backingName,
                 Images.fullBackingFilename(context.path(), backingName), backingFmt, formatSpecific(), snaps);
     }

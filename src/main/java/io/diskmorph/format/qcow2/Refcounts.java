@@ -119,6 +119,12 @@ final class Refcounts {
             return 0;
         }
         long off = table[(int) index] & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+        if (off < 0) {
+            // bit 63 is part of the offset field (qcow2.rst "Refcount table"): no file reaches 2^63
+            throw new CorruptImageException("qcow2 refcount table", tableOffset + index * 8, String.format(
+                    "refcount block offset 0x%x is past any possible end of file (refcount table index %d)", off,
+                    index));
+        }
         if (!geo.isClusterAligned(off)) {
             throw new CorruptImageException("qcow2 refcount table", tableOffset + index * 8, String.format(
                     "refcount block offset 0x%x is not cluster-aligned (refcount table index %d)", off, index));

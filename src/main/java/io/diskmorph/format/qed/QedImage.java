@@ -121,7 +121,7 @@ final class QedImage extends AbstractDiskImage {
      * (later ones may lie past the end of the file and read as zeros), so
      * {@code map} reports the same extents qemu-img map does. qemu-img map
      * asks for the rest of the disk at once; a caller asking in pieces
-     * (ChainMap uses 1 GiB) continues a run without revalidating it.
+     * (AbstractDiskImage.read, bounded by its buffer) continues a run without revalidating it.
      */
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {

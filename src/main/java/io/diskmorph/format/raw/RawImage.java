@@ -17,13 +17,18 @@ import java.nio.ByteBuffer;
 import java.util.List;
 
 final class RawImage extends AbstractDiskImage {
+    private static final long SECTOR = 512;
+
     private final RawFormat format;
     private final long size; // guest writes never resize a raw image
 
     RawImage(RawFormat format, Storage storage, OpenContext context) throws IOException {
         super(storage, context);
         this.format = format;
-        this.size = storage.size();
+        // QEMU's block layer counts whole sectors: a file of 52036 bytes is a 52224-byte disk
+        // whose tail past the end of the file reads as zeros
+        long length = storage.size();
+        this.size = length % SECTOR == 0 ? length : Math.addExact(length - length % SECTOR, SECTOR);
     }
 
     @Override
@@ -46,6 +51,10 @@ final class RawImage extends AbstractDiskImage {
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
         checkRange(guestOffset, 0);
         long end = Math.min(virtualSize(), guestOffset + maxLength);
+        long fileEnd = storage.size();
+        if (guestOffset >= fileEnd) {
+            return new Mapping.Zero(end - guestOffset, guestOffset); // the sector tail past the end of the file
+        }
         long data = storage.nextData(guestOffset);
         if (data > guestOffset) {
             return new Mapping.Zero(Math.min(data, end) - guestOffset, guestOffset);

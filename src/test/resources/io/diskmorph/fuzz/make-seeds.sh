@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Regenerates the qemu-img seed corpus of the fuzz targets (files named seed-*)
+# in ImageFuzzTestInputs/<target>/. Regression inputs found by fuzzing (named
+# after what they reproduce) live beside them and are never touched here.
+# Seeds are small (4 KiB clusters, 1 MiB disks) so each fuzz run is fast. Needs qemu-img 7.2.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$here/ImageFuzzTestInputs"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+
+io() { qemu-io -f "$1" "${@:3}" "$2" >/dev/null; }
+
+# QED: empty; data, zero clusters and a cluster at the disk end; a backing file name; need-check set
+qemu-img create -q -f qed -o cluster_size=4k,table_size=2 qed-empty.qed 1M
+qemu-img create -q -f qed -o cluster_size=4k,table_size=2 qed-data.qed 1M
+io qed qed-data.qed -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 4k' -c 'write -z 600k 8k' -c 'write -P 0x33 1020k 4k'
+qemu-img create -q -f qed -o cluster_size=8k,table_size=2 qed-8k-unaligned-size.qed 1000k
+io qed qed-8k-unaligned-size.qed -c 'write -P 0x44 992k 8k' -c 'write -P 0x45 64k 1k'
+qemu-img create -q -f raw base.raw 1M
+qemu-img create -q -f qed -o cluster_size=4k,table_size=2,backing_file=base.raw,backing_fmt=raw qed-backing.qed 1M
+io qed qed-backing.qed -c 'write -P 0x55 4k 2k'
+cp qed-data.qed qed-need-check.qed
+printf '\x02' | dd of=qed-need-check.qed bs=1 seek=16 conv=notrunc status=none
+
+# raw: data and holes; a raw file whose guest wrote a qcow2 header into it
+qemu-img create -q -f raw raw-data.raw 64k
+io raw raw-data.raw -c 'write -P 0x5a 512 1k' -c 'write -P 0xa5 40k 4k'
+qemu-img create -q -f qcow2 -o cluster_size=4k qcow2-header.qcow2 1M
+io qcow2 qcow2-header.qcow2 -c 'write -P 0x66 8k 4k'
+
+# qcow2 (4 KiB clusters): data, zero and compressed clusters; v2; extended L2; zstd; a snapshot;
+# a backing file name; lazy refcounts left dirty; an external data file name
+q() { qemu-img create -q -f qcow2 -o "cluster_size=4k,$1" "$2" 1M; }
+q compat=1.1 qcow2-data.qcow2
+io qcow2 qcow2-data.qcow2 -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 4k' -c 'write -z 600k 8k' -c 'write -P 0x33 1020k 4k'
+q compat=0.10 qcow2-v2.qcow2
+io qcow2 qcow2-v2.qcow2 -c 'write -P 0x12 4k 8k' -c 'write -z 64k 4k'
+q extended_l2=on,cluster_size=16k qcow2-extl2.qcow2
+io qcow2 qcow2-extl2.qcow2 -c 'write -P 0x13 2k 1k' -c 'write -z 40k 2k'
+qemu-img create -q -f raw src.raw 256k
+io raw src.raw -c 'write -P 0x14 0 64k' -c 'write -P 0x15 128k 8k'
+qemu-img convert -c -f raw -O qcow2 -o cluster_size=4k src.raw qcow2-compressed.qcow2
+qemu-img convert -c -f raw -O qcow2 -o cluster_size=4k,compression_type=zstd src.raw qcow2-zstd.qcow2
+cp qcow2-data.qcow2 qcow2-snapshot.qcow2
+qemu-img snapshot -c snap1 qcow2-snapshot.qcow2
+io qcow2 qcow2-snapshot.qcow2 -c 'write -P 0x16 0 4k'
+q backing_file=base.raw,backing_fmt=raw qcow2-backing.qcow2
+io qcow2 qcow2-backing.qcow2 -c 'write -P 0x17 4k 2k'
+q lazy_refcounts=on qcow2-lazy.qcow2
+(qemu-io -f qcow2 -c 'write -P 0x18 0 4k' -c 'sigraise 9' qcow2-lazy.qcow2 >/dev/null 2>&1 && exit 1; exit 0) 2>/dev/null  # killed: dirty bit stays set
+q data_file=data.raw qcow2-datafile.qcow2
+
+put() { # put TARGET FILE...
+  mkdir -p "$out/$1"
+  local t="$1"; shift
+  for f in "$@"; do cp "$f" "$out/$t/seed-${f%.*}"; done
+}
+qed=(qed-empty.qed qed-data.qed qed-8k-unaligned-size.qed qed-backing.qed qed-need-check.qed)
+qcow2=(qcow2-header.qcow2 qcow2-data.qcow2 qcow2-v2.qcow2 qcow2-extl2.qcow2 qcow2-compressed.qcow2 qcow2-zstd.qcow2
+  qcow2-snapshot.qcow2 qcow2-backing.qcow2 qcow2-lazy.qcow2 qcow2-datafile.qcow2)
+put probe "${qed[@]}" raw-data.raw "${qcow2[@]}"
+put qcow2 "${qcow2[@]}"
+put planQcow2 "${qcow2[@]}"
+put qed "${qed[@]}"
+put raw raw-data.raw qcow2-header.qcow2
+put planRaw raw-data.raw
+put planQed "${qed[@]}"
+put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2
+put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2
+du -sh "$out"
