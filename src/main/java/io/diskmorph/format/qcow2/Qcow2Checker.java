@@ -502,7 +502,7 @@ final class Qcow2Checker {
             return;
         }
         inc(offset, size * 8);
-        if (offset < 0 || offset + size * 8 < 0) {
+        if (!readable(offset, size * 8)) {
             message("ERROR: I/O error in check_refcounts_l1");
             res.checkErrors++;
             throw new Failed(EIO);
@@ -781,6 +781,14 @@ final class Qcow2Checker {
                 }
                 continue;
             }
+            if (!readable(off, c)) {
+                // a block qemu cannot read (bit 63, or past its largest offset): every refcount fails
+                for (long i = first; i < end; i++) {
+                    message("Can't get refcount for cluster " + i + ": " + EIO);
+                    res.checkErrors++;
+                }
+                continue;
+            }
             storage.read(ByteBuffer.wrap(block), off);
             boolean dirty = false;
             for (long i = first; i < end; i++) {
@@ -822,7 +830,7 @@ final class Qcow2Checker {
         boolean any = false;
         for (long bi = 0; bi * per < refs.size() && bi < reftable.length; bi++) {
             long off = reftable[(int) bi] & REFTABLE_OFFSET_MASK;
-            if (off == 0 || (off & (c - 1)) != 0) {
+            if (off == 0 || (off & (c - 1)) != 0 || !readable(off, c)) {
                 continue;
             }
             long first = bi * per;
@@ -1213,6 +1221,10 @@ final class Qcow2Checker {
             long offset = t[0];
             long size = t[1];
             inc(offset, size * 8);
+            if (!readable(offset, size * 8)) {
+                res.corruptions++;
+                throw new Failed(EIO);
+            }
             // qemu loads (and validates) the whole table before counting its clusters
             for (int pass = 0; pass < 2; pass++) {
                 for (long first = 0; first < size; first += L1_PAGE_ENTRIES) {
@@ -1340,6 +1352,10 @@ final class Qcow2Checker {
             }
             long off = reftable[(int) bi] & REFTABLE_OFFSET_MASK;
             if (off == 0) {
+                return 0;
+            }
+            if ((off & (c - 1)) == 0 && !readable(off, c)) {
+                known = false; // a read error, not a corruption qemu signals
                 return 0;
             }
             if ((off & (c - 1)) != 0) {
@@ -1516,6 +1532,16 @@ final class Qcow2Checker {
         storage.write(b, at);
         storage.sync();
         wrote = true;
+    }
+
+    /**
+     * Whether qemu can read {@code length} bytes at {@code offset}: its block
+     * layer refuses requests beyond BDRV_MAX_LENGTH (2^63 - 1 rounded down to
+     * 1 GiB) with EIO; anything else past the end of the file reads as zeros.
+     */
+    private static boolean readable(long offset, long length) {
+        long max = Long.MAX_VALUE & -(1L << 30);
+        return offset >= 0 && length >= 0 && length <= max && offset <= max - length;
     }
 
     /**

@@ -256,6 +256,11 @@ class Qcow2CheckTest {
         assertLikeQemu(plant("rbout0", g -> putU64(g, header(g).refcountTableOffset, 32 << 20)), 2, false);
         assertLikeQemu(plant("rbdup", g -> putU64(g, header(g).refcountTableOffset + 8,
                 u64(g, header(g).refcountTableOffset))), 2, false);
+        // bit 63: an offset qemu's block layer refuses to read (EIO for every refcount in the block)
+        assertLikeQemu(plant("rb63", g -> putU64(g, header(g).refcountTableOffset,
+                u64(g, header(g).refcountTableOffset) | 1L << 63)), 1, false);
+        assertLikeQemu(plant("rb63b", g -> putU64(g, header(g).refcountTableOffset + 8, 1L << 63 | 65536)), 2,
+                false);
         // no refcount table at all: qemu's check opens it, finds every refcount 0, and -r all rebuilds
         assertLikeQemu(plant("rtnone", g -> putU32(g, 56, 0)), 2, false);
     }
