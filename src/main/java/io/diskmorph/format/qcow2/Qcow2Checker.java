@@ -62,7 +62,7 @@ final class Qcow2Checker {
     private static final int BME_MAX_TABLE_SIZE = 0x800_0000;
     private static final long BME_MAX_PHYS_SIZE = 0x2000_0000L;
     private static final int BME_MAX_NAME_SIZE = 1023;
-    private static final int L1_PAGE_ENTRIES = 1 << 16;
+    private static final int L1_PAGE_ENTRIES = 1 << 13;
     /** Per-problem lines kept; the rest are counted. */
     private static final int MAX_MESSAGES = 10_000;
     /** An in-memory refcount table beyond this many clusters is qemu's ENOMEM. */
@@ -132,7 +132,10 @@ final class Qcow2Checker {
     /** The file was grown (and nothing else written, unless {@link #wrote}). */
     private boolean grown;
     private long reftableOffset;
+    /** The refcount table's entries as far as they lie in the file (the rest reads as zeros). */
     private long[] reftable;
+    /** Entries of the refcount table (qemu's refcount_table_size). */
+    private long reftableEntries;
     private List<SnapshotTable.Snapshot> snapshots = List.of();
     private long snapshotsOffset;
     private long snapshotsSize;
@@ -240,6 +243,12 @@ final class Qcow2Checker {
                 storage.sync();
                 wrote = true;
             }
+        } catch (IOException e) {
+            // a write the file refused (no space, too large) or a read error: qemu counts it and stops
+            report.checkErrors++;
+            String why = e.getMessage() == null ? EIO : e.getMessage();
+            message("ERROR " + why);
+            report.failure = why;
         } catch (Failed f) {
             report.failure = f.errno;
             if (grown && !wrote) {
@@ -312,7 +321,7 @@ final class Qcow2Checker {
         if (snap.corruptions == 0 || !fixErrors) {
             return;
         }
-        byte[] table = SnapshotTable.encode(snapshots);
+        byte[] table = SnapshotTable.encode(storage, snapshots);
         long clusters = ceilDiv(table.length, c);
         // qemu puts the new table in the first free clusters and refuses when that lands on metadata
         // (the old table); we allocate at the end of the image, but refuse where qemu does
@@ -381,7 +390,9 @@ final class Qcow2Checker {
         }
         refs.ensureSize(nb);
         reftableOffset = header.refcountTableOffset;
-        reftable = readLongs(reftableOffset, (int) ((long) header.refcountTableClusters * c / 8));
+        reftableEntries = Integer.toUnsignedLong(header.refcountTableClusters) * c / 8;
+        long inFile = reftableOffset < fileLength ? (fileLength - reftableOffset + 7) / 8 : 0;
+        reftable = readLongs(reftableOffset, (int) Math.min(reftableEntries, inFile));
         disk = new DiskRefcounts();
         // without repairs nothing changes the image, so COPIED flags are judged during the walk
         boolean copiedDuringWalk = !fixLeaks && !fixErrors;
@@ -446,7 +457,7 @@ final class Qcow2Checker {
             checkL1(sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()), false, fix, false, false);
         }
         inc(snapshotsOffset, snapshotsSize);
-        inc(reftableOffset, reftable.length * 8L);
+        inc(reftableOffset, reftableEntries * 8);
         byte[] crypto = header.extension(HeaderExtension.FULL_DISK_ENCRYPTION);
         if (crypto != null) {
             ByteBuffer b = ByteBuffer.wrap(crypto);
@@ -694,8 +705,8 @@ final class Qcow2Checker {
 
     /** check_refblocks: each refcount block must be valid, inside the image, and referenced once. */
     private void checkRefblocks(boolean fix) throws Failed {
-        for (int i = 0; i < reftable.length; i++) {
-            long e = reftable[i];
+        for (int i = 0; i < reftableEntries; i++) {
+            long e = i < reftable.length ? reftable[i] : 0;
             long off = e & REFTABLE_OFFSET_MASK;
             long cluster = off >>> cb;
             if ((e & REFT_RESERVED) != 0) {
@@ -974,6 +985,7 @@ final class Qcow2Checker {
         refs.clear();
         reftableOffset = tableOffset;
         reftable = Arrays.copyOf(plan.table, plan.entries);
+        reftableEntries = plan.entries;
         overlaps = null;
         disk = new DiskRefcounts();
         calculate(false, false);
@@ -1254,12 +1266,15 @@ final class Qcow2Checker {
         if (size == 0 || size > BitmapDirectory.MAX_DIRECTORY_BYTES) {
             return null;
         }
-        ByteBuffer dir = storage.readBytes(ext.directoryOffset(), (int) size);
+        // past the end of the file the directory reads as zeros, and an all-zero entry is invalid (table
+        // size 0): what lies in the file and one entry header beyond is all that can matter
+        long inFile = Math.max(0, fileLength - ext.directoryOffset());
+        ByteBuffer dir = storage.readBytes(ext.directoryOffset(), (int) Math.min(size, inFile + 24));
         List<long[]> out = new ArrayList<>();
         long virtual = header.size & ~511L;
         int at = 0;
         while (at < size) {
-            if (at + 24 > size || out.size() + 1 > Integer.toUnsignedLong(ext.count())) {
+            if (at + 24 > size || out.size() + 1 > Integer.toUnsignedLong(ext.count()) || at + 24 > dir.limit()) {
                 return null;
             }
             long tableOffset = dir.getLong(at);
@@ -1399,15 +1414,15 @@ final class Qcow2Checker {
         private final List<long[]> l1 = new ArrayList<>();
         private final List<long[]> fixed = new ArrayList<>();
         private final List<String> fixedNames = new ArrayList<>();
-        private final ClusterBitmap l2 = new ClusterBitmap();
-        private final ClusterBitmap refblocks = new ClusterBitmap();
+        private final ClusterSet l2 = new ClusterSet();
+        private final ClusterSet refblocks = new ClusterSet();
 
         Overlaps() throws IOException {
             long l1Size = Integer.toUnsignedLong(header.l1Size);
             if (l1Size > 0) {
                 l1.add(new long[]{header.l1TableOffset, header.l1TableOffset + l1Size * 8});
             }
-            add("refcount table", reftableOffset, reftable.length * 8L);
+            add("refcount table", reftableOffset, reftableEntries * 8);
             add("snapshot table", snapshotsOffset, snapshotsSize);
             for (SnapshotTable.Snapshot s : snapshots) {
                 add("inactive L1 table", s.l1TableOffset(), Integer.toUnsignedLong(s.l1Size()) * 8);
@@ -1438,11 +1453,11 @@ final class Qcow2Checker {
             }
         }
 
-        /** One table cluster at {@code offset} (two clusters when misaligned); far-away offsets cannot overlap. */
-        private void mark(ClusterBitmap map, long offset) {
-            if (offset != 0 && offset >>> cb < (1L << 40)) {
-                map.set(offset >>> cb);
-                map.set((offset + c - 1) >>> cb);
+        /** One table cluster at {@code offset} (two clusters when misaligned). */
+        private void mark(ClusterSet set, long offset) {
+            if (offset != 0) {
+                set.add(offset >>> cb);
+                set.add((offset + c - 1) >>> cb);
             }
         }
 
@@ -1471,9 +1486,9 @@ final class Qcow2Checker {
                 }
             }
             for (long k = start >>> cb; hit == null && k < end >>> cb; k++) {
-                if ((ignore & ACTIVE_L2) == 0 && l2.get(k)) {
+                if ((ignore & ACTIVE_L2) == 0 && l2.contains(k)) {
                     hit = "active L2 table";
-                } else if (refblocks.get(k)) {
+                } else if (refblocks.contains(k)) {
                     hit = "refcount block";
                 }
             }
@@ -1485,6 +1500,37 @@ final class Qcow2Checker {
 
         private static boolean hits(long[] r, long start, long end) {
             return Long.compareUnsigned(r[0], end) < 0 && Long.compareUnsigned(start, r[1]) < 0;
+        }
+    }
+
+    /**
+     * Table clusters for the overlap check: a bitmap for the clusters of any
+     * plausible file, a sorted list for the few a hostile table puts far
+     * beyond (a bitmap up there would cost its page index alone).
+     */
+    private static final class ClusterSet {
+        private static final long NEAR = 1L << 26;
+        private final ClusterBitmap near = new ClusterBitmap();
+        private final LongList far = new LongList();
+        private long[] farSorted;
+
+        void add(long cluster) {
+            if (Long.compareUnsigned(cluster, NEAR) < 0) {
+                near.set(cluster);
+            } else {
+                far.add(cluster);
+                farSorted = null;
+            }
+        }
+
+        boolean contains(long cluster) {
+            if (Long.compareUnsigned(cluster, NEAR) < 0) {
+                return near.get(cluster);
+            }
+            if (farSorted == null) {
+                farSorted = far.sorted();
+            }
+            return Arrays.binarySearch(farSorted, cluster) >= 0;
         }
     }
 

@@ -27,12 +27,12 @@ final class SnapshotTable {
 
     /**
      * One snapshot; {@code icount} is -1 when the entry predates the field.
-     * {@code extraData} is the entry's extra data as stored (at most
-     * {@link #MAX_EXTRA_DATA} bytes), {@code extraDataSize} its stored length.
+     * {@code entryOffset} is where its 40-byte header starts, the extra data
+     * follows ({@code extraDataSize} bytes as stored).
      */
     record Snapshot(String id, String name, long l1TableOffset, int l1Size, long dateSec, long dateNsec,
                     long vmClockNsec, long vmStateSize, long diskSize, long icount, long entryOffset,
-                    long extraDataSize, byte[] extraData) {
+                    long extraDataSize) {
     }
 
     private SnapshotTable() {
@@ -88,6 +88,11 @@ final class SnapshotTable {
             throws IOException {
         List<Snapshot> out = new ArrayList<>();
         List<String> messages = new ArrayList<>();
+        // one buffer for every header and the extra data we know: a garbage table of 65536 entries costs
+        // its snapshot records, not a buffer per field
+        ByteBuffer h = ByteBuffer.allocate(Qcow2Header.SNAPSHOT_HEADER_SIZE);
+        long fileSize = storage.size();
+        ByteBuffer extra = ByteBuffer.allocate(KNOWN_EXTRA_DATA);
         int extraDropped = 0;
         int discarded = 0;
         long off = offset;
@@ -96,7 +101,8 @@ final class SnapshotTable {
             long entryStart = off;
             tableLength = (tableLength + 7) & ~7L;
             off = (off + 7) & ~7L;
-            ByteBuffer h = storage.readBytes(off, Qcow2Header.SNAPSHOT_HEADER_SIZE);
+            long headerAt = off;
+            storage.read(h.clear(), off);
             off += Qcow2Header.SNAPSHOT_HEADER_SIZE;
             long l1Offset = h.getLong(0);
             int l1Size = h.getInt(8);
@@ -118,7 +124,7 @@ final class SnapshotTable {
                 extraDropped++;
                 keptExtra = MAX_EXTRA_DATA;
             }
-            ByteBuffer extra = storage.readBytes(off, (int) keptExtra);
+            storage.read(extra.clear().limit((int) Math.min(keptExtra, KNOWN_EXTRA_DATA)), off);
             off += extraSize;
             long diskSize = header.size & ~511L;
             long icount = -1;
@@ -131,9 +137,9 @@ final class SnapshotTable {
             if (keptExtra >= 24) {
                 icount = extra.getLong(16);
             }
-            String id = string(storage, off, idSize);
+            String id = string(storage, fileSize, off, idSize);
             off += idSize;
-            String name = string(storage, off, nameSize);
+            String name = string(storage, fileSize, off, nameSize);
             off += nameSize;
             tableLength += Qcow2Header.SNAPSHOT_HEADER_SIZE + keptExtra + idSize + nameSize;
             if (tableLength > MAX_TABLE_BYTES || off - offset > Integer.MAX_VALUE) {
@@ -147,7 +153,7 @@ final class SnapshotTable {
                 break;
             }
             out.add(new Snapshot(id, name, l1Offset, l1Size, dateSec, dateNsec, vmClock, vmState, diskSize, icount,
-                    entryStart, extraSize, extra.array()));
+                    headerAt, extraSize));
         }
         return new Checked(new Table(List.copyOf(out), off - offset), extraDropped, discarded, messages, null, null);
     }
@@ -155,21 +161,23 @@ final class SnapshotTable {
     /**
      * The table as qemu 7.2 writes it (qcow2_write_snapshots): every entry
      * with at least the 24 bytes of extra data it knows (64-bit VM state
-     * size, disk size, icount), unknown extra data kept.
+     * size, disk size, icount); unknown extra data (up to
+     * {@link #MAX_EXTRA_DATA} bytes in all) is copied from the old entry.
      */
-    static byte[] encode(List<Snapshot> snapshots) {
+    static byte[] encode(Storage storage, List<Snapshot> snapshots) throws IOException {
         long size = 0;
         for (Snapshot s : snapshots) {
             size = (size + 7) & ~7L;
-            size += Qcow2Header.SNAPSHOT_HEADER_SIZE + Math.max(KNOWN_EXTRA_DATA, s.extraData().length)
-                    + utf8(s.id()).length + utf8(s.name()).length;
+            size += Qcow2Header.SNAPSHOT_HEADER_SIZE + extraLength(s) + utf8(s.id()).length + utf8(s.name()).length;
         }
         ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(size));
         for (Snapshot s : snapshots) {
             b.position((b.position() + 7) & ~7);
             byte[] id = utf8(s.id());
             byte[] name = utf8(s.name());
-            byte[] extra = java.util.Arrays.copyOf(s.extraData(), Math.max(KNOWN_EXTRA_DATA, s.extraData().length));
+            byte[] extra = new byte[extraLength(s)];
+            storage.read(ByteBuffer.wrap(extra, 0, (int) Math.min(s.extraDataSize(), extra.length)),
+                    s.entryOffset() + Qcow2Header.SNAPSHOT_HEADER_SIZE);
             ByteBuffer.wrap(extra).putLong(0, s.vmStateSize()).putLong(8, s.diskSize()).putLong(16, s.icount());
             b.putLong(s.l1TableOffset()).putInt(s.l1Size()).putShort((short) id.length)
                     .putShort((short) name.length).putInt((int) s.dateSec()).putInt((int) s.dateNsec())
@@ -180,12 +188,46 @@ final class SnapshotTable {
         return b.array();
     }
 
+    private static int extraLength(Snapshot s) {
+        return (int) Math.max(KNOWN_EXTRA_DATA, Math.min(s.extraDataSize(), MAX_EXTRA_DATA));
+    }
+
     private static byte[] utf8(String s) {
         return s.getBytes(StandardCharsets.UTF_8);
     }
 
-    private static String string(Storage storage, long at, int len) throws IOException {
-        ByteBuffer b = storage.readBytes(at, len);
-        return new String(b.array(), 0, len, StandardCharsets.UTF_8);
+    /**
+     * A C string of {@code len} bytes at {@code at}, as qemu keeps it: up to
+     * the first NUL. Read in small steps that stop there, and only within
+     * the file (past its end the bytes are zeros): a hostile length costs
+     * what the string really holds.
+     */
+    private static String string(Storage storage, long fileSize, long at, int len) throws IOException {
+        long inFile = Math.max(0, Math.min(len, fileSize - at));
+        if (inFile == 0) {
+            return "";
+        }
+        byte[] step = new byte[(int) Math.min(inFile, 256)];
+        java.io.ByteArrayOutputStream longer = null;
+        for (long done = 0; done < inFile; ) {
+            int n = (int) Math.min(step.length, inFile - done);
+            storage.read(ByteBuffer.wrap(step, 0, n), at + done);
+            int k = 0;
+            while (k < n && step[k] != 0) {
+                k++;
+            }
+            if (longer == null && (k < n || done + n == inFile)) {
+                return new String(step, 0, k, StandardCharsets.UTF_8);
+            }
+            if (longer == null) {
+                longer = new java.io.ByteArrayOutputStream();
+            }
+            longer.write(step, 0, k);
+            if (k < n) {
+                break;
+            }
+            done += n;
+        }
+        return longer.toString(StandardCharsets.UTF_8);
     }
 }
