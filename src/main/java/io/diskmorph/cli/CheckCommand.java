@@ -62,10 +62,10 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
             default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
                     "-r must be 'leaks' or 'all', not '" + repair + "'");
         };
-        OpenOptions opts = image.readOnly().withFollowBacking(false);
+        OpenOptions opts = image.readOnly().withFollowBacking(false).withForCheck(true);
         if (mode != RepairMode.NONE) {
             opts = new OpenOptions(image.format, false, image.forceShare ? LockMode.NONE : LockMode.EXCLUSIVE,
-                    false, false);
+                    false, false, true);
         }
         try (DiskImage img = Images.open(path, opts)) {
             CheckReport r;
@@ -81,48 +81,62 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
                 for (String m : r.messages) {
                     err.println(m);
                 }
+            }
+            if (r.failure != null) {
+                // qemu-img prints no summary when the check itself fails
+                err.println("diskmorph: Check failed: " + r.failure);
+                return r.exitCode();
+            }
+            if (!quiet) {
                 if (output == OutputFormat.json) {
                     out.println(Json.pretty(toJson(r, img)));
                 } else {
                     human(out, r, mode);
                 }
             }
+            if (r.checkErrors > 0) {
+                err.println("diskmorph: Check failed");
+            }
             return r.exitCode();
         }
     }
 
+    /**
+     * The keys in the order qemu-img 7.2 prints them (the bucket order of its
+     * QDict hash), each only when qemu prints it.
+     */
     private Map<String, Object> toJson(CheckReport r, DiskImage img) {
         Map<String, Object> m = new LinkedHashMap<>();
         if (r.imageEndOffset > 0) {
             m.put("image-end-offset", r.imageEndOffset);
         }
+        if (r.compressedClusters > 0) {
+            m.put("compressed-clusters", r.compressedClusters);
+        }
         if (r.totalClusters > 0) {
             m.put("total-clusters", r.totalClusters);
-        }
-        m.put("check-errors", r.checkErrors);
-        if (r.leaksFixed > 0) {
-            m.put("leaks-fixed", r.leaksFixed);
-        }
-        if (r.corruptionsFixed > 0) {
-            m.put("corruptions-fixed", r.corruptionsFixed);
-        }
-        if (r.leaks > 0) {
-            m.put("leaks", r.leaks);
         }
         if (r.corruptions > 0) {
             m.put("corruptions", r.corruptions);
         }
+        if (r.corruptionsFixed > 0) {
+            m.put("corruptions-fixed", r.corruptionsFixed);
+        }
+        m.put("check-errors", r.checkErrors);
+        if (r.leaks > 0) {
+            m.put("leaks", r.leaks);
+        }
+        if (r.leaksFixed > 0) {
+            m.put("leaks-fixed", r.leaksFixed);
+        }
         if (r.allocatedClusters > 0) {
             m.put("allocated-clusters", r.allocatedClusters);
         }
+        m.put("filename", path.toString());
+        m.put("format", img.format().name());
         if (r.fragmentedClusters > 0) {
             m.put("fragmented-clusters", r.fragmentedClusters);
         }
-        if (r.compressedClusters > 0) {
-            m.put("compressed-clusters", r.compressedClusters);
-        }
-        m.put("filename", path.toString());
-        m.put("format", img.format().name());
         return m;
     }
 

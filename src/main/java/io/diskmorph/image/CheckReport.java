@@ -25,6 +25,12 @@ public final class CheckReport {
     public final List<String> messages = new ArrayList<>();
     /** True when repairs were requested and something was changed. */
     public boolean repaired;
+    /**
+     * Why the check could not run to completion (qemu's "Check failed: ..."
+     * with a negative return), or null. The counters then describe the
+     * partial run and are not printed.
+     */
+    public String failure;
 
     public void error(String message) {
         messages.add(message);
@@ -32,7 +38,7 @@ public final class CheckReport {
 
     /** qemu-img check's exit code: 0 clean, 1 check failed, 2 corruptions, 3 leaks only. */
     public int exitCode() {
-        if (checkErrors > 0) {
+        if (failure != null || checkErrors > 0) {
             return ExitCodes.CHECK_FAILED;
         }
         if (corruptions > 0) {
@@ -45,6 +51,6 @@ public final class CheckReport {
     }
 
     public boolean isClean() {
-        return checkErrors == 0 && corruptions == 0 && leaks == 0;
+        return failure == null && checkErrors == 0 && corruptions == 0 && leaks == 0;
     }
 }

@@ -127,7 +127,7 @@ public final class Images {
             try {
                 ImageFormat f = format != null ? FormatRegistry.byName(format) : FormatRegistry.probe(storage);
                 OpenContext ctx = new OpenContext(path, readOnly, options.followBacking() ? this::openBacking : null,
-                        format == null);
+                        format == null, depth == 0 && options.forCheck());
                 return f.open(storage, ctx);
             } catch (IOException | RuntimeException e) {
                 storage.close();

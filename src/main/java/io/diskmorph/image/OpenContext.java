@@ -16,8 +16,14 @@ import java.nio.file.Path;
  * @param probed    the format was guessed from content, not named by the
  *                  user: raw then refuses guest writes that would make the
  *                  file probe as another format (QEMU does the same)
+ * @param forCheck  opened for {@code check} (QEMU's BDRV_O_CHECK): the driver opens
+ *                  what it can check and repair instead of refusing it
  */
-public record OpenContext(Path path, boolean readOnly, BackingOpener backing, boolean probed) {
+public record OpenContext(Path path, boolean readOnly, BackingOpener backing, boolean probed, boolean forCheck) {
+
+    public OpenContext(Path path, boolean readOnly, BackingOpener backing, boolean probed) {
+        this(path, readOnly, backing, probed, false);
+    }
 
     /** Opens the backing image named in an image header. */
     @FunctionalInterface
@@ -30,6 +36,6 @@ public record OpenContext(Path path, boolean readOnly, BackingOpener backing, bo
     }
 
     public OpenContext withReadOnly(boolean ro) {
-        return new OpenContext(path, ro, backing, probed);
+        return new OpenContext(path, ro, backing, probed, forCheck);
     }
 }

@@ -124,6 +124,12 @@ final class L2Cache {
         }
     }
 
+    /** Forgets every table (the file changed underneath, e.g. by a check repair); none may be dirty. */
+    void clear() {
+        tables.clear();
+        last = null;
+    }
+
     boolean overCapacity() {
         return tables.size() > capacity;
     }

@@ -248,6 +248,15 @@ final class Qcow2Header {
 
     /** Reads and validates the header of {@code storage}. */
     static Qcow2Header read(Storage storage) throws IOException {
+        return read(storage, false);
+    }
+
+    /**
+     * Reads and validates the header; {@code forCheck} leaves the snapshot
+     * table pointer unvalidated and accepts an empty refcount table, like
+     * qemu's open for check (the check judges them itself).
+     */
+    static Qcow2Header read(Storage storage, boolean forCheck) throws IOException {
         long fileSize = storage.size();
         if (fileSize < V2_LENGTH) {
             throw new CorruptImageException("qcow2 header", 0, "file is too short for a qcow2 header (" + fileSize
@@ -333,13 +342,15 @@ final class Qcow2Header {
             throw new UnsupportedFeatureException("qcow2: unsupported encryption method "
                     + Integer.toUnsignedString(cryptMethod));
         }
-        if (refcountTableClusters == 0) {
+        if (refcountTableClusters == 0 && !forCheck) {
             throw new CorruptImageException("qcow2 header", 56, "image has no refcount table");
         }
         validateTable("refcount table", 56, 48, refcountTableOffset, Integer.toUnsignedLong(refcountTableClusters),
                 "clusters", clusterSize, MAX_REFTABLE_BYTES, clusterSize);
-        validateTable("snapshot table", 60, 64, snapshotsOffset, Integer.toUnsignedLong(nbSnapshots),
-                "snapshots", SNAPSHOT_HEADER_SIZE, (long) SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
+        if (!forCheck) {
+            validateTable("snapshot table", 60, 64, snapshotsOffset, Integer.toUnsignedLong(nbSnapshots),
+                    "snapshots", SNAPSHOT_HEADER_SIZE, (long) SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
+        }
         validateTable("L1 table", 36, 40, l1TableOffset, Integer.toUnsignedLong(l1Size), "entries", 8, MAX_L1_BYTES,
                 clusterSize);
 

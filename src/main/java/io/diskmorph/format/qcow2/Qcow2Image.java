@@ -2,6 +2,7 @@ package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.AbstractDiskImage;
 import io.diskmorph.image.CompressedClusterWriter;
+import io.diskmorph.image.CheckReport;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
@@ -10,6 +11,7 @@ import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
@@ -45,12 +47,12 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     private final Qcow2Format format;
     Qcow2Header header;
     final Qcow2Geometry geo;
-    final L1Table l1;
+    L1Table l1;
     final L2Cache l2;
     private Refcounts refcounts;
     private final Storage dataFile;
-    private final List<SnapshotTable.Snapshot> snapshots;
-    final long snapshotTableBytes;
+    private List<SnapshotTable.Snapshot> snapshots;
+    long snapshotTableBytes;
     private Boolean metadataPreallocated;
     private Qcow2Writer writer;
 
@@ -79,21 +81,23 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     }
 
     static Qcow2Image open(Qcow2Format format, Storage storage, OpenContext context) throws IOException {
-        Qcow2Header h = Qcow2Header.read(storage);
+        // opened for check, the image opens like qemu's BDRV_O_CHECK: what qemu validates at open, no more
+        boolean forCheck = context.forCheck();
+        Qcow2Header h = Qcow2Header.read(storage, forCheck);
         boolean readOnly = context.readOnly() || storage.isReadOnly();
         long unknown = h.incompatible & ~Qcow2Header.INCOMPAT_KNOWN;
         if (unknown != 0) {
             throw new UnsupportedFeatureException(storage.name() + ": unsupported qcow2 feature(s): "
                     + h.featureNames(0, unknown));
         }
-        if (!readOnly && h.has(Qcow2Header.INCOMPAT_CORRUPT)) {
+        if (!readOnly && !forCheck && h.has(Qcow2Header.INCOMPAT_CORRUPT)) {
             throw new ImageException(storage.name() + ": qcow2 image is marked corrupt and can only be opened "
-                    + "read-only; repair it with 'qemu-img check -r all'");
+                    + "read-only; repair it with 'diskmorph check -r all'");
         }
-        if (!readOnly && h.has(Qcow2Header.INCOMPAT_DIRTY)) {
+        if (!readOnly && !forCheck && h.has(Qcow2Header.INCOMPAT_DIRTY)) {
             // qemu repairs refcounts on a read-write open of a dirty image; we refuse instead
             throw new ImageException(storage.name() + ": qcow2 image is dirty (refcounts may be stale after a "
-                    + "crash with lazy_refcounts); repair it with 'qemu-img check -r all' before writing");
+                    + "crash with lazy_refcounts); repair it with 'diskmorph check -r all' before writing");
         }
         if (!h.has(Qcow2Header.INCOMPAT_DATA_FILE) && (h.autoclear & Qcow2Header.AUTOCLEAR_DATA_FILE_RAW) != 0) {
             throw new CorruptImageException("qcow2 header", 88, "data-file-raw is set without an external data "
@@ -110,19 +114,20 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
                     + "size needs " + needed);
         }
         long fileSize = storage.size();
-        if (l1Size > 0 && h.l1TableOffset >= fileSize) {
+        if (!forCheck && l1Size > 0 && h.l1TableOffset >= fileSize) {
             throw new CorruptImageException("qcow2 L1 table", h.l1TableOffset, "lies past the end of the file ("
                     + fileSize + " bytes)");
         }
-        if (h.refcountTableOffset >= fileSize) {
+        if (!forCheck && h.refcountTableOffset >= fileSize) {
             throw new CorruptImageException("qcow2 refcount table", h.refcountTableOffset, "lies past the end of "
                     + "the file (" + fileSize + " bytes)");
         }
-        if (h.l1TableOffset == 0 && l1Size > 0 || h.refcountTableOffset == 0) {
+        if (!forCheck && (h.l1TableOffset == 0 && l1Size > 0 || h.refcountTableOffset == 0)) {
             throw new CorruptImageException("qcow2 header", 40, "L1 or refcount table overlaps the header");
         }
         L1Table l1 = new L1Table(storage, h.l1TableOffset, (int) l1Size);
-        SnapshotTable.Table snaps = SnapshotTable.read(storage, h);
+        SnapshotTable.Table snaps = forCheck ? SnapshotTable.readForCheck(storage, h)
+                : SnapshotTable.read(storage, h);
         Storage dataFile = h.has(Qcow2Header.INCOMPAT_DATA_FILE) ? openDataFile(storage, context, h, readOnly)
                 : null;
         return new Qcow2Image(format, storage, context, h, l1, dataFile, snaps);
@@ -440,6 +445,9 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     /** The writer, made on the first write (it may clear autoclear bits, so only once a write is valid). */
     private Qcow2Writer writer() throws IOException {
         requireDataAccess();
+        if (context.forCheck()) {
+            throw new ImageException(storage.name() + ": image is open for check; reopen it to write");
+        }
         if (writer == null) {
             writer = new Qcow2Writer(this);
         }
@@ -499,6 +507,34 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
                 dataFile.close();
             }
         }
+    }
+
+    // ---- check ----
+
+    /**
+     * qemu-img check for qcow2 ({@link Qcow2Checker}); after a repair the
+     * tables are read again, the writer and caches start afresh.
+     */
+    @Override
+    public CheckReport check(RepairMode repair) throws IOException {
+        if (repair != RepairMode.NONE) {
+            checkWritable();
+        }
+        flush();
+        CheckReport r = Qcow2Checker.check(storage, repair, dataFile != null);
+        if (r.repaired) {
+            writer = null;
+            refcounts = null;
+            metadataPreallocated = null;
+            l2.clear();
+            dropDecompressed();
+            header = Qcow2Header.read(storage, context.forCheck());
+            l1 = new L1Table(storage, header.l1TableOffset, header.l1Size);
+            SnapshotTable.Table snaps = SnapshotTable.readForCheck(storage, header);
+            snapshots = snaps.snapshots();
+            snapshotTableBytes = snaps.byteSize();
+        }
+        return r;
     }
 
     // ---- info ----

@@ -316,6 +316,17 @@ final class Refcounts {
         b.dirty = true;
     }
 
+    /** Allocates {@code clusters} adjacent clusters for a table at the end of the image, each with refcount 1. */
+    long allocateRun(long clusters) throws IOException {
+        long off = bump(clusters);
+        for (long i = 0; i < clusters; i++) {
+            long ci = (off >>> geo.clusterBits) + i;
+            markNewMetadata(ci);
+            setNew(ci);
+        }
+        return off;
+    }
+
     private long bump(long clusters) throws IOException {
         long off = allocEnd();
         long end = Math.addExact(off, clusters << geo.clusterBits);
