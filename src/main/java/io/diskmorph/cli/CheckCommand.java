@@ -8,12 +8,12 @@ import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.LockMode;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Mixin;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -59,7 +59,7 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
             case "" -> RepairMode.NONE;
             case "leaks" -> RepairMode.LEAKS;
             case "all" -> RepairMode.ALL;
-            default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            default -> throw new Cli.ParameterException(spec.commandLine(),
                     "-r must be 'leaks' or 'all', not '" + repair + "'");
         };
         OpenOptions opts = image.readOnly().withFollowBacking(false).withForCheck(true);

@@ -6,11 +6,11 @@ import io.diskmorph.image.ImageCompare;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.storage.LockMode;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;

@@ -13,11 +13,11 @@ import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
 import io.diskmorph.storage.Storage;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.IOException;
 import java.nio.file.Files;

@@ -15,10 +15,10 @@ import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.FileStorageDir;
 import io.diskmorph.storage.LockMode;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.IOException;
 import java.io.PrintWriter;

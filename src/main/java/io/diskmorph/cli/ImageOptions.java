@@ -2,7 +2,7 @@ package io.diskmorph.cli;
 
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.storage.LockMode;
-import picocli.CommandLine.Option;
+import io.diskmorph.cli.Cli.Option;
 
 /** Options shared by commands that open one image read-only. */
 final class ImageOptions {

@@ -4,12 +4,12 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.Sizes;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Mixin;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;

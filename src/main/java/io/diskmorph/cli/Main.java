@@ -2,9 +2,6 @@ package io.diskmorph.cli;
 
 import io.diskmorph.image.ExitCodes;
 import io.diskmorph.image.ImageException;
-import picocli.CommandLine;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
 
 import java.io.BufferedWriter;
 import java.io.FileDescriptor;
@@ -16,22 +13,38 @@ import java.io.PrintWriter;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.NoSuchFileException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * Entry point. Every failure becomes one line on stderr and a documented
  * exit code (README, "Exit codes"); {@code --debug} adds the stack trace.
  */
-@Command(name = "diskmorph", mixinStandardHelpOptions = true, version = "diskmorph 0.1.0",
-        description = "Virtual disk images: inspect, check, compare, create, convert (also in place).",
-        subcommands = {InfoCommand.class, MapCommand.class, CheckCommand.class, CompareCommand.class,
-                CreateCommand.class, ConvertCommand.class, RecoverCommand.class, RollbackCommand.class,
-                DemoCommand.class, MeasureCommand.class})
 public final class Main {
+    static final String VERSION = "diskmorph 0.1.0";
     static boolean debug;
 
-    @Option(names = "--debug", description = "Show stack traces of errors.", scope = CommandLine.ScopeType.INHERIT)
-    void setDebug(boolean d) {
-        debug = d;
+    /** Sub-commands by name, with a one-line summary; only the command being run is instantiated. */
+    private static final Map<String, Supplier<Callable<Integer>>> COMMANDS = new LinkedHashMap<>();
+
+    static {
+        COMMANDS.put("info", InfoCommand::new);
+        COMMANDS.put("map", MapCommand::new);
+        COMMANDS.put("check", CheckCommand::new);
+        COMMANDS.put("compare", CompareCommand::new);
+        COMMANDS.put("create", CreateCommand::new);
+        COMMANDS.put("convert", ConvertCommand::new);
+        COMMANDS.put("measure", MeasureCommand::new);
+        COMMANDS.put("recover", RecoverCommand::new);
+        COMMANDS.put("rollback", RollbackCommand::new);
+        COMMANDS.put("demo", DemoCommand::new);
+    }
+
+    private Main() {
     }
 
     public static void main(String[] args) {
@@ -42,28 +55,82 @@ public final class Main {
 
     /** Runs one command line; returns the exit code (tests call this directly). */
     public static int run(String[] args, PrintWriter out, PrintWriter err) {
+        try {
+            return dispatch(args, out, err);
+        } finally {
+            out.flush();
+            err.flush();
+        }
+    }
+
+    private static int dispatch(String[] args, PrintWriter out, PrintWriter err) {
         debug = false;
-        CommandLine cl = new CommandLine(new Main());
-        cl.setOut(out);
-        cl.setErr(err);
-        cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
-            int code = failureCode(commandLine.getCommand(), ex);
-            err.println("diskmorph: " + describe(ex));
-            if (debug) {
-                ex.printStackTrace(err);
+        List<String> rest = new ArrayList<>();
+        String name = null;
+        for (String a : args) {
+            if (a.equals("--debug")) {
+                debug = true; // accepted anywhere, like a global option
+            } else if (name == null && (a.equals("--version") || a.equals("-V"))) {
+                out.println(VERSION);
+                return ExitCodes.OK;
+            } else if (name == null && (a.equals("--help") || a.equals("-h"))) {
+                usage(out);
+                return ExitCodes.OK;
+            } else if (name == null && a.startsWith("-")) {
+                err.println("diskmorph: unknown option '" + a + "'");
+                err.println("Try 'diskmorph --help' for usage.");
+                return ExitCodes.USAGE;
+            } else if (name == null) {
+                name = a;
+            } else {
+                rest.add(a);
             }
-            return code;
-        });
-        cl.setParameterExceptionHandler((ex, args1) -> {
-            err.println("diskmorph: " + ex.getMessage());
-            err.println("Try 'diskmorph " + ex.getCommandLine().getCommandName() + " --help' for usage.");
+        }
+        if (name == null) {
+            usage(err);
             return ExitCodes.USAGE;
+        }
+        Supplier<Callable<Integer>> make = COMMANDS.get(name);
+        if (make == null) {
+            err.println("diskmorph: unknown command '" + name + "'");
+            err.println("Try 'diskmorph --help' for usage.");
+            return ExitCodes.USAGE;
+        }
+        Callable<Integer> command = make.get();
+        Cli.CommandSpec io = new Cli.CommandSpec(name, out, err);
+        try {
+            Cli.bind(command, rest.toArray(String[]::new), io);
+        } catch (Cli.HelpShown h) {
+            return ExitCodes.OK;
+        } catch (Cli.ParameterException e) {
+            err.println("diskmorph: " + e.getMessage());
+            err.println("Try 'diskmorph " + name + " --help' for usage.");
+            return ExitCodes.USAGE;
+        }
+        try {
+            return command.call();
+        } catch (Cli.ParameterException e) {
+            err.println("diskmorph: " + e.getMessage());
+            err.println("Try 'diskmorph " + name + " --help' for usage.");
+            return ExitCodes.USAGE;
+        } catch (Exception | OutOfMemoryError | StackOverflowError e) {
+            err.println("diskmorph: " + describe(e));
+            if (debug) {
+                e.printStackTrace(err);
+            }
+            return failureCode(command, e);
+        }
+    }
+
+    private static void usage(PrintWriter out) {
+        out.println("Usage: diskmorph [--debug] COMMAND [OPTIONS] ...");
+        out.println("Virtual disk images: inspect, check, compare, create, convert (also in place).");
+        out.println("Commands:");
+        COMMANDS.forEach((n, make) -> {
+            Cli.Command c = make.get().getClass().getAnnotation(Cli.Command.class);
+            out.printf("  %-10s %s%n", n, c.description().length > 0 ? c.description()[0] : "");
         });
-        cl.setExitCodeExceptionMapper(t -> ExitCodes.ERROR);
-        int code = cl.execute(args);
-        out.flush();
-        err.flush();
-        return code;
+        out.println("'diskmorph COMMAND --help' shows a command's options. --version prints the version.");
     }
 
     /** Commands that mirror qemu-img keep its failure codes (check 1, compare 2). */

@@ -4,11 +4,11 @@ import io.diskmorph.copy.Measure;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Sizes;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Option;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;

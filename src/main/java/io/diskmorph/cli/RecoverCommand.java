@@ -7,10 +7,10 @@ import io.diskmorph.image.OpenOptions;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.FileStorageDir;
 import io.diskmorph.storage.LockMode;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import io.diskmorph.cli.Cli.Command;
+import io.diskmorph.cli.Cli.Parameters;
+import io.diskmorph.cli.Cli.Spec;
+import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
