@@ -7,7 +7,6 @@ import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
-import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
@@ -56,55 +55,53 @@ final class NativeFs {
             ValueLayout.JAVA_INT.withName("l_pid"),
             MemoryLayout.paddingLayout(4));
     private static final long STAT_SIZE = 256; // larger than struct stat on every 64-bit Linux ABI
-    private static final long ST_BLOCKS_OFFSET_X86_64 = 64;
-    private static final long ST_BLOCKS_OFFSET_AARCH64 = 64;
+    private static final long ST_BLOCKS_OFFSET = 64; // the kernel's struct stat, x86_64 and aarch64 alike
+    private static final int AT_FDCWD = -100;
+
+    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate}. */
+    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285};
+    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47};
+    private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5;
 
     static final boolean AVAILABLE;
-    private static final MethodHandle OPEN;
-    private static final MethodHandle CLOSE;
-    private static final MethodHandle LSEEK;
-    private static final MethodHandle FALLOCATE;
-    private static final MethodHandle FCNTL_LOCK;
-    private static final MethodHandle FSTAT;
+    private static final long[] NR;
+    /**
+     * libc's syscall(2) with four arguments: one downcall handle for every
+     * call. Each distinct native signature costs the JVM a generated stub
+     * (about 7 ms, 30 ms for the first) at every start, so one shape for all
+     * calls keeps start-up cheap.
+     */
+    private static final MethodHandle SYSCALL;
 
     static {
-        MethodHandle open = null, close = null, lseek = null, fallocate = null, fcntl = null, fstat = null;
-        boolean ok = false;
+        MethodHandle syscall = null;
+        long[] nr = null;
         try {
             String arch = System.getProperty("os.arch", "");
-            if (System.getProperty("os.name", "").toLowerCase().contains("linux")
-                    && (arch.equals("amd64") || arch.equals("x86_64") || arch.equals("aarch64"))) {
-                SymbolLookup libc = LINKER.defaultLookup();
-                Linker.Option errno = Linker.Option.captureCallState("errno");
-                open = LINKER.downcallHandle(libc.find("open").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
-                                ValueLayout.JAVA_INT),
-                        errno, Linker.Option.firstVariadicArg(2));
-                close = LINKER.downcallHandle(libc.find("close").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
-                lseek = LINKER.downcallHandle(libc.find("lseek").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
-                                ValueLayout.JAVA_INT), errno);
-                fallocate = LINKER.downcallHandle(libc.find("fallocate").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
-                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG), errno);
-                fcntl = LINKER.downcallHandle(libc.find("fcntl").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
-                                ValueLayout.ADDRESS), errno, Linker.Option.firstVariadicArg(2));
-                fstat = LINKER.downcallHandle(libc.find("fstat").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS), errno);
-                ok = true;
+            if (System.getProperty("os.name", "").toLowerCase().contains("linux")) {
+                nr = switch (arch) {
+                    case "amd64", "x86_64" -> NR_X86_64;
+                    case "aarch64" -> NR_AARCH64;
+                    default -> null;
+                };
+            }
+            if (nr != null) {
+                syscall = LINKER.downcallHandle(LINKER.defaultLookup().find("syscall").orElseThrow(),
+                        FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG,
+                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG),
+                        Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(1));
             }
         } catch (Throwable e) {
-            ok = false;
+            syscall = null;
         }
-        AVAILABLE = ok;
-        OPEN = open;
-        CLOSE = close;
-        LSEEK = lseek;
-        FALLOCATE = fallocate;
-        FCNTL_LOCK = fcntl;
-        FSTAT = fstat;
+        AVAILABLE = syscall != null;
+        SYSCALL = syscall;
+        NR = nr;
+    }
+
+    /** One system call; returns its result, or -1 with errno in {@code state}. */
+    private static long call(MemorySegment state, int which, long a, long b, long c, long d) throws Throwable {
+        return (long) SYSCALL.invokeExact(state, NR[which], a, b, c, d);
     }
 
     /** Thrown for a failed call; carries errno so callers can fall back on EINVAL/EOPNOTSUPP. */
@@ -125,7 +122,7 @@ final class NativeFs {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
             MemorySegment name = arena.allocateFrom(path.toString());
-            int fd = (int) OPEN.invokeExact(state, name, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+            int fd = (int) call(state, OPENAT, AT_FDCWD, name.address(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
             if (fd < 0) {
                 throw new ErrnoException("open", path.toString(), errno(state));
             }
@@ -138,8 +135,8 @@ final class NativeFs {
     }
 
     static void close(int fd) {
-        try {
-            int ignored = (int) CLOSE.invokeExact(fd);
+        try (Arena arena = Arena.ofConfined()) {
+            call(arena.allocate(ERRNO_LAYOUT), CLOSE, fd, 0, 0, 0);
         } catch (Throwable ignored) {
             // nothing to do: the descriptor is gone either way
         }
@@ -149,7 +146,7 @@ final class NativeFs {
     static long lseek(int fd, long offset, int whence, String name) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
-            long r = (long) LSEEK.invokeExact(state, fd, offset, whence);
+            long r = call(state, LSEEK, fd, offset, whence, 0);
             if (r < 0) {
                 int e = errno(state);
                 if (e == ENXIO) {
@@ -168,7 +165,7 @@ final class NativeFs {
     static void fallocate(int fd, int mode, long offset, long length, String name) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
-            int r = (int) FALLOCATE.invokeExact(state, fd, mode, offset, length);
+            long r = call(state, FALLOCATE, fd, mode, offset, length);
             if (r != 0) {
                 throw new ErrnoException("fallocate", name, errno(state));
             }
@@ -184,13 +181,11 @@ final class NativeFs {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
             MemorySegment st = arena.allocate(STAT_SIZE, 8);
-            int r = (int) FSTAT.invokeExact(state, fd, st);
+            long r = call(state, FSTAT, fd, st.address(), 0, 0);
             if (r != 0) {
                 throw new ErrnoException("fstat", name, errno(state));
             }
-            long off = System.getProperty("os.arch").equals("aarch64") ? ST_BLOCKS_OFFSET_AARCH64
-                    : ST_BLOCKS_OFFSET_X86_64;
-            return st.get(ValueLayout.JAVA_LONG, off) * 512;
+            return st.get(ValueLayout.JAVA_LONG, ST_BLOCKS_OFFSET) * 512;
         } catch (IOException e) {
             throw e;
         } catch (Throwable t) {
@@ -206,7 +201,7 @@ final class NativeFs {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
             MemorySegment fl = flock(arena, type, start, len);
-            int r = (int) FCNTL_LOCK.invokeExact(state, fd, F_OFD_SETLK, fl);
+            long r = call(state, FCNTL, fd, F_OFD_SETLK, fl.address(), 0);
             if (r != 0) {
                 int e = errno(state);
                 if (e == EAGAIN || e == EACCES) {
@@ -231,7 +226,7 @@ final class NativeFs {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(ERRNO_LAYOUT);
             MemorySegment fl = flock(arena, type, start, len);
-            int r = (int) FCNTL_LOCK.invokeExact(state, fd, F_OFD_GETLK, fl);
+            long r = call(state, FCNTL, fd, F_OFD_GETLK, fl.address(), 0);
             if (r != 0) {
                 throw new ErrnoException("fcntl(F_OFD_GETLK)", name, errno(state));
             }

@@ -169,7 +169,7 @@ final class Qcow2Checker {
         this.refs = new ReferenceTally(geo.refcountBits);
         this.fileLength = storage.size();
         this.originalLength = fileLength;
-        this.l2Buffer = ByteBuffer.allocate((int) c);
+        this.l2Buffer = ByteBuffer.allocateDirect((int) c); // read without a bounce through a temporary buffer
         this.l2Words = new long[(int) (c / 8)];
     }
 
@@ -568,12 +568,15 @@ final class Qcow2Checker {
         boolean ext = geo.extendedL2;
         int ew = geo.entryWords;
         long nextContiguous = 0;
-        for (int i = 0; i < geo.l2Entries; i++) {
+        int words = geo.l2Entries * ew;
+        for (int k = 0; k < words; k++) {
+            if (w[k] == 0) {
+                continue; // most entries of a sparse image: a tight loop over the unallocated ones
+            }
+            int i = k / ew;
+            k = i * ew + ew - 1;
             long e = w[i * ew];
             long bitmap = ext ? w[i * 2 + 1] : 0;
-            if ((e | bitmap) == 0) {
-                continue;
-            }
             long off = e & OFFSET_MASK;
             if (!ext && !dataFile && (e & (COMPRESSED | ZERO | L2E_STD_RESERVED)) == 0 && off != 0
                     && (off & (c - 1)) == 0 && off < fileLength) {
