@@ -148,7 +148,8 @@ public final class InPlaceConverter {
                 hasBacking = source.backingFileName() != null;
                 spec = new CreateSpec(source.virtualSize(), request.options(), source.backingFileName(),
                         source.backingFormat());
-                defaults = new LayoutTarget.TargetDefaults(source.clusterSize());
+                defaults = new LayoutTarget.TargetDefaults(source.clusterSize(),
+                        sourceFormat.name().equals(tf.name()) ? source.creationOptions() : java.util.Map.of());
                 LayoutBuilder rulesBuilder = target.layoutBuilder(spec, defaults, new RecordingSpace(
                         new Allocators.FirstFit(new ClusterBitmap(), 1 << 16, 1)));
                 cluster = rulesBuilder.clusterSize();

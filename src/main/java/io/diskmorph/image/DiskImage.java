@@ -72,6 +72,16 @@ public interface DiskImage extends Closeable {
     ImageInfo info() throws IOException;
 
     /**
+     * The -o options (names as qemu-img create spells them) that would lay
+     * out an image of this format like this one: what a same-format in-place
+     * conversion keeps unless the user changes it. Formats without options
+     * return an empty map.
+     */
+    default java.util.Map<String, String> creationOptions() throws IOException {
+        return java.util.Map.of();
+    }
+
+    /**
      * QEMU quirk kept for map compatibility: when true, data extents whose
      * host range is a hole in the data file are reported as reading zeros
      * (qcow2 with metadata preallocation does this, BDRV_BLOCK_RECURSE).

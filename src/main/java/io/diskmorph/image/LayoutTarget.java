@@ -27,8 +27,27 @@ public interface LayoutTarget {
      */
     boolean unreferencedSpaceIsLeak();
 
-    /** Hints from the source of a conversion. */
-    record TargetDefaults(long clusterSize) {
-        public static final TargetDefaults NONE = new TargetDefaults(0);
+    /**
+     * Hints from the source of a conversion: its cluster size, and when the
+     * source has the target's format, its own creation options
+     * ({@link DiskImage#creationOptions()}), which a target takes for every
+     * option the user did not give and that still fits the options given.
+     */
+    record TargetDefaults(long clusterSize, java.util.Map<String, String> sameFormatOptions) {
+        public static final TargetDefaults NONE = new TargetDefaults(0, java.util.Map.of());
+
+        public TargetDefaults {
+            sameFormatOptions = java.util.Map.copyOf(sameFormatOptions);
+        }
+
+        /** Only a cluster size hint (a source of another format). */
+        public TargetDefaults(long clusterSize) {
+            this(clusterSize, java.util.Map.of());
+        }
+
+        /** The source's value of a same-format option, or null. */
+        public String sourceOption(String name) {
+            return sameFormatOptions.get(name);
+        }
     }
 }

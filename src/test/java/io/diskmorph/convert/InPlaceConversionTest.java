@@ -277,6 +277,40 @@ class InPlaceConversionTest {
     }
 
     @Test
+    void sameFormatConversionKeepsTheSourceOptionsTheUserDidNotChange() throws IOException {
+        Path img = dir.resolve("v3.qcow2");
+        Qemu.create(img, "qcow2", "8M", "cluster_size=4k,refcount_bits=64,lazy_refcounts=on,compression_type=zstd");
+        Qemu.io(img, "qcow2", "write -P 0x5a 1M 300k", "write -P 0x33 5M 64k");
+        Path reference = dir.resolve("v3.raw");
+        Qemu.toRaw(img, "qcow2", reference);
+        Dm.run("convert", "--in-place", "-O", "qcow2", "-o", "cluster_size=16k", img).ok();
+        assertEquals(0, Qemu.check(img, "qcow2").exitCode());
+        assertEquals(0, Qemu.img("compare", "-f", "qcow2", "-F", "raw", img, reference).exitCode());
+        JsonNode info = Qemu.img("info", "--output=json", img).ok().json();
+        JsonNode fs = info.get("format-specific").get("data");
+        assertEquals(16384, info.get("cluster-size").asLong(), "the option given changed");
+        assertEquals("1.1", fs.get("compat").asText());
+        assertEquals(64, fs.get("refcount-bits").asInt(), "kept from the source");
+        assertTrue(fs.get("lazy-refcounts").asBoolean(), "kept from the source");
+        assertEquals("zstd", fs.get("compression-type").asText(), "kept from the source");
+
+        // a v2 source stays v2 unless asked; a v3-only option without compat=1.1 is refused like qemu-img amend
+        Path v2 = dir.resolve("v2.qcow2");
+        Qemu.create(v2, "qcow2", "8M", "compat=0.10");
+        Qemu.io(v2, "qcow2", "write -P 0x44 0 128k");
+        Dm.run("convert", "--in-place", "-O", "qcow2", "-o", "cluster_size=4k", v2).ok();
+        assertEquals("0.10", Qemu.img("info", "--output=json", v2).ok().json().get("format-specific").get("data")
+                .get("compat").asText());
+        byte[] before = Files.readAllBytes(v2);
+        Dm.Result r = Dm.run("convert", "--in-place", "-O", "qcow2", "-o", "refcount_bits=64", v2);
+        assertEquals(ExitCodes.USAGE, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains("compat=1.1"), r.err());
+        assertArrayEquals(before, Files.readAllBytes(v2), "a refused conversion changes nothing");
+        Dm.run("convert", "--in-place", "-O", "qcow2", "-o", "compat=1.1,refcount_bits=64", v2).ok();
+        assertEquals(0, Qemu.check(v2, "qcow2").exitCode());
+    }
+
+    @Test
     void keepRollbackThenRollbackRestoresTheOriginalExactly() throws IOException {
         Path img = make(new Source("raw", "raw", "8M", "", SCATTERED));
         byte[] original = Files.readAllBytes(img);

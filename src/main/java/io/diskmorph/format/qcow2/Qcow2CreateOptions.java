@@ -21,7 +21,9 @@ record Qcow2CreateOptions(int version, int clusterBits, int refcountOrder, boole
     static Qcow2CreateOptions parse(CreateSpec spec, LayoutTarget.TargetDefaults defaults)
             throws InvalidRequestException {
         FormatOptions o = new FormatOptions(Qcow2Format.NAME, spec.options());
-        String compat = o.string("compat", "1.1");
+        // a qcow2 source's own options are the defaults of a same-format conversion, as far as they still
+        // fit what the user changed (a v2 target drops v3-only features; refcount_bits falls back to 16)
+        String compat = o.string("compat", inherited(defaults, "compat", "1.1"));
         int version = switch (compat) {
             case "0.10", "v2" -> 2;
             case "1.1", "v3" -> 3;
@@ -33,7 +35,8 @@ record Qcow2CreateOptions(int version, int clusterBits, int refcountOrder, boole
             throw new InvalidRequestException("qcow2 option cluster_size: must be a power of two between 512 and "
                     + "2M, not " + clusterSize);
         }
-        long refcountBits = o.number("refcount_bits", 16);
+        long refcountBits = o.number("refcount_bits",
+                version == 3 ? Long.parseLong(inherited(defaults, "refcount_bits", "16")) : 16);
         if (refcountBits < 1 || refcountBits > 64 || Long.bitCount(refcountBits) != 1) {
             throw new InvalidRequestException("qcow2 option refcount_bits: must be a power of two between 1 and "
                     + "64, not " + refcountBits);
@@ -42,11 +45,13 @@ record Qcow2CreateOptions(int version, int clusterBits, int refcountOrder, boole
             throw new InvalidRequestException("qcow2 option refcount_bits: compat=0.10 only supports 16-bit "
                     + "refcounts (use compat=1.1)");
         }
-        boolean lazy = o.bool("lazy_refcounts", false);
+        boolean lazy = o.bool("lazy_refcounts", version == 3
+                && Boolean.parseBoolean(inherited(defaults, "lazy_refcounts", "false")));
         if (lazy && version == 2) {
             throw new InvalidRequestException("qcow2 option lazy_refcounts: needs compat=1.1");
         }
-        boolean extendedL2 = o.bool("extended_l2", false);
+        boolean extendedL2 = o.bool("extended_l2", version == 3 && clusterSize >= 16 * 1024
+                && Boolean.parseBoolean(inherited(defaults, "extended_l2", "false")));
         if (extendedL2 && version == 2) {
             throw new InvalidRequestException("qcow2 option extended_l2: needs compat=1.1");
         }
@@ -54,7 +59,8 @@ record Qcow2CreateOptions(int version, int clusterBits, int refcountOrder, boole
             throw new InvalidRequestException("qcow2 option extended_l2: needs cluster_size of at least 16K, not "
                     + clusterSize);
         }
-        String ct = o.string("compression_type", "zlib");
+        String ct = o.string("compression_type", version == 3 ? inherited(defaults, "compression_type", "zlib")
+                : "zlib");
         int compression = switch (ct) {
             case "zlib" -> Qcow2Header.COMPRESSION_ZLIB;
             case "zstd" -> Qcow2Header.COMPRESSION_ZSTD;
@@ -89,6 +95,11 @@ record Qcow2CreateOptions(int version, int clusterBits, int refcountOrder, boole
         return new Qcow2CreateOptions(version, Long.numberOfTrailingZeros(clusterSize),
                 Long.numberOfTrailingZeros(refcountBits), lazy, extendedL2, compression, backing, backingFmt,
                 prealloc.equals("metadata"));
+    }
+
+    private static String inherited(LayoutTarget.TargetDefaults defaults, String name, String fallback) {
+        String v = defaults.sourceOption(name);
+        return v != null ? v : fallback;
     }
 
     /** The conversion source's cluster size when qcow2 can use it (capped at 2 MiB), else 64 KiB. */

@@ -551,6 +551,20 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
                 Images.fullBackingFilename(context.path(), backingName), backingFmt, formatSpecific(), snaps);
     }
 
+    @Override
+    public Map<String, String> creationOptions() {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("compat", header.version == 2 ? "0.10" : "1.1");
+        m.put("cluster_size", Long.toString(geo.clusterSize));
+        m.put("refcount_bits", Integer.toString(geo.refcountBits));
+        if (header.version >= 3) {
+            m.put("lazy_refcounts", Boolean.toString((header.compatible & Qcow2Header.COMPAT_LAZY_REFCOUNTS) != 0));
+            m.put("extended_l2", Boolean.toString(geo.extendedL2));
+            m.put("compression_type", header.compressionType == Qcow2Header.COMPRESSION_ZSTD ? "zstd" : "zlib");
+        }
+        return m;
+    }
+
     /** qemu 7.2's format-specific keys, in the order qemu-img prints them. */
     private Map<String, Object> formatSpecific() throws IOException {
         Map<String, Object> m = new LinkedHashMap<>();

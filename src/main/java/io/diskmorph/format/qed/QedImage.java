@@ -91,6 +91,11 @@ final class QedImage extends AbstractDiskImage {
         return c;
     }
 
+    @Override
+    public java.util.Map<String, String> creationOptions() {
+        return java.util.Map.of("cluster_size", Long.toString(c), "table_size", Long.toString(header.tableSize));
+    }
+
     QedHeader header() {
         return header;
     }

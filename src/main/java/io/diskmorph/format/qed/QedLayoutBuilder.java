@@ -91,7 +91,7 @@ final class QedLayoutBuilder implements LayoutBuilder {
             throw new InvalidRequestException("invalid QED image size " + spec.virtualSize());
         }
         long size = spec.virtualSize() + 511 & ~511L;
-        long tableSize = o.size("table_size", QedHeader.DEFAULT_TABLE_SIZE);
+        long tableSize = o.size("table_size", defaultTableSize(defaults, size));
         long clusterSize = o.size("cluster_size", defaultClusterSize(defaults, size, tableSize));
         String optBacking = o.string("backing_file", null);
         String optFormat = o.string("backing_fmt", null);
@@ -127,6 +127,19 @@ final class QedLayoutBuilder implements LayoutBuilder {
             throw new InvalidRequestException("backing_fmt given without a backing file");
         }
         return new QedLayoutBuilder(space, clusterSize, tableSize, size, backing, backingFormat);
+    }
+
+    /** A QED source's table size when it is valid and still fits this disk, else qemu's default. */
+    private static long defaultTableSize(TargetDefaults defaults, long size) {
+        String t = defaults.sourceOption("table_size");
+        if (t != null) {
+            long ts = Long.parseLong(t);
+            if (QedHeader.isTableSizeValid(ts) && ts > 1
+                    && QedHeader.isImageSizeValid(size, defaultClusterSize(defaults, size, ts), ts)) {
+                return ts;
+            }
+        }
+        return QedHeader.DEFAULT_TABLE_SIZE;
     }
 
     /** The source's cluster size when QED can use it for this disk, else qemu's default. */
