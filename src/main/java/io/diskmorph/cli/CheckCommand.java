@@ -8,43 +8,36 @@ import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.LockMode;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Mixin;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
 /**
  * qemu-img check: exit 0 clean, 1 check failed (or the image could not be
  * opened), 2 corruptions, 3 leaks only, 63 format without checks.
  */
-@Command(name = "check", description = "Check image consistency, optionally repair (qemu-img check).")
-final class CheckCommand implements Callable<Integer>, Main.FailureCode {
-    @Spec
-    CommandSpec spec;
-
-    @Mixin
-    ImageOptions image;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
-    OutputFormat output;
-
-    @Option(names = "-r", paramLabel = "leaks|all", description = "Repair leaks, or leaks and corruptions.")
+final class CheckCommand implements Cli.Command, Main.FailureCode {
+    private Cli.CommandSpec spec;
+    private final ImageOptions image = new ImageOptions();
+    OutputFormat output = OutputFormat.human;
     String repair;
-
-    @Option(names = "-q", description = "Quiet: print nothing, report through the exit code.")
     boolean quiet;
-
-    @Parameters(index = "0", paramLabel = "IMAGE")
     Path path;
+
+    @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("check", "Check image consistency, optionally repair (qemu-img check).")
+                .mixin(image::declare)
+                .option("--output", "human|json", "Output format.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .option("-r", "leaks|all", "Repair leaks, or leaks and corruptions.", v -> repair = v)
+                .flag("-q", "Quiet: print nothing, report through the exit code.", () -> quiet = true)
+                .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
+    }
 
     @Override
     public int failureExitCode() {
@@ -53,13 +46,13 @@ final class CheckCommand implements Callable<Integer>, Main.FailureCode {
 
     @Override
     public Integer call() throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
+        PrintWriter out = spec.getOut();
+        PrintWriter err = spec.getErr();
         RepairMode mode = switch (repair == null ? "" : repair) {
             case "" -> RepairMode.NONE;
             case "leaks" -> RepairMode.LEAKS;
             case "all" -> RepairMode.ALL;
-            default -> throw new Cli.ParameterException(spec.commandLine(),
+            default -> throw new Cli.ParameterException(
                     "-r must be 'leaks' or 'all', not '" + repair + "'");
         };
         OpenOptions opts = image.readOnly().withFollowBacking(false).withForCheck(true);

@@ -1,81 +1,35 @@
 package io.diskmorph.cli;
 
 import java.io.PrintWriter;
-import java.lang.annotation.ElementType;
-import java.lang.annotation.Retention;
-import java.lang.annotation.RetentionPolicy;
-import java.lang.annotation.Target;
-import java.lang.reflect.Field;
-import java.lang.reflect.ParameterizedType;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 
 /**
- * A small command-line binder in the spirit of picocli's annotations, built
- * for start-up time: picocli's class files predate class-data sharing (class
- * version 49) and its model building costs a quarter of a second in every
- * run, more than a whole {@code qemu-img info}. This binds one command's
- * annotated fields with a few reflective calls.
+ * A small command-line binder built for start-up time. Commands declare
+ * their options in code ({@link Command#declare}): picocli's class files
+ * predate class-data sharing and its model cost a quarter of a second per
+ * run, and even reading annotations costs a generated proxy class per
+ * annotation type (tens of milliseconds, not archivable).
  *
  * <p>Syntax (getopt-like, as qemu-img): {@code -f FMT} or {@code -fFMT},
  * combined flags {@code -pq}, {@code --output=json} or {@code --output json},
- * repeatable list options, {@code --} ends options. {@code --help} prints
- * the command's usage.
+ * repeatable options, {@code --} ends options. {@code --help} prints the
+ * command's usage.
  */
 final class Cli {
     private Cli() {
     }
 
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target(ElementType.TYPE)
-    @interface Command {
-        String name();
-
-        String[] description() default {};
-    }
-
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target({ElementType.FIELD})
-    @interface Option {
-        String[] names();
-
-        String paramLabel() default "";
-
-        String[] description() default {};
-
-        String defaultValue() default "";
-
-        boolean required() default false;
-    }
-
-    /** Positional parameters: {@code index} "0", "1", ...; a List field takes the rest (arity "m..n"). */
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target(ElementType.FIELD)
-    @interface Parameters {
-        String index() default "";
-
-        String paramLabel() default "";
-
-        String arity() default "1";
-
-        String[] description() default {};
-    }
-
-    /** A field whose own fields are options too (shared option groups). */
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target(ElementType.FIELD)
-    @interface Mixin {
-    }
-
-    /** Receives the command's {@link CommandSpec} (its output streams). */
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target(ElementType.FIELD)
-    @interface Spec {
+    /** A sub-command: declares its options, then runs. */
+    interface Command extends Callable<Integer> {
+        /** Its name, description, options and parameters; {@code io} holds the streams it writes to. */
+        Declaration declare(CommandSpec io);
     }
 
     /** What a running command sees of the command line: its name and streams. */
@@ -88,10 +42,6 @@ final class Cli {
             this.name = name;
             this.out = out;
             this.err = err;
-        }
-
-        CommandSpec commandLine() {
-            return this;
         }
 
         PrintWriter getOut() {
@@ -107,12 +57,8 @@ final class Cli {
         }
     }
 
-    /** A usage error: reported with a pointer to the command's --help. */
+    /** A usage error: reported with a pointer to the command's --help (exit 64). */
     static final class ParameterException extends RuntimeException {
-        ParameterException(CommandSpec spec, String message) {
-            super(message);
-        }
-
         ParameterException(String message) {
             super(message);
         }
@@ -125,39 +71,82 @@ final class Cli {
         }
     }
 
-    private record Opt(Field field, Object owner, Option spec) {
-        boolean flag() {
-            return field.getType() == boolean.class || field.getType() == Boolean.class;
-        }
-
+    private record Opt(String[] names, String label, String description, Consumer<String> set, boolean flag,
+                       boolean[] required) {
         String mainName() {
-            return spec.names()[spec.names().length - 1];
+            return names[names.length - 1];
         }
     }
 
-    private record Pos(Field field, Parameters spec) {
-        int index() {
-            return spec.index().isEmpty() ? 0 : Integer.parseInt(spec.index());
+    private record Param(String label, int min, int max, Consumer<String> set) {
+    }
+
+    /** A command's name, description, options (in usage order) and positional parameters (in order). */
+    static final class Declaration {
+        private final String name;
+        private final String[] description;
+        private final List<Opt> options = new ArrayList<>();
+        private final List<Param> params = new ArrayList<>();
+
+        Declaration(String name, String... description) {
+            this.name = name;
+            this.description = description;
         }
 
-        int min() {
-            String a = spec.arity();
-            return Integer.parseInt(a.contains("..") ? a.substring(0, a.indexOf("..")) : a);
+        /** An option with a value; {@code names} separated by '|', e.g. "-U|--force-share". */
+        Declaration option(String names, String label, String description, Consumer<String> set) {
+            options.add(new Opt(names.split("\\|"), label, description, set, false, new boolean[1]));
+            return this;
         }
 
-        int max() {
-            String a = spec.arity();
-            return Integer.parseInt(a.contains("..") ? a.substring(a.indexOf("..") + 2) : a);
+        /** An option without a value. */
+        Declaration flag(String names, String description, Runnable set) {
+            options.add(new Opt(names.split("\\|"), "", description, v -> set.run(), true, new boolean[1]));
+            return this;
+        }
+
+        /** The option declared last must be given. */
+        Declaration required() {
+            options.getLast().required()[0] = true;
+            return this;
+        }
+
+        /** Positional parameters: between {@code min} and {@code max} values, in order after the previous ones. */
+        Declaration parameters(String label, int min, int max, Consumer<String> set) {
+            params.add(new Param(label, min, max, set));
+            return this;
+        }
+
+        /** Options shared by several commands. */
+        Declaration mixin(Consumer<Declaration> shared) {
+            shared.accept(this);
+            return this;
+        }
+
+        String name() {
+            return name;
+        }
+
+        String summary() {
+            return description.length > 0 ? description[0] : "";
+        }
+
+        private Opt find(String n) {
+            for (Opt o : options) {
+                for (String x : o.names) {
+                    if (x.equals(n)) {
+                        return o;
+                    }
+                }
+            }
+            return null;
         }
     }
 
-    /** Binds {@code args} to {@code command}'s annotated fields. */
-    static void bind(Object command, String[] args, CommandSpec io) {
-        List<Opt> opts = new ArrayList<>();
-        List<Pos> pos = new ArrayList<>();
-        collect(command, opts, pos, io);
-        pos.sort(Comparator.comparingInt(Pos::index));
-        Set<Opt> seen = new HashSet<>();
+    /** Binds {@code args} to the command's declaration; throws {@link ParameterException} or {@link HelpShown}. */
+    static void bind(Command command, String[] args, CommandSpec io) {
+        Declaration d = command.declare(io);
+        List<Opt> seen = new ArrayList<>();
         List<String> positional = new ArrayList<>();
         boolean endOfOptions = false;
         for (int i = 0; i < args.length; i++) {
@@ -171,7 +160,7 @@ final class Cli {
                 continue;
             }
             if (a.equals("--help") || a.equals("-h")) {
-                printUsage(command, io.getOut());
+                printUsage(d, io.getOut());
                 throw new HelpShown();
             }
             String name = a;
@@ -180,16 +169,17 @@ final class Cli {
                 name = a.substring(0, a.indexOf('='));
                 value = a.substring(a.indexOf('=') + 1);
             }
-            Opt o = find(opts, name);
+            Opt o = d.find(name);
             if (o == null && !a.startsWith("--") && a.length() > 2) {
-                Opt first = find(opts, a.substring(0, 2));
-                if (first != null && !first.flag()) {
+                Opt first = d.find(a.substring(0, 2));
+                if (first != null && !first.flag) {
                     o = first; // -fqcow2
+                    name = a.substring(0, 2);
                     value = a.substring(2);
-                } else if (allFlags(opts, a)) {
+                } else if (allFlags(d, a)) {
                     for (int k = 1; k < a.length(); k++) { // -pq
-                        Opt f = find(opts, "-" + a.charAt(k));
-                        set(f, "true");
+                        Opt f = d.find("-" + a.charAt(k));
+                        f.set.accept("true");
                         seen.add(f);
                     }
                     continue;
@@ -198,7 +188,7 @@ final class Cli {
             if (o == null) {
                 throw new ParameterException("unknown option '" + a + "'");
             }
-            if (o.flag()) {
+            if (o.flag) {
                 if (value != null) {
                     throw new ParameterException("option '" + name + "' takes no value");
                 }
@@ -206,185 +196,105 @@ final class Cli {
             } else if (value == null) {
                 if (i + 1 >= args.length) {
                     throw new ParameterException("option '" + name + "' needs a value ("
-                            + (o.spec.paramLabel().isEmpty() ? "VALUE" : o.spec.paramLabel()) + ")");
+                            + (o.label.isEmpty() ? "VALUE" : o.label) + ")");
                 }
                 value = args[++i];
             }
-            set(o, value);
+            o.set.accept(value);
             seen.add(o);
         }
-        for (Opt o : opts) {
-            if (!seen.contains(o)) {
-                if (o.spec.required()) {
-                    throw new ParameterException("missing required option '" + o.mainName() + "'");
-                }
-                if (!o.spec.defaultValue().isEmpty()) {
-                    set(o, o.spec.defaultValue());
-                }
+        for (Opt o : d.options) {
+            if (o.required()[0] && !seen.contains(o)) {
+                throw new ParameterException("missing required option '" + o.mainName() + "'");
             }
         }
-        bindPositionals(command, pos, positional);
+        int next = 0;
+        for (Param p : d.params) {
+            int take = Math.min(positional.size() - next, p.max);
+            if (take < p.min) {
+                throw new ParameterException("missing " + p.label);
+            }
+            for (int k = 0; k < take; k++) {
+                p.set.accept(positional.get(next++));
+            }
+        }
+        if (next < positional.size()) {
+            throw new ParameterException("unexpected argument '" + positional.get(next) + "'");
+        }
     }
 
-    private static boolean allFlags(List<Opt> opts, String a) {
+    private static boolean allFlags(Declaration d, String a) {
         for (int k = 1; k < a.length(); k++) {
-            Opt f = find(opts, "-" + a.charAt(k));
-            if (f == null || !f.flag()) {
+            Opt f = d.find("-" + a.charAt(k));
+            if (f == null || !f.flag) {
                 return false;
             }
         }
         return true;
     }
 
-    private static void bindPositionals(Object command, List<Pos> pos, List<String> values) {
-        int next = 0;
-        for (Pos p : pos) {
-            boolean list = List.class.isAssignableFrom(p.field.getType());
-            int available = values.size() - next;
-            int take = list ? Math.min(available, p.max()) : Math.min(available, 1);
-            if (take < p.min()) {
-                throw new ParameterException("missing " + (p.spec.paramLabel().isEmpty() ? "parameter"
-                        : p.spec.paramLabel()));
-            }
-            try {
-                p.field.setAccessible(true);
-                if (list) {
-                    List<Object> l = new ArrayList<>();
-                    for (int k = 0; k < take; k++) {
-                        l.add(convert(elementType(p.field), values.get(next + k), p.spec.paramLabel()));
-                    }
-                    p.field.set(command, l);
-                } else if (take == 1) {
-                    p.field.set(command, convert(p.field.getType(), values.get(next), p.spec.paramLabel()));
-                }
-            } catch (IllegalAccessException e) {
-                throw new IllegalStateException(e);
-            }
-            next += take;
-        }
-        if (next < values.size()) {
-            throw new ParameterException("unexpected argument '" + values.get(next) + "'");
-        }
-    }
+    // ---- value conversions for the setters ----
 
-    private static void collect(Object target, List<Opt> opts, List<Pos> pos, CommandSpec io) {
-        for (Class<?> c = target.getClass(); c != null && c != Object.class; c = c.getSuperclass()) {
-            for (Field f : c.getDeclaredFields()) {
-                try {
-                    if (f.isAnnotationPresent(Option.class)) {
-                        opts.add(new Opt(f, target, f.getAnnotation(Option.class)));
-                    } else if (f.isAnnotationPresent(Parameters.class)) {
-                        pos.add(new Pos(f, f.getAnnotation(Parameters.class)));
-                    } else if (f.isAnnotationPresent(Spec.class)) {
-                        f.setAccessible(true);
-                        f.set(target, io);
-                    } else if (f.isAnnotationPresent(Mixin.class)) {
-                        f.setAccessible(true);
-                        Object mixin = f.getType().getDeclaredConstructor().newInstance();
-                        f.set(target, mixin);
-                        collect(mixin, opts, new ArrayList<>(), io);
-                    }
-                } catch (ReflectiveOperationException e) {
-                    throw new IllegalStateException(e);
-                }
-            }
-        }
-    }
-
-    private static Opt find(List<Opt> opts, String name) {
-        for (Opt o : opts) {
-            for (String n : o.spec.names()) {
-                if (n.equals(name)) {
-                    return o;
-                }
-            }
-        }
-        return null;
-    }
-
-    @SuppressWarnings("unchecked")
-    private static void set(Opt o, String value) {
-        Field f = o.field;
+    static int integer(String value, String option) {
         try {
-            f.setAccessible(true);
-            if (List.class.isAssignableFrom(f.getType())) {
-                List<Object> l = (List<Object>) f.get(o.owner);
-                if (l == null) {
-                    l = new ArrayList<>();
-                    f.set(o.owner, l);
-                }
-                l.add(convert(elementType(f), value, o.mainName()));
-            } else {
-                f.set(o.owner, convert(f.getType(), value, o.mainName()));
-            }
-        } catch (IllegalAccessException e) {
-            throw new IllegalStateException(e);
-        }
-    }
-
-    private static Class<?> elementType(Field f) {
-        return (Class<?>) ((ParameterizedType) f.getGenericType()).getActualTypeArguments()[0];
-    }
-
-    @SuppressWarnings({"unchecked", "rawtypes"})
-    private static Object convert(Class<?> type, String value, String what) {
-        try {
-            if (type == String.class) {
-                return value;
-            } else if (type == boolean.class || type == Boolean.class) {
-                return Boolean.parseBoolean(value);
-            } else if (type == int.class || type == Integer.class) {
-                return Integer.parseInt(value.trim());
-            } else if (type == long.class || type == Long.class) {
-                return Long.parseLong(value.trim());
-            } else if (type == Path.class) {
-                return Path.of(value);
-            } else if (type.isEnum()) {
-                try {
-                    return Enum.valueOf((Class) type, value);
-                } catch (IllegalArgumentException e) {
-                    throw new ParameterException("invalid value '" + value + "' for " + what + " (expected one of "
-                            + Arrays.toString(type.getEnumConstants()) + ")");
-                }
-            }
+            return Integer.parseInt(value.trim());
         } catch (NumberFormatException e) {
-            throw new ParameterException("invalid value '" + value + "' for " + what + ": not a number");
-        } catch (java.nio.file.InvalidPathException e) {
+            throw new ParameterException("invalid value '" + value + "' for " + option + ": not a number");
+        }
+    }
+
+    static <E extends Enum<E>> E choice(Class<E> type, String value, String option) {
+        for (E e : type.getEnumConstants()) {
+            if (e.name().equals(value.toLowerCase(Locale.ROOT))) {
+                return e;
+            }
+        }
+        throw new ParameterException("invalid value '" + value + "' for " + option + " (expected one of "
+                + Arrays.toString(type.getEnumConstants()) + ")");
+    }
+
+    static Path path(String value, String what) {
+        try {
+            return Path.of(value);
+        } catch (InvalidPathException e) {
             throw new ParameterException("invalid path '" + value + "' for " + what);
         }
-        throw new IllegalStateException("unsupported option type " + type);
+    }
+
+    /** Appends to a list that may not exist yet (repeatable options). */
+    static <T> List<T> add(List<T> list, T value) {
+        List<T> l = list != null ? list : new ArrayList<>();
+        l.add(value);
+        return l;
     }
 
     /** Usage text of one command. */
-    static void printUsage(Object command, PrintWriter out) {
-        Command c = command.getClass().getAnnotation(Command.class);
-        List<Opt> opts = new ArrayList<>();
-        List<Pos> pos = new ArrayList<>();
-        collect(command, opts, pos, new CommandSpec(c.name(), out, out));
-        pos.sort(Comparator.comparingInt(Pos::index));
-        StringBuilder usage = new StringBuilder("Usage: diskmorph " + c.name());
-        for (Opt o : opts) {
-            usage.append(o.spec.required() ? " " : " [").append(o.spec.names()[0]);
-            if (!o.flag()) {
-                usage.append(o.mainName().startsWith("--") ? "=" : " ")
-                        .append(o.spec.paramLabel().isEmpty() ? "VALUE" : o.spec.paramLabel());
+    static void printUsage(Declaration d, PrintWriter out) {
+        StringBuilder usage = new StringBuilder("Usage: diskmorph " + d.name);
+        for (Opt o : d.options) {
+            boolean req = o.required()[0];
+            usage.append(req ? " " : " [").append(o.names[0]);
+            if (!o.flag) {
+                usage.append(o.mainName().startsWith("--") ? "=" : " ").append(o.label.isEmpty() ? "VALUE" : o.label);
             }
-            usage.append(o.spec.required() ? "" : "]");
+            usage.append(req ? "" : "]");
         }
-        for (Pos p : pos) {
-            String label = p.spec.paramLabel().isEmpty() ? "ARG" : p.spec.paramLabel();
-            usage.append(' ').append(p.min() == 0 ? "[" + label + "]" : label);
+        for (Param p : d.params) {
+            usage.append(' ').append(p.min == 0 ? "[" + p.label + "]" : p.label);
+            if (p.max > 1) {
+                usage.append(" ...");
+            }
         }
         out.println(usage);
-        for (String d : c.description()) {
-            out.println(d);
+        for (String line : d.description) {
+            out.println(line);
         }
-        for (Opt o : opts) {
-            String names = String.join(", ", o.spec.names());
-            if (!o.flag()) {
-                names += " " + (o.spec.paramLabel().isEmpty() ? "VALUE" : o.spec.paramLabel());
+        for (Opt o : d.options) {
+            String names = String.join(", ", o.names);
+            if (!o.flag) {
+                names += " " + (o.label.isEmpty() ? "VALUE" : o.label);
             }
-            out.printf("  %-26s %s%n", names, String.join(" ", o.spec.description()));
+            out.printf("  %-26s %s%n", names, o.description);
         }
         out.printf("  %-26s %s%n", "--debug", "Show stack traces of errors.");
         out.printf("  %-26s %s%n", "-h, --help", "Show this help.");

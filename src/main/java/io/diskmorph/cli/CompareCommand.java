@@ -6,42 +6,33 @@ import io.diskmorph.image.ImageCompare;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.storage.LockMode;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 
 /** qemu-img compare: exit 0 identical, 1 different, 2 error. */
-@Command(name = "compare", description = "Compare the guest content of two images (qemu-img compare).")
-final class CompareCommand implements Callable<Integer>, Main.FailureCode {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "-f", paramLabel = "FMT", description = "Format of the first image.")
+final class CompareCommand implements Cli.Command, Main.FailureCode {
+    private Cli.CommandSpec spec;
     String format1;
-
-    @Option(names = "-F", paramLabel = "FMT", description = "Format of the second image.")
     String format2;
-
-    @Option(names = "-s", description = "Strict: allocation and size must match too.")
     boolean strict;
-
-    @Option(names = "-q", description = "Quiet: report only through the exit code.")
     boolean quiet;
-
-    @Option(names = {"-U", "--force-share"}, description = "Open without taking or honouring image locks.")
     boolean forceShare;
-
-    @Parameters(index = "0", paramLabel = "IMAGE1")
     Path first;
-
-    @Parameters(index = "1", paramLabel = "IMAGE2")
     Path second;
+
+    @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("compare", "Compare the guest content of two images (qemu-img compare).")
+                .option("-f", "FMT", "Format of the first image.", v -> format1 = v)
+                .option("-F", "FMT", "Format of the second image.", v -> format2 = v)
+                .flag("-s", "Strict: allocation and size must match too.", () -> strict = true)
+                .flag("-q", "Quiet: report only through the exit code.", () -> quiet = true)
+                .flag("-U|--force-share", "Open without taking or honouring image locks.", () -> forceShare = true)
+                .parameters("IMAGE1", 1, 1, v -> first = Cli.path(v, "IMAGE1"))
+                .parameters("IMAGE2", 1, 1, v -> second = Cli.path(v, "IMAGE2"));
+    }
 
     @Override
     public int failureExitCode() {
@@ -50,7 +41,7 @@ final class CompareCommand implements Callable<Integer>, Main.FailureCode {
 
     @Override
     public Integer call() throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = spec.getOut();
         OpenOptions base = OpenOptions.forReading().withLock(forceShare ? LockMode.NONE : LockMode.SHARED);
         try (DiskImage a = Images.open(first, base.withFormat(format1));
              DiskImage b = Images.open(second, base.withFormat(format2))) {

@@ -15,11 +15,6 @@ import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.FileStorageDir;
 import io.diskmorph.storage.LockMode;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -27,80 +22,67 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
-@Command(name = "convert", description = {
-        "Convert an image to another format.",
-        "SRC DST copies the guest content into a new image, like qemu-img convert: holes and zeros are not read "
-                + "or written, DST appears only once complete (it is built as DST.part-<pid>).",
-        "With --in-place the image is converted inside its own file: guest data stays where it is, only new "
-                + "metadata is written, and the header is switched last (crash-safe; see 'recover')."})
-final class ConvertCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "-f", paramLabel = "FMT", description = "Source format (default: probe).")
+final class ConvertCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
     String sourceFormat;
-
-    @Option(names = "-O", paramLabel = "FMT", description = "Target format (copy default: raw, as qemu-img).")
     String targetFormat;
-
-    @Option(names = "-o", paramLabel = "OPTIONS", description = "Target format options k=v[,k=v...].")
     List<String> options;
-
-    @Option(names = "--in-place", description = "Convert inside the image's own file.")
     boolean inPlace;
-
-    @Option(names = "--dry-run", description = "With --in-place: print the plan, change nothing.")
     boolean dryRun;
-
-    @Option(names = "--keep-rollback", description = "With --in-place: keep a record that lets 'rollback' restore "
-            + "the original format exactly, as long as the image is not written.")
     boolean keepRollback;
-
-    @Option(names = "-p", description = "Show progress (a bar on a terminal, plain lines otherwise).")
     boolean progress;
-
-    @Option(names = "--progress", paramLabel = "json", description = "Copy: print progress as one JSON object "
-            + "per line ({\"bytes-done\": N, \"bytes-total\": M}).")
     String progressFormat;
-
-    @Option(names = "-c", description = "Copy: write compressed clusters (qcow2; compression_type=zstd for zstd).")
     boolean compress;
-
-    @Option(names = "-S", paramLabel = "SIZE", description = "Copy: zero runs of at least SIZE in the data are not "
-            + "written (default 4k; 0 writes everything, fully allocating the target).")
     String sparseSize;
-
-    @Option(names = "-m", paramLabel = "N", defaultValue = "8", description = "Copy: chunks in flight, 1 to 16 "
-            + "(default 8).")
-    int parallel;
-
-    @Option(names = "-W", description = "Copy: allow writes out of guest order.")
+    int parallel = 8;
     boolean outOfOrder;
-
-    @Option(names = "-B", paramLabel = "BACKING", description = "Copy: make DST an overlay of BACKING and copy only "
-            + "what the source's top layer holds.")
     String backing;
-
-    @Option(names = "-F", paramLabel = "FMT", description = "Copy: format of BACKING (required with -B).")
     String backingFormat;
-
-    @Option(names = "-t", paramLabel = "CACHE", defaultValue = "unsafe", description = "Copy: unsafe (default, as "
-            + "qemu-img: no flush) or writeback (DST is synced before it is renamed into place).")
-    String cache;
-
-    @Option(names = "-q", description = "Copy: quiet (no progress).")
+    String cache = "unsafe";
     boolean quiet;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Report format.")
-    OutputFormat output;
-
-    @Option(names = "--no-backing", description = "Do not open backing files (their names are still carried over).")
+    OutputFormat output = OutputFormat.human;
     boolean noBacking;
-
-    @Parameters(paramLabel = "IMAGE", arity = "1..2", description = "IMAGE (with --in-place), or SRC DST.")
     List<Path> files;
+
+    @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("convert", "Convert an image to another format.", "SRC DST copies the guest "
+                + "content into a new image, like qemu-img convert: holes and zeros are not read or written, "
+                + "DST appears only once complete (it is built as DST.part-<pid>).", "With --in-place the image "
+                + "is converted inside its own file: guest data stays where it is, only new metadata is "
+                + "written, and the header is switched last (crash-safe; see 'recover').")
+                .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
+                .option("-O", "FMT", "Target format (copy default: raw, as qemu-img).", v -> targetFormat = v)
+                .option("-o", "OPTIONS", "Target format options k=v[,k=v...].", v -> options = Cli.add(options, v))
+                .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
+                .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
+                .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
+                        + "original format exactly, as long as the image is not written.", () -> keepRollback = true)
+                .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise).", () -> progress = true)
+                .option("--progress", "json", "Copy: print progress as one JSON object per line "
+                        + "({\"bytes-done\": N, \"bytes-total\": M}).", v -> progressFormat = v)
+                .flag("-c", "Copy: write compressed clusters (qcow2; compression_type=zstd for zstd).",
+                        () -> compress = true)
+                .option("-S", "SIZE", "Copy: zero runs of at least SIZE in the data are not written (default "
+                        + "4k; 0 writes everything, fully allocating the target).", v -> sparseSize = v)
+                .option("-m", "N", "Copy: chunks in flight, 1 to 16 (default 8).",
+                        v -> parallel = Cli.integer(v, "-m"))
+                .flag("-W", "Copy: allow writes out of guest order.", () -> outOfOrder = true)
+                .option("-B", "BACKING", "Copy: make DST an overlay of BACKING and copy only what the source's top "
+                        + "layer holds.",
+                        v -> backing = v)
+                .option("-F", "FMT", "Copy: format of BACKING (required with -B).", v -> backingFormat = v)
+                .option("-t", "CACHE", "Copy: unsafe (default, as qemu-img: no flush) or writeback (DST is "
+                        + "synced before it is renamed into place).", v -> cache = v)
+                .flag("-q", "Copy: quiet (no progress).", () -> quiet = true)
+                .option("--output", "human|json", "Report format.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .flag("--no-backing", "Do not open backing files (their names are still carried over).",
+                        () -> noBacking = true)
+                .parameters("IMAGE", 1, 2, v -> files = Cli.add(files, Cli.path(v, "IMAGE")));
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -126,8 +108,8 @@ final class ConvertCommand implements Callable<Integer> {
         }
         Path path = files.get(0);
         InPlaceConverter.Request req = new InPlaceConverter.Request(sourceFormat, targetFormat, opts, keepRollback);
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
+        PrintWriter out = spec.getOut();
+        PrintWriter err = spec.getErr();
         long start = System.nanoTime();
         try (FileStorage image = FileStorage.open(path, dryRun, dryRun ? LockMode.SHARED : LockMode.EXCLUSIVE)) {
             ConversionFile file = new ConversionFile(image, FileStorageDir.of(path), path.getFileName().toString(),
@@ -136,7 +118,8 @@ final class ConvertCommand implements Callable<Integer> {
             if (dryRun) {
                 plan = InPlaceConverter.plan(file, req);
             } else {
-                plan = InPlaceConverter.convert(file, req, progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE);
+                plan = InPlaceConverter.convert(file, req,
+                        progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE);
             }
             double seconds = (System.nanoTime() - start) / 1e9;
             if (output == OutputFormat.json) {
@@ -185,8 +168,8 @@ final class ConvertCommand implements Callable<Integer> {
         } else if (progress) {
             mode = CopyProgressPrinter.humanMode();
         }
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
+        PrintWriter out = spec.getOut();
+        PrintWriter err = spec.getErr();
         CopyEngine.Progress p = mode == null || quiet ? CopyEngine.Progress.NONE : new CopyProgressPrinter(out, mode);
         CopyConversion.Request req = new CopyConversion.Request(files.get(0), sourceFormat, files.get(1),
                 targetFormat != null ? targetFormat : "raw", opts, backing, backingFormat,
@@ -234,7 +217,8 @@ final class ConvertCommand implements Callable<Integer> {
     }
 
     private static void human(PrintWriter out, ConversionPlan p, Path path, boolean dryRun, double seconds) {
-        out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat, p.targetFormat, dryRun ? " (dry run: nothing written)" : "");
+        out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat, p.targetFormat, dryRun ? " (dry run: "
+                + "nothing written)" : "");
         out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize), p.clusterSize);
         out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes), p.keptUnits);
         out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits);
@@ -248,7 +232,8 @@ final class ConvertCommand implements Callable<Integer> {
         out.printf("  journal:           %s (original bytes of %s overwritten)%n", Sizes.human(p.journalBytes),
                 Sizes.human(p.overwrittenBytes));
         out.printf("  file length:       %d -> %d%n", p.originalLength, p.finalLength);
-        out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual size)%n", Sizes.human(p.extraSpace),
+        out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual "
+                + "size)%n", Sizes.human(p.extraSpace),
                 p.virtualSize > 0 ? 100.0 * p.extraSpace / p.virtualSize : 0.0);
         if (dryRun) {
             out.printf("  free space:        %s available: %s%n", Sizes.human(p.availableSpace),

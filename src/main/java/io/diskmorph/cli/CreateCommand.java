@@ -13,11 +13,6 @@ import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
 import io.diskmorph.storage.Storage;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -25,36 +20,32 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
-@Command(name = "create", description = "Create a new image (qemu-img create).")
-final class CreateCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "-f", paramLabel = "FMT", defaultValue = "raw", description = "Image format (default raw).")
-    String format;
-
-    @Option(names = "-o", paramLabel = "OPTIONS", description = "Format options, k=v[,k=v...] ('-o help' lists them).")
+final class CreateCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
+    String format = "raw";
     List<String> options;
-
-    @Option(names = "-b", paramLabel = "BACKING", description = "Backing file.")
     String backing;
-
-    @Option(names = "-F", paramLabel = "FMT", description = "Backing file format.")
     String backingFormat;
-
-    @Option(names = "-u", description = "Unsafe: do not open the backing file (SIZE is then required).")
     boolean unsafe;
-
-    @Option(names = "-q", description = "Quiet.")
     boolean quiet;
-
-    @Parameters(index = "0", paramLabel = "IMAGE", arity = "0..1")
     Path path;
-
-    @Parameters(index = "1", paramLabel = "SIZE", arity = "0..1")
     String size;
+
+    @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("create", "Create a new image (qemu-img create).")
+                .option("-f", "FMT", "Image format (default raw).", v -> format = v)
+                .option("-o", "OPTIONS", "Format options, k=v[,k=v...] ('-o help' lists them).",
+                        v -> options = Cli.add(options, v))
+                .option("-b", "BACKING", "Backing file.", v -> backing = v)
+                .option("-F", "FMT", "Backing file format.", v -> backingFormat = v)
+                .flag("-u", "Unsafe: do not open the backing file (SIZE is then required).", () -> unsafe = true)
+                .flag("-q", "Quiet.", () -> quiet = true)
+                .parameters("IMAGE", 0, 1, v -> path = Cli.path(v, "IMAGE"))
+                .parameters("SIZE", 0, 1, v -> size = v);
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -63,9 +54,9 @@ final class CreateCommand implements Callable<Integer> {
         if (options != null) {
             for (String o : options) {
                 if (o.equals("help") || o.equals("?")) {
-                    spec.commandLine().getOut().println("Supported options for " + f.name() + ":");
+                    spec.getOut().println("Supported options for " + f.name() + ":");
                     for (ImageFormat.OptionHelp h : f.createOptions()) {
-                        spec.commandLine().getOut().printf("  %-24s - %s%n", h.name(), h.description());
+                        spec.getOut().printf("  %-24s - %s%n", h.name(), h.description());
                     }
                     return 0;
                 }
@@ -98,7 +89,7 @@ final class CreateCommand implements Callable<Integer> {
                 }
             }
             opts.forEach((k, v) -> sb.append(' ').append(k).append('=').append(v));
-            spec.commandLine().getOut().println(sb);
+            spec.getOut().println(sb);
         }
         boolean existed = Files.exists(path);
         Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);

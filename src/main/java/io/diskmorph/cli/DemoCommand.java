@@ -15,10 +15,6 @@ import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.FileStorageDir;
 import io.diskmorph.storage.LockMode;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -31,7 +27,6 @@ import java.util.HexFormat;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.Callable;
 
 /**
  * The main job in one command: makes a sample disk with data, converts it in
@@ -39,22 +34,25 @@ import java.util.concurrent.Callable;
  * rolled back), and proves after each step that the guest content is the
  * same and the image checks clean (with qemu-img too, when installed).
  */
-@Command(name = "demo", description = "Create a sample image, convert it in place several times, verify each step.")
-final class DemoCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "--size", paramLabel = "SIZE", defaultValue = "1G", description = "Virtual size (default 1G).")
-    String size;
-
-    @Option(names = "--keep", description = "Keep the temporary directory and print its path.")
+final class DemoCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
+    String size = "1G";
     boolean keep;
 
     private PrintWriter out;
 
     @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("demo", "Create a sample image, convert it in place several times, verify "
+                + "each step.")
+                .option("--size", "SIZE", "Virtual size (default 1G).", v -> size = v)
+                .flag("--keep", "Keep the temporary directory and print its path.", () -> keep = true);
+    }
+
+    @Override
     public Integer call() throws Exception {
-        out = spec.commandLine().getOut();
+        out = spec.getOut();
         long virtualSize = Sizes.parse(size);
         Path dir = Files.createTempDirectory("diskmorph-demo-");
         Path image = dir.resolve("disk.img");
@@ -82,7 +80,8 @@ final class DemoCommand implements Callable<Integer> {
             if (!fileDigest(image).equals(qedFile)) {
                 throw new ImageException("demo: rollback did not restore the QED file byte for byte");
             }
-            out.printf(Locale.ROOT, "5. rollback qcow2 -> qed: %.3f s; the QED image is back byte for byte, content identical%n", rb);
+            out.printf(Locale.ROOT, "5. rollback qcow2 -> qed: %.3f s; the QED image is back byte for byte, "
+                    + "content identical%n", rb);
             out.println("All steps verified: same guest content after every conversion, images check clean.");
             return 0;
         } finally {

@@ -2,18 +2,20 @@ package io.diskmorph.cli;
 
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.storage.LockMode;
-import io.diskmorph.cli.Cli.Option;
 
 /** Options shared by commands that open one image read-only. */
 final class ImageOptions {
-    @Option(names = "-f", paramLabel = "FMT", description = "Image format (default: probe the content).")
     String format;
-
-    @Option(names = {"-U", "--force-share"}, description = "Open without taking or honouring image locks.")
     boolean forceShare;
-
-    @Option(names = "--no-backing", description = "Do not open backing files (reads fall through to zeros).")
     boolean noBacking;
+
+    /** Adds these options to a command's declaration. */
+    void declare(Cli.Declaration d) {
+        d.option("-f", "FMT", "Image format (default: probe the content).", v -> format = v)
+                .flag("-U|--force-share", "Open without taking or honouring image locks.", () -> forceShare = true)
+                .flag("--no-backing", "Do not open backing files (reads fall through to zeros).",
+                        () -> noBacking = true);
+    }
 
     OpenOptions readOnly() {
         return OpenOptions.forReading().withFormat(format).withLock(forceShare ? LockMode.NONE : LockMode.SHARED)

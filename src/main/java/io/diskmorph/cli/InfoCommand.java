@@ -4,12 +4,6 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.Sizes;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Mixin;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -17,28 +11,28 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
-@Command(name = "info", description = "Show image information (qemu-img info).")
-final class InfoCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Mixin
-    ImageOptions image;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
-    OutputFormat output;
-
-    @Option(names = "--backing-chain", description = "Show every image of the backing chain.")
+final class InfoCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
+    private final ImageOptions image = new ImageOptions();
+    OutputFormat output = OutputFormat.human;
     boolean backingChain;
-
-    @Parameters(index = "0", paramLabel = "IMAGE")
     Path path;
 
     @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("info", "Show image information (qemu-img info).")
+                .mixin(image::declare)
+                .option("--output", "human|json", "Output format.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .flag("--backing-chain", "Show every image of the backing chain.", () -> backingChain = true)
+                .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
+    }
+
+    @Override
     public Integer call() throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = spec.getOut();
         // info never follows a chain unless asked (hostile backing names stay unopened)
         try (DiskImage img = Images.open(path, image.readOnly().withFollowBacking(backingChain))) {
             List<ImageInfo> infos = new ArrayList<>();

@@ -16,7 +16,6 @@ import java.nio.file.NoSuchFileException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.concurrent.Callable;
 import java.util.Map;
 import java.util.function.Supplier;
 
@@ -29,7 +28,7 @@ public final class Main {
     static boolean debug;
 
     /** Sub-commands by name, with a one-line summary; only the command being run is instantiated. */
-    private static final Map<String, Supplier<Callable<Integer>>> COMMANDS = new LinkedHashMap<>();
+    private static final Map<String, Supplier<Cli.Command>> COMMANDS = new LinkedHashMap<>();
 
     static {
         COMMANDS.put("info", InfoCommand::new);
@@ -90,13 +89,13 @@ public final class Main {
             usage(err);
             return ExitCodes.USAGE;
         }
-        Supplier<Callable<Integer>> make = COMMANDS.get(name);
+        Supplier<Cli.Command> make = COMMANDS.get(name);
         if (make == null) {
             err.println("diskmorph: unknown command '" + name + "'");
             err.println("Try 'diskmorph --help' for usage.");
             return ExitCodes.USAGE;
         }
-        Callable<Integer> command = make.get();
+        Cli.Command command = make.get();
         Cli.CommandSpec io = new Cli.CommandSpec(name, out, err);
         try {
             Cli.bind(command, rest.toArray(String[]::new), io);
@@ -126,10 +125,8 @@ public final class Main {
         out.println("Usage: diskmorph [--debug] COMMAND [OPTIONS] ...");
         out.println("Virtual disk images: inspect, check, compare, create, convert (also in place).");
         out.println("Commands:");
-        COMMANDS.forEach((n, make) -> {
-            Cli.Command c = make.get().getClass().getAnnotation(Cli.Command.class);
-            out.printf("  %-10s %s%n", n, c.description().length > 0 ? c.description()[0] : "");
-        });
+        COMMANDS.forEach((n, make) -> out.printf("  %-10s %s%n", n,
+                make.get().declare(new Cli.CommandSpec(n, out, out)).summary()));
         out.println("'diskmorph COMMAND --help' shows a command's options. --version prints the version.");
     }
 

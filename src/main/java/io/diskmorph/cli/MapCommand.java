@@ -5,34 +5,29 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.MapEntry;
 import io.diskmorph.image.UnsupportedFeatureException;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Mixin;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 
-@Command(name = "map", description = "Show where guest data lives (qemu-img map).")
-final class MapCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Mixin
-    ImageOptions image;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Output format.")
-    OutputFormat output;
-
-    @Parameters(index = "0", paramLabel = "IMAGE")
+final class MapCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
+    private final ImageOptions image = new ImageOptions();
+    OutputFormat output = OutputFormat.human;
     Path path;
 
     @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("map", "Show where guest data lives (qemu-img map).")
+                .mixin(image::declare)
+                .option("--output", "human|json", "Output format.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
+    }
+
+    @Override
     public Integer call() throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = spec.getOut();
         try (DiskImage img = Images.open(path, image.readOnly())) {
             ChainMap map = new ChainMap(img, true);
             StringBuilder line = new StringBuilder(128);
@@ -65,7 +60,8 @@ final class MapCommand implements Callable<Integer> {
                     MapEntry e = map.next();
                     if (e.data() && !e.hasOffset()) {
                         // qemu-img's human map cannot show these either
-                        throw new UnsupportedFeatureException("File contains external, encrypted or compressed clusters.");
+                        throw new UnsupportedFeatureException("File contains external, encrypted or compressed "
+                                + "clusters.");
                     }
                     if (e.data() && !e.zero()) {
                         out.printf("%-16s%-16s%-16s%s%n", hex(e.start()), hex(e.length()), hex(e.offset()), e.file());

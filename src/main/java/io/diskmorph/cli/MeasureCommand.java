@@ -4,47 +4,41 @@ import io.diskmorph.copy.Measure;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Sizes;
-import io.diskmorph.cli.Cli.Command;
-import io.diskmorph.cli.Cli.Option;
-import io.diskmorph.cli.Cli.Parameters;
-import io.diskmorph.cli.Cli.Spec;
-import io.diskmorph.cli.Cli.CommandSpec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
-@Command(name = "measure", description = {
-        "How large an image of the target format would be (qemu-img measure): the file size needed for the "
-                + "source's data, and with every cluster allocated.",
-        "With --in-place, also the extra disk space and the bytes moved by converting IMAGE inside its own file."})
-final class MeasureCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "-f", paramLabel = "FMT", description = "Source format (default: probe).")
+final class MeasureCommand implements Cli.Command {
+    private Cli.CommandSpec spec;
     String sourceFormat;
-
-    @Option(names = "-O", paramLabel = "FMT", required = true, description = "Target format.")
     String targetFormat;
-
-    @Option(names = "-o", paramLabel = "OPTIONS", description = "Target format options k=v[,k=v...].")
     List<String> options;
-
-    @Option(names = "--size", paramLabel = "SIZE", description = "Measure an empty image of SIZE instead of IMAGE.")
     String size;
-
-    @Option(names = "--in-place", description = "Also plan an in-place conversion of IMAGE (nothing is written).")
     boolean inPlace;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human", description = "Report format.")
-    OutputFormat output;
-
-    @Parameters(paramLabel = "IMAGE", arity = "0..1")
+    OutputFormat output = OutputFormat.human;
     Path image;
+
+    @Override
+    public Cli.Declaration declare(Cli.CommandSpec io) {
+        spec = io;
+        return new Cli.Declaration("measure", "How large an image of the target format would be (qemu-img "
+                + "measure): the file size needed for the source's data, and with every cluster "
+                + "allocated.", "With --in-place, also the extra disk space and the bytes moved by converting "
+                + "IMAGE inside its own file.")
+                .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
+                .option("-O", "FMT", "Target format.", v -> targetFormat = v)
+                .required()
+                .option("-o", "OPTIONS", "Target format options k=v[,k=v...].", v -> options = Cli.add(options, v))
+                .option("--size", "SIZE", "Measure an empty image of SIZE instead of IMAGE.", v -> size = v)
+                .flag("--in-place", "Also plan an in-place conversion of IMAGE (nothing is written).",
+                        () -> inPlace = true)
+                .option("--output", "human|json", "Report format.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .parameters("IMAGE", 0, 1, v -> image = Cli.path(v, "IMAGE"));
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -66,7 +60,7 @@ final class MeasureCommand implements Callable<Integer> {
         Measure.Result r = image != null
                 ? Measure.image(image, sourceFormat, targetFormat, opts, inPlace)
                 : Measure.empty(Sizes.parse(size), targetFormat, opts);
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = spec.getOut();
         if (output == OutputFormat.json) {
             out.println(Json.pretty(toJson(r)));
         } else {
