@@ -26,6 +26,9 @@ if [ ! -f "$sparse" ]; then
   qemu-io "${cmds[@]}" "$sparse" >/dev/null
 fi
 
+warm_aot map --output=json "$sparse"
+warm_aot check "$sparse"
+
 bench() { # name image
   local name="$1" img="$2"
   for op in map check; do
