@@ -24,6 +24,12 @@ import java.util.Set;
  * refuses to share. Before locking, it tests the opposite bytes for
  * conflicting holders. We follow the same scheme, so QEMU and diskmorph see
  * each other's locks.
+ *
+ * <p>A read-only open with shared locks needs no native call: it takes its
+ * read locks through the {@link FileChannel} (fcntl record locks, which
+ * conflict with QEMU's OFD locks both ways) and tests the other bytes in
+ * the kernel's lock table ({@link LockTable}). The native descriptor is then
+ * opened only when a sparse query or the allocated size is asked for.
  */
 public final class FileStorage implements Storage {
     private static final int PERM_BASE = 100;
@@ -38,6 +44,8 @@ public final class FileStorage implements Storage {
     private final FileChannel channel;
     private final boolean readOnly;
     private int nativeFd = -1;
+    /** Whether the native descriptor is still to be opened on first use (read-only opens). */
+    private boolean nativePending;
     private boolean sparseQueries;
     private boolean punchSupported = true;
     private boolean closed;
@@ -92,6 +100,11 @@ public final class FileStorage implements Storage {
     private static FileStorage init(Path path, FileChannel ch, boolean readOnly, LockMode lock) throws IOException {
         FileStorage s = new FileStorage(path, ch, readOnly);
         try {
+            if (readOnly && lock != LockMode.EXCLUSIVE && s.lockWithoutNativeCalls(lock)) {
+                s.nativePending = true;
+                s.sparseQueries = true;
+                return s;
+            }
             if (NativeFs.AVAILABLE) {
                 s.nativeFd = NativeFs.open(path, !readOnly);
                 s.sparseQueries = true;
@@ -137,6 +150,75 @@ public final class FileStorage implements Storage {
                 throw inUse(PERM_NAMES[i]);
             }
         }
+    }
+
+    /**
+     * The shared lock of a read-only open without java.lang.foreign: our
+     * read locks through the channel, then the opposite bytes tested in the
+     * kernel's lock table. False when the lock table cannot be read (the
+     * native path is used instead).
+     */
+    private boolean lockWithoutNativeCalls(LockMode mode) throws IOException {
+        if (mode == LockMode.NONE) {
+            return true;
+        }
+        if (!LockTable.available() || !Files.isRegularFile(path)) {
+            return false;
+        }
+        int wanted = 1 << PERM_CONSISTENT_READ;
+        int unshared = (1 << PERM_WRITE) | (1 << PERM_RESIZE);
+        // Take our locks first, then test: two racing openers then both see each other.
+        for (int i = 0; i < 4; i++) {
+            if ((wanted & (1 << i)) != 0) {
+                takeSharedLock(PERM_BASE + i, PERM_NAMES[i]);
+            }
+            if ((unshared & (1 << i)) != 0) {
+                takeSharedLock(SHARED_BASE + i, PERM_NAMES[i]);
+            }
+        }
+        LockTable table = LockTable.read();
+        if (table == null) {
+            return false;
+        }
+        long dev = ((Number) Files.getAttribute(path, "unix:dev")).longValue();
+        long ino = ((Number) Files.getAttribute(path, "unix:ino")).longValue();
+        for (int i = 0; i < 4; i++) {
+            // someone refuses to share a permission we take, or holds one we refuse to share (the bytes
+            // tested are never the ones this open locks)
+            if ((wanted & (1 << i)) != 0 && table.anyLockOn(dev, ino, SHARED_BASE + i)
+                    || (unshared & (1 << i)) != 0 && table.anyLockOn(dev, ino, PERM_BASE + i)) {
+                throw inUse(PERM_NAMES[i]);
+            }
+        }
+        return true;
+    }
+
+    private void takeSharedLock(long offset, String perm) throws IOException {
+        try {
+            if (channel.tryLock(offset, 1, true) == null) {
+                throw inUse(perm);
+            }
+        } catch (java.nio.channels.OverlappingFileLockException e) {
+            // this process already holds it through another open of the same file
+        }
+    }
+
+    /** Whether a native descriptor is open (tests: a read-only open needs none until asked). */
+    boolean hasNativeDescriptor() {
+        return nativeFd >= 0;
+    }
+
+    /** The native descriptor, opened now if a read-only open deferred it; -1 without native calls. */
+    private int nativeFd() throws IOException {
+        if (nativePending) {
+            nativePending = false;
+            if (NativeFs.AVAILABLE) {
+                nativeFd = NativeFs.open(path, false);
+            } else {
+                sparseQueries = false;
+            }
+        }
+        return nativeFd;
     }
 
     private ImageInUseException inUse(String perm) {
@@ -212,11 +294,12 @@ public final class FileStorage implements Storage {
         if (from >= size) {
             return size;
         }
+        int fd = nativeFd();
         if (!sparseQueries) {
             return from;
         }
         try {
-            long r = NativeFs.lseek(nativeFd, from, NativeFs.SEEK_DATA, name());
+            long r = NativeFs.lseek(fd, from, NativeFs.SEEK_DATA, name());
             return r < 0 ? size : Math.min(r, size);
         } catch (NativeFs.ErrnoException e) {
             if (e.errno == NativeFs.EINVAL || e.errno == NativeFs.EOPNOTSUPP) {
@@ -233,11 +316,12 @@ public final class FileStorage implements Storage {
         if (from >= size) {
             return size;
         }
+        int fd = nativeFd();
         if (!sparseQueries) {
             return size;
         }
         try {
-            long r = NativeFs.lseek(nativeFd, from, NativeFs.SEEK_HOLE, name());
+            long r = NativeFs.lseek(fd, from, NativeFs.SEEK_HOLE, name());
             return r < 0 ? size : Math.min(r, size);
         } catch (NativeFs.ErrnoException e) {
             if (e.errno == NativeFs.EINVAL || e.errno == NativeFs.EOPNOTSUPP) {
@@ -277,7 +361,8 @@ public final class FileStorage implements Storage {
 
     @Override
     public long allocatedBytes() throws IOException {
-        return nativeFd >= 0 ? NativeFs.allocatedBytes(nativeFd, name()) : -1;
+        int fd = nativeFd();
+        return fd >= 0 ? NativeFs.allocatedBytes(fd, name()) : -1;
     }
 
     @Override

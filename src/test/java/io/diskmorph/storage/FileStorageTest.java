@@ -100,6 +100,51 @@ class FileStorageTest {
         }
     }
 
+    @Test
+    void readOnlyOpenLocksWithoutNativeCallsAndQemuSeesIt() throws Exception {
+        Path f = dir.resolve("shared.qcow2");
+        Qemu.create(f, "qcow2", "16M");
+        byte[] before = Files.readAllBytes(f);
+        try (FileStorage r = FileStorage.open(f, true, LockMode.SHARED)) {
+            assertFalse(r.hasNativeDescriptor(), "a shared read-only open takes its locks through the channel");
+            // qemu wants the write permission, which this reader refuses to share
+            Qemu.Result w = Qemu.run("qemu-io", "-f", "qcow2", "-c", "write 0 4k", f.toString());
+            assertNotEquals(0, w.exitCode(), w.out() + w.err());
+            assertTrue((w.out() + w.err()).contains("lock"), w.out() + w.err());
+            // qemu readers share with us, like qemu-img does with itself
+            assertEquals(0, Qemu.img("info", f).exitCode());
+            // the sparse queries open the native descriptor when first asked
+            assertEquals(0, r.nextData(0));
+            assertTrue(r.hasNativeDescriptor());
+            assertTrue(r.allocatedBytes() > 0);
+        }
+        assertArrayEquals(before, Files.readAllBytes(f), "qemu-io did not write");
+        Qemu.io(f, "qcow2", "write 0 4k"); // and the lock is gone with the reader
+    }
+
+    @Test
+    void lockTableLinesAreMatchedByDeviceInodeAndRange() {
+        // st_dev 0xfd01 as Java reports it is major 0xfd, minor 0x01 (the kernel prints fd:01)
+        LockTable t = LockTable.of("""
+                1: OFDLCK ADVISORY  READ  -1 fd:01:1234 100 100
+                2: POSIX  ADVISORY  WRITE 77 fd:01:1234 201 203
+                3: FLOCK  ADVISORY  WRITE 78 fd:01:1234 0 EOF
+                4: POSIX  ADVISORY  READ  79 fd:01:9999 0 EOF
+                4: -> POSIX  ADVISORY  WRITE 80 fd:01:1234 300 300
+                5: OFDLCK ADVISORY  READ  -1 103:02:1234 400 EOF
+                """);
+        long dev = 0xfd01;
+        assertTrue(t.anyLockOn(dev, 1234, 100));
+        assertFalse(t.anyLockOn(dev, 1234, 101));
+        assertTrue(t.anyLockOn(dev, 1234, 202));
+        assertFalse(t.anyLockOn(dev, 1234, 5), "flock() locks do not conflict with byte-range locks");
+        assertFalse(t.anyLockOn(dev, 1234, 300), "a waiter holds nothing");
+        assertFalse(t.anyLockOn(dev, 4321, 100), "another inode");
+        // major 0x103 minor 2 (nvme-like numbers need the high bits of st_dev)
+        long bigDev = ((0x103L & 0xfff) << 8) | 2;
+        assertTrue(t.anyLockOn(bigDev, 1234, 1L << 40), "EOF ends the range at infinity");
+    }
+
     /** qemu-nbd creates its socket only after it has opened (and locked) the image. */
     private static void waitForLock(Path f, Process holder) throws Exception {
         Path socket = f.resolveSibling("nbd.sock");
