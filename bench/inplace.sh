@@ -30,7 +30,9 @@ for _ in 1 2 3; do
 done
 rm -f "$warm"
 startup=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
-echo "JVM start-up (diskmorph --version): ${startup}s"
+drop_caches
+cold=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
+echo "JVM start-up (diskmorph --version): ${startup}s warm, ${cold}s from a cold page cache"
 
 one() { # label fmt image
   local label="$1" fmt="$2" img="$3"
@@ -48,7 +50,7 @@ one() { # label fmt image
   extra=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print("%d bytes (%.4f%% of %d)" % (p["extra-space"], 100.0*p["extra-space"]/p["virtual-size"], p["virtual-size"]))' "$BENCH_DIR/plan.json")
   phases=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(" ".join("%s=%.3fs" % kv for kv in p["phase-seconds"].items()))' "$BENCH_DIR/plan.json")
   echo "RESULT $label: qemu-img convert ${tq}s, in place ${td}s, speed-up $(ratio "$tq" "$td")x; extra space $extra"
-  echo "  phases: $phases (JVM start-up ${startup}s)"
+  echo "  phases: $phases (JVM start-up ${startup}s warm, ${cold}s cold)"
 }
 
 echo "== $SIZE fully written raw -> qcow2"

@@ -1,5 +1,6 @@
 package io.diskmorph.format.qcow2;
 
+import io.diskmorph.image.BumpHostSpace;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.HostSpace;

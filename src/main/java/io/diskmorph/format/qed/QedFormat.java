@@ -1,5 +1,6 @@
 package io.diskmorph.format.qed;
 
+import io.diskmorph.image.BumpHostSpace;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.HostSpace;
@@ -48,10 +49,10 @@ public final class QedFormat implements ImageFormat, LayoutTarget, MeasurableFor
      */
     @Override
     public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
-        AppendingSpace space = new AppendingSpace(storage);
+        BumpHostSpace space = new BumpHostSpace(storage, 0);
         LayoutBuilder builder = layoutBuilder(spec, TargetDefaults.NONE, space);
         storage.truncate(0);
-        space.next = builder.headerZone();
+        space.startAt(builder.headerZone());
         byte[] header = builder.finish();
         if (storage.size() < builder.requiredFileLength()) {
             storage.truncate(builder.requiredFileLength());
@@ -85,27 +86,5 @@ public final class QedFormat implements ImageFormat, LayoutTarget, MeasurableFor
     @Override
     public boolean unreferencedSpaceIsLeak() {
         return true;
-    }
-
-    /** Host space for create: bump allocation over an empty file, starting after the header zone. */
-    private static final class AppendingSpace implements HostSpace {
-        private final Storage storage;
-        long next;
-
-        AppendingSpace(Storage storage) {
-            this.storage = storage;
-        }
-
-        @Override
-        public long allocate(long length, long alignment) {
-            long at = (next + alignment - 1) & -alignment;
-            next = Math.addExact(at, length);
-            return at;
-        }
-
-        @Override
-        public void write(long hostOffset, ByteBuffer data) throws IOException {
-            storage.write(data, hostOffset);
-        }
     }
 }
