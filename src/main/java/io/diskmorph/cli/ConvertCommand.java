@@ -86,6 +86,7 @@ final class ConvertCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
+        FileStorage.prepareNativeCalls(); // the target is written: its locks need the native calls
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {
             for (String o : options) {

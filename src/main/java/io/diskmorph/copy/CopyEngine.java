@@ -145,6 +145,9 @@ public final class CopyEngine {
     private final BlockingQueue<CompletableFuture<Job>> ready = new LinkedBlockingQueue<>();
     private volatile boolean aborted;
     private MappedSource mappedSource;
+    /** Chunk buffers, allocated by the reader as it needs them (at most parallel + 1). */
+    private Arena arena;
+    private int jobsCreated;
     private long progressTotal;
     private long progressDone;
 
@@ -199,15 +202,12 @@ public final class CopyEngine {
         ExecutorService pool = workers > 0 ? Executors.newFixedThreadPool(workers, daemon("diskmorph-compress"))
                 : null;
         BlockingQueue<CompressedClusterWriter.Compressor> compressors = new LinkedBlockingQueue<>();
-        Arena arena = Arena.ofShared();
+        arena = Arena.ofShared();
         Thread reader = null;
         mappedSource = new MappedSource(source);
         try {
             for (int i = 0; i < workers; i++) {
                 compressors.add(compressedTarget.newCompressor());
-            }
-            for (int i = 0; i < settings.parallel() + 1; i++) {
-                free.add(new Job(arena.allocate(chunk, 4096)));
             }
             reader = daemon("diskmorph-reader").newThread(() -> read(pool, compressors));
             reader.start();
@@ -319,6 +319,15 @@ public final class CopyEngine {
     }
 
     private Job takeFree() throws InterruptedException {
+        Job first = free.poll();
+        if (first != null) {
+            return first;
+        }
+        if (jobsCreated < settings.parallel() + 1) {
+            // buffers are made as the copy needs them: a small image never zeroes all of them
+            jobsCreated++;
+            return new Job(arena.allocate(chunk, 4096));
+        }
         while (true) {
             Job j = free.poll(100, TimeUnit.MILLISECONDS);
             if (j != null) {

@@ -2,8 +2,12 @@ package io.diskmorph.storage;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The kernel's table of byte-range locks ({@code /proc/locks}), read to test
@@ -32,8 +36,16 @@ final class LockTable {
 
     /** The current table, or null when the system does not offer one. */
     static LockTable read() {
-        try {
-            return new LockTable(new String(Files.readAllBytes(PROC_LOCKS), StandardCharsets.ISO_8859_1));
+        // through a FileChannel, whose classes every open has loaded already (Files.readAllBytes and
+        // friends cost a cold start about 20 ms of class loading)
+        try (FileChannel ch = FileChannel.open(PROC_LOCKS)) {
+            ByteBuffer buf = ByteBuffer.allocate(1 << 16);
+            while (ch.read(buf) > 0) {
+                if (!buf.hasRemaining()) {
+                    buf = ByteBuffer.allocate(buf.capacity() * 2).put(buf.flip());
+                }
+            }
+            return new LockTable(new String(buf.array(), 0, buf.position(), StandardCharsets.ISO_8859_1));
         } catch (IOException | SecurityException e) {
             return null;
         }
@@ -54,21 +66,21 @@ final class LockTable {
         long minor = (dev & 0xff) | ((dev >>> 12) & ~0xffL);
         // the kernel prints the file as %02x:%02x:%lu; only lines naming it are parsed, so a long
         // table (every lock of every process) costs one scan, not a string per line
-        String id = String.format("%02x:%02x:%d ", major, minor, inode);
+        String id = hex2(major) + ":" + hex2(minor) + ":" + inode + " ";
         for (int at = text.indexOf(id); at >= 0; at = text.indexOf(id, at + 1)) {
             if (at > 0 && text.charAt(at - 1) != ' ' && text.charAt(at - 1) != '\t') {
                 continue; // the end of a longer number
             }
             int lineStart = text.lastIndexOf('\n', at) + 1;
             int lineEnd = text.indexOf('\n', at);
-            String[] f = text.substring(lineStart, lineEnd < 0 ? text.length() : lineEnd).trim().split("\\s+");
+            List<String> f = fields(text, lineStart, lineEnd < 0 ? text.length() : lineEnd);
             // id: kind mode type pid dev:ino start end
-            if (f.length < 8 || !(f[1].equals("POSIX") || f[1].equals("OFDLCK"))) {
+            if (f.size() < 8 || !(f.get(1).equals("POSIX") || f.get(1).equals("OFDLCK"))) {
                 continue; // a waiter ("->"), an flock() lock or a lease
             }
             try {
-                long start = Long.parseLong(f[6]);
-                long last = f[7].equals("EOF") ? Long.MAX_VALUE : Long.parseLong(f[7]);
+                long start = Long.parseLong(f.get(6));
+                long last = f.get(7).equals("EOF") ? Long.MAX_VALUE : Long.parseLong(f.get(7));
                 if (start <= offset && offset <= last) {
                     return true;
                 }
@@ -77,5 +89,29 @@ final class LockTable {
             }
         }
         return false;
+    }
+
+    private static String hex2(long v) {
+        String h = Long.toHexString(v);
+        return h.length() < 2 ? "0" + h : h;
+    }
+
+    /** The blank-separated fields of text[from, to) (no regular expressions: they cost start-up time). */
+    private static List<String> fields(String text, int from, int to) {
+        List<String> out = new ArrayList<>();
+        int i = from;
+        while (i < to) {
+            while (i < to && Character.isWhitespace(text.charAt(i))) {
+                i++;
+            }
+            int s = i;
+            while (i < to && !Character.isWhitespace(text.charAt(i))) {
+                i++;
+            }
+            if (i > s) {
+                out.add(text.substring(s, i));
+            }
+        }
+        return out;
     }
 }
