@@ -93,6 +93,8 @@ public final class InPlaceConverter {
         private LayoutTarget.TargetDefaults defaults;
         private boolean hasBacking;
         private long identityHolesBelow;
+        /** The data clusters kept in place, before identity holes are added (null until then). */
+        private ClusterBitmap keptData;
         private long cluster;
         private long zoneClusters;
         private ClusterBitmap kept;
@@ -160,6 +162,14 @@ public final class InPlaceConverter {
                 identityHolesBelow = dense && plan.sourceFormat.equals("raw") ? lastDataEnd(image) : 0;
                 phase("survey");
                 survey(source, rulesBuilder);
+                if (dense && !plan.sourceFormat.equals("raw") && !hasBacking && keptEnd > 0) {
+                    // holes of the file below the last kept data cluster, where the guest reads zeros, map
+                    // onto themselves: the data above them then need not move down to fill them
+                    identityHolesBelow = keptEnd;
+                    keptData = kept;
+                    units = 0;
+                    survey(source, rulesBuilder);
+                }
                 phase("plan");
                 dryRun(source);
             }
@@ -222,6 +232,11 @@ public final class InPlaceConverter {
                 @Override
                 public boolean supportsZeroClusters() {
                     return b.supportsZeroClusters();
+                }
+
+                @Override
+                public boolean hostKeepsData(long hostOffset) {
+                    return keptData != null && keptData.get(hostOffset / cluster);
                 }
             };
         }

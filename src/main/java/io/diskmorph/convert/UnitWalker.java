@@ -25,6 +25,11 @@ final class UnitWalker {
         boolean canKeepDataAt(long hostOffset);
 
         boolean supportsZeroClusters();
+
+        /** Whether a guest cluster's data is kept at this host offset (then no other cluster may map there). */
+        default boolean hostKeepsData(long hostOffset) {
+            return false;
+        }
     }
 
     private final DiskImage source;
@@ -33,7 +38,12 @@ final class UnitWalker {
     private final long virtualSize;
     private final boolean hasBacking;
     private final boolean rawSource;
-    /** Raw holes below this offset are kept as (sparse) data so no unreferenced space remains. */
+    /**
+     * Holes below this offset are kept as (sparse) data so no unreferenced
+     * space remains (dense targets): raw holes, and for other sources without
+     * a backing file a guest cluster that reads zeros whose own offset is a
+     * hole of the file, so it maps onto itself.
+     */
     private final long identityHolesBelow;
     private final long sourceUnit;
 
@@ -69,7 +79,7 @@ final class UnitWalker {
         // Fast path over long unallocated runs (a sparse TiB disk): whole units inside one
         // unallocated extent are skipped together, as the caller does nothing for them.
         boolean skippable = rawSource ? extent instanceof Mapping.Zero && g >= identityHolesBelow
-                : extent instanceof Mapping.Unallocated;
+                : extent instanceof Mapping.Unallocated && g >= identityHolesBelow;
         if (kind == Kind.SKIP && skippable && g >= extentStart && g + cluster <= extentEnd) {
             long whole = (extentEnd - g) / cluster;
             g += (whole - 1) * cluster;
@@ -144,6 +154,9 @@ final class UnitWalker {
         }
         if (anyCompressed) {
             move(MoveReason.COMPRESSED);
+        } else if (!anyData && identityHole()) {
+            kind = Kind.KEEP;
+            host = guestOffset;
         } else if (!anyData) {
             if (!anyZero) {
                 kind = Kind.SKIP;
@@ -164,6 +177,32 @@ final class UnitWalker {
             keepOrMove(firstHost, length == cluster || tailStaysInside());
         }
     }
+
+    /**
+     * A unit that reads zeros (no backing file) may map onto the same offset
+     * of the file when that whole cluster is a hole there: it reads zeros in
+     * the target too, and the hole no longer counts as unreferenced space.
+     * A hole holds nothing of the source (its data and tables are written
+     * bytes), and kept clusters are never given to the target's tables.
+     */
+    private boolean identityHole() throws IOException {
+        if (hasBacking || guestOffset >= identityHolesBelow || length != cluster || guestOffset % cluster != 0
+                || !rules.canKeepDataAt(guestOffset)) {
+            return false;
+        }
+        if (rules.hostKeepsData(guestOffset)) {
+            return false; // a data cluster stored sparse at this offset: it stays there
+        }
+        // one query answers for every cluster up to the next data (a sparse file has long holes)
+        if (guestOffset < holeFrom || guestOffset >= nextDataAfterHole) {
+            holeFrom = guestOffset;
+            nextDataAfterHole = source.storage().nextData(guestOffset);
+        }
+        return nextDataAfterHole >= guestOffset + cluster;
+    }
+
+    private long holeFrom = -1;
+    private long nextDataAfterHole = -1;
 
     private void classifyRaw(boolean anyData) {
         if (!anyData && guestOffset >= identityHolesBelow) {

@@ -53,6 +53,26 @@ public final class MemoryStorage implements Storage {
         return m;
     }
 
+    /**
+     * A storage holding {@code bytes} like a sparse file: pages that are all
+     * zeros are holes (what a file copied with holes preserved looks like).
+     */
+    public static MemoryStorage sparseOf(String name, byte[] bytes) {
+        MemoryStorage m = new MemoryStorage(name, Math.max(DEFAULT_CAP, bytes.length));
+        try {
+            m.truncate(bytes.length);
+            for (int off = 0; off < bytes.length; off += PAGE) {
+                int n = Math.min(PAGE, bytes.length - off);
+                if (java.util.Arrays.mismatch(bytes, off, off + n, new byte[n], 0, n) >= 0) {
+                    m.write(ByteBuffer.wrap(bytes, off, n), off);
+                }
+            }
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+        return m;
+    }
+
     /** An independent copy, optionally read-only. */
     public MemoryStorage copy(boolean readOnly) {
         return new MemoryStorage(this, readOnly);

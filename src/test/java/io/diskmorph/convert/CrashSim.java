@@ -27,10 +27,14 @@ import java.util.Random;
 final class CrashSim {
     static final int SECTOR = 512;
 
-    sealed interface Op permits Write, Sync, Truncate, Create, Delete, Rename, DirSync {
+    sealed interface Op permits Write, Punch, Sync, Truncate, Create, Delete, Rename, DirSync {
     }
 
     record Write(int inode, long offset, byte[] data) implements Op {
+    }
+
+    /** fallocate(PUNCH_HOLE): the range reads zeros and holds no data; a crash keeps it whole or not at all. */
+    record Punch(int inode, long offset, long length) implements Op {
     }
 
     record Sync(int inode) implements Op {
@@ -71,7 +75,7 @@ final class CrashSim {
             names.put(e.getKey(), ino);
             initialInodes.put(ino, e.getValue());
             liveNames.put(e.getKey(), ino);
-            liveInodes.put(ino, MemoryStorage.of(e.getKey(), e.getValue()));
+            liveInodes.put(ino, MemoryStorage.sparseOf(e.getKey(), e.getValue()));
         }
         initialNames = Collections.unmodifiableMap(names);
     }
@@ -91,7 +95,7 @@ final class CrashSim {
     /** Files a crash after {@code prefix} logged operations could leave. */
     Map<String, byte[]> crashState(int prefix, FileFate fate, boolean dirOpsSurvive, long seed) {
         Map<Integer, MemoryStorage> durable = new HashMap<>();
-        initialInodes.forEach((ino, bytes) -> durable.put(ino, MemoryStorage.of("ino" + ino, bytes)));
+        initialInodes.forEach((ino, bytes) -> durable.put(ino, MemoryStorage.sparseOf("ino" + ino, bytes)));
         Map<Integer, List<Op>> pending = new HashMap<>();
         Map<String, Integer> names = new HashMap<>(initialNames);
         List<Op> pendingDir = new ArrayList<>();
@@ -100,6 +104,7 @@ final class CrashSim {
             switch (op) {
                 case Write w -> pending.computeIfAbsent(w.inode, k -> new ArrayList<>()).add(w);
                 case Truncate t -> pending.computeIfAbsent(t.inode, k -> new ArrayList<>()).add(t);
+                case Punch p -> pending.computeIfAbsent(p.inode, k -> new ArrayList<>()).add(p);
                 case Sync s -> {
                     MemoryStorage m = durable.computeIfAbsent(s.inode, k -> new MemoryStorage("ino" + k));
                     for (Op p : pending.getOrDefault(s.inode, List.of())) {
@@ -173,6 +178,11 @@ final class CrashSim {
                 case Truncate t -> {
                     if (fraction >= 1.0) {
                         m.truncate(t.size);
+                    }
+                }
+                case Punch p -> {
+                    if (fraction >= 1.0) {
+                        m.punchHole(p.offset, p.length);
                     }
                 }
                 default -> throw new IllegalStateException(op.toString());
@@ -259,7 +269,11 @@ final class CrashSim {
 
         @Override
         public void punchHole(long offset, long length) throws IOException {
-            throw new IOException("punchHole is not simulated");
+            if (readOnly) {
+                throw new IOException(name + ": read-only");
+            }
+            m().punchHole(offset, length);
+            log.add(new Punch(inode, offset, length));
         }
 
         @Override

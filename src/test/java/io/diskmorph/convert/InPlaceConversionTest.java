@@ -311,6 +311,43 @@ class InPlaceConversionTest {
     }
 
     @Test
+    void holesOfAQcow2SourceMapOntoThemselvesInAQedTarget() throws IOException {
+        // raw -> qcow2 keeps data at its guest offsets, so the qcow2 file has holes where the guest has none
+        // written; QED may hold no unreferenced space below its end, and the holes map onto themselves
+        Path img = dir.resolve("identity.img");
+        Qemu.create(img, "raw", "64M");
+        Qemu.io(img, "raw", "write -P 0x11 1M 2M", "write -P 0x22 20M 1M", "write -P 0x33 40M 3M",
+                "write -P 0x44 63M 1M");
+        Path reference = dir.resolve("identity.ref");
+        Qemu.toRaw(img, "raw", reference);
+        Dm.run("convert", "--in-place", "-f", "raw", "-O", "qcow2", img).ok();
+        JsonNode plan = Qemu.JSON.readTree(Dm.run("convert", "--in-place", "--output=json", "-O", "qed", img)
+                .ok().out());
+        assertTrue(plan.get("moved-bytes").asLong() <= 1 << 20, "holes stay, data stays: " + plan);
+        assertEquals(0, Qemu.check(img, "qed").exitCode());
+        assertEquals(0, Qemu.img("compare", "-f", "qed", "-F", "raw", img, reference).exitCode());
+        assertTrue(Files.size(img) < (70L << 20) && allocatedBytes(img) < (12L << 20), "still sparse");
+    }
+
+    @Test
+    void aSparseDataClusterIsNotMistakenForAHoleAnotherClusterMayUse() throws IOException {
+        // guest 8M is stored at a host cluster whose bytes are a hole (zeros, punched); guest offset equal to
+        // that host offset is unallocated: it must not map there too
+        Path img = dir.resolve("sparse-data.qcow2");
+        Qemu.create(img, "qcow2", "16M");
+        Qemu.io(img, "qcow2", "write -P 0x55 0 1M", "write -P 0x66 8M 64k", "write -P 0x77 9M 64k");
+        long host = Qemu.map(img, "qcow2").stream().filter(m -> m.start() == 8 << 20).findFirst().orElseThrow()
+                .offset();
+        assertTrue(host > 1 << 20 && host < 8 << 20, "the layout this test needs: host " + host);
+        Qemu.run("fallocate", "-p", "-o", String.valueOf(host), "-l", "65536", img.toString()).ok();
+        Path reference = dir.resolve("sparse-data.ref");
+        Qemu.toRaw(img, "qcow2", reference);
+        Dm.run("convert", "--in-place", "-f", "qcow2", "-O", "qed", img).ok();
+        assertEquals(0, Qemu.check(img, "qed").exitCode());
+        assertEquals(0, Qemu.img("compare", "-f", "qed", "-F", "raw", img, reference).exitCode());
+    }
+
+    @Test
     void keepRollbackThenRollbackRestoresTheOriginalExactly() throws IOException {
         Path img = make(new Source("raw", "raw", "8M", "", SCATTERED));
         byte[] original = Files.readAllBytes(img);
@@ -411,5 +448,10 @@ class InPlaceConversionTest {
             Qemu.io(p, s.format(), s.io().toArray(String[]::new));
         }
         return p;
+    }
+
+    private static long allocatedBytes(Path p) throws IOException {
+        return ((Number) Files.getAttribute(p, "unix:size")).longValue() > 0
+                ? Long.parseLong(Qemu.run("du", "-B1", "--", p.toString()).ok().out().split("\\s+")[0]) : 0;
     }
 }
