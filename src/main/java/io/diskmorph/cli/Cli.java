@@ -72,7 +72,7 @@ final class Cli {
     }
 
     private record Opt(String[] names, String label, String description, Consumer<String> set, boolean flag,
-                       boolean[] required) {
+                       boolean required) {
         String mainName() {
             return names[names.length - 1];
         }
@@ -95,19 +95,20 @@ final class Cli {
 
         /** An option with a value; {@code names} separated by '|', e.g. "-U|--force-share". */
         Declaration option(String names, String label, String description, Consumer<String> set) {
-            options.add(new Opt(names.split("\\|"), label, description, set, false, new boolean[1]));
+            options.add(new Opt(names.split("\\|"), label, description, set, false, false));
             return this;
         }
 
         /** An option without a value. */
         Declaration flag(String names, String description, Runnable set) {
-            options.add(new Opt(names.split("\\|"), "", description, v -> set.run(), true, new boolean[1]));
+            options.add(new Opt(names.split("\\|"), "", description, v -> set.run(), true, false));
             return this;
         }
 
         /** The option declared last must be given. */
         Declaration required() {
-            options.getLast().required()[0] = true;
+            Opt o = options.removeLast();
+            options.add(new Opt(o.names, o.label, o.description, o.set, o.flag, true));
             return this;
         }
 
@@ -204,7 +205,7 @@ final class Cli {
             seen.add(o);
         }
         for (Opt o : d.options) {
-            if (o.required()[0] && !seen.contains(o)) {
+            if (o.required && !seen.contains(o)) {
                 throw new ParameterException("missing required option '" + o.mainName() + "'");
             }
         }
@@ -272,7 +273,7 @@ final class Cli {
     static void printUsage(Declaration d, PrintWriter out) {
         StringBuilder usage = new StringBuilder("Usage: diskmorph " + d.name);
         for (Opt o : d.options) {
-            boolean req = o.required()[0];
+            boolean req = o.required;
             usage.append(req ? " " : " [").append(o.names[0]);
             if (!o.flag) {
                 usage.append(o.mainName().startsWith("--") ? "=" : " ").append(o.label.isEmpty() ? "VALUE" : o.label);

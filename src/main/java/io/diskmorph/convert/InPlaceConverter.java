@@ -14,6 +14,7 @@ import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.NotEnoughSpaceException;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -162,8 +163,9 @@ public final class InPlaceConverter {
                 identityHolesBelow = dense && plan.sourceFormat.equals("raw") ? lastDataEnd(image) : 0;
                 phase("survey");
                 survey(source, rulesBuilder);
-                if (dense && !plan.sourceFormat.equals("raw") && !hasBacking && keptEnd > 0) {
-                    // holes of the file below the last kept data cluster, where the guest reads zeros, map
+                if (dense && !plan.sourceFormat.equals("raw") && !hasBacking && image.nextHole(0) < keptEnd) {
+                    // (a second walk, only when the file has a hole below its last kept data cluster) holes
+                    // of the file there, where the guest reads zeros, map
                     // onto themselves: the data above them then need not move down to fill them
                     identityHolesBelow = keptEnd;
                     keptData = kept;
@@ -509,16 +511,9 @@ public final class InPlaceConverter {
     }
 
     /** A read-only, non-owning view so opening the source never closes or writes the image. */
-    static final class ReadOnlyView implements Storage {
-        private final Storage s;
-
+    static final class ReadOnlyView extends ForwardingStorage {
         ReadOnlyView(Storage s) {
-            this.s = s;
-        }
-
-        @Override
-        public void read(ByteBuffer dst, long position) throws IOException {
-            s.read(dst, position);
+            super(s);
         }
 
         @Override
@@ -531,23 +526,8 @@ public final class InPlaceConverter {
         }
 
         @Override
-        public long size() throws IOException {
-            return s.size();
-        }
-
-        @Override
         public void truncate(long size) throws IOException {
             throw new IOException("read-only view");
-        }
-
-        @Override
-        public long nextData(long from) throws IOException {
-            return s.nextData(from);
-        }
-
-        @Override
-        public long nextHole(long from) throws IOException {
-            return s.nextHole(from);
         }
 
         @Override
@@ -556,18 +536,8 @@ public final class InPlaceConverter {
         }
 
         @Override
-        public long allocatedBytes() throws IOException {
-            return s.allocatedBytes();
-        }
-
-        @Override
         public boolean isReadOnly() {
             return true;
-        }
-
-        @Override
-        public String name() {
-            return s.name();
         }
 
         @Override

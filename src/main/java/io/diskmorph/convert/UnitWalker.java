@@ -47,6 +47,10 @@ final class UnitWalker {
     private final long identityHolesBelow;
     private final long sourceUnit;
 
+    // the last hole query: the file has no data in [holeFrom, nextDataAfterHole)
+    private long holeFrom = -1;
+    private long nextDataAfterHole = -1;
+
     // cursor over the source mapping
     private long extentStart;
     private long extentEnd;
@@ -201,8 +205,6 @@ final class UnitWalker {
         return nextDataAfterHole >= guestOffset + cluster;
     }
 
-    private long holeFrom = -1;
-    private long nextDataAfterHole = -1;
 
     private void classifyRaw(boolean anyData) {
         if (!anyData && guestOffset >= identityHolesBelow) {

@@ -39,6 +39,9 @@ public final class FileStorage implements Storage {
     private static final int PERM_WRITE_UNCHANGED = 2;
     private static final int PERM_RESIZE = 3;
     private static final String[] PERM_NAMES = {"consistent read", "write", "write unchanged", "resize"};
+    /** A shared (read-only) open takes consistent read and refuses to share write and resize, like qemu-img. */
+    private static final int SHARED_WANTED = 1 << PERM_CONSISTENT_READ;
+    private static final int SHARED_UNSHARED = (1 << PERM_WRITE) | (1 << PERM_RESIZE);
 
     private final Path path;
     private final FileChannel channel;
@@ -138,8 +141,8 @@ public final class FileStorage implements Storage {
         int wanted; // permissions we take
         int unshared; // permissions we refuse to others
         if (mode == LockMode.SHARED) {
-            wanted = 1 << PERM_CONSISTENT_READ;
-            unshared = (1 << PERM_WRITE) | (1 << PERM_RESIZE);
+            wanted = SHARED_WANTED;
+            unshared = SHARED_UNSHARED;
         } else {
             wanted = 0b1111;
             unshared = 0b1111;
@@ -179,8 +182,8 @@ public final class FileStorage implements Storage {
         if (!LockTable.available() || !Files.isRegularFile(path)) {
             return false;
         }
-        int wanted = 1 << PERM_CONSISTENT_READ;
-        int unshared = (1 << PERM_WRITE) | (1 << PERM_RESIZE);
+        int wanted = SHARED_WANTED;
+        int unshared = SHARED_UNSHARED;
         // Take our locks first, then test: two racing openers then both see each other.
         for (int i = 0; i < 4; i++) {
             if ((wanted & (1 << i)) != 0) {
@@ -194,8 +197,9 @@ public final class FileStorage implements Storage {
         if (table == null) {
             return false;
         }
-        long dev = ((Number) Files.getAttribute(path, "unix:dev")).longValue();
-        long ino = ((Number) Files.getAttribute(path, "unix:ino")).longValue();
+        java.util.Map<String, Object> id = Files.readAttributes(path, "unix:dev,ino");
+        long dev = ((Number) id.get("dev")).longValue();
+        long ino = ((Number) id.get("ino")).longValue();
         for (int i = 0; i < 4; i++) {
             // someone refuses to share a permission we take, or holds one we refuse to share (the bytes
             // tested are never the ones this open locks)

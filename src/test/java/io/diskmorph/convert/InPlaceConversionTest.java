@@ -451,7 +451,8 @@ class InPlaceConversionTest {
     }
 
     private static long allocatedBytes(Path p) throws IOException {
-        return ((Number) Files.getAttribute(p, "unix:size")).longValue() > 0
-                ? Long.parseLong(Qemu.run("du", "-B1", "--", p.toString()).ok().out().split("\\s+")[0]) : 0;
+        try (var s = io.diskmorph.storage.FileStorage.open(p, true, io.diskmorph.storage.LockMode.NONE)) {
+            return s.allocatedBytes();
+        }
     }
 }

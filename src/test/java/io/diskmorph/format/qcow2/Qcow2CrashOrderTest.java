@@ -3,6 +3,7 @@ package io.diskmorph.format.qcow2;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
+import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
 import io.diskmorph.testing.Qemu;
@@ -31,18 +32,14 @@ class Qcow2CrashOrderTest {
     Path dir;
 
     /** A storage that records writes, punches and syncs in order. */
-    static final class RecordingStorage implements Storage {
-        final MemoryStorage inner;
+    static final class RecordingStorage extends ForwardingStorage {
         /** {offset, data} for writes, {offset, length as 8 bytes, null marker} for punches, null for sync. */
         final List<Object[]> ops = new ArrayList<>();
+        final MemoryStorage memory;
 
         RecordingStorage(MemoryStorage inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public void read(ByteBuffer dst, long position) throws IOException {
-            inner.read(dst, position);
+            super(inner);
+            this.memory = inner;
         }
 
         @Override
@@ -59,24 +56,9 @@ class Qcow2CrashOrderTest {
         }
 
         @Override
-        public long size() {
-            return inner.size();
-        }
-
-        @Override
         public void truncate(long size) throws IOException {
             ops.add(new Object[]{size, "truncate"});
             inner.truncate(size);
-        }
-
-        @Override
-        public long nextData(long from) {
-            return inner.nextData(from);
-        }
-
-        @Override
-        public long nextHole(long from) {
-            return inner.nextHole(from);
         }
 
         @Override
@@ -86,18 +68,8 @@ class Qcow2CrashOrderTest {
         }
 
         @Override
-        public long allocatedBytes() {
-            return inner.allocatedBytes();
-        }
-
-        @Override
         public boolean isReadOnly() {
             return false;
-        }
-
-        @Override
-        public String name() {
-            return inner.name();
         }
 
         @Override

@@ -112,7 +112,7 @@ class Qcow2RepairCrashTest {
         }
         if (!readable) {
             Path repaired = dir.resolve("repaired.qcow2");
-            Files.write(repaired, rec.inner.toByteArray());
+            Files.write(repaired, rec.memory.toByteArray());
             assertTrue(toRaw(repaired, raw));
             guest = Files.readAllBytes(raw);
         }

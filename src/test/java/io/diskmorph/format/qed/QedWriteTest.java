@@ -7,6 +7,7 @@ import io.diskmorph.image.ImageException;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.OpenOptions;
+import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
 import io.diskmorph.testing.Dm;
@@ -369,17 +370,11 @@ class QedWriteTest {
     }
 
     /** Records every write and sync that reaches the storage. */
-    private static final class RecordingStorage implements Storage {
-        final Storage inner;
+    private static final class RecordingStorage extends ForwardingStorage {
         final List<Event> events = new ArrayList<>();
 
         RecordingStorage(Storage inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public void read(ByteBuffer dst, long position) throws IOException {
-            inner.read(dst, position);
+            super(inner);
         }
 
         @Override
@@ -395,49 +390,9 @@ class QedWriteTest {
         }
 
         @Override
-        public long size() throws IOException {
-            return inner.size();
-        }
-
-        @Override
-        public void truncate(long size) throws IOException {
-            inner.truncate(size);
-        }
-
-        @Override
-        public long nextData(long from) throws IOException {
-            return inner.nextData(from);
-        }
-
-        @Override
-        public long nextHole(long from) throws IOException {
-            return inner.nextHole(from);
-        }
-
-        @Override
         public void punchHole(long offset, long length) throws IOException {
             events.add(new Event(false, offset, (int) length, true));
             inner.punchHole(offset, length);
-        }
-
-        @Override
-        public long allocatedBytes() throws IOException {
-            return inner.allocatedBytes();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return inner.isReadOnly();
-        }
-
-        @Override
-        public String name() {
-            return inner.name();
-        }
-
-        @Override
-        public void close() throws IOException {
-            inner.close();
         }
     }
 }
