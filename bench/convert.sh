@@ -5,15 +5,16 @@
 # in between, 256 MiB of written zeros, holes, a little data at the end; the qcow2 source also has
 # zero clusters. Pairs: raw -> qcow2, qcow2 -> raw, qed -> qcow2, qcow2 -> qcow2 -c.
 # Default options for both tools. Whole-process wall time (JVM start-up included), median and best of
-# RUNS (RUNS_COMPRESSED for -c, default 3): on a shared virtual machine, system time swings by seconds
-# from run to run for either tool, and the best run is the one least disturbed;
-# the two tools alternating. Before every run: the previous output removed and everything synced, so
-# both tools start with no dirty pages and an emptied page cache (root); warm cache: the source and
-# both tools' files are then read into the page cache; COLD=1: they are not, everything comes from
-# disk. PAIRS="raw -> qcow2,qcow2 -> raw" runs only the pairs named. Each diskmorph output is checked
-# by qemu-img (compare, check).
+# RUNS (default 5; RUNS_COMPRESSED for -c, default 3), the two tools alternating. Before every run:
+# the previous output removed and everything synced, so both tools start with no dirty pages and an
+# emptied page cache (root); warm cache: the source and both tools' files are then read into the
+# page cache (COLD=1: they are not, everything comes from disk); then memory is warmed (lib.sh
+# warm_memory: on this VM a page the guest freed goes back to the host, and touching it again costs
+# a host fault that made the same write cost 2-7x; WARM_MEMORY=0 measures that too).
+# PAIRS="raw -> qcow2,qcow2 -> raw" runs only the pairs named. Each diskmorph output is checked by
+# qemu-img (compare, check).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-5}"
 need mke2fs; need python3
 img="$BENCH_DIR/copy-src"
 tree="$BENCH_DIR/copy-tree"
@@ -71,6 +72,9 @@ qemu-img create -q -f qcow2 "$warm" 64M && qemu-io -f qcow2 -c "write -P 7 0 8M"
 warm_aot convert -O qcow2 "$warm" "$out.warm"
 rm -f "$out.warm" "$warm"
 
+# memory touched (and freed) before each run: the largest output plus room for the tools themselves
+warm_mib=$(( $(du -m "$img.raw" | cut -f1) * 2 + 2048 ))
+
 prepare() { # source
   rm -f "$out" "$out".part-*
   sync
@@ -83,6 +87,7 @@ prepare() { # source
     # and both tools' own files, as on a machine that uses them
     qemu-img --version >/dev/null; "$DM" --version >/dev/null; cat "$root"/target/*.aot >/dev/null 2>&1 || true
   fi
+  warm_memory "$warm_mib"
 }
 
 # timed LABEL CMD...: wall seconds in $T, CPU seconds (user + system) in $C
@@ -92,7 +97,7 @@ timed() {
   /usr/bin/time -f "%e %U %S %M" -o "$f" "$@" >/dev/null
   local u s m; read -r T u s m < "$f"; rm -f "$f"
   C=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
-  printf '  %-40s %7.2f s wall %7.2f s cpu %8d KiB max RSS\n' "$label" "$T" "$C" "$m"
+  printf '  %-40s %7.2f s wall %7.2f s cpu (%s user, %s sys) %8d KiB max RSS\n' "$label" "$T" "$C" "$u" "$s" "$m"
 }
 
 pair() { # label srcfmt dstfmt [flags...]

@@ -86,7 +86,9 @@ final class ConvertCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
-        FileStorage.prepareNativeCalls(); // the target is written: its locks need the native calls
+        if (inPlace && !dryRun) {
+            FileStorage.prepareNativeCalls(); // the image is opened for writing: its locks are OFD locks
+        }
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {
             for (String o : options) {

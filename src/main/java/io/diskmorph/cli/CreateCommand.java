@@ -49,7 +49,6 @@ final class CreateCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
-        FileStorage.prepareNativeCalls(); // the target is written: its locks need the native calls
         ImageFormat f = FormatRegistry.byName(format);
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {

@@ -79,18 +79,22 @@ public abstract class AbstractDiskImage implements DiskImage {
                 throw new IllegalStateException(format().name() + " driver returned an empty mapping at " + pos);
             }
             ByteBuffer part = dst.slice(dst.position(), n);
-            switch (m) {
-                case Mapping.Data d -> dataStorage().read(part, d.hostOffset());
-                case Mapping.Zero z -> fillZero(part);
-                case Mapping.Unallocated u -> readBacking(part, pos);
-                case Mapping.Compressed c -> {
-                    if (cluster == null) {
-                        cluster = ByteBuffer.allocate(Math.toIntExact(clusterSize()));
-                    }
-                    cluster.clear();
-                    decompressCluster(c, cluster);
-                    part.put(cluster.slice(Math.toIntExact(c.offsetInCluster()), n));
+            // instanceof tests, not a pattern switch: its bootstrap spins a class at every start
+            if (m instanceof Mapping.Data d) {
+                dataStorage().read(part, d.hostOffset());
+            } else if (m instanceof Mapping.Zero) {
+                fillZero(part);
+            } else if (m instanceof Mapping.Unallocated) {
+                readBacking(part, pos);
+            } else if (m instanceof Mapping.Compressed c) {
+                if (cluster == null) {
+                    cluster = ByteBuffer.allocate(Math.toIntExact(clusterSize()));
                 }
+                cluster.clear();
+                decompressCluster(c, cluster);
+                part.put(cluster.slice(Math.toIntExact(c.offsetInCluster()), n));
+            } else {
+                throw new IllegalStateException("unknown mapping " + m);
             }
             dst.position(dst.position() + n);
             pos += n;

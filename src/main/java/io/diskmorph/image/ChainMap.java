@@ -68,38 +68,36 @@ public final class ChainMap {
         while (true) {
             Mapping m = layer.mapping(offset, bytes);
             bytes = m.length();
-            switch (m) {
-                case Mapping.Data d -> {
-                    String file = layer.dataStorage().name();
-                    if (layer.mapReportsHostHolesAsZero()) {
-                        long host = d.hostOffset();
-                        long dataAt = host < layer.dataStorage().size() ? layer.dataStorage().nextData(host)
-                                : Long.MAX_VALUE; // past EOF reads as zeros
-                        if (dataAt > host) {
-                            long len = Math.min(bytes, dataAt - host);
-                            return new MapEntry(offset, len, depth, true, true, true, host, file, false);
-                        }
-                        bytes = Math.min(bytes, layer.dataStorage().nextHole(host) - host);
+            // instanceof tests, not a pattern switch: its bootstrap spins a class at every start
+            if (m instanceof Mapping.Data d) {
+                String file = layer.dataStorage().name();
+                if (layer.mapReportsHostHolesAsZero()) {
+                    long host = d.hostOffset();
+                    long dataAt = host < layer.dataStorage().size() ? layer.dataStorage().nextData(host)
+                            : Long.MAX_VALUE; // past EOF reads as zeros
+                    if (dataAt > host) {
+                        long len = Math.min(bytes, dataAt - host);
+                        return new MapEntry(offset, len, depth, true, true, true, host, file, false);
                     }
-                    return new MapEntry(offset, bytes, depth, true, false, true, d.hostOffset(), file, false);
+                    bytes = Math.min(bytes, layer.dataStorage().nextHole(host) - host);
                 }
-                case Mapping.Zero z -> {
-                    return new MapEntry(offset, bytes, depth, true, true, false, z.hostOffset(),
-                            z.hasHostOffset() ? layer.dataStorage().name() : null, false);
+                return new MapEntry(offset, bytes, depth, true, false, true, d.hostOffset(), file, false);
+            } else if (m instanceof Mapping.Zero z) {
+                return new MapEntry(offset, bytes, depth, true, true, false, z.hostOffset(),
+                        z.hasHostOffset() ? layer.dataStorage().name() : null, false);
+            } else if (m instanceof Mapping.Compressed) {
+                return new MapEntry(offset, bytes, depth, true, false, true, -1, null, true);
+            } else if (m instanceof Mapping.Unallocated u) {
+                DiskImage b = layer.backing();
+                if (b == null || offset >= b.virtualSize()) {
+                    return new MapEntry(offset, bytes, depth, false, true, false, u.hostOffset(),
+                            u.hasHostOffset() ? layer.dataStorage().name() : null, false);
                 }
-                case Mapping.Compressed c -> {
-                    return new MapEntry(offset, bytes, depth, true, false, true, -1, null, true);
-                }
-                case Mapping.Unallocated u -> {
-                    DiskImage b = layer.backing();
-                    if (b == null || offset >= b.virtualSize()) {
-                        return new MapEntry(offset, bytes, depth, false, true, false, u.hostOffset(),
-                                u.hasHostOffset() ? layer.dataStorage().name() : null, false);
-                    }
-                    bytes = Math.min(bytes, b.virtualSize() - offset);
-                    layer = b;
-                    depth++;
-                }
+                bytes = Math.min(bytes, b.virtualSize() - offset);
+                layer = b;
+                depth++;
+            } else {
+                throw new IllegalStateException("unknown mapping " + m);
             }
         }
     }

@@ -10,7 +10,6 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.regex.Pattern;
 
 /**
  * Opening image files: locking, the interrupted-conversion guard, probing,
@@ -25,8 +24,6 @@ public final class Images {
     public static final String JOURNAL_SUFFIX = ".dmjournal";
     /** Suffix of the rollback record a finished conversion keeps with --keep-rollback. */
     public static final String ROLLBACK_SUFFIX = ".dmrollback";
-
-    private static final Pattern PROTOCOL = Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*:");
 
     private Images() {
     }
@@ -92,7 +89,20 @@ public final class Images {
         // QEMU: a colon before the first slash means a protocol prefix
         int colon = name.indexOf(':');
         int slash = name.indexOf('/');
-        return colon > 0 && (slash < 0 || colon < slash) && PROTOCOL.matcher(name).find();
+        return colon > 0 && (slash < 0 || colon < slash) && isProtocolName(name, colon);
+    }
+
+    /** Whether name[0, end) is a protocol name: a letter, then letters, digits, '+', '.' or '-' (no regex:
+     * compiling one costs every command start-up time). */
+    private static boolean isProtocolName(String name, int end) {
+        for (int i = 0; i < end; i++) {
+            char c = name.charAt(i);
+            boolean letter = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z';
+            if (!letter && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '.' || c == '-'))) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Opens one layer after another, remembering the chain so loops end with an error. */

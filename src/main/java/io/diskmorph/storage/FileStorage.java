@@ -25,11 +25,16 @@ import java.util.Set;
  * conflicting holders. We follow the same scheme, so QEMU and diskmorph see
  * each other's locks.
  *
- * <p>A read-only open with shared locks needs no native call: it takes its
- * read locks through the {@link FileChannel} (fcntl record locks, which
- * conflict with QEMU's OFD locks both ways) and tests the other bytes in
- * the kernel's lock table ({@link LockTable}). The native descriptor is then
- * opened only when a sparse query or the allocated size is asked for.
+ * <p>A read-only open with shared locks, and a file this process creates,
+ * need no native call: they take their read locks through the
+ * {@link FileChannel} (fcntl record locks, which conflict with QEMU's OFD
+ * locks both ways) and test the other bytes in the kernel's lock table
+ * ({@link LockTable}). The native descriptor is then opened only when a
+ * sparse query, hole punching or the allocated size is asked for. Record
+ * locks belong to the process and vanish when any descriptor of the file
+ * closes, so a created file is never opened a second time by this process
+ * while it is held ({@link #HELD_FOR_WRITING}), and it is grown through its
+ * own descriptor, not a second one.
  */
 public final class FileStorage implements Storage {
     private static final int PERM_BASE = 100;
@@ -43,19 +48,34 @@ public final class FileStorage implements Storage {
     private static final int SHARED_WANTED = 1 << PERM_CONSISTENT_READ;
     private static final int SHARED_UNSHARED = (1 << PERM_WRITE) | (1 << PERM_RESIZE);
 
+    /**
+     * Files (device:inode) this process created and holds with record locks:
+     * another open of one here is refused before it opens a descriptor,
+     * whose closing would drop the holder's locks.
+     */
+    private static final java.util.Set<String> HELD_FOR_WRITING = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    private static final java.util.concurrent.atomic.AtomicBoolean NATIVE_PREPARING =
+            new java.util.concurrent.atomic.AtomicBoolean();
+
     private final Path path;
     private final FileChannel channel;
+    /** The descriptor of a writable file (the channel is its), through which the file is grown. */
+    private final java.io.RandomAccessFile writable;
     private final boolean readOnly;
+    /** Our entry in {@link #HELD_FOR_WRITING}, or null. */
+    private String heldId;
     private int nativeFd = -1;
-    /** Whether the native descriptor is still to be opened on first use (read-only opens). */
+    /** Whether the native descriptor is still to be opened on first use (opens locked through the channel). */
     private boolean nativePending;
     private boolean sparseQueries;
     private boolean punchSupported = true;
     private boolean closed;
 
-    private FileStorage(Path path, FileChannel channel, boolean readOnly) {
+    private FileStorage(Path path, FileChannel channel, java.io.RandomAccessFile writable, boolean readOnly) {
         this.path = path;
         this.channel = channel;
+        this.writable = writable;
         this.readOnly = readOnly;
     }
 
@@ -66,6 +86,9 @@ public final class FileStorage implements Storage {
      * linking, overlaps its other start-up work instead of following it.
      */
     public static void prepareNativeCalls() {
+        if (NATIVE_PREPARING.getAndSet(true)) {
+            return;
+        }
         Thread t = new Thread(() -> {
             boolean ignored = NativeFs.AVAILABLE; // class initialization links the downcall
         }, "diskmorph-native-setup");
@@ -86,13 +109,25 @@ public final class FileStorage implements Storage {
             // endless or changing content): neither holds an image
             throw new ImageException(path + ": not a regular file or block device");
         }
+        refuseIfHeldForWriting(path);
         FileChannel ch;
         try {
             ch = FileChannel.open(path, opts);
         } catch (NoSuchFileException e) {
             throw new NoSuchFileException(path.toString(), null, "no such file");
         }
-        return init(path, ch, readOnly, lock);
+        return init(path, ch, null, readOnly, lock);
+    }
+
+    private static void refuseIfHeldForWriting(Path path) throws IOException {
+        if (!HELD_FOR_WRITING.isEmpty() && Files.exists(path) && HELD_FOR_WRITING.contains(fileId(path))) {
+            throw new ImageInUseException(path + ": image is in use (this process is writing it)");
+        }
+    }
+
+    private static String fileId(Path path) throws IOException {
+        java.util.Map<String, Object> id = Files.readAttributes(path, "unix:dev,ino");
+        return id.get("dev") + ":" + id.get("ino");
     }
 
     private static boolean isBlockDevice(Path path) throws IOException {
@@ -100,11 +135,24 @@ public final class FileStorage implements Storage {
         return (mode & 0170000) == 0060000; // S_IFMT, S_IFBLK
     }
 
-    /** Creates a new file (or truncates an existing one to zero length) for writing. */
+    /**
+     * Creates a new file (or truncates an existing one to zero length) for
+     * writing. Its locks are taken through the channel: a file being created
+     * is usually written before anything else needs a native call, so the
+     * java.lang.foreign set-up stays off its path.
+     */
     public static FileStorage create(Path path, LockMode lock) throws IOException {
-        FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE,
-                StandardOpenOption.CREATE);
-        FileStorage s = init(path, ch, false, lock);
+        refuseIfHeldForWriting(path);
+        if (Files.isDirectory(path)) {
+            throw new IOException(path + ": is a directory");
+        }
+        java.io.RandomAccessFile raf;
+        try {
+            raf = new java.io.RandomAccessFile(path.toFile(), "rw");
+        } catch (java.io.FileNotFoundException e) {
+            throw new NoSuchFileException(path.toString(), null, e.getMessage());
+        }
+        FileStorage s = init(path, raf.getChannel(), raf, false, lock);
         try {
             s.truncate(0);
         } catch (IOException e) {
@@ -114,10 +162,12 @@ public final class FileStorage implements Storage {
         return s;
     }
 
-    private static FileStorage init(Path path, FileChannel ch, boolean readOnly, LockMode lock) throws IOException {
-        FileStorage s = new FileStorage(path, ch, readOnly);
+    private static FileStorage init(Path path, FileChannel ch, java.io.RandomAccessFile raf, boolean readOnly,
+                                    LockMode lock) throws IOException {
+        FileStorage s = new FileStorage(path, ch, raf, readOnly);
         try {
-            if (readOnly && lock != LockMode.EXCLUSIVE && s.lockWithoutNativeCalls(lock)) {
+            boolean created = raf != null;
+            if ((created || readOnly && lock != LockMode.EXCLUSIVE) && s.lockWithoutNativeCalls(lock)) {
                 s.nativePending = true;
                 s.sparseQueries = true;
                 return s;
@@ -182,42 +232,69 @@ public final class FileStorage implements Storage {
         if (!LockTable.available() || !Files.isRegularFile(path)) {
             return false;
         }
-        int wanted = SHARED_WANTED;
-        int unshared = SHARED_UNSHARED;
+        boolean exclusive = mode == LockMode.EXCLUSIVE;
+        int wanted = exclusive ? 0b1111 : SHARED_WANTED;
+        int unshared = exclusive ? 0b1111 : SHARED_UNSHARED;
+        String id = fileId(path);
+        if (exclusive && !HELD_FOR_WRITING.add(id)) {
+            throw new ImageInUseException(path + ": image is in use (this process is writing it)");
+        }
+        heldId = exclusive ? id : null;
         // Take our locks first, then test: two racing openers then both see each other.
         for (int i = 0; i < 4; i++) {
             if ((wanted & (1 << i)) != 0) {
-                takeSharedLock(PERM_BASE + i, PERM_NAMES[i]);
+                takeSharedLock(PERM_BASE + i, PERM_NAMES[i], exclusive);
             }
             if ((unshared & (1 << i)) != 0) {
-                takeSharedLock(SHARED_BASE + i, PERM_NAMES[i]);
+                takeSharedLock(SHARED_BASE + i, PERM_NAMES[i], exclusive);
             }
         }
         LockTable table = LockTable.read();
         if (table == null) {
+            releaseHeld();
             return false;
         }
-        java.util.Map<String, Object> id = Files.readAttributes(path, "unix:dev,ino");
-        long dev = ((Number) id.get("dev")).longValue();
-        long ino = ((Number) id.get("ino")).longValue();
+        java.util.Map<String, Object> attrs = Files.readAttributes(path, "unix:dev,ino");
+        long dev = ((Number) attrs.get("dev")).longValue();
+        long ino = ((Number) attrs.get("ino")).longValue();
+        // a shared open never tests the bytes it locks itself; an exclusive one locks every byte it tests,
+        // so it leaves out the record locks of this process (its own)
+        long ownPid = exclusive ? ProcessHandle.current().pid() : -1;
         for (int i = 0; i < 4; i++) {
-            // someone refuses to share a permission we take, or holds one we refuse to share (the bytes
-            // tested are never the ones this open locks)
-            if ((wanted & (1 << i)) != 0 && table.anyLockOn(dev, ino, SHARED_BASE + i)
-                    || (unshared & (1 << i)) != 0 && table.anyLockOn(dev, ino, PERM_BASE + i)) {
+            // someone refuses to share a permission we take, or holds one we refuse to share
+            if ((wanted & (1 << i)) != 0 && table.anyLockOn(dev, ino, SHARED_BASE + i, ownPid)
+                    || (unshared & (1 << i)) != 0 && table.anyLockOn(dev, ino, PERM_BASE + i, ownPid)) {
                 throw inUse(PERM_NAMES[i]);
             }
         }
         return true;
     }
 
-    private void takeSharedLock(long offset, String perm) throws IOException {
+    private void releaseHeld() {
+        if (heldId != null) {
+            HELD_FOR_WRITING.remove(heldId);
+            heldId = null;
+        }
+    }
+
+    private void takeSharedLock(long offset, String perm, boolean exclusive) throws IOException {
         try {
             if (channel.tryLock(offset, 1, true) == null) {
                 throw inUse(perm);
             }
         } catch (java.nio.channels.OverlappingFileLockException e) {
-            // this process already holds it through another open of the same file
+            // this process already holds it through another open of the same file: fine for a reader,
+            // not for a writer
+            if (exclusive) {
+                throw inUse(perm);
+            }
+        }
+    }
+
+    @Override
+    public void expectSparseQueries() {
+        if (nativePending) {
+            prepareNativeCalls();
         }
     }
 
@@ -231,7 +308,7 @@ public final class FileStorage implements Storage {
         if (nativePending) {
             nativePending = false;
             if (NativeFs.AVAILABLE) {
-                nativeFd = NativeFs.open(path, false);
+                nativeFd = NativeFs.open(path, !readOnly);
             } else {
                 sparseQueries = false;
             }
@@ -298,10 +375,15 @@ public final class FileStorage implements Storage {
         if (size < cur) {
             channel.truncate(size);
         } else if (size > cur) {
-            // FileChannel.truncate cannot grow; a one-byte write at the end would
-            // allocate a block, so grow through RandomAccessFile semantics instead.
-            try (var raf = new java.io.RandomAccessFile(path.toFile(), "rw")) {
-                raf.setLength(size);
+            // FileChannel.truncate cannot grow, and a one-byte write at the end would allocate a
+            // block: grow with ftruncate, through our own descriptor when we have one (closing a
+            // second one would drop the record locks of a created file)
+            if (writable != null) {
+                writable.setLength(size);
+            } else {
+                try (var raf = new java.io.RandomAccessFile(path.toFile(), "rw")) {
+                    raf.setLength(size);
+                }
             }
         }
     }
@@ -356,7 +438,7 @@ public final class FileStorage implements Storage {
         if (length <= 0) {
             return;
         }
-        if (nativeFd >= 0 && punchSupported) {
+        if (punchSupported && nativeFd() >= 0) {
             try {
                 NativeFs.fallocate(nativeFd, NativeFs.FALLOC_FL_PUNCH_HOLE | NativeFs.FALLOC_FL_KEEP_SIZE, offset,
                         length, name());
@@ -406,8 +488,13 @@ public final class FileStorage implements Storage {
         }
         closed = true;
         try {
-            channel.close();
+            if (writable != null) {
+                writable.close(); // and its channel
+            } else {
+                channel.close();
+            }
         } finally {
+            releaseHeld();
             if (nativeFd >= 0) {
                 NativeFs.close(nativeFd); // releases our OFD locks
                 nativeFd = -1;

@@ -56,6 +56,11 @@ public abstract class ForwardingStorage implements Storage {
     }
 
     @Override
+    public void expectSparseQueries() {
+        inner.expectSparseQueries();
+    }
+
+    @Override
     public long allocatedBytes() throws IOException {
         return inner.allocatedBytes();
     }

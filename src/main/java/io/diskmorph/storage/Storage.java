@@ -56,6 +56,14 @@ public interface Storage extends Closeable {
     /** Bytes the file occupies on disk (st_blocks * 512), or -1 when unknown. */
     long allocatedBytes() throws IOException;
 
+    /**
+     * A hint that sparse queries or the allocated size will be asked for
+     * soon: a storage that sets them up lazily may start now, in the
+     * background.
+     */
+    default void expectSparseQueries() {
+    }
+
     boolean isReadOnly();
 
     /** A short name for messages (the file path, or a test label). */

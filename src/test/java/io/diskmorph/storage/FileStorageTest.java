@@ -123,6 +123,56 @@ class FileStorageTest {
     }
 
     @Test
+    void createdFileLocksThroughItsChannelAndKeepsTheLocks() throws Exception {
+        Path f = dir.resolve("created.raw");
+        try (FileStorage w = FileStorage.create(f, LockMode.EXCLUSIVE)) {
+            assertFalse(w.hasNativeDescriptor(), "a created file takes its locks through the channel");
+            w.truncate(16 << 20); // grown through its own descriptor
+            assertQemuRefused(f, "a created file is locked against qemu readers");
+            Qemu.Result io = Qemu.run("qemu-io", "-f", "raw", "-c", "write 0 4k", f.toString());
+            assertNotEquals(0, io.exitCode(), io.out() + io.err());
+            // another open in this process is refused before it opens a descriptor (closing one would
+            // drop the process's record locks), and the holder's locks stay
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, true, LockMode.SHARED));
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, false, LockMode.EXCLUSIVE));
+            assertThrows(ImageInUseException.class, () -> FileStorage.create(f, LockMode.EXCLUSIVE));
+            assertQemuRefused(f, "refused opens in this process leave the locks in place");
+            w.write(ByteBuffer.wrap(new byte[4096]).put(0, (byte) 1), 1 << 20);
+            w.punchHole(1 << 20, 4096); // the native descriptor, opened on demand
+            assertTrue(w.hasNativeDescriptor());
+            assertEquals(16 << 20, w.nextData(0), "punched: only holes");
+            assertQemuRefused(f, "opening the native descriptor leaves the locks in place");
+        }
+        assertEquals(0, Qemu.img("map", "-f", "raw", f).exitCode(), "the locks go with the file's close");
+        try (FileStorage again = FileStorage.open(f, false, LockMode.EXCLUSIVE)) {
+            assertEquals(16 << 20, again.size());
+        }
+    }
+
+    @Test
+    void createdFileInUseByQemuIsRefused() throws Exception {
+        Path f = dir.resolve("served.raw");
+        Qemu.create(f, "raw", "16M");
+        Process nbd = new ProcessBuilder("qemu-nbd", "-f", "raw", "--persistent",
+                "--socket", dir.resolve("nbd.sock").toString(), f.toString()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            waitForLock(f, nbd);
+            assertThrows(ImageInUseException.class, () -> FileStorage.create(f, LockMode.EXCLUSIVE));
+        } finally {
+            nbd.destroy();
+            nbd.waitFor(10, TimeUnit.SECONDS);
+        }
+        assertEquals(16 << 20, Files.size(f), "the refused create did not truncate");
+    }
+
+    private static void assertQemuRefused(Path f, String why) {
+        Qemu.Result r = Qemu.img("map", "-f", "raw", f);
+        assertNotEquals(0, r.exitCode(), why);
+        assertTrue(r.err().contains("lock"), why + ": " + r.err());
+    }
+
+    @Test
     void lockTableLinesAreMatchedByDeviceInodeAndRange() {
         // st_dev 0xfd01 as Java reports it is major 0xfd, minor 0x01 (the kernel prints fd:01)
         LockTable t = LockTable.of("""
@@ -140,6 +190,9 @@ class FileStorageTest {
         assertFalse(t.anyLockOn(dev, 1234, 5), "flock() locks do not conflict with byte-range locks");
         assertFalse(t.anyLockOn(dev, 1234, 300), "a waiter holds nothing");
         assertFalse(t.anyLockOn(dev, 4321, 100), "another inode");
+        assertFalse(t.anyLockOn(dev, 1234, 202, 77), "the record locks of the asking process are its own");
+        assertTrue(t.anyLockOn(dev, 1234, 202, 78));
+        assertTrue(t.anyLockOn(dev, 1234, 100, 77), "an OFD lock is another open's, whoever made it");
         // major 0x103 minor 2 (nvme-like numbers need the high bits of st_dev)
         long bigDev = ((0x103L & 0xfff) << 8) | 2;
         assertTrue(t.anyLockOn(bigDev, 1234, 1L << 40), "EOF ends the range at infinity");

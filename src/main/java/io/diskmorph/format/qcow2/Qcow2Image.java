@@ -85,6 +85,9 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         boolean forCheck = context.forCheck();
         Qcow2Header h = Qcow2Header.read(storage, forCheck);
         boolean readOnly = context.readOnly() || storage.isReadOnly();
+        if (readOnly) {
+            storage.expectSparseQueries(); // the file's holes and allocated size tell preallocated metadata
+        }
         long unknown = h.incompatible & ~Qcow2Header.INCOMPAT_KNOWN;
         if (unknown != 0) {
             throw new UnsupportedFeatureException(storage.name() + ": unsupported qcow2 feature(s): "

@@ -25,6 +25,9 @@ final class RawImage extends AbstractDiskImage {
     RawImage(RawFormat format, Storage storage, OpenContext context) throws IOException {
         super(storage, context);
         this.format = format;
+        if (storage.isReadOnly()) {
+            storage.expectSparseQueries(); // a raw image's mapping is the file's holes
+        }
         // QEMU's block layer counts whole sectors: a file of 52036 bytes is a 52224-byte disk
         // whose tail past the end of the file reads as zeros
         long length = storage.size();
