@@ -85,8 +85,10 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         boolean forCheck = context.forCheck();
         Qcow2Header h = Qcow2Header.read(storage, forCheck);
         boolean readOnly = context.readOnly() || storage.isReadOnly();
-        if (readOnly) {
-            storage.expectSparseQueries(); // the file's holes and allocated size tell preallocated metadata
+        if (readOnly && !forCheck) {
+            // reading guest data asks the file's holes and allocated size (preallocated metadata); a check
+            // never does, and would only pay for the set-up
+            storage.expectSparseQueries();
         }
         long unknown = h.incompatible & ~Qcow2Header.INCOMPAT_KNOWN;
         if (unknown != 0) {
