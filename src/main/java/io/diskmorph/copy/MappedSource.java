@@ -8,8 +8,6 @@ import io.diskmorph.storage.Storage;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.channels.FileChannel;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayDeque;
 import java.util.IdentityHashMap;
 import java.util.Map;
@@ -23,7 +21,9 @@ import java.util.Map;
  * regular file (compressed clusters, pieces from several layers, data past
  * the end of the file) are not mapped: the caller reads them the usual way.
  *
- * <p>Files are mapped in 64 MiB windows, a few per file; a window is
+ * <p>Files are mapped through their own storage's descriptor (a second
+ * descriptor, once closed, would drop the record locks the read-only open
+ * holds), in 64 MiB windows, a few per file; a window is
  * unmapped once the reader has dropped it and the writer has released every
  * range taken from it. The reader calls {@link #map}, the writer
  * {@link Range#release}.
@@ -55,9 +55,9 @@ final class MappedSource implements AutoCloseable {
         private int users;
         private boolean retired;
 
-        Window(FileChannel ch, long start, long length) throws IOException {
+        Window(FileStorage file, long start, long length) throws IOException {
             this.start = start;
-            this.segment = ch.map(FileChannel.MapMode.READ_ONLY, start, length, arena);
+            this.segment = file.mapReadOnly(start, length, arena);
         }
 
         synchronized void acquire() {
@@ -87,12 +87,7 @@ final class MappedSource implements AutoCloseable {
 
     /** One mapped file: its channel and its most recently used windows (a fragmented image jumps around). */
     private static final class MappedFile {
-        final FileChannel channel;
         final ArrayDeque<Window> windows = new ArrayDeque<>();
-
-        MappedFile(FileChannel channel) {
-            this.channel = channel;
-        }
     }
 
     private final DiskImage source;
@@ -133,7 +128,7 @@ final class MappedSource implements AutoCloseable {
         }
         MappedFile f = files.get(fs);
         if (f == null) {
-            f = new MappedFile(FileChannel.open(fs.path(), StandardOpenOption.READ));
+            f = new MappedFile();
             files.put(fs, f);
         }
         Window w = null;
@@ -149,7 +144,7 @@ final class MappedSource implements AutoCloseable {
             }
             long start = host & -PAGE;
             long end = Math.min(fs.size(), Math.max(start + WINDOW, host + length));
-            w = new Window(f.channel, start, end - start);
+            w = new Window(fs, start, end - start);
         } else {
             f.windows.remove(w);
         }
@@ -158,24 +153,15 @@ final class MappedSource implements AutoCloseable {
         return new Range(w.segment.asSlice(host - w.start, length), w);
     }
 
-    /** Unmaps the windows the writer no longer uses (any still in use go when released) and closes the files. */
+    /** Unmaps the windows the writer no longer uses (any still in use go when released). */
     @Override
-    public void close() throws IOException {
-        IOException failure = null;
+    public void close() {
         for (MappedFile f : files.values()) {
             for (Window w : f.windows) {
                 w.retire();
             }
             f.windows.clear();
-            try {
-                f.channel.close();
-            } catch (IOException e) {
-                failure = e;
-            }
         }
         files.clear();
-        if (failure != null) {
-            throw failure;
-        }
     }
 }

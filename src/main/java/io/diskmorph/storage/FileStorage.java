@@ -26,15 +26,20 @@ import java.util.Set;
  * each other's locks.
  *
  * <p>A read-only open with shared locks, and a file this process creates,
- * need no native call: they take their read locks through the
- * {@link FileChannel} (fcntl record locks, which conflict with QEMU's OFD
- * locks both ways) and test the other bytes in the kernel's lock table
- * ({@link LockTable}). The native descriptor is then opened only when a
- * sparse query, hole punching or the allocated size is asked for. Record
- * locks belong to the process and vanish when any descriptor of the file
- * closes, so a created file is never opened a second time by this process
- * while it is held ({@link #HELD_FOR_WRITING}), and it is grown through its
- * own descriptor, not a second one.
+ * need no native call: they lock through the {@link FileChannel} (fcntl
+ * record locks, which conflict with QEMU's OFD locks both ways). A reader
+ * takes read locks and tests the other bytes in the kernel's lock table
+ * ({@link LockTable}); a created file takes write locks on all eight bytes,
+ * which the kernel refuses while anyone holds any of them (on every file
+ * system, also where /proc/locks does not show every holder: btrfs device
+ * numbers, NFS, other PID namespaces) and which make every QEMU open fail.
+ * The native descriptor is then opened only when a sparse query, hole
+ * punching or the allocated size is asked for; it is opened by path, so a
+ * created file is not renamed while it is held. Record locks belong to the
+ * process and vanish when any descriptor of the file closes, so a created
+ * file is never opened a second time by this process while it is held
+ * ({@link #HELD_FOR_WRITING}), and it is grown through its own descriptor,
+ * not a second one.
  */
 public final class FileStorage implements Storage {
     private static final int PERM_BASE = 100;
@@ -109,12 +114,14 @@ public final class FileStorage implements Storage {
             // endless or changing content): neither holds an image
             throw new ImageException(path + ": not a regular file or block device");
         }
-        refuseIfHeldForWriting(path);
         FileChannel ch;
-        try {
-            ch = FileChannel.open(path, opts);
-        } catch (NoSuchFileException e) {
-            throw new NoSuchFileException(path.toString(), null, "no such file");
+        synchronized (HELD_FOR_WRITING) { // no create registers the file between the test and the open
+            refuseIfHeldForWriting(path);
+            try {
+                ch = FileChannel.open(path, opts);
+            } catch (NoSuchFileException e) {
+                throw new NoSuchFileException(path.toString(), null, "no such file");
+            }
         }
         return init(path, ch, null, readOnly, lock);
     }
@@ -142,17 +149,20 @@ public final class FileStorage implements Storage {
      * java.lang.foreign set-up stays off its path.
      */
     public static FileStorage create(Path path, LockMode lock) throws IOException {
-        refuseIfHeldForWriting(path);
         if (Files.isDirectory(path)) {
             throw new IOException(path + ": is a directory");
         }
-        java.io.RandomAccessFile raf;
-        try {
-            raf = new java.io.RandomAccessFile(path.toFile(), "rw");
-        } catch (java.io.FileNotFoundException e) {
-            throw new NoSuchFileException(path.toString(), null, e.getMessage());
+        FileStorage s;
+        synchronized (HELD_FOR_WRITING) { // the test, the open and the registration as one step
+            refuseIfHeldForWriting(path);
+            java.io.RandomAccessFile raf;
+            try {
+                raf = new java.io.RandomAccessFile(path.toFile(), "rw");
+            } catch (java.io.FileNotFoundException e) {
+                throw openFailure(path, e);
+            }
+            s = init(path, raf.getChannel(), raf, false, lock);
         }
-        FileStorage s = init(path, raf.getChannel(), raf, false, lock);
         try {
             s.truncate(0);
         } catch (IOException e) {
@@ -162,12 +172,25 @@ public final class FileStorage implements Storage {
         return s;
     }
 
+    /** RandomAccessFile reports every failure as "PATH (reason)": the reason, as NIO would report it. */
+    private static IOException openFailure(Path path, java.io.FileNotFoundException e) {
+        String m = String.valueOf(e.getMessage());
+        int at = m.lastIndexOf(" (");
+        String reason = at >= 0 && m.endsWith(")") ? m.substring(at + 2, m.length() - 1) : m;
+        return switch (reason) {
+            case "No such file or directory" -> new NoSuchFileException(path.toString(), null, "no such file");
+            case "Permission denied" -> new java.nio.file.AccessDeniedException(path.toString());
+            default -> new IOException(path + ": " + reason);
+        };
+    }
+
     private static FileStorage init(Path path, FileChannel ch, java.io.RandomAccessFile raf, boolean readOnly,
                                     LockMode lock) throws IOException {
         FileStorage s = new FileStorage(path, ch, raf, readOnly);
         try {
             boolean created = raf != null;
-            if ((created || readOnly && lock != LockMode.EXCLUSIVE) && s.lockWithoutNativeCalls(lock)) {
+            if (created && s.lockCreatedFile(lock)
+                    || !created && readOnly && lock != LockMode.EXCLUSIVE && s.lockWithoutNativeCalls(lock)) {
                 s.nativePending = true;
                 s.sparseQueries = true;
                 return s;
@@ -232,40 +255,56 @@ public final class FileStorage implements Storage {
         if (!LockTable.available() || !Files.isRegularFile(path)) {
             return false;
         }
-        boolean exclusive = mode == LockMode.EXCLUSIVE;
-        int wanted = exclusive ? 0b1111 : SHARED_WANTED;
-        int unshared = exclusive ? 0b1111 : SHARED_UNSHARED;
-        String id = fileId(path);
-        if (exclusive && !HELD_FOR_WRITING.add(id)) {
-            throw new ImageInUseException(path + ": image is in use (this process is writing it)");
-        }
-        heldId = exclusive ? id : null;
+        int wanted = SHARED_WANTED;
+        int unshared = SHARED_UNSHARED;
         // Take our locks first, then test: two racing openers then both see each other.
         for (int i = 0; i < 4; i++) {
             if ((wanted & (1 << i)) != 0) {
-                takeSharedLock(PERM_BASE + i, PERM_NAMES[i], exclusive);
+                takeChannelLock(PERM_BASE + i, PERM_NAMES[i], true);
             }
             if ((unshared & (1 << i)) != 0) {
-                takeSharedLock(SHARED_BASE + i, PERM_NAMES[i], exclusive);
+                takeChannelLock(SHARED_BASE + i, PERM_NAMES[i], true);
             }
         }
         LockTable table = LockTable.read();
         if (table == null) {
-            releaseHeld();
             return false;
         }
-        java.util.Map<String, Object> attrs = Files.readAttributes(path, "unix:dev,ino");
-        long dev = ((Number) attrs.get("dev")).longValue();
-        long ino = ((Number) attrs.get("ino")).longValue();
-        // a shared open never tests the bytes it locks itself; an exclusive one locks every byte it tests,
-        // so it leaves out the record locks of this process (its own)
-        long ownPid = exclusive ? ProcessHandle.current().pid() : -1;
+        java.util.Map<String, Object> id = Files.readAttributes(path, "unix:dev,ino");
+        long dev = ((Number) id.get("dev")).longValue();
+        long ino = ((Number) id.get("ino")).longValue();
         for (int i = 0; i < 4; i++) {
-            // someone refuses to share a permission we take, or holds one we refuse to share
-            if ((wanted & (1 << i)) != 0 && table.anyLockOn(dev, ino, SHARED_BASE + i, ownPid)
-                    || (unshared & (1 << i)) != 0 && table.anyLockOn(dev, ino, PERM_BASE + i, ownPid)) {
+            // someone refuses to share a permission we take, or holds one we refuse to share (the bytes
+            // tested are never the ones this open locks)
+            if ((wanted & (1 << i)) != 0 && table.anyLockOn(dev, ino, SHARED_BASE + i)
+                    || (unshared & (1 << i)) != 0 && table.anyLockOn(dev, ino, PERM_BASE + i)) {
                 throw inUse(PERM_NAMES[i]);
             }
+        }
+        return true;
+    }
+
+    /**
+     * The locks of a file this process creates, without java.lang.foreign:
+     * exclusive takes write locks on every permission byte and every
+     * not-shared byte, through the channel. Called with
+     * {@link #HELD_FOR_WRITING} held. False: the native path is used.
+     */
+    private boolean lockCreatedFile(LockMode mode) throws IOException {
+        if (mode == LockMode.NONE) {
+            return true;
+        }
+        if (mode != LockMode.EXCLUSIVE) {
+            return lockWithoutNativeCalls(mode);
+        }
+        String id = fileId(path);
+        if (!HELD_FOR_WRITING.add(id)) {
+            throw new ImageInUseException(path + ": image is in use (this process is writing it)");
+        }
+        heldId = id;
+        for (int i = 0; i < 4; i++) {
+            takeChannelLock(PERM_BASE + i, PERM_NAMES[i], false);
+            takeChannelLock(SHARED_BASE + i, PERM_NAMES[i], false);
         }
         return true;
     }
@@ -277,18 +316,29 @@ public final class FileStorage implements Storage {
         }
     }
 
-    private void takeSharedLock(long offset, String perm, boolean exclusive) throws IOException {
+    /** A one-byte record lock through the channel; another holder (any lock on the byte for a write lock) is "in use". */
+    private void takeChannelLock(long offset, String perm, boolean shared) throws IOException {
         try {
-            if (channel.tryLock(offset, 1, true) == null) {
+            if (channel.tryLock(offset, 1, shared) == null) {
                 throw inUse(perm);
             }
         } catch (java.nio.channels.OverlappingFileLockException e) {
             // this process already holds it through another open of the same file: fine for a reader,
             // not for a writer
-            if (exclusive) {
+            if (!shared) {
                 throw inUse(perm);
             }
         }
+    }
+
+    /**
+     * Maps [offset, offset + length) of the file read-only into
+     * {@code arena}, through this storage's own descriptor (closing a second
+     * one would drop the process's record locks on the file).
+     */
+    public java.lang.foreign.MemorySegment mapReadOnly(long offset, long length, java.lang.foreign.Arena arena)
+            throws IOException {
+        return channel.map(FileChannel.MapMode.READ_ONLY, offset, length, arena);
     }
 
     @Override

@@ -62,14 +62,6 @@ final class LockTable {
      * reports it) and inode.
      */
     boolean anyLockOn(long dev, long inode, long offset) {
-        return anyLockOn(dev, inode, offset, -1);
-    }
-
-    /**
-     * As {@link #anyLockOn(long, long, long)}, leaving out the record (POSIX)
-     * locks of process {@code ownPid} (-1: none left out).
-     */
-    boolean anyLockOn(long dev, long inode, long offset, long ownPid) {
         long major = ((dev >>> 8) & 0xfff) | ((dev >>> 32) & ~0xfffL);
         long minor = (dev & 0xff) | ((dev >>> 12) & ~0xffL);
         // the kernel prints the file as %02x:%02x:%lu; only lines naming it are parsed, so a long
@@ -85,9 +77,6 @@ final class LockTable {
             // id: kind mode type pid dev:ino start end
             if (f.size() < 8 || !(f.get(1).equals("POSIX") || f.get(1).equals("OFDLCK"))) {
                 continue; // a waiter ("->"), an flock() lock or a lease
-            }
-            if (ownPid >= 0 && f.get(1).equals("POSIX") && f.get(4).equals(Long.toString(ownPid))) {
-                continue;
             }
             try {
                 long start = Long.parseLong(f.get(6));
