@@ -20,14 +20,12 @@ if [ ! -f "$qed" ]; then
   echo "creating $qed"
   qemu-img convert -f raw -O qed "$raw" "$qed"
 fi
-# the launcher's ahead-of-time caches for 'convert' and 'rollback' are made by their first runs
+# the launcher's ahead-of-time caches for 'convert' and 'rollback' are trained at their first runs
 warm="$BENCH_DIR/warm-64m.raw"
-for _ in 1 2 3; do
-  head -c 16M /dev/urandom > "$warm" && truncate -s 64M "$warm"
-  "$DM" convert --in-place --keep-rollback -f raw -O qcow2 "$warm" >/dev/null
-  "$DM" rollback "$warm" >/dev/null
-  sleep 3
-done
+head -c 16M /dev/urandom > "$warm" && truncate -s 64M "$warm"
+warm_aot convert --in-place --keep-rollback -f raw -O qcow2 "$warm"
+warm_aot rollback "$warm"
+warm_aot --version
 rm -f "$warm"
 startup=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
 drop_caches
