@@ -56,6 +56,7 @@ public final class CopyConversion {
 
     /** Runs the conversion; {@code part} is the temporary file the target is built in (see {@link PartFile}). */
     public static void run(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
+        CopyEngine.prepare();
         try {
             copy(r, part, progress);
         } finally {

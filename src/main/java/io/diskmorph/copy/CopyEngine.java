@@ -182,6 +182,17 @@ public final class CopyEngine {
     }
 
     /**
+     * Sets up, on a background thread, the memory-segment machinery the copy
+     * uses (its first use generates classes: about 15 ms that would
+     * otherwise delay the first chunk), while the caller opens the images.
+     */
+    public static void prepare() {
+        Thread t = new Thread(ZeroScan::warmUp, "diskmorph-segment-setup");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /**
      * Copies {@code source} into {@code target} (a new image, at least as
      * large). {@code targetHasBacking}: the target has a backing file (-B),
      * whose virtual size is {@code targetBackingSize} (-1 when unknown). The

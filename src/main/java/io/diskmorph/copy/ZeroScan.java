@@ -25,6 +25,15 @@ final class ZeroScan {
     /** Sectors of the run the last call described. */
     private int pnum;
 
+    /** Runs the segment code the scan and the chunk buffers use once (see {@link CopyEngine#prepare}). */
+    static void warmUp() {
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment s = arena.allocate(SECTOR, 64);
+            isZero(s, 0, SECTOR);
+            s.asByteBuffer().getLong(0);
+        }
+    }
+
     /** @param minSparse the -S size in bytes (a positive multiple of 512) */
     ZeroScan(long minSparse) {
         this.min = (int) (minSparse / SECTOR);
