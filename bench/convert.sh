@@ -72,7 +72,8 @@ qemu-img create -q -f qcow2 "$warm" 64M && qemu-io -f qcow2 -c "write -P 7 0 8M"
 warm_aot convert -O qcow2 "$warm" "$out.warm"
 rm -f "$out.warm" "$warm"
 
-# memory touched (and freed) before each run: the largest output plus room for the tools themselves
+# memory touched (and freed) before each run: twice the source's allocated size plus 2 GiB, more than the
+# source's page cache, the output and either tool need
 warm_mib=$(( $(du -m "$img.raw" | cut -f1) * 2 + 2048 ))
 
 prepare() { # source
