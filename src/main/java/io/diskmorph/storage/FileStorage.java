@@ -85,10 +85,12 @@ public final class FileStorage implements Storage {
     }
 
     /**
-     * Starts setting up the native calls on a background thread. A command
-     * that will open a file for writing (which takes QEMU's OFD locks through
-     * {@link NativeFs}) calls this first, so the set-up, about 60 ms of
-     * linking, overlaps its other start-up work instead of following it.
+     * Starts setting up the native calls on a background thread (once per
+     * process). A command that will open an existing image for writing (OFD
+     * locks through {@link NativeFs}) calls this first, and a storage whose
+     * caller expects sparse queries ({@link #expectSparseQueries}), so the
+     * set-up, 40-130 ms of linking, overlaps other start-up work instead of
+     * following it.
      */
     public static void prepareNativeCalls() {
         if (NATIVE_PREPARING.getAndSet(true)) {
@@ -353,7 +355,7 @@ public final class FileStorage implements Storage {
         return nativeFd >= 0;
     }
 
-    /** The native descriptor, opened now if a read-only open deferred it; -1 without native calls. */
+    /** The native descriptor, opened now if the open deferred it (channel locks); -1 without native calls. */
     private int nativeFd() throws IOException {
         if (nativePending) {
             nativePending = false;
