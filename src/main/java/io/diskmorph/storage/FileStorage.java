@@ -89,22 +89,35 @@ public final class FileStorage implements Storage {
      * process). A command that will open an existing image for writing (OFD
      * locks through {@link NativeFs}) calls this first, and a storage whose
      * caller expects sparse queries ({@link #expectSparseQueries}), so the
-     * set-up, 40-130 ms of linking, overlaps other start-up work instead of
-     * following it.
+     * set-up overlaps other start-up work instead of following it: about a
+     * millisecond with the JNI shim, 40-130 ms of linking through
+     * java.lang.foreign without it.
      */
     public static void prepareNativeCalls() {
         if (NATIVE_PREPARING.getAndSet(true)) {
             return;
         }
         Thread t = new Thread(() -> {
-            boolean ignored = NativeFs.AVAILABLE; // class initialization links the downcall
+            boolean ignored = NativeFs.AVAILABLE; // class initialization loads or links the calls
         }, "diskmorph-native-setup");
         t.setDaemon(true);
         t.start();
     }
 
-    /** Opens an existing file. */
+    /**
+     * Opens an existing file. Its QEMU locks: open-file-description locks
+     * through native calls (like QEMU), except that a shared read-only open
+     * without the JNI shim takes record locks through the channel and tests
+     * QEMU's bytes in /proc/locks, sparing it java.lang.foreign's set-up
+     * (see {@link #lockWithoutNativeCalls}).
+     */
     public static FileStorage open(Path path, boolean readOnly, LockMode lock) throws IOException {
+        return open(path, readOnly, lock, !JniSyscalls.loaded());
+    }
+
+    /** {@link #open(Path, boolean, LockMode)}; tests choose the readers' lock path. */
+    static FileStorage open(Path path, boolean readOnly, LockMode lock, boolean readersUseLockTable)
+            throws IOException {
         Set<StandardOpenOption> opts = readOnly ? EnumSet.of(StandardOpenOption.READ)
                 : EnumSet.of(StandardOpenOption.READ, StandardOpenOption.WRITE);
         if (Files.isDirectory(path)) {
@@ -125,7 +138,7 @@ public final class FileStorage implements Storage {
                 throw new NoSuchFileException(path.toString(), null, "no such file");
             }
         }
-        return init(path, ch, null, readOnly, lock);
+        return init(path, ch, null, readOnly, lock, readersUseLockTable);
     }
 
     private static void refuseIfHeldForWriting(Path path) throws IOException {
@@ -148,7 +161,7 @@ public final class FileStorage implements Storage {
      * Creates a new file (or truncates an existing one to zero length) for
      * writing. Its locks are taken through the channel: a file being created
      * is usually written before anything else needs a native call, so the
-     * java.lang.foreign set-up stays off its path.
+     * native set-up stays off its path.
      */
     public static FileStorage create(Path path, LockMode lock) throws IOException {
         if (Files.isDirectory(path)) {
@@ -163,7 +176,7 @@ public final class FileStorage implements Storage {
             } catch (java.io.FileNotFoundException e) {
                 throw openFailure(path, e);
             }
-            s = init(path, raf.getChannel(), raf, false, lock);
+            s = init(path, raf.getChannel(), raf, false, lock, false);
         }
         try {
             s.truncate(0);
@@ -187,12 +200,12 @@ public final class FileStorage implements Storage {
     }
 
     private static FileStorage init(Path path, FileChannel ch, java.io.RandomAccessFile raf, boolean readOnly,
-                                    LockMode lock) throws IOException {
+                                    LockMode lock, boolean readersUseLockTable) throws IOException {
         FileStorage s = new FileStorage(path, ch, raf, readOnly);
         try {
             boolean created = raf != null;
-            if (created && s.lockCreatedFile(lock)
-                    || !created && readOnly && lock != LockMode.EXCLUSIVE && s.lockWithoutNativeCalls(lock)) {
+            if (created && s.lockCreatedFile(lock) || !created && readOnly && lock != LockMode.EXCLUSIVE
+                    && readersUseLockTable && s.lockWithoutNativeCalls(lock)) {
                 s.nativePending = true;
                 s.sparseQueries = true;
                 return s;
@@ -245,9 +258,13 @@ public final class FileStorage implements Storage {
     }
 
     /**
-     * The shared lock of a read-only open without java.lang.foreign: our
-     * read locks through the channel, then the opposite bytes tested in the
-     * kernel's lock table. False when the lock table cannot be read (the
+     * The shared lock of a read-only open without native calls (used when
+     * the JNI shim is missing, so the only native calls would cost
+     * java.lang.foreign's 40-130 ms set-up): our read locks through the
+     * channel, then the opposite bytes tested in the kernel's lock table.
+     * Reading /proc/locks waits for an RCU grace period (10-20 ms here), and
+     * the table misses holders on btrfs, NFS and in other PID namespaces,
+     * which F_OFD_GETLK sees. False when the lock table cannot be read (the
      * native path is used instead).
      */
     private boolean lockWithoutNativeCalls(LockMode mode) throws IOException {
@@ -287,7 +304,7 @@ public final class FileStorage implements Storage {
     }
 
     /**
-     * The locks of a file this process creates, without java.lang.foreign:
+     * The locks of a file this process creates, without native calls:
      * exclusive takes write locks on every permission byte and every
      * not-shared byte, through the channel. Called with
      * {@link #HELD_FOR_WRITING} held. False: the native path is used.

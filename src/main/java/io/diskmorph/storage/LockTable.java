@@ -13,7 +13,7 @@ import java.util.List;
  * The kernel's table of byte-range locks ({@code /proc/locks}), read to test
  * whether anyone holds a lock on a byte of a file: what F_OFD_GETLK answers,
  * without a native call. A read-only open uses it so that it needs no
- * java.lang.foreign set-up (about 60 ms at every start).
+ * native set-up (about 60 ms at every start through java.lang.foreign).
  *
  * <p>Lines look like {@code 1: OFDLCK ADVISORY READ -1 fd:01:1234 100 100}:
  * kind, mode, type, pid, device major:minor (hex) and inode, first and last

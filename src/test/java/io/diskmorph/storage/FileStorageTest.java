@@ -101,11 +101,41 @@ class FileStorageTest {
     }
 
     @Test
+    void readOnlyOpenWithTheShimLocksNativelyAndQemuSeesIt() throws Exception {
+        assertTrue(JniSyscalls.loaded(), "the build makes target/native/libdiskmorph.so where a C compiler is");
+        Path f = dir.resolve("shared-native.qcow2");
+        Qemu.create(f, "qcow2", "16M");
+        byte[] before = Files.readAllBytes(f);
+        try (FileStorage r = FileStorage.open(f, true, LockMode.SHARED)) {
+            assertTrue(r.hasNativeDescriptor(), "with the shim a reader takes OFD locks like QEMU");
+            Qemu.Result w = Qemu.run("qemu-io", "-f", "qcow2", "-c", "write 0 4k", f.toString());
+            assertNotEquals(0, w.exitCode(), w.out() + w.err());
+            assertTrue((w.out() + w.err()).contains("lock"), w.out() + w.err());
+            assertEquals(0, Qemu.img("info", f).exitCode());
+            assertEquals(0, r.nextData(0));
+            assertTrue(r.allocatedBytes() > 0);
+        }
+        assertArrayEquals(before, Files.readAllBytes(f), "qemu-io did not write");
+        Qemu.io(f, "qcow2", "write 0 4k");
+        // and a writer (QEMU's, here qemu-nbd's) refuses the reader through F_OFD_GETLK
+        Process nbd = new ProcessBuilder("qemu-nbd", "-f", "qcow2", "--persistent",
+                "--socket", dir.resolve("nbd.sock").toString(), f.toString()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            waitForLock(f, nbd);
+            assertThrows(ImageInUseException.class, () -> FileStorage.open(f, true, LockMode.SHARED, false));
+        } finally {
+            nbd.destroy();
+            nbd.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
     void readOnlyOpenLocksWithoutNativeCallsAndQemuSeesIt() throws Exception {
         Path f = dir.resolve("shared.qcow2");
         Qemu.create(f, "qcow2", "16M");
         byte[] before = Files.readAllBytes(f);
-        try (FileStorage r = FileStorage.open(f, true, LockMode.SHARED)) {
+        try (FileStorage r = FileStorage.open(f, true, LockMode.SHARED, true)) {
             assertFalse(r.hasNativeDescriptor(), "a shared read-only open takes its locks through the channel");
             // qemu wants the write permission, which this reader refuses to share
             Qemu.Result w = Qemu.run("qemu-io", "-f", "qcow2", "-c", "write 0 4k", f.toString());

@@ -1,0 +1,110 @@
+package io.diskmorph.storage;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * {@link Syscalls} through the JNI shim {@code libdiskmorph.so}
+ * (src/main/native; the build makes it when a C compiler is present).
+ */
+final class JniSyscalls implements Syscalls {
+    /**
+     * Loads the shim: {@code -Ddiskmorph.native.lib=PATH}, else
+     * {@code native/libdiskmorph.so} beside the jar or the classes directory
+     * (both sit in target/); {@code -Ddiskmorph.native=foreign} skips it.
+     * Returns null when there is none or it does not load (another
+     * architecture, a stale build, native access denied).
+     */
+    static JniSyscalls load() {
+        return Holder.CALLS;
+    }
+
+    /** Whether the shim is loaded (loading it now if need be: about a millisecond). */
+    static boolean loaded() {
+        return Holder.CALLS != null;
+    }
+
+    private static final class Holder {
+        static final JniSyscalls CALLS = loadLibrary();
+    }
+
+    private static JniSyscalls loadLibrary() {
+        if ("foreign".equals(System.getProperty("diskmorph.native"))) {
+            return null;
+        }
+        try {
+            String lib = System.getProperty("diskmorph.native.lib");
+            Path path;
+            if (lib != null) {
+                path = Path.of(lib).toAbsolutePath();
+            } else {
+                var source = JniSyscalls.class.getProtectionDomain().getCodeSource();
+                if (source == null) {
+                    return null;
+                }
+                path = Path.of(source.getLocation().toURI()).getParent().resolve("native").resolve("libdiskmorph.so");
+            }
+            if (!Files.isRegularFile(path)) {
+                return null;
+            }
+            System.load(path.toString());
+            JniSyscalls calls = new JniSyscalls();
+            // every function bound, and failing the way the Java side expects
+            return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
+                    && calls.close(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
+                    && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
+                    && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT ? calls : null;
+        } catch (Throwable e) {
+            return null;
+        }
+    }
+
+    private JniSyscalls() {
+    }
+
+    @Override
+    public long open(String path, int flags) {
+        byte[] name = path.getBytes(StandardCharsets.UTF_8);
+        byte[] z = new byte[name.length + 1]; // NUL-terminated
+        System.arraycopy(name, 0, z, 0, name.length);
+        return open0(z, flags);
+    }
+
+    @Override
+    public long close(int fd) {
+        return close0(fd);
+    }
+
+    @Override
+    public long lseek(int fd, long offset, int whence) {
+        return lseek0(fd, offset, whence);
+    }
+
+    @Override
+    public long fallocate(int fd, int mode, long offset, long length) {
+        return fallocate0(fd, mode, offset, length);
+    }
+
+    @Override
+    public long blocks(int fd) {
+        return blocks0(fd);
+    }
+
+    @Override
+    public long ofdLock(int fd, int cmd, short type, long start, long length) {
+        return ofdLock0(fd, cmd, type, start, length);
+    }
+
+    private static native long open0(byte[] nulTerminatedPath, int flags);
+
+    private static native long close0(int fd);
+
+    private static native long lseek0(int fd, long offset, int whence);
+
+    private static native long fallocate0(int fd, int mode, long offset, long length);
+
+    private static native long blocks0(int fd);
+
+    private static native long ofdLock0(int fd, int cmd, int type, long start, long length);
+}

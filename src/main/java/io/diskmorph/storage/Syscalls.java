@@ -1,0 +1,30 @@
+package io.diskmorph.storage;
+
+/**
+ * The Linux calls {@link NativeFs} needs and FileChannel lacks, as raw
+ * calls: each returns the call's result, or -errno when it fails (the
+ * kernel's own convention). Two implementations: {@link JniSyscalls} (the
+ * project's JNI shim, bound in well under a millisecond) and
+ * {@link ForeignSyscalls} (java.lang.foreign, no native build needed, but
+ * 40-130 ms of linking and set-up at a process's first call).
+ */
+interface Syscalls {
+    /** openat(AT_FDCWD, path, flags | O_CLOEXEC): a descriptor. */
+    long open(String path, int flags);
+
+    long close(int fd);
+
+    long lseek(int fd, long offset, int whence);
+
+    long fallocate(int fd, int mode, long offset, long length);
+
+    /** fstat's st_blocks (512-byte units). */
+    long blocks(int fd);
+
+    /**
+     * fcntl with F_OFD_SETLK (returns 0) or F_OFD_GETLK (returns the lock
+     * type found, F_UNLCK when nothing conflicts) for one byte range from
+     * the start of the file.
+     */
+    long ofdLock(int fd, int cmd, short type, long start, long length);
+}

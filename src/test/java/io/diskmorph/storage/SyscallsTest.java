@@ -1,0 +1,103 @@
+package io.diskmorph.storage;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The JNI shim and java.lang.foreign give the same answers, results and errno values alike. */
+class SyscallsTest {
+    private static final long M = 1 << 20;
+
+    @TempDir
+    Path dir;
+
+    private static Syscalls jni() {
+        Syscalls s = JniSyscalls.load();
+        assertNotNull(s, "the build makes target/native/libdiskmorph.so where a C compiler is");
+        return s;
+    }
+
+    private static Syscalls foreign() {
+        Syscalls s = ForeignSyscalls.link();
+        assertNotNull(s, "java.lang.foreign links syscall(2) on Linux x86_64/aarch64");
+        return s;
+    }
+
+    @Test
+    void theProcessUsesTheShim() {
+        assertTrue(NativeFs.CALLS instanceof JniSyscalls, String.valueOf(NativeFs.CALLS));
+    }
+
+    @Test
+    void sparseQueriesSizesAndErrorsAgree() throws Exception {
+        Path f = dir.resolve("sparse");
+        try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+            raf.setLength(16 * M);
+            raf.seek(M);
+            raf.write(new byte[] {1});
+            raf.seek(9 * M);
+            raf.write(new byte[4096]); // written zeros are data
+        }
+        for (Syscalls s : new Syscalls[] {jni(), foreign()}) {
+            String who = s.getClass().getSimpleName();
+            long fd = s.open(f.toString(), NativeFs.O_RDWR);
+            assertTrue(fd >= 0, who + " open: " + fd);
+            try {
+                int d = (int) fd;
+                assertEquals(M, s.lseek(d, 0, NativeFs.SEEK_DATA), who);
+                long hole = s.lseek(d, M, NativeFs.SEEK_HOLE);
+                assertTrue(hole > M && hole <= 9 * M, who + " hole at " + hole);
+                assertEquals(9 * M, s.lseek(d, hole, NativeFs.SEEK_DATA), who);
+                assertEquals(-NativeFs.ENXIO, s.lseek(d, 10 * M, NativeFs.SEEK_DATA), who + ": no data after");
+                assertEquals(Files.getAttribute(f, "size"), 16 * M);
+                long blocks = s.blocks(d);
+                assertTrue(blocks > 0 && blocks * 512 <= 2 * M, who + " blocks " + blocks);
+                assertEquals(0, s.fallocate(d, NativeFs.FALLOC_FL_PUNCH_HOLE | NativeFs.FALLOC_FL_KEEP_SIZE,
+                        9 * M, 4096), who);
+                assertEquals(-NativeFs.ENXIO, s.lseek(d, 2 * M, NativeFs.SEEK_DATA), who + ": punched");
+                assertEquals(-NativeFs.EINVAL, s.lseek(d, 0, 99), who + ": bad whence");
+            } finally {
+                assertEquals(0, s.close((int) fd), who);
+            }
+            try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+                raf.seek(9 * M);
+                raf.write(new byte[4096]); // back for the next backend
+            }
+            assertEquals(-NativeFs.ENOENT, s.open(dir.resolve("missing").toString(), NativeFs.O_RDONLY), who);
+            assertEquals(-NativeFs.EBADF, s.lseek(-1, 0, NativeFs.SEEK_DATA), who);
+            assertEquals(-NativeFs.EBADF, s.blocks(-1), who);
+        }
+    }
+
+    @Test
+    void ofdLocksTakenThroughOneAreSeenThroughTheOther() throws Exception {
+        Path f = dir.resolve("locked");
+        Files.write(f, new byte[512]);
+        Syscalls jni = jni();
+        Syscalls foreign = foreign();
+        int a = (int) jni.open(f.toString(), NativeFs.O_RDWR);
+        int b = (int) foreign.open(f.toString(), NativeFs.O_RDWR);
+        try {
+            assertEquals(0, jni.ofdLock(a, NativeFs.F_OFD_SETLK, NativeFs.F_WRLCK, 100, 1));
+            assertEquals(NativeFs.F_WRLCK, foreign.ofdLock(b, NativeFs.F_OFD_GETLK, NativeFs.F_RDLCK, 100, 1));
+            assertEquals(NativeFs.F_UNLCK, foreign.ofdLock(b, NativeFs.F_OFD_GETLK, NativeFs.F_RDLCK, 101, 1));
+            long refused = foreign.ofdLock(b, NativeFs.F_OFD_SETLK, NativeFs.F_RDLCK, 100, 1);
+            assertTrue(refused == -NativeFs.EAGAIN || refused == -NativeFs.EACCES, String.valueOf(refused));
+            assertEquals(0, foreign.ofdLock(b, NativeFs.F_OFD_SETLK, NativeFs.F_RDLCK, 200, 1));
+            assertEquals(NativeFs.F_RDLCK, jni.ofdLock(a, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 200, 1));
+            // the lock holder's own description never conflicts with itself
+            assertEquals(NativeFs.F_UNLCK, jni.ofdLock(a, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 100, 1));
+            assertEquals(0, jni.ofdLock(a, NativeFs.F_OFD_SETLK, NativeFs.F_UNLCK, 100, 1));
+            assertEquals(NativeFs.F_UNLCK, foreign.ofdLock(b, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 100, 1));
+        } finally {
+            jni.close(a);
+            foreign.close(b);
+        }
+    }
+}
