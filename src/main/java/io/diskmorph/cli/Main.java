@@ -49,7 +49,15 @@ public final class Main {
     public static void main(String[] args) {
         PrintWriter out = new PrintWriter(new BufferedWriter(new OutputStreamWriter(
                 new FileOutputStream(FileDescriptor.out), StandardCharsets.UTF_8), 1 << 16), false);
-        System.exit(run(args, out, new PrintWriter(System.err, true)));
+        PrintWriter err = new PrintWriter(System.err, true);
+        int code = run(args, out, err);
+        err.flush();
+        System.out.flush();
+        System.err.flush();
+        // halt, not exit: System.exit starts the JDK's logging framework to log the exit (~15 ms).
+        // Nothing waits for the shutdown hooks here: the only one, a copy's interrupt hook
+        // (PartFile), is removed once the copy is committed or abandoned, before run returns.
+        Runtime.getRuntime().halt(code);
     }
 
     /** Runs one command line; returns the exit code (tests call this directly). */
