@@ -96,7 +96,8 @@ public final class CopyConversion {
             }
             long size = Math.addExact(source.virtualSize(), 511) & ~511L;
             CreateSpec spec = new CreateSpec(size, opts, backing, backingFormat);
-            try (Storage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
+            try (FileStorage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
+                file.allocateBeforeLargeWrites();
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
                 // relative backing names resolve against DST as the user named it, like qemu-img
                 OpenContext ctx = new OpenContext(r.target(), false,

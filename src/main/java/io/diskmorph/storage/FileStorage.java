@@ -419,9 +419,46 @@ public final class FileStorage implements Storage {
         if (position < 0) {
             throw new IOException(name() + ": negative write offset " + position);
         }
+        if (allocateLargeWrites && src.remaining() >= LARGE_WRITE) {
+            allocate(position, src.remaining());
+        }
         long pos = position;
         while (src.hasRemaining()) {
             pos += channel.write(src, pos);
+        }
+    }
+
+    /** Writes at least this large get their blocks allocated first ({@link #allocateBeforeLargeWrites}). */
+    private static final int LARGE_WRITE = 256 << 10;
+    private volatile boolean allocateLargeWrites;
+
+    /**
+     * For a file written mostly with large writes of new data (a copy's
+     * target): each write of 256 KiB or more first allocates its blocks with
+     * fallocate. ext4 then skips the delayed-allocation bookkeeping of every
+     * page it copies in: writing 1.4 GB into the page cache took ~25 % less
+     * time here (0.58 s instead of 0.78 s, bench figures in the README).
+     * The file ends up with the same blocks either way. Only with the JNI
+     * shim (one cheap call per write); where fallocate fails, writes go on
+     * without it.
+     */
+    public void allocateBeforeLargeWrites() {
+        if (!readOnly && JniSyscalls.loaded()) {
+            allocateLargeWrites = true;
+        }
+    }
+
+    private void allocate(long position, int length) {
+        try {
+            int fd = nativeFd();
+            if (fd < 0) {
+                allocateLargeWrites = false;
+                return;
+            }
+            NativeFs.fallocate(fd, 0, position, length, name());
+        } catch (IOException e) {
+            // not supported here, or no space (which the write itself then reports): plain writes
+            allocateLargeWrites = false;
         }
     }
 

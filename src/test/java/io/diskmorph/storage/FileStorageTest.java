@@ -41,6 +41,28 @@ class FileStorageTest {
     }
 
     @Test
+    void largeWritesAllocatedFirstLeaveTheSameFile() throws IOException {
+        Path f = dir.resolve("allocated");
+        byte[] data = new byte[1 << 20];
+        new java.util.Random(3).nextBytes(data);
+        try (FileStorage s = FileStorage.create(f, LockMode.EXCLUSIVE)) {
+            s.allocateBeforeLargeWrites();
+            s.truncate(16 << 20);
+            s.write(ByteBuffer.wrap(data), 4 << 20); // inside the file, over a hole
+            s.write(ByteBuffer.wrap(data), 16 << 20); // at the end: grows it
+            s.write(ByteBuffer.wrap(data, 0, 4096), 10 << 20); // small: written as is
+            assertEquals(17 << 20, s.size());
+            assertEquals((2 << 20) + 4096, s.allocatedBytes(), "only the written ranges hold blocks");
+            assertEquals(4 << 20, s.nextData(0));
+            assertEquals(5 << 20, s.nextHole(4 << 20));
+        }
+        byte[] back = Files.readAllBytes(f);
+        assertArrayEquals(data, java.util.Arrays.copyOfRange(back, 4 << 20, 5 << 20));
+        assertArrayEquals(data, java.util.Arrays.copyOfRange(back, 16 << 20, 17 << 20));
+        assertArrayEquals(java.util.Arrays.copyOf(data, 4096), java.util.Arrays.copyOfRange(back, 10 << 20, (10 << 20) + 4096));
+    }
+
+    @Test
     void readsPastTheEndAreZeros() throws IOException {
         Path f = dir.resolve("short");
         Files.write(f, new byte[]{1, 2, 3});
