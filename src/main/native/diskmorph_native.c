@@ -17,6 +17,7 @@
 #include <jni.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define RESULT(r) ((r) == -1 ? -(jlong) errno : (jlong) (r))
@@ -67,6 +68,17 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_blocks0(JNIEnv *en
         return -(jlong) errno;
     }
     return (jlong) st.st_blocks;
+}
+
+/* fstatfs's f_type: the filesystem's magic number */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_filesystemType0(JNIEnv *env, jclass cls, jint fd) {
+    (void) env;
+    (void) cls;
+    struct statfs st;
+    if (fstatfs(fd, &st) != 0) {
+        return -(jlong) errno;
+    }
+    return (jlong) st.f_type;
 }
 
 /* F_OFD_SETLK: 0; F_OFD_GETLK: the l_type found (F_UNLCK when nothing conflicts) */

@@ -25,11 +25,13 @@ import java.util.Set;
  * conflicting holders. We follow the same scheme, so QEMU and diskmorph see
  * each other's locks.
  *
- * <p>A read-only open with shared locks, and a file this process creates,
- * need no native call: they lock through the {@link FileChannel} (fcntl
- * record locks, which conflict with QEMU's OFD locks both ways). A reader
- * takes read locks and tests the other bytes in the kernel's lock table
- * ({@link LockTable}); a created file takes write locks on all eight bytes,
+ * <p>A file this process creates, and without the JNI shim a read-only
+ * open with shared locks, need no native call: they lock through the
+ * {@link FileChannel} (fcntl record locks, which conflict with QEMU's OFD
+ * locks both ways). Such a reader takes read locks and tests the other
+ * bytes in the kernel's lock table ({@link LockTable}); with the shim a
+ * reader takes OFD locks and tests with F_OFD_GETLK, like the writers and
+ * QEMU. A created file takes write locks on all eight bytes,
  * which the kernel refuses while anyone holds any of them (on every file
  * system, also where /proc/locks does not show every holder: btrfs device
  * numbers, NFS, other PID namespaces) and which make every QEMU open fail.
@@ -434,19 +436,38 @@ public final class FileStorage implements Storage {
 
     /**
      * For a file written mostly with large writes of new data (a copy's
-     * target): each write of 256 KiB or more first allocates its blocks with
-     * fallocate. ext4 then skips the delayed-allocation bookkeeping of every
-     * page it copies in: writing 1.4 GB into the page cache took ~25 % less
-     * time here (0.58 s instead of 0.78 s, bench figures in the README).
-     * The file ends up with the same blocks either way. Only with the JNI
-     * shim (one cheap call per write); where fallocate fails, writes go on
-     * without it.
+     * target): on ext4, each write of 256 KiB or more first allocates its
+     * blocks with fallocate. ext4 then skips the delayed-allocation
+     * bookkeeping of every page it copies in: writing 1.4 GB into the page
+     * cache took ~25 % less time here (0.58 s instead of 0.78 s, figures in
+     * the README), and the file ends up with the same blocks. Not elsewhere:
+     * on btrfs, for one, a preallocated file is written without
+     * copy-on-write or compression. Only with the JNI shim (one cheap call
+     * per write); where fallocate fails, writes go on without it.
      */
     public void allocateBeforeLargeWrites() {
-        if (!readOnly && JniSyscalls.loaded()) {
-            allocateLargeWrites = true;
+        if (readOnly || !JniSyscalls.loaded()) {
+            return;
+        }
+        try {
+            int fd = nativeFd();
+            allocateLargeWrites = fd >= 0 && NativeFs.filesystemType(fd, name()) == NativeFs.EXT4_SUPER_MAGIC;
+        } catch (IOException e) {
+            allocateLargeWrites = false; // an optimisation only
         }
     }
+
+    /** The native descriptor, opened if need be (tests). */
+    int nativeFdForTest() throws IOException {
+        return nativeFd();
+    }
+
+    /** Writes whose blocks were allocated first (tests). */
+    int allocatedWrites() {
+        return allocatedWrites;
+    }
+
+    private int allocatedWrites;
 
     private void allocate(long position, int length) {
         try {
@@ -456,6 +477,7 @@ public final class FileStorage implements Storage {
                 return;
             }
             NativeFs.fallocate(fd, 0, position, length, name());
+            allocatedWrites++;
         } catch (IOException e) {
             // not supported here, or no space (which the write itself then reports): plain writes
             allocateLargeWrites = false;
@@ -593,6 +615,7 @@ public final class FileStorage implements Storage {
             return;
         }
         closed = true;
+        nativePending = false; // no descriptor is opened for a closed storage
         try {
             if (writable != null) {
                 writable.close(); // and its channel

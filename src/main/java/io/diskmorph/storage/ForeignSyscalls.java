@@ -16,10 +16,11 @@ import java.lang.invoke.VarHandle;
  * not built.
  */
 final class ForeignSyscalls implements Syscalls {
-    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate}. */
-    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285};
-    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47};
-    private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5;
+    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate, fstatfs}. */
+    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285, 138};
+    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47, 44};
+    private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5, FSTATFS = 6;
+    private static final long STATFS_SIZE = 256; // larger than struct statfs; f_type is its first field
     private static final int AT_FDCWD = -100;
     private static final int O_CLOEXEC = 0x80000;
     private static final long STAT_SIZE = 256; // larger than struct stat on every 64-bit Linux ABI
@@ -113,6 +114,15 @@ final class ForeignSyscalls implements Syscalls {
             MemorySegment st = arena.allocate(STAT_SIZE, 8);
             long r = call(arena, FSTAT, fd, st.address(), 0, 0);
             return r != 0 ? r : st.get(ValueLayout.JAVA_LONG, ST_BLOCKS_OFFSET);
+        }
+    }
+
+    @Override
+    public long filesystemType(int fd) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment st = arena.allocate(STATFS_SIZE, 8);
+            long r = call(arena, FSTATFS, fd, st.address(), 0, 0);
+            return r != 0 ? r : st.get(ValueLayout.JAVA_LONG, 0);
         }
     }
 

@@ -52,7 +52,7 @@ final class JniSyscalls implements Syscalls {
             JniSyscalls calls = new JniSyscalls();
             // every function bound, and failing the way the Java side expects
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
-                    && calls.close(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
+                    && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
                     && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT ? calls : null;
         } catch (Throwable e) {
@@ -92,6 +92,11 @@ final class JniSyscalls implements Syscalls {
     }
 
     @Override
+    public long filesystemType(int fd) {
+        return filesystemType0(fd);
+    }
+
+    @Override
     public long ofdLock(int fd, int cmd, short type, long start, long length) {
         return ofdLock0(fd, cmd, type, start, length);
     }
@@ -105,6 +110,8 @@ final class JniSyscalls implements Syscalls {
     private static native long fallocate0(int fd, int mode, long offset, long length);
 
     private static native long blocks0(int fd);
+
+    private static native long filesystemType0(int fd);
 
     private static native long ofdLock0(int fd, int cmd, int type, long start, long length);
 }

@@ -94,6 +94,18 @@ final class NativeFs {
         return r * 512;
     }
 
+    /** ext2, ext3 and ext4 share this fstatfs magic number. */
+    static final long EXT4_SUPER_MAGIC = 0xEF53;
+
+    /** The filesystem's fstatfs magic number. */
+    static long filesystemType(int fd, String name) throws IOException {
+        long r = CALLS.filesystemType(fd);
+        if (r < 0) {
+            throw new ErrnoException("fstatfs", name, (int) -r);
+        }
+        return r;
+    }
+
     /**
      * F_OFD_SETLK (non-blocking) of one byte range; type F_RDLCK, F_WRLCK or
      * F_UNLCK. Returns false when another holder conflicts.

@@ -21,6 +21,9 @@ interface Syscalls {
     /** fstat's st_blocks (512-byte units). */
     long blocks(int fd);
 
+    /** fstatfs's f_type: the filesystem's magic number. */
+    long filesystemType(int fd);
+
     /**
      * fcntl with F_OFD_SETLK (returns 0) or F_OFD_GETLK (returns the lock
      * type found, F_UNLCK when nothing conflicts) for one byte range from

@@ -51,6 +51,8 @@ class FileStorageTest {
             s.write(ByteBuffer.wrap(data), 4 << 20); // inside the file, over a hole
             s.write(ByteBuffer.wrap(data), 16 << 20); // at the end: grows it
             s.write(ByteBuffer.wrap(data, 0, 4096), 10 << 20); // small: written as is
+            boolean ext4 = NativeFs.filesystemType(s.nativeFdForTest(), f.toString()) == NativeFs.EXT4_SUPER_MAGIC;
+            assertEquals(ext4 ? 2 : 0, s.allocatedWrites(), "fallocate before each large write, on ext4 only");
             assertEquals(17 << 20, s.size());
             assertEquals((2 << 20) + 4096, s.allocatedBytes(), "only the written ranges hold blocks");
             assertEquals(4 << 20, s.nextData(0));

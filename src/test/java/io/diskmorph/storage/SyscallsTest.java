@@ -56,6 +56,10 @@ class SyscallsTest {
                 assertEquals(9 * M, s.lseek(d, hole, NativeFs.SEEK_DATA), who);
                 assertEquals(-NativeFs.ENXIO, s.lseek(d, 10 * M, NativeFs.SEEK_DATA), who + ": no data after");
                 assertEquals(Files.getAttribute(f, "size"), 16 * M);
+                assertEquals(jni().filesystemType(d), foreign().filesystemType(d), who + ": fstatfs");
+                assertEquals(NativeFs.EXT4_SUPER_MAGIC == s.filesystemType(d),
+                        "ext4".equals(Files.getFileStore(f).type()) || "ext3".equals(Files.getFileStore(f).type())
+                                || "ext2".equals(Files.getFileStore(f).type()), who);
                 long blocks = s.blocks(d);
                 assertTrue(blocks > 0 && blocks * 512 <= 2 * M, who + " blocks " + blocks);
                 assertEquals(0, s.fallocate(d, NativeFs.FALLOC_FL_PUNCH_HOLE | NativeFs.FALLOC_FL_KEEP_SIZE,
@@ -72,6 +76,7 @@ class SyscallsTest {
             assertEquals(-NativeFs.ENOENT, s.open(dir.resolve("missing").toString(), NativeFs.O_RDONLY), who);
             assertEquals(-NativeFs.EBADF, s.lseek(-1, 0, NativeFs.SEEK_DATA), who);
             assertEquals(-NativeFs.EBADF, s.blocks(-1), who);
+            assertEquals(-NativeFs.EBADF, s.filesystemType(-1), who);
         }
     }
 
