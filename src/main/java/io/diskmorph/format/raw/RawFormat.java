@@ -44,12 +44,14 @@ public final class RawFormat implements ImageFormat, MeasurableFormat {
         if (spec.virtualSize() < 0) {
             throw new InvalidRequestException("image size must not be negative");
         }
+        // a whole number of sectors, like qemu's file driver (raw_co_create rounds the size up to 512)
+        long size = Math.addExact(spec.virtualSize(), 511) & ~511L;
         switch (prealloc) {
-            case "off" -> storage.truncate(spec.virtualSize());
+            case "off" -> storage.truncate(size);
             case "full" -> {
                 ByteBuffer zeros = ByteBuffer.allocate(1 << 20);
-                for (long pos = 0; pos < spec.virtualSize(); pos += zeros.capacity()) {
-                    zeros.clear().limit((int) Math.min(zeros.capacity(), spec.virtualSize() - pos));
+                for (long pos = 0; pos < size; pos += zeros.capacity()) {
+                    zeros.clear().limit((int) Math.min(zeros.capacity(), size - pos));
                     storage.write(zeros, pos);
                 }
             }

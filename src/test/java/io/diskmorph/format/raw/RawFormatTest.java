@@ -41,6 +41,19 @@ class RawFormatTest {
     }
 
     @Test
+    void createdFilesAreWholeSectorsLikeQemuImgCreate() throws Exception {
+        for (String size : new String[] {"10", "1000", "513", "1.3k", "4096"}) {
+            Path ours = dir.resolve("ours.raw");
+            Path theirs = dir.resolve("theirs.raw");
+            Dm.run("create", "-q", "-f", "raw", ours, size).ok();
+            Qemu.img("create", "-q", "-f", "raw", theirs, size).ok();
+            assertEquals(Files.size(theirs), Files.size(ours), size);
+            Files.delete(ours);
+            Files.delete(theirs);
+        }
+    }
+
+    @Test
     void writesReadBackThroughQemu() throws Exception {
         Path f = dir.resolve("w.raw");
         Dm.run("create", "-q", "-f", "raw", f, "4M").ok();
