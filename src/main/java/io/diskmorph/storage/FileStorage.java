@@ -78,6 +78,10 @@ public final class FileStorage implements Storage {
     private boolean sparseQueries;
     private boolean punchSupported = true;
     private boolean closed;
+    /** Writes at least this large get their blocks allocated first ({@link #allocateBeforeLargeWrites}). */
+    private static final int LARGE_WRITE = 256 << 10;
+    private volatile boolean allocateLargeWrites;
+    private int allocatedWrites;
 
     private FileStorage(Path path, FileChannel channel, java.io.RandomAccessFile writable, boolean readOnly) {
         this.path = path;
@@ -430,17 +434,13 @@ public final class FileStorage implements Storage {
         }
     }
 
-    /** Writes at least this large get their blocks allocated first ({@link #allocateBeforeLargeWrites}). */
-    private static final int LARGE_WRITE = 256 << 10;
-    private volatile boolean allocateLargeWrites;
-
     /**
      * For a file written mostly with large writes of new data (a copy's
      * target): on ext4, each write of 256 KiB or more first allocates its
      * blocks with fallocate. ext4 then skips the delayed-allocation
      * bookkeeping of every page it copies in: writing 1.4 GB into the page
-     * cache took ~25 % less time here (0.58 s instead of 0.78 s, figures in
-     * the README), and the file ends up with the same blocks. Not elsewhere:
+     * cache took 15-25 % less time here (bench/alloc-writes.sh), and the
+     * file ends up with the same data blocks. Not elsewhere:
      * on btrfs, for one, a preallocated file is written without
      * copy-on-write or compression. Only with the JNI shim (one cheap call
      * per write); where fallocate fails, writes go on without it.
@@ -457,17 +457,10 @@ public final class FileStorage implements Storage {
         }
     }
 
-    /** The native descriptor, opened if need be (tests). */
-    int nativeFdForTest() throws IOException {
-        return nativeFd();
-    }
-
     /** Writes whose blocks were allocated first (tests). */
     int allocatedWrites() {
         return allocatedWrites;
     }
-
-    private int allocatedWrites;
 
     private void allocate(long position, int length) {
         try {

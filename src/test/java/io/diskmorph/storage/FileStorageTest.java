@@ -10,6 +10,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -51,7 +52,7 @@ class FileStorageTest {
             s.write(ByteBuffer.wrap(data), 4 << 20); // inside the file, over a hole
             s.write(ByteBuffer.wrap(data), 16 << 20); // at the end: grows it
             s.write(ByteBuffer.wrap(data, 0, 4096), 10 << 20); // small: written as is
-            boolean ext4 = NativeFs.filesystemType(s.nativeFdForTest(), f.toString()) == NativeFs.EXT4_SUPER_MAGIC;
+            boolean ext4 = List.of("ext2", "ext3", "ext4").contains(Files.getFileStore(f).type()); // one magic
             assertEquals(ext4 ? 2 : 0, s.allocatedWrites(), "fallocate before each large write, on ext4 only");
             assertEquals(17 << 20, s.size());
             assertEquals((2 << 20) + 4096, s.allocatedBytes(), "only the written ranges hold blocks");
