@@ -7,12 +7,16 @@ import java.nio.ByteBuffer;
 import io.diskmorph.format.qcow2.Qcow2Format;
 import io.diskmorph.format.qed.QedFormat;
 import io.diskmorph.format.raw.RawFormat;
+import io.diskmorph.format.unsupported.UnsupportedFormats;
 
+import java.util.ArrayList;
 import java.util.List;
 
 /**
  * The format drivers, and probing. Raw is never probed positively: it is
- * what a file is when no driver recognises it.
+ * what a file is when no driver recognises it. Formats qemu-img probes that
+ * have no driver yet are recognised all the same and refused by name
+ * ({@link ImageFormat#supported()}), never read as raw.
  *
  * <p>The drivers are listed here rather than found through ServiceLoader,
  * whose scan of the jar's META-INF/services (a jar URL connection, the
@@ -22,13 +26,22 @@ import java.util.List;
 public final class FormatRegistry {
     /** Bytes read from the start of a file for probing. */
     public static final int PROBE_BYTES = 4096;
+    /** qemu probes the first 512 bytes, zero padded when the file is shorter (BLOCK_PROBE_BUF_SIZE). */
+    private static final int QEMU_PROBE_BYTES = 512;
 
-    /** By name. */
-    private static final List<ImageFormat> FORMATS = List.of(new Qcow2Format(), new QedFormat(), new RawFormat());
+    /** The drivers, then the recognised formats without one. */
+    private static final List<ImageFormat> FORMATS = all();
+
+    private static List<ImageFormat> all() {
+        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new RawFormat()));
+        l.addAll(UnsupportedFormats.all());
+        return List.copyOf(l);
+    }
 
     private FormatRegistry() {
     }
 
+    /** Every format, with a driver or not ({@link ImageFormat#supported()}). */
     public static List<ImageFormat> formats() {
         return FORMATS;
     }
@@ -42,25 +55,45 @@ public final class FormatRegistry {
         }
         StringBuilder names = new StringBuilder();
         for (ImageFormat f : FORMATS) {
-            names.append(names.isEmpty() ? "" : ", ").append(f.name());
+            if (f.supported()) {
+                names.append(names.isEmpty() ? "" : ", ").append(f.name());
+            }
         }
         throw new InvalidRequestException("unknown image format '" + name + "' (supported: " + names + ")");
     }
 
-    /** Picks the driver with the highest probe score; raw when none scores. */
+    /**
+     * Picks the format with the highest probe score; raw when none scores and
+     * for an empty file (as qemu). The result may be a format without a
+     * driver, whose open refuses by name.
+     */
     public static ImageFormat probe(Storage storage) throws IOException {
         long size = storage.size();
         ByteBuffer head = storage.readBytes(0, (int) Math.min(PROBE_BYTES, size));
-        return probe(head, size);
+        return probe(head, size, storage.name());
     }
 
     public static ImageFormat probe(ByteBuffer head, long fileSize) throws InvalidRequestException {
+        return probe(head, fileSize, null);
+    }
+
+    /** @param fileName the file's name as given, or null (qemu's dmg probe looks only at it) */
+    public static ImageFormat probe(ByteBuffer head, long fileSize, String fileName) throws InvalidRequestException {
+        if (fileSize == 0) {
+            return byName(RawFormat.NAME);
+        }
+        if (head.remaining() < QEMU_PROBE_BYTES) {
+            // short files: the probes see zeros after the end, as qemu's do
+            ByteBuffer padded = ByteBuffer.allocate(QEMU_PROBE_BYTES);
+            padded.put(head.duplicate()).clear();
+            head = padded;
+        }
         ImageFormat best = null;
         int bestScore = 0;
         for (ImageFormat f : FORMATS) {
             int score;
             try {
-                score = f.probe(head.asReadOnlyBuffer(), fileSize);
+                score = f.probe(head.slice().asReadOnlyBuffer(), fileSize, fileName);
             } catch (RuntimeException e) {
                 score = 0; // a probe must not throw; treat as "not mine"
             }

@@ -7,7 +7,7 @@ import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
- * A format driver (service-loaded, see {@link FormatRegistry}).
+ * A format driver (listed in {@link FormatRegistry}).
  */
 public interface ImageFormat {
 
@@ -20,6 +20,22 @@ public interface ImageFormat {
      * (up to 4 KiB, fewer for a short file). Must not throw on any input.
      */
     int probe(ByteBuffer head, long fileSize);
+
+    /**
+     * {@link #probe(ByteBuffer, long)} for drivers that also look at the file
+     * name (qemu's dmg probe does); {@code fileName} may be null.
+     */
+    default int probe(ByteBuffer head, long fileSize, String fileName) {
+        return probe(head, fileSize);
+    }
+
+    /**
+     * False for a format diskmorph recognises (so that it is never taken for
+     * raw) but cannot read yet: opening or creating one is refused by name.
+     */
+    default boolean supported() {
+        return true;
+    }
 
     /** Opens an image on {@code storage}; the image owns the storage from here on. */
     DiskImage open(Storage storage, OpenContext context) throws IOException;

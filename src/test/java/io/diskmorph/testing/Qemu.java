@@ -66,8 +66,18 @@ public final class Qemu {
         }
     }
 
+    /**
+     * qemu-img with {@code args}. Retried when this qemu's LUKS key derivation
+     * fails on its own timing ("Unable to get accurate CPU usage": the PBKDF2
+     * iteration count is measured with a CPU clock that can read 0 ms), which
+     * happens now and then on fast machines and is not what a test is about.
+     */
     public static Result img(Object... args) {
-        return run(cmd("qemu-img", args));
+        Result r = run(cmd("qemu-img", args));
+        for (int attempt = 1; attempt < 10 && r.exitCode() != 0 && r.err().contains("accurate CPU usage"); attempt++) {
+            r = run(cmd("qemu-img", args));
+        }
+        return r;
     }
 
     /** qemu-io with one -c per command, e.g. io(path, "qcow2", "write -P 1 0 64k"). */
