@@ -97,3 +97,23 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_ofdLock0(JNIEnv *e
     }
     return cmd == F_OFD_GETLK ? (jlong) fl.l_type : 0;
 }
+
+/* statx's birth time in nanoseconds, -ENODATA when the file system keeps none (path NUL-terminated) */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_birthTime0(JNIEnv *env, jclass cls, jbyteArray path) {
+    (void) cls;
+    jbyte *name = (*env)->GetByteArrayElements(env, path, NULL);
+    if (name == NULL) {
+        return -ENOMEM;
+    }
+    struct statx stx;
+    int r = statx(AT_FDCWD, (const char *) name, 0, STATX_BTIME, &stx);
+    int err = errno;
+    (*env)->ReleaseByteArrayElements(env, path, name, JNI_ABORT);
+    if (r != 0) {
+        return -(jlong) err;
+    }
+    if (!(stx.stx_mask & STATX_BTIME)) {
+        return -ENODATA;
+    }
+    return (jlong) stx.stx_btime.tv_sec * 1000000000LL + (jlong) stx.stx_btime.tv_nsec;
+}

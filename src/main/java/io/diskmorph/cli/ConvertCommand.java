@@ -9,7 +9,10 @@ import io.diskmorph.copy.CopyEngine;
 import io.diskmorph.copy.PartFile;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.Images;
+import io.diskmorph.convert.Cancellation;
+import io.diskmorph.image.ExitCodes;
 import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.NotEnoughSpaceException;
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
@@ -114,21 +117,43 @@ final class ConvertCommand implements Cli.Command {
         PrintWriter out = spec.getOut();
         PrintWriter err = spec.getErr();
         long start = System.nanoTime();
-        try (FileStorage image = FileStorage.open(path, dryRun, dryRun ? LockMode.SHARED : LockMode.EXCLUSIVE)) {
-            ConversionFile file = new ConversionFile(image, FileStorageDir.of(path), path.getFileName().toString(),
-                    path, Images.backingOpener(path, OpenOptions.forReading().withFollowBacking(!noBacking)));
+        try (ConversionFile file = ConversionFile.open(path, dryRun ? LockMode.SHARED : LockMode.EXCLUSIVE,
+                Images.backingOpener(path, OpenOptions.forReading().withFollowBacking(!noBacking)))) {
             ConversionPlan plan;
+            int signalled = 0;
             if (dryRun) {
                 plan = InPlaceConverter.plan(file, req);
             } else {
-                plan = InPlaceConverter.convert(file, req,
-                        progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE);
+                try (SignalCancellation signals = new SignalCancellation(err, path.toString())) {
+                    try {
+                        plan = InPlaceConverter.convert(file, req,
+                                progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE, signals.cancel);
+                    } catch (Cancellation.CancelledException e) {
+                        err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the switch; "
+                                + "the original image is back, unchanged");
+                        return signals.exitCode();
+                    }
+                    signalled = signals.exitCode();
+                }
             }
             double seconds = (System.nanoTime() - start) / 1e9;
             if (output == OutputFormat.json) {
                 out.println(Json.pretty(toJson(plan, dryRun, seconds)));
             } else {
                 human(out, plan, path, dryRun, seconds);
+            }
+            if (signalled != 0 && !plan.nothingToChange) {
+                err.println("diskmorph: " + path + ": a signal came after the switch; the conversion was completed");
+            }
+            if (plan.replacesRollbackRecord && !plan.nothingToChange) {
+                err.println("diskmorph: note: " + (dryRun ? "this conversion would remove" : "removed")
+                        + " the rollback record of the earlier conversion (" + path.getFileName()
+                        + ".dmrollback): it no longer matches the file");
+            }
+            if (dryRun && !plan.enoughSpace() && !plan.nothingToChange) {
+                err.println("diskmorph: " + new NotEnoughSpaceException("the in-place conversion", plan.extraSpace,
+                        plan.availableSpace).getMessage());
+                return ExitCodes.NO_SPACE;
             }
         }
         return 0;
@@ -189,6 +214,7 @@ final class ConvertCommand implements Cli.Command {
     static Map<String, Object> toJson(ConversionPlan p, boolean dryRun, double seconds) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("dry-run", dryRun);
+        m.put("nothing-to-change", p.nothingToChange);
         m.put("source-format", p.sourceFormat);
         m.put("target-format", p.targetFormat);
         m.put("virtual-size", p.virtualSize);
@@ -220,6 +246,11 @@ final class ConvertCommand implements Cli.Command {
     }
 
     private static void human(PrintWriter out, ConversionPlan p, Path path, boolean dryRun, double seconds) {
+        if (p.nothingToChange) {
+            out.printf("%s: already %s with these options; nothing to change (nothing written)%n", path,
+                    p.targetFormat);
+            return;
+        }
         out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat, p.targetFormat, dryRun ? " (dry run: "
                 + "nothing written)" : "");
         out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize), p.clusterSize);

@@ -121,6 +121,16 @@ public final class Main {
             err.println("Try 'diskmorph " + name + " --help' for usage.");
             return ExitCodes.USAGE;
         } catch (Exception | OutOfMemoryError | StackOverflowError e) {
+            String full = noSpace(e);
+            if (full != null) {
+                // whatever failed on top of it (a clean-up, a thread's abort), a full disk is what the user
+                // must hear about
+                err.println("diskmorph: " + full);
+                if (debug) {
+                    e.printStackTrace(err);
+                }
+                return ExitCodes.NO_SPACE;
+            }
             err.println("diskmorph: " + describe(e));
             if (debug) {
                 e.printStackTrace(err);
@@ -140,6 +150,9 @@ public final class Main {
 
     /** Commands that mirror qemu-img keep its failure codes (check 1, compare 2). */
     private static int failureCode(Object command, Throwable ex) {
+        if (ex instanceof io.diskmorph.image.InterruptedConversionException ie) {
+            return ie.exitCode(); // a pending journal is not a failed check or compare: say 'recover'
+        }
         if (command instanceof FailureCode fc) {
             return fc.failureExitCode();
         }
@@ -147,6 +160,35 @@ public final class Main {
             return ie.exitCode();
         }
         return ExitCodes.ERROR;
+    }
+
+    /**
+     * The first "no space left on device" in {@code e}, its causes and the
+     * exceptions suppressed on the way (ENOSPC as the JDK reports it, or our
+     * own refusal for lack of space), or null.
+     */
+    static String noSpace(Throwable e) {
+        java.util.ArrayDeque<Throwable> todo = new java.util.ArrayDeque<>(List.of(e));
+        java.util.Set<Throwable> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        while (!todo.isEmpty()) {
+            Throwable t = todo.poll();
+            if (!seen.add(t)) {
+                continue;
+            }
+            if (t instanceof io.diskmorph.image.NotEnoughSpaceException) {
+                return t.getMessage();
+            }
+            String m = t.getMessage();
+            if (t instanceof IOException && m != null && m.toLowerCase(java.util.Locale.ROOT)
+                    .contains("no space left on device")) {
+                return m.equals("No space left on device") ? "writing failed: no space left on device" : m;
+            }
+            if (t.getCause() != null) {
+                todo.add(t.getCause());
+            }
+            todo.addAll(List.of(t.getSuppressed()));
+        }
+        return null;
     }
 
     /** One line: the exception's own message, with a plain wording for common I/O errors. */

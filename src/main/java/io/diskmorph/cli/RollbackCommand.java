@@ -2,8 +2,7 @@ package io.diskmorph.cli;
 
 import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.Recovery;
-import io.diskmorph.storage.FileStorage;
-import io.diskmorph.storage.FileStorageDir;
+import io.diskmorph.image.ImageInUseException;
 import io.diskmorph.storage.LockMode;
 
 import java.nio.file.Path;
@@ -11,21 +10,32 @@ import java.nio.file.Path;
 final class RollbackCommand implements Cli.Command {
     private Cli.CommandSpec spec;
     Path path;
+    boolean acceptMoved;
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
         spec = io;
         return new Cli.Declaration("rollback", "Restore the original format of an image converted in place with "
                 + "--keep-rollback (byte-identical), as long as it was not written since.")
+                .flag("--accept-moved", "The image was moved or copied to another file together with its "
+                        + "rollback record: identify it by its content, not by its inode.", () -> acceptMoved = true)
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
     @Override
     public Integer call() throws Exception {
-        try (FileStorage image = FileStorage.open(path, false, LockMode.EXCLUSIVE)) {
-            ConversionFile file = new ConversionFile(image, FileStorageDir.of(path), path.getFileName().toString(),
-                    path, null);
-            Recovery.rollback(file);
+        try {
+            return run();
+        } catch (ImageInUseException e) {
+            // right after a kill, the killed process may still be exiting and holding its locks
+            throw new ImageInUseException(e.getMessage() + "; if a conversion of it was just interrupted, its "
+                    + "process may still be exiting: retry in a moment");
+        }
+    }
+
+    private int run() throws Exception {
+        try (ConversionFile file = ConversionFile.open(path, LockMode.EXCLUSIVE, null)) {
+            Recovery.rollback(file, acceptMoved);
             spec.getOut().println(path + ": rolled back to the original format");
         }
         return 0;

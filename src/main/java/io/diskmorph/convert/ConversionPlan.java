@@ -28,13 +28,21 @@ public final class ConversionPlan {
     /** Bytes of the original file overwritten (all saved in the journal first). */
     public long overwrittenBytes;
     public long journalBytes;
-    /** Peak extra disk space: journal plus growth past the original end. */
+    /**
+     * Bound on the extra disk space the run allocates at its peak, in file
+     * system blocks: the journal, blocks written into holes of the original
+     * file or past its end, and the file system's bookkeeping of them.
+     */
     public long extraSpace;
     /** Free space on the image's file system when planned. */
     public long availableSpace;
     /** "first-fit" or "dense" (no unreferenced space allowed in the target). */
     public String policy;
     public boolean keepRollback;
+    /** Same format, and every option given is the image's already: nothing is written. */
+    public boolean nothingToChange;
+    /** The file has a rollback record of an earlier conversion, which this one makes useless (and removes). */
+    public boolean replacesRollbackRecord;
     /** Wall-clock seconds per phase (survey, plan, journal, write, sync, switch, cleanup). */
     public final Map<String, Double> phaseSeconds = new java.util.LinkedHashMap<>();
 

@@ -50,6 +50,9 @@ import java.util.Map;
  */
 public final class InPlaceConverter {
     private static final int SECTOR = 512;
+    /** The file system block the extra-space bound counts in (ext4, XFS, btrfs default). */
+    private static final long FS_BLOCK = 4096;
+    private static final int WITNESSES = 8;
 
     private InPlaceConverter() {
     }
@@ -72,13 +75,28 @@ public final class InPlaceConverter {
 
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
-        return new Run(file, request, Progress.NONE).plan().plan;
+        return new Run(file, request, Progress.NONE, Cancellation.NONE).plan().plan;
     }
 
     /** Plans, journals, converts and commits. Returns the plan that was carried out. */
     public static ConversionPlan convert(ConversionFile file, Request request, Progress progress) throws IOException {
-        Run run = new Run(file, request, progress).plan();
-        run.execute();
+        return convert(file, request, progress, Cancellation.NONE);
+    }
+
+    /**
+     * Plans, journals, converts and commits, unless {@code cancel} is
+     * requested before the commit point: then the original bytes are put
+     * back and {@link Cancellation.CancelledException} is thrown (a request
+     * after the commit point lets the conversion finish). Returns the plan
+     * that was carried out; nothing is written when the plan finds nothing
+     * to change ({@link ConversionPlan#nothingToChange}).
+     */
+    public static ConversionPlan convert(ConversionFile file, Request request, Progress progress,
+                                         Cancellation cancel) throws IOException {
+        Run run = new Run(file, request, progress, cancel).plan();
+        if (!run.plan.nothingToChange) {
+            run.execute();
+        }
         return run.plan;
     }
 
@@ -87,6 +105,7 @@ public final class InPlaceConverter {
         private final ConversionFile file;
         private final Request request;
         private final Progress progress;
+        private final Cancellation cancel;
         private final ConversionPlan plan = new ConversionPlan();
         private ImageFormat sourceFormat;
         private LayoutTarget target;
@@ -108,11 +127,15 @@ public final class InPlaceConverter {
         private long phaseStart;
         private byte[] header;
         private long units;
+        private io.diskmorph.storage.FileIdentity identity;
+        private List<Journal.CommitWrite> commit;
+        private List<long[]> witnesses;
 
-        Run(ConversionFile file, Request request, Progress progress) {
+        Run(ConversionFile file, Request request, Progress progress, Cancellation cancel) {
             this.file = file;
             this.request = request;
             this.progress = progress;
+            this.cancel = cancel;
         }
 
         /** Closes the running phase's timing and starts the next (null: none). */
@@ -142,11 +165,28 @@ public final class InPlaceConverter {
             plan.targetFormat = tf.name();
             plan.keepRollback = request.keepRollback();
             if (file.dir().exists(file.journalName())) {
-                throw new InterruptedConversionException(file.path() != null ? file.path().toString() : file.name(),
-                        file.journalName());
+                throw new InterruptedConversionException(file.displayName(), file.journalName());
             }
+            identity = file.dir().identity(file.name());
+            if (identity.links() > 1) {
+                // the journal sits beside one name: an interrupted conversion would go unnoticed through the
+                // others (and every other name, a backup's hard link say, would change format too)
+                throw new UnsupportedFeatureException(file.displayName() + " has " + identity.links() + " hard "
+                        + "links; in-place conversion changes the file behind every one of them and its journal "
+                        + "would be found through this name only (convert a copy, or remove the other links)");
+            }
+            plan.replacesRollbackRecord = file.dir().exists(file.rollbackName());
             try (DiskImage source = openSource(new ReadOnlyView(image))) {
                 checkSource(source);
+                if (sourceFormat.name().equals(tf.name()) && sameOptions(request.options(),
+                        source.creationOptions())) {
+                    plan.nothingToChange = true;
+                    plan.virtualSize = source.virtualSize();
+                    plan.finalLength = plan.originalLength;
+                    plan.availableSpace = file.dir().usableSpace();
+                    phase(null);
+                    return this;
+                }
                 plan.virtualSize = source.virtualSize();
                 hasBacking = source.backingFileName() != null;
                 spec = new CreateSpec(source.virtualSize(), request.options(), source.backingFileName(),
@@ -182,6 +222,28 @@ public final class InPlaceConverter {
 
         private DiskImage openSource(Storage view) throws IOException {
             return sourceFormat.open(view, new OpenContext(file.path(), true, file.backing(), false));
+        }
+
+        /**
+         * True when every option the user gave has the source's value already
+         * (same format): the conversion would only rewrite the metadata.
+         */
+        private static boolean sameOptions(Map<String, String> given, Map<String, String> source) {
+            for (Map.Entry<String, String> e : given.entrySet()) {
+                String have = source.get(e.getKey());
+                if (have == null || !(have.equalsIgnoreCase(e.getValue()) || sameSize(have, e.getValue()))) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private static boolean sameSize(String a, String b) {
+            try {
+                return io.diskmorph.image.Sizes.parse(a) == io.diskmorph.image.Sizes.parse(b);
+            } catch (IOException | RuntimeException e) {
+                return false;
+            }
         }
 
         /** Refuses what the target cannot hold or what would not be safe to convert. */
@@ -309,6 +371,7 @@ public final class InPlaceConverter {
             long relocateFrom = alloc instanceof Allocators.Dense d ? d.relocateFrom() : Long.MAX_VALUE;
             long done = 0;
             while (w.next()) {
+                cancel.check();
                 switch (w.kind) {
                     case SKIP -> {
                     }
@@ -363,16 +426,86 @@ public final class InPlaceConverter {
                 // the rollback record must give back the tail the final truncate cuts
                 writes.add(plan.finalLength, plan.originalLength);
             }
+            commit = List.of(new Journal.CommitWrite(0, Arrays.copyOf(header, SECTOR)));
+            witnesses = witnessRanges();
             segments = Journal.segments(file.image(), writes.clippedTo(plan.originalLength));
             plan.overwrittenBytes = writes.totalBytes(plan.originalLength);
-            plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat);
-            long growth = 0;
-            for (long[] r : writes.clippedTo(Long.MAX_VALUE)) {
-                growth = Math.max(growth, r[1] - plan.originalLength);
-            }
-            growth = Math.max(growth, plan.finalLength - plan.originalLength);
-            plan.extraSpace = plan.journalBytes + Math.max(0, growth);
+            plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat, commit,
+                    witnesses.size());
+            plan.extraSpace = extraSpaceBound();
             plan.availableSpace = file.dir().usableSpace();
+        }
+
+        /**
+         * A bound on the disk space the run allocates beyond the original
+         * file, in file system blocks (what du counts, not file lengths): the
+         * journal, every block written in a hole of the original file, every
+         * block written past its end, and the file system's own bookkeeping
+         * of that many new extents.
+         */
+        private long extraSpaceBound() {
+            long blocks = Math.ceilDiv(plan.journalBytes, FS_BLOCK);
+            long regions = 1;
+            for (long[] seg : segments) {
+                if (seg[2] == 0) { // a hole of the file that the conversion writes: it becomes allocated
+                    blocks += blockSpan(seg[0], seg[1]);
+                    regions++;
+                }
+            }
+            for (long[] r : writes.clippedTo(Long.MAX_VALUE)) {
+                long from = Math.max(r[0], plan.originalLength);
+                if (from < r[1]) {
+                    blocks += blockSpan(from, r[1]);
+                    regions++;
+                }
+            }
+            // ext4 keeps up to 340 extents per 4 KiB extent-tree block; a new file needs an inode's worth more
+            long bookkeeping = Math.ceilDiv(regions, 256) + 16;
+            return (blocks + bookkeeping) * FS_BLOCK;
+        }
+
+        private static long blockSpan(long start, long end) {
+            return Math.ceilDiv(end, FS_BLOCK) - start / FS_BLOCK;
+        }
+
+        /**
+         * Up to eight 4 KiB ranges, spread over the file, that the conversion
+         * never writes and never cuts off: recover checks them to make sure a
+         * journal is applied only to the file it was written for.
+         */
+        private List<long[]> witnessRanges() {
+            long limit = Math.min(plan.originalLength, plan.finalLength) / FS_BLOCK * FS_BLOCK;
+            List<long[]> gaps = new java.util.ArrayList<>();
+            long pos = 0;
+            for (long[] r : writes.clippedTo(limit)) {
+                if (r[0] - pos >= FS_BLOCK) {
+                    gaps.add(new long[]{pos, r[0]});
+                }
+                pos = Math.max(pos, r[1]);
+            }
+            if (limit - pos >= FS_BLOCK) {
+                gaps.add(new long[]{pos, limit});
+            }
+            List<long[]> out = new java.util.ArrayList<>();
+            for (int k = 0; k < WITNESSES && !gaps.isEmpty(); k++) {
+                long want = limit / WITNESSES * k;
+                long[] best = null;
+                for (long[] g : gaps) { // the first gap that ends past the wanted offset
+                    if (g[1] - FS_BLOCK >= want) {
+                        best = g;
+                        break;
+                    }
+                }
+                if (best == null) {
+                    break;
+                }
+                long at = Math.min(Math.max(want, best[0]), best[1] - FS_BLOCK);
+                at = Math.max(best[0], at / 512 * 512);
+                if (out.isEmpty() || out.get(out.size() - 1)[0] + FS_BLOCK <= at) {
+                    out.add(new long[]{at, FS_BLOCK});
+                }
+            }
+            return out;
         }
 
         void execute() throws IOException {
@@ -387,14 +520,22 @@ public final class InPlaceConverter {
             if (Arrays.equals(firstSector, current)) {
                 throw new UnsupportedFeatureException("the target header equals the current one; nothing to convert");
             }
+            cancel.check();
             file.dir().delete(file.rollbackName()); // an older rollback record no longer matches the file
             phase("journal");
             Journal journal;
             try (Storage js = file.dir().create(file.journalName())) {
                 journal = Journal.write(js, image, plan.originalLength, plan.finalLength, plan.sourceFormat,
-                        plan.targetFormat, firstSector, segments, request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
+                        plan.targetFormat, identity, commit, witnesses, segments,
+                        request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
             }
             file.dir().sync();
+            if (cancel.requested()) {
+                // the image is untouched: the journal just goes
+                file.dir().delete(file.journalName());
+                file.dir().sync();
+                cancel.check();
+            }
 
             // From here on the image changes; every write below the original end is in the journal.
             phase("write");
@@ -431,10 +572,13 @@ public final class InPlaceConverter {
                 }
                 phase("sync");
                 image.sync();
+                cancel.check(); // the last moment to stop: after the switch the target is the image
                 // the switch: one sector, then durable
                 phase("switch");
-                image.write(ByteBuffer.wrap(firstSector), 0);
-                image.sync();
+                for (Journal.CommitWrite c : journal.commit) { // in order, each durable before the next
+                    image.write(ByteBuffer.wrap(c.bytes()), c.offset());
+                    image.sync();
+                }
             }
         }
 

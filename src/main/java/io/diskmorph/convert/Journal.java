@@ -1,6 +1,7 @@
 package io.diskmorph.convert;
 
 import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.storage.FileIdentity;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -16,16 +17,21 @@ import java.util.zip.CRC32C;
  * The rollback journal of an in-place conversion (a sidecar file next to the
  * image, like SQLite's "-journal"). It holds the original bytes of every
  * range of the original file that the conversion overwrites, the original
- * length, and the first sector of the target header (written last: the
- * commit point). Written and synced before the image is touched; immutable
- * afterwards except for the state sector.
+ * length, the commit record (the write that switches the file to the target
+ * format, made last), and what identifies the file it belongs to. Written and
+ * synced before the image is touched; immutable afterwards except for the
+ * state sector.
  *
  * <pre>
  * sector 0   state:  "DMJSTATE" u32 version u32 mode u32 flags u64 committedLength
  *                    u64 committedMtimeNanos u32 crc32c(previous bytes)
- * sector 1.. body:   "DMJBODY1" u64 bodyLength u64 originalLength u64 finalLength
+ * sector 1.. body:   "DMJBODY2" u64 bodyLength u64 originalLength u64 finalLength
  *                    str sourceFormat str targetFormat
- *                    512 bytes targetHeaderSector
+ *                    u64 device u64 inode u64 birthNanos          (the image file; see FileIdentity)
+ *                    u32 commitCount, commitCount x (u64 offset u32 length, bytes)
+ *                                                                  (the last write is the commit point)
+ *                    u32 witnessCount, witnessCount x (u64 offset u32 length u32 crc32c)
+ *                                                                  (ranges the conversion never writes)
  *                    u32 rangeCount, rangeCount x (u64 offset u64 length u64 dataOffset)
  *                    ... saved bytes (each range at dataOffset, 512-aligned) ...
  *                    (dataOffset 0: the range was a hole in the file; nothing saved)
@@ -33,15 +39,24 @@ import java.util.zip.CRC32C;
  * </pre>
  * All integers little endian. A body that fails its checksum means the
  * journal was torn while being written, so the image was not touched yet.
+ * Version 1 bodies ("DMJBODY1": no identity, no witnesses, a 512-byte target
+ * header sector at offset 0 in place of the commit list) are still read, so a
+ * journal left by an earlier release still recovers.
  */
 final class Journal {
     static final int SECTOR = 512;
     private static final byte[] STATE_MAGIC = "DMJSTATE".getBytes(StandardCharsets.US_ASCII);
-    private static final byte[] BODY_MAGIC = "DMJBODY1".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] BODY_MAGIC_V1 = "DMJBODY1".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] BODY_MAGIC_V2 = "DMJBODY2".getBytes(StandardCharsets.US_ASCII);
     private static final int VERSION = 1;
     private static final int MAX_STRING = 64;
     /** Bound on ranges read from a journal file (hostile or damaged input). */
     private static final int MAX_RANGES = 1 << 24;
+    /** Bounds on the commit record and the witnesses (they are read in one piece). */
+    private static final int MAX_COMMIT_BYTES = 1 << 16;
+    private static final int MAX_WITNESSES = 64;
+    /** The body header is read in one piece of at most this size. */
+    private static final int MAX_BODY_HEADER = 1 << 20;
 
     static final int MODE_CONVERT = 1;
     static final int MODE_ROLLBACK = 2;
@@ -62,6 +77,21 @@ final class Journal {
         }
     }
 
+    /** A write of the commit record: {@code bytes} at {@code offset}. */
+    record CommitWrite(long offset, byte[] bytes) {
+        CommitWrite {
+            bytes = bytes.clone();
+        }
+
+        long end() {
+            return offset + bytes.length;
+        }
+    }
+
+    /** A range the conversion never writes, and the checksum of what it held when the journal was made. */
+    record Witness(long offset, int length, int crc) {
+    }
+
     /** The mutable state sector. */
     record State(int mode, int flags, long committedLength, long committedMtimeNanos) {
         boolean keepRollback() {
@@ -73,16 +103,25 @@ final class Journal {
     final long finalLength;
     final String sourceFormat;
     final String targetFormat;
-    final byte[] targetHeaderSector;
+    /** The image file the journal was written for; null in a version-1 journal. */
+    final FileIdentity identity;
+    /** The commit record; its last write is the commit point. */
+    final List<CommitWrite> commit;
+    final List<Witness> witnesses;
     final List<Range> ranges;
 
-    Journal(long originalLength, long finalLength, String sourceFormat, String targetFormat,
-            byte[] targetHeaderSector, List<Range> ranges) {
+    Journal(long originalLength, long finalLength, String sourceFormat, String targetFormat, FileIdentity identity,
+            List<CommitWrite> commit, List<Witness> witnesses, List<Range> ranges) {
+        if (commit.isEmpty()) {
+            throw new IllegalArgumentException("a journal needs a commit record");
+        }
         this.originalLength = originalLength;
         this.finalLength = finalLength;
         this.sourceFormat = sourceFormat;
         this.targetFormat = targetFormat;
-        this.targetHeaderSector = Arrays.copyOf(targetHeaderSector, SECTOR);
+        this.identity = identity;
+        this.commit = List.copyOf(commit);
+        this.witnesses = List.copyOf(witnesses);
         this.ranges = List.copyOf(ranges);
     }
 
@@ -96,7 +135,7 @@ final class Journal {
 
     /**
      * Splits the ranges to save at the file's data/hole boundaries: holes
-     * need no saved bytes.
+     * need no saved bytes. Each segment is {start, end, 1 data | 0 hole}.
      */
     static List<long[]> segments(Storage image, List<long[]> ranges) throws IOException {
         List<long[]> out = new ArrayList<>();
@@ -118,8 +157,9 @@ final class Journal {
     }
 
     /** Size of the journal file for these segments (see {@link #segments}). */
-    static long fileSize(List<long[]> segments, String sourceFormat, String targetFormat) {
-        long header = bodyHeaderSize(segments.size(), sourceFormat, targetFormat);
+    static long fileSize(List<long[]> segments, String sourceFormat, String targetFormat, List<CommitWrite> commit,
+                         int witnessCount) {
+        long header = bodyHeaderSize(segments.size(), sourceFormat, targetFormat, commit, witnessCount);
         long pos = SECTOR + roundUp(header);
         for (long[] r : segments) {
             if (r[2] != 0) {
@@ -129,9 +169,14 @@ final class Journal {
         return pos + SECTOR;
     }
 
-    private static long bodyHeaderSize(int rangeCount, String src, String tgt) {
-        return 8 + 8 + 8 + 8 + 4 + src.getBytes(StandardCharsets.UTF_8).length + 4
-                + tgt.getBytes(StandardCharsets.UTF_8).length + SECTOR + 4 + 24L * rangeCount;
+    private static long bodyHeaderSize(int rangeCount, String src, String tgt, List<CommitWrite> commit,
+                                       int witnessCount) {
+        long n = 8 + 8 + 8 + 8 + 4 + src.getBytes(StandardCharsets.UTF_8).length + 4
+                + tgt.getBytes(StandardCharsets.UTF_8).length + 24 + 4;
+        for (CommitWrite c : commit) {
+            n += 12 + c.bytes.length;
+        }
+        return n + 4 + 16L * witnessCount + 4 + 24L * rangeCount;
     }
 
     private static long roundUp(long n) {
@@ -140,13 +185,22 @@ final class Journal {
 
     /**
      * Writes a complete journal: state sector, body with the original bytes of
-     * {@code segments} (from {@link #segments}) read from {@code image},
-     * checksum; then syncs it.
+     * {@code segments} (from {@link #segments}) read from {@code image}, the
+     * checksums of the witness ranges as the image holds them now, checksum;
+     * then syncs it. {@code witnessRanges} are {offset, length} pairs.
      */
     static Journal write(Storage journal, Storage image, long originalLength, long finalLength, String sourceFormat,
-                         String targetFormat, byte[] targetHeaderSector, List<long[]> saveRanges, int flags)
-            throws IOException {
-        long headerSize = bodyHeaderSize(saveRanges.size(), sourceFormat, targetFormat);
+                         String targetFormat, FileIdentity identity, List<CommitWrite> commit,
+                         List<long[]> witnessRanges, List<long[]> saveRanges, int flags) throws IOException {
+        List<Witness> witnesses = new ArrayList<>();
+        for (long[] w : witnessRanges) {
+            witnesses.add(new Witness(w[0], (int) w[1], crcOf(image, w[0], (int) w[1])));
+        }
+        long headerSize = bodyHeaderSize(saveRanges.size(), sourceFormat, targetFormat, commit, witnesses.size());
+        if (headerSize > MAX_BODY_HEADER - SECTOR) {
+            // only a conversion with hundreds of thousands of scattered overwritten ranges gets here
+            throw new IllegalStateException("journal header of " + headerSize + " bytes exceeds its bound");
+        }
         long dataStart = SECTOR + roundUp(headerSize);
         List<Range> ranges = new ArrayList<>(saveRanges.size());
         long pos = dataStart;
@@ -162,10 +216,18 @@ final class Journal {
         CRC32C crc = new CRC32C();
 
         ByteBuffer h = ByteBuffer.allocate(Math.toIntExact(roundUp(headerSize))).order(ByteOrder.LITTLE_ENDIAN);
-        h.put(BODY_MAGIC).putLong(bodyLength).putLong(originalLength).putLong(finalLength);
+        h.put(BODY_MAGIC_V2).putLong(bodyLength).putLong(originalLength).putLong(finalLength);
         putString(h, sourceFormat);
         putString(h, targetFormat);
-        h.put(Arrays.copyOf(targetHeaderSector, SECTOR));
+        h.putLong(identity.device()).putLong(identity.inode()).putLong(identity.birthNanos());
+        h.putInt(commit.size());
+        for (CommitWrite c : commit) {
+            h.putLong(c.offset).putInt(c.bytes.length).put(c.bytes);
+        }
+        h.putInt(witnesses.size());
+        for (Witness w : witnesses) {
+            h.putLong(w.offset).putInt(w.length).putInt(w.crc);
+        }
         h.putInt(ranges.size());
         for (Range r : ranges) {
             h.putLong(r.offset).putLong(r.length).putLong(r.dataOffset);
@@ -197,7 +259,14 @@ final class Journal {
         journal.write(tail, crcAt);
         writeState(journal, new State(MODE_CONVERT, flags, 0, 0), false);
         journal.sync();
-        return new Journal(originalLength, finalLength, sourceFormat, targetFormat, targetHeaderSector, ranges);
+        return new Journal(originalLength, finalLength, sourceFormat, targetFormat, identity, commit, witnesses,
+                ranges);
+    }
+
+    static int crcOf(Storage image, long offset, int length) throws IOException {
+        CRC32C crc = new CRC32C();
+        crc.update(image.readBytes(offset, length));
+        return (int) crc.getValue();
     }
 
     private static void putString(ByteBuffer b, String s) {
@@ -252,11 +321,12 @@ final class Journal {
         if (size < 2L * SECTOR) {
             return null;
         }
-        ByteBuffer first = journal.readBytes(SECTOR, (int) Math.min(size - SECTOR, 1 << 16))
+        ByteBuffer first = journal.readBytes(SECTOR, (int) Math.min(size - SECTOR, MAX_BODY_HEADER))
                 .order(ByteOrder.LITTLE_ENDIAN);
         byte[] magic = new byte[8];
         first.get(magic);
-        if (!Arrays.equals(magic, BODY_MAGIC)) {
+        boolean v1 = Arrays.equals(magic, BODY_MAGIC_V1);
+        if (!v1 && !Arrays.equals(magic, BODY_MAGIC_V2)) {
             return null;
         }
         long bodyLength = first.getLong();
@@ -284,8 +354,43 @@ final class Journal {
             long finalLength = first.getLong();
             String src = getString(first);
             String tgt = getString(first);
-            byte[] header = new byte[SECTOR];
-            first.get(header);
+            FileIdentity identity = null;
+            List<CommitWrite> commit = new ArrayList<>();
+            List<Witness> witnesses = new ArrayList<>();
+            if (v1) {
+                byte[] header = new byte[SECTOR];
+                first.get(header);
+                commit.add(new CommitWrite(0, header));
+            } else {
+                identity = new FileIdentity(first.getLong(), first.getLong(), first.getLong(), 1);
+                int n = first.getInt();
+                long total = 0;
+                if (n <= 0 || n > 16) {
+                    throw new CorruptImageException("conversion journal", SECTOR, "commit record of " + n + " writes");
+                }
+                for (int i = 0; i < n; i++) {
+                    long offset = first.getLong();
+                    int length = first.getInt();
+                    total += length;
+                    if (offset < 0 || length <= 0 || total > MAX_COMMIT_BYTES) {
+                        throw new CorruptImageException("conversion journal", SECTOR, "commit write " + i);
+                    }
+                    byte[] b = new byte[length];
+                    first.get(b);
+                    commit.add(new CommitWrite(offset, b));
+                }
+                int w = first.getInt();
+                if (w < 0 || w > MAX_WITNESSES) {
+                    throw new CorruptImageException("conversion journal", SECTOR, "witness count " + w);
+                }
+                for (int i = 0; i < w; i++) {
+                    Witness wi = new Witness(first.getLong(), first.getInt(), first.getInt());
+                    if (wi.offset < 0 || wi.length <= 0 || wi.length > MAX_COMMIT_BYTES) {
+                        throw new CorruptImageException("conversion journal", SECTOR, "witness " + i);
+                    }
+                    witnesses.add(wi);
+                }
+            }
             int count = first.getInt();
             if (count < 0 || count > MAX_RANGES) {
                 throw new CorruptImageException("conversion journal", SECTOR, "range count " + count);
@@ -296,13 +401,14 @@ final class Journal {
             for (int i = 0; i < count; i++) {
                 Range r = new Range(table.getLong(), table.getLong(), table.getLong());
                 if (r.offset < 0 || r.length <= 0
-                        || (!r.hole() && (r.dataOffset < SECTOR || Math.addExact(r.dataOffset, r.length) > end)) || Math.addExact(r.offset, r.length) > originalLength) {
+                        || (!r.hole() && (r.dataOffset < SECTOR || Math.addExact(r.dataOffset, r.length) > end))
+                        || Math.addExact(r.offset, r.length) > originalLength) {
                     throw new CorruptImageException("conversion journal", SECTOR, "range " + i + " out of bounds");
                 }
                 ranges.add(r);
             }
-            return new Journal(originalLength, finalLength, src, tgt, header, ranges);
-        } catch (java.nio.BufferUnderflowException | ArithmeticException e) {
+            return new Journal(originalLength, finalLength, src, tgt, identity, commit, witnesses, ranges);
+        } catch (java.nio.BufferUnderflowException | ArithmeticException | IllegalArgumentException e) {
             throw new CorruptImageException("conversion journal", SECTOR, "truncated header");
         }
     }
@@ -339,10 +445,45 @@ final class Journal {
         }
     }
 
-    /** True when the image's first sector is the target header: the switch happened. */
+    /** The commit point: the last write of the commit record. */
+    CommitWrite commitPoint() {
+        return commit.get(commit.size() - 1);
+    }
+
+    /** True when the image holds the commit point's bytes: the switch happened. */
     boolean committed(Storage image) throws IOException {
-        byte[] now = new byte[SECTOR];
-        image.readBytes(0, SECTOR).get(now);
-        return Arrays.equals(now, targetHeaderSector);
+        return holds(image, commitPoint().offset, commitPoint().bytes);
+    }
+
+    static boolean holds(Storage image, long offset, byte[] bytes) throws IOException {
+        if (offset + bytes.length > image.size()) {
+            return false;
+        }
+        byte[] now = new byte[bytes.length];
+        image.readBytes(offset, bytes.length).get(now);
+        return Arrays.equals(now, bytes);
+    }
+
+    /**
+     * The bytes [offset, offset+length) held before the conversion, from the
+     * saved ranges (zeros for a saved hole); null when the range was not
+     * saved entirely (past the original end, or never overwritten).
+     */
+    byte[] originalBytes(Storage journal, long offset, int length) throws IOException {
+        byte[] out = new byte[length];
+        long covered = 0;
+        for (Range r : ranges) {
+            long from = Math.max(r.offset, offset);
+            long to = Math.min(r.end(), offset + length);
+            if (from >= to) {
+                continue;
+            }
+            covered += to - from;
+            if (!r.hole()) {
+                journal.read(ByteBuffer.wrap(out, (int) (from - offset), (int) (to - from)),
+                        r.dataOffset + (from - r.offset));
+            }
+        }
+        return covered == length ? out : null;
     }
 }

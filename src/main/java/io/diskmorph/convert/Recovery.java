@@ -1,6 +1,8 @@
 package io.diskmorph.convert;
 
 import io.diskmorph.image.ImageException;
+import io.diskmorph.image.JournalMismatchException;
+import io.diskmorph.storage.FileIdentity;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -39,6 +41,17 @@ public final class Recovery {
 
     /** Recovers an image whose conversion (or rollback) was interrupted. */
     public static Outcome recover(ConversionFile file) throws IOException {
+        return recover(file, false);
+    }
+
+    /**
+     * Recovers an image whose conversion (or rollback) was interrupted, after
+     * making sure the journal belongs to it ({@link #checkOwnership}).
+     *
+     * @param acceptMoved the image was moved or copied to another file together with its journal: identify it
+     *                    by its content only, not by its inode
+     */
+    public static Outcome recover(ConversionFile file, boolean acceptMoved) throws IOException {
         if (!file.dir().exists(file.journalName())) {
             return Outcome.NOTHING_TO_DO;
         }
@@ -47,6 +60,9 @@ public final class Recovery {
         try (Storage js = file.dir().open(file.journalName(), true)) {
             journal = Journal.read(js);
             state = Journal.readState(js);
+            if (journal != null) {
+                checkOwnership(file, journal, js, acceptMoved, file.journalName());
+            }
         }
         if (journal == null) {
             file.dir().delete(file.journalName());
@@ -60,6 +76,57 @@ public final class Recovery {
         }
         restore(file, journal);
         return rollback ? Outcome.ROLLED_BACK : Outcome.RESTORED_SOURCE;
+    }
+
+    /**
+     * Refuses a journal that was not written for this file, before a byte of
+     * it is applied: the file must be the same inode (and birth time, where
+     * recorded) unless {@code acceptMoved}; it must be at least as long as
+     * the conversion ever left it; the commit record's places must hold the
+     * original bytes or the target's; and every witness range (never written
+     * by the conversion) must hold what it held when the journal was made.
+     * A file replaced under the same name (a new image, a backup copied
+     * over it, another file moved there) fails one of these.
+     */
+    static void checkOwnership(ConversionFile file, Journal journal, Storage js, boolean acceptMoved,
+                               String journalName) throws IOException {
+        Storage image = file.image();
+        String name = file.displayName();
+        String keep = "; the journal " + journalName + " is kept (remove it by hand if it belongs to no file)";
+        if (journal.identity != null && !acceptMoved) {
+            FileIdentity now = file.dir().identity(file.name());
+            if (!journal.identity.sameFile(now)) {
+                throw new JournalMismatchException(name + " is not the file its journal was written for (that was "
+                        + journal.identity + ", this is " + now + "): it was replaced, moved or copied since. If it "
+                        + "is the interrupted image, moved together with its journal, 'diskmorph recover "
+                        + "--accept-moved " + name + "' identifies it by its content" + keep);
+            }
+        }
+        long size = image.size();
+        long shortest = Math.min(journal.originalLength, journal.finalLength);
+        if (size < shortest) {
+            throw new JournalMismatchException(name + " is " + size + " bytes long, shorter than the interrupted "
+                    + "conversion ever left it (" + shortest + "): it is not the image the journal belongs to" + keep);
+        }
+        for (Journal.CommitWrite c : journal.commit) {
+            if (Journal.holds(image, c.offset(), c.bytes())) {
+                continue;
+            }
+            byte[] original = journal.originalBytes(js, c.offset(), c.bytes().length);
+            if (original != null && !Journal.holds(image, c.offset(), original)) {
+                throw new JournalMismatchException(name + ": the " + c.bytes().length + " bytes at offset "
+                        + c.offset() + " are neither the original " + journal.sourceFormat + " header nor the "
+                        + journal.targetFormat + " one the conversion writes: it is not the image the journal "
+                        + "belongs to" + keep);
+            }
+        }
+        for (Journal.Witness w : journal.witnesses) {
+            if (w.offset() + w.length() > size || Journal.crcOf(image, w.offset(), w.length()) != w.crc()) {
+                throw new JournalMismatchException(name + ": its content at offset " + w.offset() + " differs from "
+                        + "what the interrupted conversion left there: it is not the image the journal belongs to"
+                        + keep);
+            }
+        }
     }
 
     /** Puts the original bytes back, cuts the file to its original length, drops the journal. */
@@ -108,6 +175,11 @@ public final class Recovery {
      * those writes would be lost.
      */
     public static void rollback(ConversionFile file) throws IOException {
+        rollback(file, false);
+    }
+
+    /** {@link #rollback(ConversionFile)}; {@code acceptMoved} as for {@link #recover(ConversionFile, boolean)}. */
+    public static void rollback(ConversionFile file, boolean acceptMoved) throws IOException {
         if (file.dir().exists(file.journalName())) {
             throw new io.diskmorph.image.InterruptedConversionException(
                     file.path() != null ? file.path().toString() : file.name(), file.journalName());
@@ -120,9 +192,11 @@ public final class Recovery {
         try (Storage js = file.dir().open(file.rollbackName(), true)) {
             journal = Journal.read(js);
             state = Journal.readState(js);
-        }
-        if (journal == null || state == null || (state.mode() == Journal.MODE_CONVERT && state.committedLength() == 0)) {
-            throw new ImageException(file.name() + ": the rollback record " + file.rollbackName() + " is damaged");
+            if (journal == null || state == null
+                    || (state.mode() == Journal.MODE_CONVERT && state.committedLength() == 0)) {
+                throw new ImageException(file.name() + ": the rollback record " + file.rollbackName() + " is damaged");
+            }
+            checkOwnership(file, journal, js, acceptMoved, file.rollbackName());
         }
         if (state.mode() != Journal.MODE_ROLLBACK) {
             long size = file.image().size();

@@ -245,9 +245,13 @@ public final class CopyEngine {
     /** After a failure: jobs that were never written give their mapped ranges back. */
     private void releaseUnwritten() {
         for (CompletableFuture<Job> f : ready) {
-            Job j = f.getNow(null);
-            if (j != null && !f.isCompletedExceptionally()) {
-                j.recycle();
+            // a failed job (the reader interrupted by the abort, say) has nothing to give back, and asking
+            // for its value would throw over the failure that aborted the copy
+            if (f.isDone() && !f.isCompletedExceptionally()) {
+                Job j = f.getNow(null);
+                if (j != null) {
+                    j.recycle();
+                }
             }
         }
         ready.clear();

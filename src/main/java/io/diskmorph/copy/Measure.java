@@ -62,9 +62,8 @@ public final class Measure {
 
     private static InPlace inPlace(Path image, String sourceFormat, String targetFormat, Map<String, String> options)
             throws IOException {
-        try (FileStorage file = FileStorage.open(image, true, LockMode.SHARED)) {
-            ConversionFile cf = new ConversionFile(file, FileStorageDir.of(image), image.getFileName().toString(),
-                    image, Images.backingOpener(image, OpenOptions.forReading()));
+        try (ConversionFile cf = ConversionFile.open(image, LockMode.SHARED,
+                Images.backingOpener(image, OpenOptions.forReading()))) {
             ConversionPlan p = InPlaceConverter.plan(cf, new InPlaceConverter.Request(sourceFormat, targetFormat,
                     options, false));
             return new InPlace(p.extraSpace, p.movedBytesTotal(), p.finalLength, p.keptBytes, p.metadataBytes);

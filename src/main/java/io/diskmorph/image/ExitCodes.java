@@ -24,6 +24,8 @@ public final class ExitCodes {
     public static final int NO_SPACE = 68;
     /** Image has an unfinished in-place conversion; run recover. */
     public static final int INTERRUPTED_CONVERSION = 69;
+    /** recover/rollback: the journal belongs to another file (the image was replaced, moved or copied). */
+    public static final int JOURNAL_MISMATCH = 70;
 
     // qemu-img check results
     public static final int CHECK_CLEAN = 0;

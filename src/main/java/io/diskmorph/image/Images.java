@@ -28,11 +28,25 @@ public final class Images {
     private Images() {
     }
 
-    /** Path of the in-place conversion journal that belongs to {@code image}. */
+    /**
+     * Path of the in-place conversion journal that belongs to {@code image}:
+     * beside the file's real path (symbolic links resolved), so a conversion
+     * run through a link (libvirt pools are full of them) is found through
+     * every other name of the file but hard links (which in-place conversion
+     * refuses).
+     */
     public static Path journalPath(Path image) {
-        Path name = image.getFileName();
-        Path dir = image.toAbsolutePath().getParent();
-        return dir.resolve(name + JOURNAL_SUFFIX);
+        Path real = realPath(image);
+        return real.getParent().resolve(real.getFileName() + JOURNAL_SUFFIX);
+    }
+
+    /** The path with symbolic links resolved; as given (absolute) when it does not exist. */
+    public static Path realPath(Path path) {
+        try {
+            return path.toRealPath();
+        } catch (IOException e) {
+            return path.toAbsolutePath();
+        }
     }
 
     /** Opens {@code path} as the top of a chain. */

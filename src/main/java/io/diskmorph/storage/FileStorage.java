@@ -429,8 +429,15 @@ public final class FileStorage implements Storage {
             allocate(position, src.remaining());
         }
         long pos = position;
-        while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
+        try {
+            while (src.hasRemaining()) {
+                pos += channel.write(src, pos);
+            }
+        } catch (IOException e) {
+            if ("No space left on device".equals(e.getMessage())) {
+                throw new IOException(name() + ": no space left on device", e); // which file the user must free
+            }
+            throw e;
         }
     }
 

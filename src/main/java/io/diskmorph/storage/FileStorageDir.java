@@ -67,4 +67,12 @@ public final class FileStorageDir implements StorageDir {
     public long usableSpace() throws IOException {
         return Files.getFileStore(dir).getUsableSpace();
     }
+
+    @Override
+    public FileIdentity identity(String name) throws IOException {
+        Path p = dir.resolve(name);
+        java.util.Map<String, Object> a = Files.readAttributes(p, "unix:dev,ino,nlink");
+        return new FileIdentity(((Number) a.get("dev")).longValue(), ((Number) a.get("ino")).longValue(),
+                NativeFs.birthTime(p), ((Number) a.get("nlink")).intValue());
+    }
 }

@@ -126,6 +126,16 @@ final class ForeignSyscalls implements Syscalls {
         }
     }
 
+    /**
+     * statx takes five arguments where the one downcall shape has four (a
+     * second shape would cost every fallback run its stub): no birth time
+     * here, so file identity rests on the inode and the content.
+     */
+    @Override
+    public long birthTime(String path) {
+        return -NativeFs.ENODATA;
+    }
+
     @Override
     public long ofdLock(int fd, int cmd, short type, long start, long length) {
         try (Arena arena = Arena.ofConfined()) {

@@ -54,7 +54,8 @@ final class JniSyscalls implements Syscalls {
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
-                    && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT ? calls : null;
+                    && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT
+                    && calls.birthTime("") == -NativeFs.ENOENT ? calls : null;
         } catch (Throwable e) {
             return null;
         }
@@ -65,10 +66,19 @@ final class JniSyscalls implements Syscalls {
 
     @Override
     public long open(String path, int flags) {
+        return open0(nulTerminated(path), flags);
+    }
+
+    @Override
+    public long birthTime(String path) {
+        return birthTime0(nulTerminated(path));
+    }
+
+    private static byte[] nulTerminated(String path) {
         byte[] name = path.getBytes(StandardCharsets.UTF_8);
-        byte[] z = new byte[name.length + 1]; // NUL-terminated
+        byte[] z = new byte[name.length + 1];
         System.arraycopy(name, 0, z, 0, name.length);
-        return open0(z, flags);
+        return z;
     }
 
     @Override
@@ -114,4 +124,6 @@ final class JniSyscalls implements Syscalls {
     private static native long filesystemType0(int fd);
 
     private static native long ofdLock0(int fd, int cmd, int type, long start, long length);
+
+    private static native long birthTime0(byte[] nulTerminatedPath);
 }

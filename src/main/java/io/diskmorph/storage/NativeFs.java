@@ -34,6 +34,7 @@ final class NativeFs {
     static final int EACCES = 13;
     static final int EINVAL = 22;
     static final int EOPNOTSUPP = 95;
+    static final int ENODATA = 61;
 
     /** The calls, or null when this platform has neither way. */
     static final Syscalls CALLS = choose();
@@ -60,6 +61,24 @@ final class NativeFs {
             throw new ErrnoException("open", path.toString(), (int) -fd);
         }
         return (int) fd;
+    }
+
+    /**
+     * The file's birth time in nanoseconds, or {@link FileIdentity#UNKNOWN}
+     * when the file system records none or the native calls are missing.
+     */
+    static long birthTime(Path path) throws IOException {
+        if (!AVAILABLE) {
+            return FileIdentity.UNKNOWN;
+        }
+        long t = CALLS.birthTime(path.toString());
+        if (t == -ENODATA || t == -EINVAL || t == -38 /* ENOSYS: kernel without statx */) {
+            return FileIdentity.UNKNOWN;
+        }
+        if (t < 0 && t > -4096) {
+            throw new ErrnoException("statx", path.toString(), (int) -t);
+        }
+        return t;
     }
 
     static void close(int fd) {

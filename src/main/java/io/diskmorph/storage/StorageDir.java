@@ -35,4 +35,7 @@ public interface StorageDir {
 
     /** Free bytes available to this process on the directory's file system. */
     long usableSpace() throws IOException;
+
+    /** Which file {@code name} refers to now (see {@link FileIdentity}). */
+    FileIdentity identity(String name) throws IOException;
 }

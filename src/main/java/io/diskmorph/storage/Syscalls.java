@@ -30,4 +30,11 @@ interface Syscalls {
      * the start of the file.
      */
     long ofdLock(int fd, int cmd, short type, long start, long length);
+
+    /**
+     * The birth time of the file at {@code path} (symbolic links followed),
+     * in nanoseconds since the epoch, from statx(2); -ENODATA when the file
+     * system records none.
+     */
+    long birthTime(String path);
 }

@@ -61,6 +61,8 @@ final class CrashSim {
     final List<Op> log = new ArrayList<>();
     /** What {@link StorageDir#usableSpace()} reports (tests of the free-space check lower it). */
     long usableSpace = Long.MAX_VALUE / 4;
+    /** What {@link StorageDir#identity} reports for a name, when not derived from the name. */
+    final Map<String, io.diskmorph.storage.FileIdentity> identities = new HashMap<>();
     private final Map<String, Integer> liveNames = new HashMap<>();
     private final Map<Integer, MemoryStorage> liveInodes = new HashMap<>();
     private final Map<String, Integer> initialNames;
@@ -365,6 +367,21 @@ final class CrashSim {
         @Override
         public long usableSpace() {
             return usableSpace;
+        }
+
+        /**
+         * By name, so that the file systems rebuilt from crash states (whose
+         * inode numbers are assigned anew) still hold "the same file"; tests
+         * of replaced files set {@link #identities}.
+         */
+        @Override
+        public io.diskmorph.storage.FileIdentity identity(String name) throws IOException {
+            if (!liveNames.containsKey(name)) {
+                throw new java.nio.file.NoSuchFileException(name);
+            }
+            var id = identities.get(name);
+            return id != null ? id : new io.diskmorph.storage.FileIdentity(1, name.hashCode() & 0x7fffffffL,
+                    io.diskmorph.storage.FileIdentity.UNKNOWN, 1);
         }
     }
 

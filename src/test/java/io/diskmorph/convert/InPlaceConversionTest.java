@@ -400,7 +400,15 @@ class InPlaceConversionTest {
         Dm.Result c = Dm.run("convert", "--in-place", "-O", "qed", img);
         assertEquals(ExitCodes.INTERRUPTED_CONVERSION, c.exitCode());
         assertTrue(c.oneLineError().contains("recover"), c.err());
-        Dm.run("recover", img).ok();
+        // the journal was written for the simulated file, not this one: recover says so and leaves both alone
+        byte[] before = Files.readAllBytes(img);
+        Dm.Result refused = Dm.run("recover", img);
+        assertEquals(ExitCodes.JOURNAL_MISMATCH, refused.exitCode(), refused.err());
+        assertTrue(refused.oneLineError().contains("--accept-moved"), refused.err());
+        assertArrayEquals(before, Files.readAllBytes(img));
+        assertTrue(Files.exists(dir.resolve(img.getFileName() + ".dmjournal")));
+        // as the copy of the interrupted image it is, its content identifies it
+        Dm.run("recover", "--accept-moved", img).ok();
         assertEquals(0, Qemu.img("compare", "-f", "raw", "-F", "raw", img, reference).exitCode());
         assertEquals(List.of(img.getFileName().toString(), "reference.raw"), listNames());
         assertTrue(Dm.run("recover", img).ok().out().contains("nothing to do"));

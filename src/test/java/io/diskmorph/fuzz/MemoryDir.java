@@ -76,4 +76,11 @@ final class MemoryDir implements StorageDir {
     public long usableSpace() {
         return cap;
     }
+
+    @Override
+    public io.diskmorph.storage.FileIdentity identity(String name) {
+        // by name: the fuzzed image itself is a storage of its own, not a file of this directory
+        return new io.diskmorph.storage.FileIdentity(1, name.hashCode() & 0x7fffffffL,
+                io.diskmorph.storage.FileIdentity.UNKNOWN, 1);
+    }
 }

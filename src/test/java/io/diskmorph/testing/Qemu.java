@@ -40,7 +40,22 @@ public final class Qemu {
         }
     }
 
+    /**
+     * Runs a command. A qemu-img command is retried when this qemu's LUKS key
+     * derivation fails on its own timing ("Unable to get accurate CPU usage":
+     * the PBKDF2 iteration count is measured with a CPU clock that can read
+     * 0 ms), which happens now and then and is not what a test is about.
+     */
     public static Result run(String... cmd) {
+        Result r = runOnce(cmd);
+        for (int attempt = 1; attempt < 10 && cmd[0].equals("qemu-img") && r.exitCode() != 0
+                && r.err().contains("accurate CPU usage"); attempt++) {
+            r = runOnce(cmd);
+        }
+        return r;
+    }
+
+    private static Result runOnce(String... cmd) {
         try {
             Process p = new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                     .start();
@@ -66,18 +81,9 @@ public final class Qemu {
         }
     }
 
-    /**
-     * qemu-img with {@code args}. Retried when this qemu's LUKS key derivation
-     * fails on its own timing ("Unable to get accurate CPU usage": the PBKDF2
-     * iteration count is measured with a CPU clock that can read 0 ms), which
-     * happens now and then on fast machines and is not what a test is about.
-     */
+    /** qemu-img with {@code args} (see {@link #run} for its retry). */
     public static Result img(Object... args) {
-        Result r = run(cmd("qemu-img", args));
-        for (int attempt = 1; attempt < 10 && r.exitCode() != 0 && r.err().contains("accurate CPU usage"); attempt++) {
-            r = run(cmd("qemu-img", args));
-        }
-        return r;
+        return run(cmd("qemu-img", args));
     }
 
     /** qemu-io with one -c per command, e.g. io(path, "qcow2", "write -P 1 0 64k"). */

@@ -1,0 +1,55 @@
+package io.diskmorph.convert;
+
+import io.diskmorph.image.ImageException;
+
+/**
+ * A request to stop an in-place operation early (a signal, an embedding
+ * application). The operation looks at it at safe points only: before the
+ * commit point it stops and puts the original bytes back, as a crash would
+ * be mended; after the commit point it finishes, since the target is then
+ * the image. {@link #NONE} is never requested.
+ */
+public final class Cancellation {
+    public static final Cancellation NONE = new Cancellation();
+
+    private volatile String reason;
+
+    /** Asks the operation to stop; {@code why} names the cause ("SIGINT"). */
+    public void request(String why) {
+        if (this == NONE) {
+            throw new IllegalStateException("Cancellation.NONE cannot be requested");
+        }
+        reason = why;
+    }
+
+    public boolean requested() {
+        return reason != null;
+    }
+
+    /** What requested the stop, or null. */
+    public String reason() {
+        return reason;
+    }
+
+    /** Throws {@link CancelledException} when a stop was requested. */
+    void check() throws CancelledException {
+        String r = reason;
+        if (r != null) {
+            throw new CancelledException(r);
+        }
+    }
+
+    /** The operation stopped on request before its commit point; the image is as it was before. */
+    public static final class CancelledException extends ImageException {
+        private final String reason;
+
+        CancelledException(String reason) {
+            super("interrupted (" + reason + ")");
+            this.reason = reason;
+        }
+
+        public String reason() {
+            return reason;
+        }
+    }
+}
