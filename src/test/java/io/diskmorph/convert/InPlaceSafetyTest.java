@@ -207,6 +207,37 @@ class InPlaceSafetyTest {
         assertEquals(32768, Qemu.img("info", "--output=json", qcow2).ok().json().get("cluster-size").asLong());
     }
 
+    /**
+     * recover while another process still holds the image (a killed
+     * conversion's process that has not finished exiting, or QEMU): refused
+     * with the in-use code, saying to retry, and the file untouched.
+     */
+    @Test
+    void recoverOnALockedImageSaysToRetry() throws Exception {
+        Path img = qcow2WithData("l.qcow2");
+        convertAndCut(img, "qed", 3);
+        byte[] cut = Files.readAllBytes(img);
+        Process nbd = new ProcessBuilder("qemu-nbd", "-f", "raw", "--persistent", "--socket",
+                dir.resolve("nbd.sock").toString(), img.toString()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("nbd.log").toFile()).start();
+        try {
+            for (int i = 0; i < 1000 && !Files.exists(dir.resolve("nbd.sock")); i++) {
+                if (!nbd.isAlive()) {
+                    fail("qemu-nbd exited: " + Files.readString(dir.resolve("nbd.log")));
+                }
+                Thread.sleep(20);
+            }
+            Dm.Result r = Dm.run("recover", img);
+            assertEquals(ExitCodes.IN_USE, r.exitCode(), r.err());
+            assertTrue(r.oneLineError().contains("retry"), r.err());
+        } finally {
+            nbd.destroy();
+            nbd.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+        assertArrayEquals(cut, Files.readAllBytes(img));
+        Dm.run("recover", img).ok();
+    }
+
     /** A second conversion makes the first one's rollback record useless: it says so when it removes it. */
     @Test
     void anEarlierRollbackRecordIsNotDroppedSilently() throws Exception {
