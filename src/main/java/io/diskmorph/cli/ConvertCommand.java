@@ -227,6 +227,7 @@ final class ConvertCommand implements Cli.Command {
         p.movedBytes.forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
         m.put("moved-by-reason", why);
         m.put("zero-clusters", p.zeroClusters);
+        m.put("zeroed-data-bytes", p.zeroedDataBytes);
         m.put("metadata-bytes", p.metadataBytes);
         m.put("header-bytes", p.headerBytes);
         m.put("overwritten-bytes", p.overwrittenBytes);
@@ -235,6 +236,7 @@ final class ConvertCommand implements Cli.Command {
         m.put("available-space", p.availableSpace);
         m.put("enough-space", p.enoughSpace());
         m.put("policy", p.policy);
+        m.put("notes", p.notes);
         m.put("keep-rollback", p.keepRollback);
         Map<String, Object> phases = new LinkedHashMap<>();
         p.phaseSeconds.forEach((k, v) -> phases.put(k, Math.round(v * 10000) / 10000.0));
@@ -262,6 +264,10 @@ final class ConvertCommand implements Cli.Command {
         if (p.zeroClusters > 0) {
             out.printf("  zero clusters:     %d%n", p.zeroClusters);
         }
+        if (p.zeroedDataBytes > 0) {
+            out.printf("  reads zeros:       %s mapped as data in holes of the file: left unallocated, not moved%n",
+                    Sizes.human(p.zeroedDataBytes));
+        }
         out.printf("  new metadata:      %s (+ %d header bytes)%n", Sizes.human(p.metadataBytes), p.headerBytes);
         out.printf("  journal:           %s (original bytes of %s overwritten)%n", Sizes.human(p.journalBytes),
                 Sizes.human(p.overwrittenBytes));
@@ -269,6 +275,9 @@ final class ConvertCommand implements Cli.Command {
         out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual "
                 + "size)%n", Sizes.human(p.extraSpace),
                 p.virtualSize > 0 ? 100.0 * p.extraSpace / p.virtualSize : 0.0);
+        for (String note : p.notes) {
+            out.printf("  note: %s%n", note);
+        }
         if (dryRun) {
             out.printf("  free space:        %s available: %s%n", Sizes.human(p.availableSpace),
                     p.enoughSpace() ? "enough" : "NOT ENOUGH, the conversion would be refused");

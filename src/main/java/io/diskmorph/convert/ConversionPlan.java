@@ -22,6 +22,13 @@ public final class ConversionPlan {
     public final Map<MoveReason, Long> movedBytes = new EnumMap<>(MoveReason.class);
     public long movedUnits;
     public long zeroClusters;
+    /**
+     * Guest bytes the source maps as data whose bytes are holes of the file
+     * (a preallocated image): they read zeros, so the target leaves them
+     * unallocated (or zero clusters over a backing file) instead of keeping
+     * or moving them.
+     */
+    public long zeroedDataBytes;
     /** Bytes of target metadata written (tables, refcounts), header zone excluded. */
     public long metadataBytes;
     public long headerBytes;
@@ -43,6 +50,8 @@ public final class ConversionPlan {
     public boolean nothingToChange;
     /** The file has a rollback record of an earlier conversion, which this one makes useless (and removes). */
     public boolean replacesRollbackRecord;
+    /** What the plan chose and why, and what to expect afterwards, in sentences for the user. */
+    public final java.util.List<String> notes = new java.util.ArrayList<>();
     /** Wall-clock seconds per phase (survey, plan, journal, write, sync, switch, cleanup). */
     public final Map<String, Double> phaseSeconds = new java.util.LinkedHashMap<>();
 

@@ -112,9 +112,6 @@ public final class InPlaceConverter {
         private CreateSpec spec;
         private LayoutTarget.TargetDefaults defaults;
         private boolean hasBacking;
-        private long identityHolesBelow;
-        /** The data clusters kept in place, before identity holes are added (null until then). */
-        private ClusterBitmap keptData;
         private long cluster;
         private long zoneClusters;
         private ClusterBitmap kept;
@@ -126,7 +123,6 @@ public final class InPlaceConverter {
         private String phaseName;
         private long phaseStart;
         private byte[] header;
-        private long units;
         private io.diskmorph.storage.FileIdentity identity;
         private List<Journal.CommitWrite> commit;
         private List<long[]> witnesses;
@@ -200,18 +196,8 @@ public final class InPlaceConverter {
                 plan.clusterSize = cluster;
                 dense = target.unreferencedSpaceIsLeak();
                 plan.policy = dense ? "dense" : "first-fit";
-                identityHolesBelow = dense && plan.sourceFormat.equals("raw") ? lastDataEnd(image) : 0;
                 phase("survey");
                 survey(source, rulesBuilder);
-                if (dense && !plan.sourceFormat.equals("raw") && !hasBacking && image.nextHole(0) < keptEnd) {
-                    // (a second walk, only when the file has a hole below its last kept data cluster) holes
-                    // of the file there, where the guest reads zeros, map
-                    // onto themselves: the data above them then need not move down to fill them
-                    identityHolesBelow = keptEnd;
-                    keptData = kept;
-                    units = 0;
-                    survey(source, rulesBuilder);
-                }
                 phase("plan");
                 dryRun(source);
             }
@@ -266,16 +252,6 @@ public final class InPlaceConverter {
             }
         }
 
-        /** End of the last data byte of a raw file (its holes below this stay as sparse data). */
-        private static long lastDataEnd(Storage raw) throws IOException {
-            long end = 0;
-            long size = raw.size();
-            for (long pos = raw.nextData(0); pos < size; pos = raw.nextData(end)) {
-                end = raw.nextHole(pos);
-            }
-            return end;
-        }
-
         private UnitWalker.Rules rules(LayoutBuilder b) {
             return new UnitWalker.Rules() {
                 @Override
@@ -297,21 +273,15 @@ public final class InPlaceConverter {
                 public boolean supportsZeroClusters() {
                     return b.supportsZeroClusters();
                 }
-
-                @Override
-                public boolean hostKeepsData(long hostOffset) {
-                    return keptData != null && keptData.get(hostOffset / cluster);
-                }
             };
         }
 
         /** First walk: which clusters stay, how much moves, and whether any host cluster is used twice. */
         private void survey(DiskImage source, LayoutBuilder rulesBuilder) throws IOException {
             kept = new ClusterBitmap();
-            UnitWalker w = new UnitWalker(source, rules(rulesBuilder), hasBacking, identityHolesBelow);
+            UnitWalker w = new UnitWalker(source, rules(rulesBuilder), hasBacking);
             long moves = 0;
             while (w.next()) {
-                units++;
                 if (w.kind == UnitWalker.Kind.KEEP) {
                     keptEnd = Math.max(keptEnd, w.host + cluster);
                     if (!kept.set(w.host / cluster)) {
@@ -345,6 +315,13 @@ public final class InPlaceConverter {
             long required = b.requiredFileLength();
             if (dense) {
                 plan.finalLength = Math.max(Math.max(end, dataEndClusters * cluster), required);
+                long compacted = plan.movedBytes.getOrDefault(MoveReason.COMPACTED, 0L);
+                if (compacted > 0) {
+                    plan.notes.add(plan.targetFormat + " may hold no unreferenced space below its end (its checker "
+                            + "counts it as leaked): the cheapest layout moves the " + io.diskmorph.image.Sizes.human(
+                            compacted) + " of data that lies above free space down into it, and the file ends after "
+                            + "the data and tables");
+                }
             } else {
                 // dead source metadata past the last used cluster is cut off
                 plan.finalLength = Math.max(Math.max(keptEnd, end), required);
@@ -367,7 +344,7 @@ public final class InPlaceConverter {
          */
         private void walk(DiskImage source, LayoutBuilder b, Allocators.Allocator alloc, Mover mover,
                           boolean count) throws IOException {
-            UnitWalker w = new UnitWalker(source, rules(b), hasBacking, identityHolesBelow);
+            UnitWalker w = new UnitWalker(source, rules(b), hasBacking);
             long relocateFrom = alloc instanceof Allocators.Dense d ? d.relocateFrom() : Long.MAX_VALUE;
             long done = 0;
             while (w.next()) {
@@ -410,6 +387,9 @@ public final class InPlaceConverter {
                     progress.update(mover == null ? "plan" : "write", w.guestOffset, plan.virtualSize);
                 }
             }
+            if (count) {
+                plan.zeroedDataBytes = w.zeroedDataBytes;
+            }
         }
 
         /** Dry run (no mover): record the destination as written; real run: copy the data. */
@@ -434,6 +414,10 @@ public final class InPlaceConverter {
                     witnesses.size());
             plan.extraSpace = extraSpaceBound();
             plan.availableSpace = file.dir().usableSpace();
+            String qemuNote = target.qemuCheckNote(cluster, plan.finalLength);
+            if (qemuNote != null) {
+                plan.notes.add(qemuNote);
+            }
         }
 
         /**

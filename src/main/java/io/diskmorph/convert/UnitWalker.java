@@ -2,6 +2,7 @@ package io.diskmorph.convert;
 
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Mapping;
+import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 
@@ -11,12 +12,19 @@ import java.io.IOException;
  * cluster, data kept at its host offset, or data that must move (and why).
  * Deterministic: two walks over the same source give the same units, which is
  * what lets the converter plan in a dry run and replay for real.
+ *
+ * <p>Zeros are not data. A unit that reads zeros by the source's metadata
+ * alone, never by reading it (zero clusters, unallocated clusters without a
+ * backing file, data clusters whose bytes are a hole of the file), is never
+ * kept as data or moved: it becomes unallocated where that reads zeros,
+ * else a zero cluster, and only a target without zero clusters over a
+ * backing file has to write zeros.
  */
 final class UnitWalker {
 
     enum Kind { SKIP, ZERO, KEEP, MOVE }
 
-    /** What the target can hold, and how raw sources are treated. */
+    /** What the target can hold. */
     interface Rules {
         long clusterSize();
 
@@ -25,11 +33,6 @@ final class UnitWalker {
         boolean canKeepDataAt(long hostOffset);
 
         boolean supportsZeroClusters();
-
-        /** Whether a guest cluster's data is kept at this host offset (then no other cluster may map there). */
-        default boolean hostKeepsData(long hostOffset) {
-            return false;
-        }
     }
 
     private final DiskImage source;
@@ -38,18 +41,14 @@ final class UnitWalker {
     private final long virtualSize;
     private final boolean hasBacking;
     private final boolean rawSource;
-    /**
-     * Holes below this offset are kept as (sparse) data so no unreferenced
-     * space remains (dense targets): raw holes, and for other sources without
-     * a backing file a guest cluster that reads zeros whose own offset is a
-     * hole of the file, so it maps onto itself.
-     */
-    private final long identityHolesBelow;
     private final long sourceUnit;
+    private final Storage file;
 
-    // the last hole query: the file has no data in [holeFrom, nextDataAfterHole)
+    // the last sparse query of the file: [holeFrom, holeEnd) is a hole, [dataFrom, dataEnd) holds data
     private long holeFrom = -1;
-    private long nextDataAfterHole = -1;
+    private long holeEnd = -1;
+    private long dataFrom = -1;
+    private long dataEnd = -1;
 
     // cursor over the source mapping
     private long extentStart;
@@ -62,16 +61,20 @@ final class UnitWalker {
     Kind kind;
     long host = -1;
     MoveReason reason;
+    /** The unit is mapped as data in the source but its bytes are a hole of the file: it reads zeros. */
+    boolean dataInHole;
+    /** Guest bytes so far that the source maps as data in holes of the file (they read zeros, nothing moves). */
+    long zeroedDataBytes;
 
-    UnitWalker(DiskImage source, Rules rules, boolean hasBacking, long identityHolesBelow) {
+    UnitWalker(DiskImage source, Rules rules, boolean hasBacking) {
         this.source = source;
         this.rules = rules;
         this.cluster = rules.clusterSize();
         this.virtualSize = source.virtualSize();
         this.hasBacking = hasBacking;
         this.rawSource = source.format().name().equals("raw");
-        this.identityHolesBelow = identityHolesBelow;
         this.sourceUnit = source.clusterSize();
+        this.file = source.dataStorage();
     }
 
     /** Advances to the next unit; false at the end of the disk. */
@@ -80,20 +83,45 @@ final class UnitWalker {
         if (g >= virtualSize) {
             return false;
         }
-        // Fast path over long unallocated runs (a sparse TiB disk): whole units inside one
-        // unallocated extent are skipped together, as the caller does nothing for them.
-        boolean skippable = rawSource ? extent instanceof Mapping.Zero && g >= identityHolesBelow
-                : extent instanceof Mapping.Unallocated && g >= identityHolesBelow;
-        if (kind == Kind.SKIP && skippable && g >= extentStart && g + cluster <= extentEnd) {
-            long whole = (extentEnd - g) / cluster;
-            g += (whole - 1) * cluster;
+        // Fast path over long runs that read zeros and stay unallocated (a sparse TiB disk, a preallocated
+        // image whose data clusters are holes): whole units inside the run are skipped together, as the
+        // caller does nothing for them.
+        if (kind == Kind.SKIP && g >= extentStart && g < extentEnd) {
+            long runEnd = skippableEnd(g);
+            if (g + cluster <= runEnd) {
+                long skipped = ((runEnd - g) / cluster - 1) * cluster;
+                if (extent instanceof Mapping.Data) {
+                    zeroedDataBytes += skipped;
+                }
+                g += skipped;
+            }
         }
         guestOffset = g;
         length = Math.min(cluster, virtualSize - g);
         host = -1;
         reason = null;
+        dataInHole = false;
         classify();
+        if (dataInHole) {
+            zeroedDataBytes += length;
+        }
         return true;
+    }
+
+    /** End of the run from {@code g} (inside the current extent) whose units would all be skipped. */
+    private long skippableEnd(long g) throws IOException {
+        return switch (extent) {
+            case Mapping.Unallocated u -> extentEnd; // falls through to the backing file, or reads zeros
+            case Mapping.Zero z -> hasBacking && !rawSource ? g : extentEnd;
+            case Mapping.Data d -> {
+                if (hasBacking) {
+                    yield g; // data in a hole must hide the backing file: zero clusters, unit by unit
+                }
+                long h = d.hostOffset() + (g - extentStart);
+                yield Math.min(extentEnd, g + (holeEndAt(h) - h));
+            }
+            case Mapping.Compressed c -> g;
+        };
     }
 
     private Mapping extentAt(long pos) throws IOException {
@@ -105,12 +133,32 @@ final class UnitWalker {
         return extent;
     }
 
+    /** The end of the hole of the file at {@code h}, or {@code h} itself when it holds data (answers cached). */
+    private long holeEndAt(long h) throws IOException {
+        if (h >= holeFrom && h < holeEnd) {
+            return holeEnd;
+        }
+        if (h >= dataFrom && h < dataEnd) {
+            return h;
+        }
+        long next = file.nextData(h);
+        if (next > h) {
+            holeFrom = h;
+            holeEnd = next;
+            return next;
+        }
+        dataFrom = h;
+        dataEnd = file.nextHole(h);
+        return h;
+    }
+
     private void classify() throws IOException {
         long end = guestOffset + length;
-        boolean anyData = false;
-        boolean anyZero = false;
+        boolean anyData = false; // bytes of the file that may hold anything
+        boolean anyZero = false; // reads zeros whatever lies below (zero clusters, data in holes)
         boolean anyUnallocated = false;
         boolean anyCompressed = false;
+        boolean anyHoleData = false;
         boolean contiguous = true;
         long firstHost = -1;
         long nextHost = -1;
@@ -126,17 +174,21 @@ final class UnitWalker {
                         contiguous = false;
                     }
                     nextHost = h + n;
-                    anyData = true;
+                    if (holeEndAt(h) >= h + n) {
+                        anyZero = true;
+                        anyHoleData = true;
+                    } else {
+                        anyData = true;
+                    }
                 }
                 case Mapping.Zero z -> {
                     anyZero = true;
                     if (rawSource) {
-                        // a raw hole reads zeros at the same host offset: as good as data for identity mapping
-                        long h = pos;
+                        // a raw hole: the same host offset, reading zeros (identity mapping)
                         if (firstHost < 0 && pos == guestOffset) {
-                            firstHost = h;
+                            firstHost = pos;
                         }
-                        nextHost = h + n;
+                        nextHost = pos + n;
                     } else {
                         contiguous = false;
                     }
@@ -152,67 +204,28 @@ final class UnitWalker {
             }
             pos += n;
         }
-        if (rawSource) {
-            classifyRaw(anyData);
-            return;
-        }
         if (anyCompressed) {
             move(MoveReason.COMPRESSED);
-        } else if (!anyData && identityHole()) {
-            kind = Kind.KEEP;
-            host = guestOffset;
         } else if (!anyData) {
+            dataInHole = anyHoleData;
             if (!anyZero) {
                 kind = Kind.SKIP;
             } else if (!anyUnallocated || !hasBacking) {
                 // reads zeros whole: a zero cluster, or nothing at all where zeros are the default
-                kind = rules.supportsZeroClusters() ? Kind.ZERO : hasBacking ? Kind.MOVE : Kind.SKIP;
+                kind = !hasBacking ? Kind.SKIP : rules.supportsZeroClusters() ? Kind.ZERO : Kind.MOVE;
                 if (kind == Kind.MOVE) {
                     reason = MoveReason.MATERIALIZED;
                 }
             } else {
                 move(MoveReason.MATERIALIZED);
             }
-        } else if (anyZero || anyUnallocated) {
+        } else if (anyUnallocated || (anyZero && !rawSource && !contiguous)) {
             move(MoveReason.MATERIALIZED);
         } else if (!contiguous) {
             move(MoveReason.FRAGMENTED);
         } else {
-            keepOrMove(firstHost, length == cluster || tailStaysInside());
-        }
-    }
-
-    /**
-     * A unit that reads zeros (no backing file) may map onto the same offset
-     * of the file when that whole cluster is a hole there: it reads zeros in
-     * the target too, and the hole no longer counts as unreferenced space.
-     * A hole holds nothing of the source (its data and tables are written
-     * bytes), and kept clusters are never given to the target's tables.
-     */
-    private boolean identityHole() throws IOException {
-        if (hasBacking || guestOffset >= identityHolesBelow || length != cluster || guestOffset % cluster != 0
-                || !rules.canKeepDataAt(guestOffset)) {
-            return false;
-        }
-        if (rules.hostKeepsData(guestOffset)) {
-            return false; // a data cluster stored sparse at this offset: it stays there
-        }
-        // one query answers for every cluster up to the next data (a sparse file has long holes)
-        if (guestOffset < holeFrom || guestOffset >= nextDataAfterHole) {
-            holeFrom = guestOffset;
-            nextDataAfterHole = source.storage().nextData(guestOffset);
-        }
-        return nextDataAfterHole >= guestOffset + cluster;
-    }
-
-
-    private void classifyRaw(boolean anyData) {
-        if (!anyData && guestOffset >= identityHolesBelow) {
-            kind = Kind.SKIP; // a hole: unallocated in the target reads the same zeros
-        } else if (!anyData && !rules.canKeepDataAt(guestOffset)) {
-            kind = Kind.SKIP; // a hole inside the header zone: nothing to keep
-        } else {
-            keepOrMove(guestOffset, true);
+            // contiguous host bytes, partly holes maybe: kept, the holes stay holes and read zeros
+            keepOrMove(firstHost, length == cluster || rawSource || tailStaysInside());
         }
     }
 

@@ -28,6 +28,16 @@ public interface LayoutTarget {
     boolean unreferencedSpaceIsLeak();
 
     /**
+     * A warning about how qemu-img judges a file of this format laid out
+     * with {@code clusterSize} and {@code fileLength} although it is sound
+     * (a known qemu bug), or null. Printed with the plan, so a user who runs
+     * qemu-img check afterwards knows what to expect.
+     */
+    default String qemuCheckNote(long clusterSize, long fileLength) {
+        return null;
+    }
+
+    /**
      * Hints from the source of a conversion: its cluster size, and when the
      * source has the target's format, its own creation options
      * ({@link DiskImage#creationOptions()}), which a target takes for every

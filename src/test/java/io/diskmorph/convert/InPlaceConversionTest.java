@@ -8,7 +8,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -310,23 +312,111 @@ class InPlaceConversionTest {
         assertEquals(0, Qemu.check(v2, "qcow2").exitCode());
     }
 
-    @Test
-    void holesOfAQcow2SourceMapOntoThemselvesInAQedTarget() throws IOException {
-        // raw -> qcow2 keeps data at its guest offsets, so the qcow2 file has holes where the guest has none
-        // written; QED may hold no unreferenced space below its end, and the holes map onto themselves
-        Path img = dir.resolve("identity.img");
+    /**
+     * raw -> qcow2 keeps data at its guest offsets, so the qcow2 file has
+     * holes where the guest wrote nothing. QED may hold no unreferenced space
+     * below its end: the data above the holes moves down (and nothing else),
+     * the holes stay unallocated in the guest's view, and the file shrinks.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"qcow2", "raw"})
+    void holesStayUnallocatedInAQedTarget(String via) throws IOException {
+        Path img = dir.resolve("holes.img");
         Qemu.create(img, "raw", "64M");
         Qemu.io(img, "raw", "write -P 0x11 1M 2M", "write -P 0x22 20M 1M", "write -P 0x33 40M 3M",
                 "write -P 0x44 63M 1M");
-        Path reference = dir.resolve("identity.ref");
+        Path reference = dir.resolve("holes.ref");
         Qemu.toRaw(img, "raw", reference);
-        Dm.run("convert", "--in-place", "-f", "raw", "-O", "qcow2", img).ok();
+        if (via.equals("qcow2")) {
+            Dm.run("convert", "--in-place", "-f", "raw", "-O", "qcow2", img).ok();
+        }
+        long sourceData = dataBytes(Qemu.map(img, via), 64 << 10);
         JsonNode plan = Qemu.JSON.readTree(Dm.run("convert", "--in-place", "--output=json", "-O", "qed", img)
                 .ok().out());
-        assertTrue(plan.get("moved-bytes").asLong() <= 1 << 20, "holes stay, data stays: " + plan);
         assertEquals(0, Qemu.check(img, "qed").exitCode());
         assertEquals(0, Qemu.img("compare", "-f", "qed", "-F", "raw", img, reference).exitCode());
-        assertTrue(Files.size(img) < (70L << 20) && allocatedBytes(img) < (12L << 20), "still sparse");
+        assertEquals(sourceData, dataBytes(Qemu.map(img, "qed")), "allocation preserved (64 KiB clusters): " + plan);
+        // only data above the first hole moves: the 5 MiB written past 3 MiB (and the header zone's cluster)
+        assertTrue(plan.get("moved-bytes").asLong() <= (5L << 20) + (64 << 10), "moved: " + plan);
+        assertTrue(Files.size(img) < (10L << 20), "the file ends after the data and tables: " + Files.size(img));
+    }
+
+    /**
+     * A preallocated qcow2 (preallocation=metadata: every guest cluster
+     * mapped to a data cluster that is a hole of the file) converts without
+     * reading, moving or allocating its zeros: the target maps only what was
+     * written, and stays small.
+     */
+    @ParameterizedTest
+    @CsvSource({"qed, ''", "qcow2, cluster_size=64k", "qcow2, refcount_bits=64"})
+    void zerosOfAPreallocatedImageNeverMove(String target, String options) throws IOException {
+        Path img = dir.resolve("prealloc.qcow2");
+        Qemu.create(img, "qcow2", "256M", "cluster_size=4096", "preallocation=metadata");
+        Qemu.io(img, "qcow2", "write -P 0x5a 8M 1M", "write -P 0x5b 200M 64k");
+        Path reference = dir.resolve("prealloc.ref");
+        Qemu.toRaw(img, "qcow2", reference);
+        long allocatedBefore = allocatedBytes(img);
+        List<String> args = new ArrayList<>(List.of("convert", "--in-place", "--output=json", "-O", target));
+        if (!options.isEmpty()) {
+            args.addAll(List.of("-o", options));
+        }
+        args.add(img.toString());
+        JsonNode plan = Dm.run(args.toArray()).ok().json();
+        assertTrue(plan.get("zeroed-data-bytes").asLong() >= (250L << 20), "zeros found by metadata: " + plan);
+        assertTrue(plan.get("moved-bytes").asLong() <= (2L << 20), "moved: " + plan);
+        assertEquals(0, Qemu.check(img, target).exitCode());
+        assertEquals(0, Qemu.img("compare", "-f", target, "-F", "raw", img, reference).exitCode());
+        assertEquals((1L << 20) + (64 << 10), dataBytes(Qemu.map(img, target)), "only what was written is data");
+        assertTrue(allocatedBytes(img) <= allocatedBefore, "no zeros written: " + allocatedBytes(img) + " > "
+                + allocatedBefore);
+        assertTrue(plan.get("extra-space").asLong() < (4L << 20), "extra space: " + plan);
+    }
+
+    /**
+     * Over a backing file, a data cluster whose bytes are a hole of the file
+     * reads zeros and must keep hiding the backing file: a zero cluster.
+     */
+    @Test
+    void zerosInHolesOverABackingFileBecomeZeroClusters() throws IOException {
+        Path base = dir.resolve("base.qcow2");
+        Qemu.create(base, "qcow2", "16M");
+        Qemu.io(base, "qcow2", "write -P 0x77 0 16M");
+        Path img = dir.resolve("over.qcow2");
+        Qemu.img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", img, "16M").ok();
+        Qemu.io(img, "qcow2", "write -P 0x12 4M 1M");
+        long host = Qemu.map(img, "qcow2").stream().filter(m -> m.start() == 4 << 20).findFirst().orElseThrow()
+                .offset();
+        Qemu.run("fallocate", "-p", "-o", String.valueOf(host + (256 << 10)), "-l", String.valueOf(256 << 10),
+                img.toString()).ok(); // 256 KiB of the written MiB now read zeros, over a backing file of 0x77
+        Path reference = dir.resolve("over.ref");
+        Qemu.toRaw(img, "qcow2", reference);
+        JsonNode plan = Dm.run("convert", "--in-place", "--output=json", "-O", "qed", img).ok().json();
+        assertEquals(0, Qemu.check(img, "qed").exitCode());
+        assertEquals(0, Qemu.img("compare", "-f", "qed", "-F", "raw", img, reference).exitCode());
+        assertEquals(4, plan.get("zero-clusters").asLong(), "zero clusters: " + plan);
+        assertEquals(256 << 10, plan.get("zeroed-data-bytes").asLong(), plan.toString());
+        assertEquals(0, plan.get("moved-bytes").asLong() % (64 << 10));
+    }
+
+    private static long dataBytes(List<Qemu.MapLine> map) {
+        return dataBytes(map, 1);
+    }
+
+    /** Bytes of the top layer's data, counted in whole units of {@code unit} bytes (a target cluster). */
+    private static long dataBytes(List<Qemu.MapLine> map, long unit) {
+        java.util.TreeSet<Long> units = new java.util.TreeSet<>();
+        long bytes = 0;
+        for (Qemu.MapLine m : map) {
+            if (m.data() && m.depth() == 0) {
+                if (unit == 1) {
+                    bytes += m.length();
+                }
+                for (long u = m.start() / unit; u < Math.ceilDiv(m.start() + m.length(), unit); u++) {
+                    units.add(u);
+                }
+            }
+        }
+        return unit == 1 ? bytes : units.size() * unit;
     }
 
     @Test

@@ -32,6 +32,18 @@ import java.util.Map;
  * Memory: a sparse bitmap of referenced clusters and one table page.
  */
 final class QedChecker {
+    /**
+     * The leaks qemu 7.2's QED check reports on a sound file (every cluster
+     * below the end referenced once): its used-cluster bitmap indexes
+     * cluster k at k * C / (C - 1) (qed_bytes_to_clusters divides by the
+     * cluster size minus one), so one bit in every C - 1 is never set and
+     * counts as a leak: floor(floor(F / C) / (C - 1)). Measured against
+     * qemu-img 7.2 on files it made itself (QedCheckTest).
+     */
+    public static long qemuPhantomLeaks(long clusterSize, long fileLength) {
+        return fileLength / clusterSize / (clusterSize - 1);
+    }
+
     private static final int MAX_MESSAGES = 100;
 
     private final Storage storage;

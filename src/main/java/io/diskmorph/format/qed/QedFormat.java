@@ -84,6 +84,15 @@ public final class QedFormat implements ImageFormat, LayoutTarget, MeasurableFor
 
     /** qemu's QED check counts every unreferenced cluster below the end of the file as leaked. */
     @Override
+    public String qemuCheckNote(long clusterSize, long fileLength) {
+        long leaks = QedChecker.qemuPhantomLeaks(clusterSize, fileLength);
+        return leaks == 0 ? null : "qemu-img 7.2 check will report " + leaks + " leaked cluster" + (leaks == 1 ? "" : "s")
+                + " that are not: its cluster count divides by the cluster size minus one (qed.h, "
+                + "qed_bytes_to_clusters), so every QED file of " + (clusterSize * (clusterSize - 1) >> 20)
+                + " MiB or more seems to leak; diskmorph check counts exactly";
+    }
+
+    @Override
     public boolean unreferencedSpaceIsLeak() {
         return true;
     }
