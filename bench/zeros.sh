@@ -11,6 +11,7 @@
 # Each source is restored from a pristine copy (cp --sparse=always) before every in-place run, untimed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"
+CASES="${CASES:-1 2 scaling}" # which parts to run
 SIZE="${SIZE:-64G}"
 export DISKMORPH_JVM_OPTS="${DISKMORPH_JVM_OPTS:--Xmx256m}"
 need python3; need bc
@@ -32,7 +33,7 @@ make_prealloc() { # size path
 }
 
 # blocks (bytes) the image and its journal occupy now
-allocated() { du -B1 -c "$1" "$1.dmjournal" 2>/dev/null | tail -1 | cut -f1; }
+allocated() { { du -B1 -c "$1" "$1.dmjournal" 2>/dev/null || true; } | tail -1 | cut -f1; }
 
 # sample_peak FILE PID: prints the highest allocation seen while PID runs (every 10 ms)
 sample_peak() {
@@ -74,6 +75,7 @@ qemu_copy() {
   Q=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 
+if [[ " $CASES " == *" 1 "* ]]; then
 echo "== case 1: $SIZE qcow2, 4 KiB clusters, preallocation=metadata (heap: $DISKMORPH_JVM_OPTS)"
 [ -f "$pristine" ] || make_prealloc "$SIZE" "$pristine"
 echo "  source: $(du -h "$pristine" | cut -f1) on disk, $(qemu-img info --output=json "$pristine" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])') bytes virtual"
@@ -98,7 +100,9 @@ cp --sparse=always "$pristine" "$img"; sync
 /usr/bin/time -f "%e %M" -o "$BENCH_DIR/rss" "$DM" convert --in-place -O qed "$img" >/dev/null
 echo "RESULT case 1 heap: -> qed with $DISKMORPH_JVM_OPTS: $(cut -d' ' -f1 "$BENCH_DIR/rss") s, max RSS $(cut -d' ' -f2 "$BENCH_DIR/rss") KiB"
 rm -f "$img"
+fi
 
+if [[ " $CASES " == *" 2 "* ]]; then
 echo "== case 2: 4 TiB sparse raw, five 1 MiB writes, -> qcow2 in place, then -> QED in place"
 r="$BENCH_DIR/sparse4t.img"; rp="$BENCH_DIR/sparse4t.qcow2.pristine"
 rm -f "$r" "$rp"; truncate -s 4T "$r"
@@ -116,7 +120,9 @@ for run in $(seq "$RUNS"); do
 done
 echo "RESULT case 2: in place min/median/max $(printf '%s\n' "${ts[@]}" | sort -g | head -1) / $(printf '%s\n' "${ts[@]}" | median) / $(printf '%s\n' "${ts[@]}" | sort -g | tail -1) s; extra allocated max $(numfmt --to=iec "$(printf '%s\n' "${xs[@]}" | sort -g | tail -1)"); data bytes $src_data -> $(data_bytes "$r")"
 rm -f "$r" "$rp"
+fi
 
+[[ " $CASES " == *" scaling "* ]] || exit 0
 echo "== scaling: preallocated 4 KiB-cluster qcow2 -> qcow2 64 KiB in place, cold cache"
 for s in 4G 16G 64G; do
   p="$BENCH_DIR/scale-$s.pristine.qcow2"

@@ -40,9 +40,9 @@ final class UnitWalker {
     private final long cluster;
     private final long virtualSize;
     private final boolean hasBacking;
-    private final boolean rawSource;
     private final long sourceUnit;
     private final Storage file;
+    private final long fileSize;
 
     // the last sparse query of the file: [holeFrom, holeEnd) is a hole, [dataFrom, dataEnd) holds data
     private long holeFrom = -1;
@@ -66,15 +66,15 @@ final class UnitWalker {
     /** Guest bytes so far that the source maps as data in holes of the file (they read zeros, nothing moves). */
     long zeroedDataBytes;
 
-    UnitWalker(DiskImage source, Rules rules, boolean hasBacking) {
+    UnitWalker(DiskImage source, Rules rules, boolean hasBacking) throws IOException {
         this.source = source;
         this.rules = rules;
         this.cluster = rules.clusterSize();
         this.virtualSize = source.virtualSize();
         this.hasBacking = hasBacking;
-        this.rawSource = source.format().name().equals("raw");
         this.sourceUnit = source.clusterSize();
         this.file = source.dataStorage();
+        this.fileSize = file.size();
     }
 
     /** Advances to the next unit; false at the end of the disk. */
@@ -112,7 +112,7 @@ final class UnitWalker {
     private long skippableEnd(long g) throws IOException {
         return switch (extent) {
             case Mapping.Unallocated u -> extentEnd; // falls through to the backing file, or reads zeros
-            case Mapping.Zero z -> hasBacking && !rawSource ? g : extentEnd;
+            case Mapping.Zero z -> hasBacking ? g : extentEnd; // a zero cluster must hide the backing file
             case Mapping.Data d -> {
                 if (hasBacking) {
                     yield g; // data in a hole must hide the backing file: zero clusters, unit by unit
@@ -135,6 +135,9 @@ final class UnitWalker {
 
     /** The end of the hole of the file at {@code h}, or {@code h} itself when it holds data (answers cached). */
     private long holeEndAt(long h) throws IOException {
+        if (h >= fileSize) {
+            return Long.MAX_VALUE; // past the end the file reads zeros
+        }
         if (h >= holeFrom && h < holeEnd) {
             return holeEnd;
         }
@@ -183,14 +186,18 @@ final class UnitWalker {
                 }
                 case Mapping.Zero z -> {
                     anyZero = true;
-                    if (rawSource) {
-                        // a raw hole: the same host offset, reading zeros (identity mapping)
+                    long h = z.hostOffset() + (pos - extentStart);
+                    if (z.hasHostOffset() && holeEndAt(h) >= h + n) {
+                        // zeros whose host bytes are a hole (a raw file's holes): as good as data for keeping
+                        // the unit in place, since the hole reads zeros in the target too
                         if (firstHost < 0 && pos == guestOffset) {
-                            firstHost = pos;
+                            firstHost = h;
+                        } else if (h != nextHost) {
+                            contiguous = false;
                         }
-                        nextHost = pos + n;
+                        nextHost = h + n;
                     } else {
-                        contiguous = false;
+                        contiguous = false; // no host bytes, or bytes that are not zeros: cannot stay as data
                     }
                 }
                 case Mapping.Unallocated u -> {
@@ -219,23 +226,24 @@ final class UnitWalker {
             } else {
                 move(MoveReason.MATERIALIZED);
             }
-        } else if (anyUnallocated || (anyZero && !rawSource && !contiguous)) {
+        } else if (anyUnallocated || (anyZero && !contiguous)) {
             move(MoveReason.MATERIALIZED);
         } else if (!contiguous) {
             move(MoveReason.FRAGMENTED);
         } else {
             // contiguous host bytes, partly holes maybe: kept, the holes stay holes and read zeros
-            keepOrMove(firstHost, length == cluster || rawSource || tailStaysInside());
+            keepOrMove(firstHost, length == cluster || tailStaysInside(firstHost));
         }
     }
 
     /**
      * The disk's last, partial cluster may keep its data only when the rest of
      * the host cluster cannot belong to anything else: the source allocates
-     * in units that are multiples of the target cluster.
+     * in units that are multiples of the target cluster, or the rest lies
+     * past the end of the file (an identity-mapped source such as raw).
      */
-    private boolean tailStaysInside() {
-        return sourceUnit > 0 && sourceUnit % cluster == 0;
+    private boolean tailStaysInside(long host) {
+        return sourceUnit > 0 && sourceUnit % cluster == 0 || host + length >= fileSize;
     }
 
     private void keepOrMove(long h, boolean wholeUnit) {
