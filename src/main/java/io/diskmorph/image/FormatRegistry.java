@@ -29,16 +29,26 @@ public final class FormatRegistry {
     /** qemu probes the first 512 bytes, zero padded when the file is shorter (BLOCK_PROBE_BUF_SIZE). */
     private static final int QEMU_PROBE_BYTES = 512;
 
+    /** The format without metadata (initialised before the list that holds it). */
+    private static final ImageFormat PLAIN = new RawFormat();
     /** The drivers, then the recognised formats without one. */
     private static final List<ImageFormat> FORMATS = all();
 
     private static List<ImageFormat> all() {
-        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new RawFormat()));
+        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), PLAIN));
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }
 
     private FormatRegistry() {
+    }
+
+    /**
+     * The format without metadata, guest offset = host offset: what a file
+     * is when no driver recognises it (raw).
+     */
+    public static ImageFormat plainFormat() {
+        return PLAIN;
     }
 
     /** Every format, with a driver or not ({@link ImageFormat#supported()}). */
@@ -80,7 +90,7 @@ public final class FormatRegistry {
     /** @param fileName the file's name as given, or null (qemu's dmg probe looks only at it) */
     public static ImageFormat probe(ByteBuffer head, long fileSize, String fileName) throws InvalidRequestException {
         if (fileSize == 0) {
-            return byName(RawFormat.NAME);
+            return PLAIN;
         }
         if (head.remaining() < QEMU_PROBE_BYTES) {
             // short files: the probes see zeros after the end, as qemu's do
@@ -102,6 +112,6 @@ public final class FormatRegistry {
                 bestScore = score;
             }
         }
-        return best != null ? best : byName("raw");
+        return best != null ? best : PLAIN;
     }
 }
