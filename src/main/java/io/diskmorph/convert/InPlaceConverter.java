@@ -1,5 +1,6 @@
 package io.diskmorph.convert;
 
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
@@ -122,9 +123,8 @@ public final class InPlaceConverter {
         private List<long[]> segments; // ranges to journal, split at data/hole boundaries
         private String phaseName;
         private long phaseStart;
-        private byte[] header;
         private io.diskmorph.storage.FileIdentity identity;
-        private List<Journal.CommitWrite> commit;
+        private CommitRecord commit;
         private List<long[]> witnesses;
 
         Run(ConversionFile file, Request request, Progress progress, Cancellation cancel) {
@@ -300,18 +300,21 @@ public final class InPlaceConverter {
                     : new Allocators.FirstFit(kept.copy(), cluster, zoneClusters);
         }
 
-        /** Second walk: the builder over a recording space; gives every write and the header. */
+        /** Second walk: the builder over a recording space; gives every write and the commit record. */
         private void dryRun(DiskImage source) throws IOException {
             Allocators.Allocator alloc = newAllocator();
             RecordingSpace space = new RecordingSpace(alloc);
             LayoutBuilder b = target.layoutBuilder(spec, defaults, space);
             walk(source, b, alloc, null, true);
-            header = b.finish();
-            checkHeader(b);
+            commit = b.finish();
+            checkCommit();
             plan.metadataBytes = space.bytes;
-            plan.headerBytes = header.length;
-            writes.add(0, Math.max(header.length, SECTOR)); // the switch writes a whole sector
-            long end = Math.max(alloc.highWater(), header.length);
+            plan.headerBytes = commit.bytes();
+            long end = alloc.highWater();
+            for (CommitRecord.Write w : commit.writes()) {
+                writes.add(w.offset(), w.end());
+                end = Math.max(end, w.end());
+            }
             long required = b.requiredFileLength();
             if (dense) {
                 plan.finalLength = Math.max(Math.max(end, dataEndClusters * cluster), required);
@@ -328,12 +331,15 @@ public final class InPlaceConverter {
             }
         }
 
-        private void checkHeader(LayoutBuilder b) throws ImageException {
-            if (header.length == 0) {
-                throw new IllegalStateException("target builder returned no header");
-            }
-            if (header.length > b.headerZone()) {
-                throw new IllegalStateException("target header is larger than its zone");
+        /** The commit record may not land on data that stays (the allocator keeps the tables off it). */
+        private void checkCommit() {
+            for (CommitRecord.Write w : commit.writes()) {
+                for (long c = w.offset() / cluster; c * cluster < w.end(); c++) {
+                    if (kept.get(c)) {
+                        throw new IllegalStateException("the target's commit record at " + w.offset()
+                                + " overlaps data kept in place");
+                    }
+                }
             }
         }
 
@@ -406,11 +412,10 @@ public final class InPlaceConverter {
                 // the rollback record must give back the tail the final truncate cuts
                 writes.add(plan.finalLength, plan.originalLength);
             }
-            commit = List.of(new Journal.CommitWrite(0, Arrays.copyOf(header, SECTOR)));
             witnesses = witnessRanges();
             segments = Journal.segments(file.image(), writes.clippedTo(plan.originalLength));
             plan.overwrittenBytes = writes.totalBytes(plan.originalLength);
-            plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat, commit,
+            plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat, commit.writes(),
                     witnesses.size());
             plan.extraSpace = extraSpaceBound();
             plan.availableSpace = file.dir().usableSpace();
@@ -498,11 +503,10 @@ public final class InPlaceConverter {
                 throw new NotEnoughSpaceException("the in-place conversion (journal and new metadata)",
                         plan.extraSpace, plan.availableSpace);
             }
-            byte[] firstSector = Arrays.copyOf(header, SECTOR);
-            byte[] current = new byte[SECTOR];
-            image.readBytes(0, SECTOR).get(current);
-            if (Arrays.equals(firstSector, current)) {
-                throw new UnsupportedFeatureException("the target header equals the current one; nothing to convert");
+            if (Journal.holds(image, commit.commitPoint().offset(), commit.commitPoint().bytes())) {
+                // recovery would take the untouched source for a committed target
+                throw new UnsupportedFeatureException("the target's commit record equals what the file holds "
+                        + "already; nothing to convert");
             }
             cancel.check();
             file.dir().delete(file.rollbackName()); // an older rollback record no longer matches the file
@@ -510,7 +514,7 @@ public final class InPlaceConverter {
             Journal journal;
             try (Storage js = file.dir().create(file.journalName())) {
                 journal = Journal.write(js, image, plan.originalLength, plan.finalLength, plan.sourceFormat,
-                        plan.targetFormat, identity, commit, witnesses, segments,
+                        plan.targetFormat, identity, commit.writes(), witnesses, segments,
                         request.keepRollback() ? Journal.FLAG_KEEP_ROLLBACK : 0);
             }
             file.dir().sync();
@@ -524,7 +528,7 @@ public final class InPlaceConverter {
             // From here on the image changes; every write below the original end is in the journal.
             phase("write");
             try {
-                writeAndSwitch(image, journal, firstSector);
+                writeAndSwitch(image, journal);
             } catch (IOException | RuntimeException e) {
                 // a source that turns out unreadable while its data is copied (a corrupt compressed
                 // cluster, say) is a refusal too: put the original bytes back so the file is as it was
@@ -540,29 +544,22 @@ public final class InPlaceConverter {
             phase(null);
         }
 
-        /** Writes the target's data and metadata, then the header sector: the commit point. */
-        private void writeAndSwitch(Storage image, Journal journal, byte[] firstSector) throws IOException {
+        /** Writes the target's data and metadata, then the commit record: the commit point. */
+        private void writeAndSwitch(Storage image, Journal journal) throws IOException {
             try (Storage js = file.dir().open(file.journalName(), true);
                  DiskImage source = openSource(new OverlayStorage(image, js, journal.ranges, plan.originalLength))) {
                 Allocators.Allocator alloc = newAllocator();
                 LayoutBuilder b = target.layoutBuilder(spec, defaults, new WritingSpace(alloc, image));
                 walk(source, b, alloc, new Mover(image, cluster), false);
-                byte[] realHeader = b.finish();
-                if (!Arrays.equals(realHeader, header)) {
-                    throw new IllegalStateException("target builder is not deterministic (header differs from the plan)");
-                }
-                if (header.length > SECTOR) {
-                    checkedWrite(image, ByteBuffer.wrap(header, SECTOR, header.length - SECTOR), SECTOR);
+                if (!b.finish().equals(commit)) {
+                    throw new IllegalStateException("target builder is not deterministic (its commit record differs "
+                            + "from the plan)");
                 }
                 phase("sync");
                 image.sync();
                 cancel.check(); // the last moment to stop: after the switch the target is the image
-                // the switch: one sector, then durable
                 phase("switch");
-                for (Journal.CommitWrite c : journal.commit) { // in order, each durable before the next
-                    image.write(ByteBuffer.wrap(c.bytes()), c.offset());
-                    image.sync();
-                }
+                new CommitRecord(journal.commit).apply(image);
             }
         }
 

@@ -1,5 +1,6 @@
 package io.diskmorph.convert;
 
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.storage.FileIdentity;
 import io.diskmorph.storage.Storage;
@@ -77,17 +78,6 @@ final class Journal {
         }
     }
 
-    /** A write of the commit record: {@code bytes} at {@code offset}. */
-    record CommitWrite(long offset, byte[] bytes) {
-        CommitWrite {
-            bytes = bytes.clone();
-        }
-
-        long end() {
-            return offset + bytes.length;
-        }
-    }
-
     /** A range the conversion never writes, and the checksum of what it held when the journal was made. */
     record Witness(long offset, int length, int crc) {
     }
@@ -106,12 +96,12 @@ final class Journal {
     /** The image file the journal was written for; null in a version-1 journal. */
     final FileIdentity identity;
     /** The commit record; its last write is the commit point. */
-    final List<CommitWrite> commit;
+    final List<CommitRecord.Write> commit;
     final List<Witness> witnesses;
     final List<Range> ranges;
 
     Journal(long originalLength, long finalLength, String sourceFormat, String targetFormat, FileIdentity identity,
-            List<CommitWrite> commit, List<Witness> witnesses, List<Range> ranges) {
+            List<CommitRecord.Write> commit, List<Witness> witnesses, List<Range> ranges) {
         if (commit.isEmpty()) {
             throw new IllegalArgumentException("a journal needs a commit record");
         }
@@ -157,7 +147,7 @@ final class Journal {
     }
 
     /** Size of the journal file for these segments (see {@link #segments}). */
-    static long fileSize(List<long[]> segments, String sourceFormat, String targetFormat, List<CommitWrite> commit,
+    static long fileSize(List<long[]> segments, String sourceFormat, String targetFormat, List<CommitRecord.Write> commit,
                          int witnessCount) {
         long header = bodyHeaderSize(segments.size(), sourceFormat, targetFormat, commit, witnessCount);
         long pos = SECTOR + roundUp(header);
@@ -169,12 +159,12 @@ final class Journal {
         return pos + SECTOR;
     }
 
-    private static long bodyHeaderSize(int rangeCount, String src, String tgt, List<CommitWrite> commit,
+    private static long bodyHeaderSize(int rangeCount, String src, String tgt, List<CommitRecord.Write> commit,
                                        int witnessCount) {
         long n = 8 + 8 + 8 + 8 + 4 + src.getBytes(StandardCharsets.UTF_8).length + 4
                 + tgt.getBytes(StandardCharsets.UTF_8).length + 24 + 4;
-        for (CommitWrite c : commit) {
-            n += 12 + c.bytes.length;
+        for (CommitRecord.Write c : commit) {
+            n += 12 + c.length();
         }
         return n + 4 + 16L * witnessCount + 4 + 24L * rangeCount;
     }
@@ -190,7 +180,7 @@ final class Journal {
      * then syncs it. {@code witnessRanges} are {offset, length} pairs.
      */
     static Journal write(Storage journal, Storage image, long originalLength, long finalLength, String sourceFormat,
-                         String targetFormat, FileIdentity identity, List<CommitWrite> commit,
+                         String targetFormat, FileIdentity identity, List<CommitRecord.Write> commit,
                          List<long[]> witnessRanges, List<long[]> saveRanges, int flags) throws IOException {
         List<Witness> witnesses = new ArrayList<>();
         for (long[] w : witnessRanges) {
@@ -221,8 +211,8 @@ final class Journal {
         putString(h, targetFormat);
         h.putLong(identity.device()).putLong(identity.inode()).putLong(identity.birthNanos());
         h.putInt(commit.size());
-        for (CommitWrite c : commit) {
-            h.putLong(c.offset).putInt(c.bytes.length).put(c.bytes);
+        for (CommitRecord.Write c : commit) {
+            h.putLong(c.offset()).putInt(c.length()).put(c.bytes());
         }
         h.putInt(witnesses.size());
         for (Witness w : witnesses) {
@@ -355,12 +345,12 @@ final class Journal {
             String src = getString(first);
             String tgt = getString(first);
             FileIdentity identity = null;
-            List<CommitWrite> commit = new ArrayList<>();
+            List<CommitRecord.Write> commit = new ArrayList<>();
             List<Witness> witnesses = new ArrayList<>();
             if (v1) {
                 byte[] header = new byte[SECTOR];
                 first.get(header);
-                commit.add(new CommitWrite(0, header));
+                commit.add(new CommitRecord.Write(0, header));
             } else {
                 identity = new FileIdentity(first.getLong(), first.getLong(), first.getLong(), 1);
                 int n = first.getInt();
@@ -377,7 +367,7 @@ final class Journal {
                     }
                     byte[] b = new byte[length];
                     first.get(b);
-                    commit.add(new CommitWrite(offset, b));
+                    commit.add(new CommitRecord.Write(offset, b));
                 }
                 int w = first.getInt();
                 if (w < 0 || w > MAX_WITNESSES) {
@@ -446,13 +436,13 @@ final class Journal {
     }
 
     /** The commit point: the last write of the commit record. */
-    CommitWrite commitPoint() {
+    CommitRecord.Write commitPoint() {
         return commit.get(commit.size() - 1);
     }
 
     /** True when the image holds the commit point's bytes: the switch happened. */
     boolean committed(Storage image) throws IOException {
-        return holds(image, commitPoint().offset, commitPoint().bytes);
+        return holds(image, commitPoint().offset(), commitPoint().bytes());
     }
 
     static boolean holds(Storage image, long offset, byte[] bytes) throws IOException {

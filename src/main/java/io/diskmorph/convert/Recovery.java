@@ -108,13 +108,13 @@ public final class Recovery {
             throw new JournalMismatchException(name + " is " + size + " bytes long, shorter than the interrupted "
                     + "conversion ever left it (" + shortest + "): it is not the image the journal belongs to" + keep);
         }
-        for (Journal.CommitWrite c : journal.commit) {
+        for (io.diskmorph.image.CommitRecord.Write c : journal.commit) {
             if (Journal.holds(image, c.offset(), c.bytes())) {
                 continue;
             }
-            byte[] original = journal.originalBytes(js, c.offset(), c.bytes().length);
+            byte[] original = journal.originalBytes(js, c.offset(), c.length());
             if (original != null && !Journal.holds(image, c.offset(), original)) {
-                throw new JournalMismatchException(name + ": the " + c.bytes().length + " bytes at offset "
+                throw new JournalMismatchException(name + ": the " + c.length() + " bytes at offset "
                         + c.offset() + " are neither the original " + journal.sourceFormat + " header nor the "
                         + journal.targetFormat + " one the conversion writes: it is not the image the journal "
                         + "belongs to" + keep);

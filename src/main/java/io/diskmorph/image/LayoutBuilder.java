@@ -12,11 +12,9 @@ import java.io.IOException;
  * announced is unallocated: falls through to the backing file or reads as
  * zeros), then calls {@link #finish}. The builder allocates and writes all of
  * its tables through {@link HostSpace} (tables are sized by the virtual disk,
- * refcount structures count themselves), and returns the header zone bytes.
- * The caller writes those last, at offset 0: that write is the switch that
- * makes the file the target format. Bytes of the returned array beyond the
- * first 512 may be written before the switch (they lie in the target's
- * reserved zone); the first 512 bytes are written last, in one write.
+ * refcount structures count themselves), and returns the {@link CommitRecord}:
+ * the writes that switch the file to the target format, which the caller
+ * makes last ({@link CommitRecord#apply}), after everything else is durable.
  *
  * <p>Memory must not grow with the virtual size: tables are written as they
  * fill; per-host-cluster state (refcounts) is at most a bitmap of the file.
@@ -55,10 +53,11 @@ public interface LayoutBuilder {
 
     /**
      * Allocates and writes the remaining metadata (L1, refcounts, ...) and
-     * returns the bytes of the header zone to write at offset 0 (at most
-     * {@link #headerZone()} bytes; the header, extensions and backing name).
+     * returns the commit record: the writes, made last, that turn the file
+     * into this format (for a header at offset 0, its first sector; the rest
+     * of the header zone is written through the host space before).
      */
-    byte[] finish() throws IOException;
+    CommitRecord finish() throws IOException;
 
     /**
      * File length the target needs once everything is written (for example

@@ -1,6 +1,7 @@
 package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.BumpHostSpace;
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.HostSpace;
@@ -73,16 +74,12 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget, MeasurableF
                 builder.addData(g, space.allocate(opts.clusterSize(), opts.clusterSize()));
             }
         }
-        byte[] zone = builder.finish();
-        if (zone.length > 512) {
-            storage.write(ByteBuffer.wrap(zone, 512, zone.length - 512), 512);
-        }
-        storage.sync();
-        storage.write(ByteBuffer.wrap(zone, 0, Math.min(512, zone.length)), 0);
+        CommitRecord commit = builder.finish();
         if (storage.size() < builder.requiredFileLength()) {
             storage.truncate(builder.requiredFileLength());
         }
         storage.sync();
+        commit.apply(storage);
         return open(storage, context.withReadOnly(false));
     }
 

@@ -1,5 +1,6 @@
 package io.diskmorph.format.qcow2;
 
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.InvalidRequestException;
@@ -248,7 +249,7 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
     }
 
     @Override
-    public byte[] finish() throws IOException {
+    public CommitRecord finish() throws IOException {
         if (finished) {
             throw new IllegalStateException("layout already finished");
         }
@@ -314,8 +315,7 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
         space.write(tableOffset, table);
 
         requiredLength = (used.highest() + 1) << geo.clusterBits;
-        byte[] zone = header(tableOffset, (int) tableClusters).encodeZone();
-        return Arrays.copyOf(zone, (zone.length + 511) & ~511);
+        return CommitRecord.headerSector(header(tableOffset, (int) tableClusters).encodeZone(), space);
     }
 
     /**

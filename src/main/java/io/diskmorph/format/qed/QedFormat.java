@@ -1,6 +1,7 @@
 package io.diskmorph.format.qed;
 
 import io.diskmorph.image.BumpHostSpace;
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.HostSpace;
@@ -53,13 +54,12 @@ public final class QedFormat implements ImageFormat, LayoutTarget, MeasurableFor
         LayoutBuilder builder = layoutBuilder(spec, TargetDefaults.NONE, space);
         storage.truncate(0);
         space.startAt(builder.headerZone());
-        byte[] header = builder.finish();
+        CommitRecord commit = builder.finish();
         if (storage.size() < builder.requiredFileLength()) {
             storage.truncate(builder.requiredFileLength());
         }
         storage.sync();
-        storage.write(ByteBuffer.wrap(header), 0);
-        storage.sync();
+        commit.apply(storage);
         return open(storage, context.withReadOnly(false));
     }
 

@@ -1,5 +1,6 @@
 package io.diskmorph.format.qed;
 
+import io.diskmorph.image.CommitRecord;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.HostSpace;
@@ -271,7 +272,7 @@ final class QedLayoutBuilder implements LayoutBuilder {
     }
 
     @Override
-    public byte[] finish() throws IOException {
+    public CommitRecord finish() throws IOException {
         if (finished) {
             throw new IllegalStateException("QED layout already finished");
         }
@@ -286,7 +287,7 @@ final class QedLayoutBuilder implements LayoutBuilder {
                 backing ? QedHeader.BYTES : 0, backingName.length);
         ByteBuffer out = ByteBuffer.allocate(QedHeader.BYTES + backingName.length);
         out.put(h.encode()).put(backingName);
-        return out.array();
+        return CommitRecord.headerSector(out.array(), space);
     }
 
     /** The end of the last referenced cluster: qemu ignores a partial cluster at the end of the file. */

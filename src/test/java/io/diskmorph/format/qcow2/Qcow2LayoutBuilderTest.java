@@ -123,16 +123,14 @@ class Qcow2LayoutBuilderTest {
                 builder.addZero(g * c);
             }
         }
-        byte[] zone = builder.finish();
-        assertTrue(zone.length <= builder.headerZone());
-        if (zone.length > 512) {
-            storage.write(ByteBuffer.wrap(zone, 512, zone.length - 512), 512);
+        io.diskmorph.image.CommitRecord commit = builder.finish();
+        for (var w : commit.writes()) {
+            assertTrue(w.end() <= builder.headerZone(), "the switch writes inside the header zone");
         }
-        storage.write(ByteBuffer.wrap(zone, 0, 512), 0);
         if (storage.size() < builder.requiredFileLength()) {
             storage.truncate(builder.requiredFileLength());
         }
-        storage.sync();
+        commit.apply(storage);
         return builder;
     }
 

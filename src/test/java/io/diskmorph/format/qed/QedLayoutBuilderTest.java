@@ -172,9 +172,11 @@ class QedLayoutBuilderTest {
                     b.addData(e.getKey(), e.getValue());
                 }
             }
-            byte[] header = b.finish();
-            assertTrue(header.length <= b.headerZone());
-            writeFully(ch, ByteBuffer.wrap(header), 0);
+            io.diskmorph.image.CommitRecord commit = b.finish();
+            for (var w : commit.writes()) {
+                assertTrue(w.end() <= b.headerZone());
+                writeFully(ch, ByteBuffer.wrap(w.bytes()), w.offset());
+            }
             assertEquals(space.next, b.requiredFileLength(), "tables were allocated last here");
             if (ch.size() < b.requiredFileLength()) {
                 ch.truncate(b.requiredFileLength());
@@ -286,7 +288,9 @@ class QedLayoutBuilderTest {
                 host += 4096;
             }
         }
-        log.add(Arrays.toString(b.finish()));
+        for (var w : b.finish().writes()) {
+            log.add(w.offset() + ": " + Arrays.toString(w.bytes()));
+        }
         log.add("length " + b.requiredFileLength());
         return log;
     }
