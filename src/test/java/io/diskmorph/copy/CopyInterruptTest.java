@@ -1,5 +1,6 @@
 package io.diskmorph.copy;
 
+import io.diskmorph.testing.Processes;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -53,7 +54,7 @@ class CopyInterruptTest {
         Path dst = dir.resolve("out.qcow2");
 
         for (Path target : new Path[]{dst, existing}) {
-            List<String> cmd = new ArrayList<>(diskmorphCommand());
+            List<String> cmd = new ArrayList<>(Processes.diskmorphCommand());
             // one slow compressor: the copy runs for seconds, long enough to be interrupted
             cmd.addAll(List.of("convert", "-c", "-m", "1", "--progress=json", "-O", "qcow2", src.toString(),
                     target.toString()));
@@ -97,36 +98,6 @@ class CopyInterruptTest {
         assertFalse(Files.exists(dst), "an interrupted copy must not appear under the target name");
         assertArrayEquals(existingBefore, Files.readAllBytes(existing), "an existing target is untouched");
         assertEquals(before, digest(src), "the source is untouched");
-    }
-
-    /**
-     * The launcher when its jar is current (it would otherwise rebuild during
-     * the test), else the same entry point the launcher execs, in a new JVM.
-     */
-    static List<String> diskmorphCommand() throws Exception {
-        Path root = Path.of("").toAbsolutePath();
-        Path launcher = root.resolve("diskmorph");
-        Path jar = root.resolve("target/diskmorph.jar");
-        if (Files.isExecutable(launcher) && Files.exists(jar) && !newerThan(root.resolve("src/main"), jar)
-                && Files.getLastModifiedTime(root.resolve("pom.xml")).compareTo(Files.getLastModifiedTime(jar)) < 0) {
-            return List.of(launcher.toString());
-        }
-        String java = ProcessHandle.current().info().command().orElse("java");
-        return List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "io.diskmorph.cli.Main");
-    }
-
-    private static boolean newerThan(Path tree, Path jar) throws Exception {
-        var stamp = Files.getLastModifiedTime(jar);
-        try (var s = Files.walk(tree)) {
-            return s.anyMatch(p -> {
-                try {
-                    return Files.getLastModifiedTime(p).compareTo(stamp) > 0;
-                } catch (java.io.IOException e) {
-                    return true;
-                }
-            });
-        }
     }
 
     /** A process started with SIGINT ignored (a background job of a non-interactive shell) keeps it ignored. */
