@@ -57,8 +57,10 @@ final class DemoCommand implements Cli.Command {
         long virtualSize = Sizes.parse(size);
         Path dir = Files.createTempDirectory("diskmorph-demo-");
         Path image = dir.resolve("disk.img");
+        Cleanup cleanup = new Cleanup(dir, keep, spec.getErr());
         try {
             out.printf("diskmorph demo in %s%n", dir);
+            out.flush();
             long written = makeSample(image, virtualSize);
             String digest = guestDigest(image);
             long sampleOnDisk = allocated(image);
@@ -66,6 +68,7 @@ final class DemoCommand implements Cli.Command {
                     Sizes.human(virtualSize), Sizes.human(written), Sizes.human(Files.size(image) > 0
                             ? allocated(image) : 0));
             out.printf("   guest content SHA-256 %s%n", digest.substring(0, 16));
+            out.flush(); // each step as it happens, also through a pipe
 
             // raw -> QED first: a QED file may hold no unreferenced space below its end, and raw holes can
             // stay as sparse data, so nothing moves; QED -> qcow2 keeps every cluster where it is too
@@ -85,16 +88,102 @@ final class DemoCommand implements Cli.Command {
             }
             out.printf(Locale.ROOT, "4. rollback qcow2 -> qed: %.3f s; the QED image is back byte for byte, "
                     + "content identical%n", rb);
+            out.flush();
             step(5, image, "qed", "qcow2", false, digest);
             out.printf("The qcow2 file uses %s on disk (the raw sample used %s).%n", Sizes.human(allocated(image)),
                     Sizes.human(sampleOnDisk));
             out.println("All steps verified: same guest content after every conversion, images check clean.");
             return 0;
         } finally {
-            if (keep) {
-                out.println("kept " + dir);
-            } else {
-                deleteTree(dir);
+            cleanup.finish(out);
+        }
+    }
+
+    /**
+     * Removes the demo's directory at the end, or when the process is
+     * interrupted (SIGINT, SIGTERM: a shutdown hook, as copy.PartFile does);
+     * with --keep it stays and its path is printed.
+     */
+    private static final class Cleanup {
+        private final Path dir;
+        private final boolean keep;
+        private final PrintWriter err;
+        private final Thread hook;
+        private boolean done; // guarded by this: the directory was dealt with
+        private volatile boolean interrupted;
+
+        Cleanup(Path dir, boolean keep, PrintWriter err) {
+            this.dir = dir;
+            this.keep = keep;
+            this.err = err;
+            hook = new Thread(this::interrupted, "diskmorph-demo-interrupt");
+            Runtime.getRuntime().addShutdownHook(hook);
+        }
+
+        private void interrupted() {
+            interrupted = true;
+            synchronized (this) {
+                if (done) {
+                    return;
+                }
+                done = true;
+                if (keep) {
+                    err.println("diskmorph: interrupted: kept " + dir);
+                } else {
+                    // the demo may still be writing in it (the JVM stops its threads only after the hooks)
+                    IOException failure = null;
+                    for (int attempt = 0; attempt < 50 && Files.exists(dir); attempt++) {
+                        try {
+                            deleteTree(dir);
+                        } catch (IOException e) {
+                            failure = e;
+                            sleep(20);
+                        }
+                    }
+                    err.println(Files.exists(dir) ? "diskmorph: interrupted: could not remove " + dir + ": "
+                            + (failure != null ? failure.getMessage() : "still there")
+                            : "diskmorph: interrupted: removed the demo directory " + dir);
+                }
+                err.flush();
+            }
+        }
+
+        /** At the end of the demo, whatever its outcome. */
+        void finish(PrintWriter out) throws IOException {
+            boolean shuttingDown = false;
+            synchronized (this) {
+                if (!done) {
+                    done = true;
+                    try {
+                        Runtime.getRuntime().removeShutdownHook(hook);
+                    } catch (IllegalStateException e) {
+                        shuttingDown = true; // the hook has started and will find the work done
+                    }
+                    if (keep) {
+                        out.println("kept " + dir);
+                    } else {
+                        deleteTree(dir);
+                    }
+                }
+            }
+            if (interrupted || shuttingDown) {
+                // returning would let Main halt the JVM with our exit code while the hook still runs: the JVM
+                // ends once the hooks are done, with the signal's code (130, 143)
+                while (true) {
+                    try {
+                        Thread.sleep(1000);
+                    } catch (InterruptedException e) {
+                        // still waiting for the JVM to end
+                    }
+                }
+            }
+        }
+
+        private static void sleep(long ms) {
+            try {
+                Thread.sleep(ms);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
         }
     }
@@ -119,6 +208,7 @@ final class DemoCommand implements Cli.Command {
             out.println("   (kept includes the raw holes: QED maps them as clusters that stay sparse on disk)");
         }
         out.printf("   verified: guest content identical; diskmorph check clean%s%n", qemu);
+        out.flush();
     }
 
     /** Checks content and consistency; returns a note on what qemu-img said, if it is installed. */

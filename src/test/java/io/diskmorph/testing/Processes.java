@@ -83,6 +83,20 @@ public final class Processes {
         }
     }
 
+    /**
+     * SIGINT (2), or SIGTERM (15) for a process that ignores SIGINT: a process
+     * started with SIGINT ignored (a background job of a non-interactive
+     * shell, and so the build that runs the tests) keeps it ignored.
+     */
+    public static int interruptSignal(long pid) throws IOException {
+        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+            if (l.startsWith("SigIgn:")) {
+                return (Long.parseLong(l.substring(7).strip(), 16) & (1L << (2 - 1))) != 0 ? 15 : 2;
+            }
+        }
+        return 2;
+    }
+
     public static String shellQuote(String s) {
         return "'" + s.replace("'", "'\\''") + "'";
     }
