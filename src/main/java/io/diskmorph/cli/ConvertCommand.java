@@ -58,7 +58,8 @@ final class ConvertCommand implements Cli.Command {
                 + "written, and the header is switched last (crash-safe; see 'recover').")
                 .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
                 .option("-O", "FMT", "Target format (copy default: raw, as qemu-img).", v -> targetFormat = v)
-                .option("-o", "OPTIONS", "Target format options k=v[,k=v...].", v -> options = Cli.add(options, v))
+                .option("-o", "OPTIONS", "Target format options k=v[,k=v...] ('-o help' lists them).",
+                        v -> options = Cli.add(options, v))
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
@@ -84,11 +85,18 @@ final class ConvertCommand implements Cli.Command {
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .flag("--no-backing", "Do not open backing files (their names are still carried over).",
                         () -> noBacking = true)
-                .parameters("IMAGE", 1, 2, v -> files = Cli.add(files, Cli.path(v, "IMAGE")));
+                .parameters("IMAGE", 0, 2, v -> files = Cli.add(files, Cli.path(v, "IMAGE")));
     }
 
     @Override
     public Integer call() throws Exception {
+        if (FormatOptionsHelp.asked(options)) { // -O's options (copy default raw), and what --in-place takes
+            FormatOptionsHelp.print(spec.getOut(), targetFormat != null ? targetFormat : "raw", true);
+            return 0;
+        }
+        if (files == null) { // IMAGE is optional only for -o help
+            throw new Cli.ParameterException("missing IMAGE");
+        }
         if (inPlace && !dryRun) {
             FileStorage.prepareNativeCalls(); // the image is opened for writing: its locks are OFD locks
         }

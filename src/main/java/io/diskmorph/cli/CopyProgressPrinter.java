@@ -22,7 +22,10 @@ final class CopyProgressPrinter implements CopyEngine.Progress {
     private final PrintWriter out;
     private final Mode mode;
     private final long start = System.nanoTime();
-    private long lastPrint = Long.MIN_VALUE;
+    // nanoTime has an arbitrary origin: "never printed" is a flag, not a sentinel time (now - Long.MIN_VALUE
+    // overflows to a negative interval, which kept the bar from drawing until 100 %)
+    private boolean printed;
+    private long lastPrint;
     private int lastPercent = -1;
     private boolean finished;
 
@@ -47,10 +50,11 @@ final class CopyProgressPrinter implements CopyEngine.Progress {
         int percent = total == 0 ? 100 : (int) (done * 100 / total);
         switch (mode) {
             case JSON -> {
-                if (last || done == 0 || now - lastPrint >= JSON_INTERVAL_NS) {
+                if (last || done == 0 || due(now, JSON_INTERVAL_NS)) {
                     out.printf("{\"bytes-done\": %d, \"bytes-total\": %d}%n", done, total);
                     out.flush();
                     lastPrint = now;
+                    printed = true;
                 }
             }
             case LINES -> {
@@ -62,7 +66,7 @@ final class CopyProgressPrinter implements CopyEngine.Progress {
                 }
             }
             case TERMINAL -> {
-                if (last || now - lastPrint >= TERMINAL_INTERVAL_NS) {
+                if (last || due(now, TERMINAL_INTERVAL_NS)) {
                     out.print("\r" + bar(percent) + String.format(Locale.ROOT, " %3d%% ", percent)
                             + Sizes.human(done) + " of " + Sizes.human(total) + rateAndEta(done, total, now)
                             + "\033[K");
@@ -71,10 +75,15 @@ final class CopyProgressPrinter implements CopyEngine.Progress {
                     }
                     out.flush();
                     lastPrint = now;
+                    printed = true;
                 }
             }
         }
         finished = last;
+    }
+
+    private boolean due(long now, long interval) {
+        return !printed || now - lastPrint >= interval;
     }
 
     private String rateAndEta(long done, long total, long now) {

@@ -49,17 +49,14 @@ final class CreateCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
+        if (FormatOptionsHelp.asked(options)) {
+            FormatOptionsHelp.print(spec.getOut(), format, false);
+            return 0;
+        }
         ImageFormat f = FormatRegistry.byName(format);
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {
             for (String o : options) {
-                if (o.equals("help") || o.equals("?")) {
-                    spec.getOut().println("Supported options for " + f.name() + ":");
-                    for (ImageFormat.OptionHelp h : f.createOptions()) {
-                        spec.getOut().printf("  %-24s - %s%n", h.name(), h.description());
-                    }
-                    return 0;
-                }
                 opts.putAll(FormatOptions.parseList(o));
             }
         }

@@ -13,7 +13,6 @@ import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.Sizes;
 import io.diskmorph.storage.FileStorage;
-import io.diskmorph.storage.FileStorageDir;
 import io.diskmorph.storage.LockMode;
 
 import java.io.IOException;
@@ -30,10 +29,10 @@ import java.util.Random;
 
 /**
  * The main job in one command: makes a sample disk with data, converts it in
- * place raw -> qed -> qcow2 (with a rollback record), rolls that back to the
- * byte-identical QED file, converts qed -> qcow2 again, and proves after each
- * step that the guest content is the same and the image checks clean (with
- * qemu-img too, when installed).
+ * place raw -> qcow2 (with a rollback record), rolls that back to the
+ * byte-identical raw file, converts raw -> qcow2 -> qed -> qcow2, prints what
+ * moved and why, and proves after each step that the guest content is the
+ * same and the image checks clean (with qemu-img too, when installed).
  */
 final class DemoCommand implements Cli.Command {
     private Cli.CommandSpec spec;
@@ -57,8 +56,10 @@ final class DemoCommand implements Cli.Command {
         long virtualSize = Sizes.parse(size);
         Path dir = Files.createTempDirectory("diskmorph-demo-");
         Path image = dir.resolve("disk.img");
+        Cleanup cleanup = new Cleanup(dir, keep, spec.getErr());
         try {
             out.printf("diskmorph demo in %s%n", dir);
+            out.flush();
             long written = makeSample(image, virtualSize);
             String digest = guestDigest(image);
             long sampleOnDisk = allocated(image);
@@ -66,35 +67,121 @@ final class DemoCommand implements Cli.Command {
                     Sizes.human(virtualSize), Sizes.human(written), Sizes.human(Files.size(image) > 0
                             ? allocated(image) : 0));
             out.printf("   guest content SHA-256 %s%n", digest.substring(0, 16));
+            out.flush(); // each step as it happens, also through a pipe
 
-            // raw -> QED first: a QED file may hold no unreferenced space below its end, and raw holes can
-            // stay as sparse data, so nothing moves; QED -> qcow2 keeps every cluster where it is too
-            step(2, image, "raw", "qed", false, digest);
-            String qedFile = fileDigest(image);
-            step(3, image, "qed", "qcow2", true, digest);
+            // raw -> qcow2 keeps every data cluster where it is (only the one in the header's cluster moves);
+            // rolled back, the raw file is back byte for byte; then on to QED (which must move the data that
+            // lies above its free space down: it may hold none) and back to qcow2, where nothing moves
+            String rawFile = fileDigest(image);
+            step(2, image, "raw", "qcow2", true, digest);
 
             long t0 = System.nanoTime();
-            try (FileStorage s = FileStorage.open(image, false, LockMode.EXCLUSIVE)) {
-                Recovery.rollback(new ConversionFile(s, FileStorageDir.of(image), image.getFileName().toString(),
-                        image, null));
+            try (ConversionFile file = ConversionFile.open(image, LockMode.EXCLUSIVE, null)) {
+                Recovery.rollback(file);
             }
             double rb = (System.nanoTime() - t0) / 1e9;
-            verify(image, "qed", digest);
-            if (!fileDigest(image).equals(qedFile)) {
-                throw new ImageException("demo: rollback did not restore the QED file byte for byte");
+            if (!fileDigest(image).equals(rawFile)) {
+                throw new ImageException("demo: rollback did not restore the raw file byte for byte");
             }
-            out.printf(Locale.ROOT, "4. rollback qcow2 -> qed: %.3f s; the QED image is back byte for byte, "
-                    + "content identical%n", rb);
-            step(5, image, "qed", "qcow2", false, digest);
+            out.printf(Locale.ROOT, "3. rollback qcow2 -> raw: %.3f s; the raw file is back byte for byte%n", rb);
+            out.flush();
+            step(4, image, "raw", "qcow2", false, digest);
+            step(5, image, "qcow2", "qed", false, digest);
+            step(6, image, "qed", "qcow2", false, digest);
             out.printf("The qcow2 file uses %s on disk (the raw sample used %s).%n", Sizes.human(allocated(image)),
                     Sizes.human(sampleOnDisk));
             out.println("All steps verified: same guest content after every conversion, images check clean.");
             return 0;
         } finally {
-            if (keep) {
-                out.println("kept " + dir);
-            } else {
-                deleteTree(dir);
+            cleanup.finish(out);
+        }
+    }
+
+    /**
+     * Removes the demo's directory at the end, or when the process is
+     * interrupted (SIGINT, SIGTERM: a shutdown hook, as copy.PartFile does);
+     * with --keep it stays and its path is printed.
+     */
+    private static final class Cleanup {
+        private final Path dir;
+        private final boolean keep;
+        private final PrintWriter err;
+        private final Thread hook;
+        private boolean done; // guarded by this: the directory was dealt with
+        private volatile boolean interrupted;
+
+        Cleanup(Path dir, boolean keep, PrintWriter err) {
+            this.dir = dir;
+            this.keep = keep;
+            this.err = err;
+            hook = new Thread(this::interrupted, "diskmorph-demo-interrupt");
+            Runtime.getRuntime().addShutdownHook(hook);
+        }
+
+        private void interrupted() {
+            interrupted = true;
+            synchronized (this) {
+                if (done) {
+                    return;
+                }
+                done = true;
+                if (keep) {
+                    err.println("diskmorph: interrupted: kept " + dir);
+                } else {
+                    // the demo may still be writing in it (the JVM stops its threads only after the hooks)
+                    IOException failure = null;
+                    for (int attempt = 0; attempt < 50 && Files.exists(dir); attempt++) {
+                        try {
+                            deleteTree(dir);
+                        } catch (IOException e) {
+                            failure = e;
+                            sleep(20);
+                        }
+                    }
+                    err.println(Files.exists(dir) ? "diskmorph: interrupted: could not remove " + dir + ": "
+                            + (failure != null ? failure.getMessage() : "still there")
+                            : "diskmorph: interrupted: removed the demo directory " + dir);
+                }
+                err.flush();
+            }
+        }
+
+        /** At the end of the demo, whatever its outcome. */
+        void finish(PrintWriter out) throws IOException {
+            boolean shuttingDown = false;
+            synchronized (this) {
+                if (!done) {
+                    done = true;
+                    try {
+                        Runtime.getRuntime().removeShutdownHook(hook);
+                    } catch (IllegalStateException e) {
+                        shuttingDown = true; // the hook has started and will find the work done
+                    }
+                    if (keep) {
+                        out.println("kept " + dir);
+                    } else {
+                        deleteTree(dir);
+                    }
+                }
+            }
+            if (interrupted || shuttingDown) {
+                // returning would let Main halt the JVM with our exit code while the hook still runs: the JVM
+                // ends once the hooks are done, with the signal's code (130, 143)
+                while (true) {
+                    try {
+                        Thread.sleep(1000);
+                    } catch (InterruptedException e) {
+                        // still waiting for the JVM to end
+                    }
+                }
+            }
+        }
+
+        private static void sleep(long ms) {
+            try {
+                Thread.sleep(ms);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
         }
     }
@@ -103,9 +190,7 @@ final class DemoCommand implements Cli.Command {
             throws IOException {
         long t0 = System.nanoTime();
         ConversionPlan p;
-        try (FileStorage s = FileStorage.open(image, false, LockMode.EXCLUSIVE)) {
-            ConversionFile file = new ConversionFile(s, FileStorageDir.of(image), image.getFileName().toString(),
-                    image, null);
+        try (ConversionFile file = ConversionFile.open(image, LockMode.EXCLUSIVE, null)) {
             p = InPlaceConverter.convert(file, new InPlaceConverter.Request(from, to, Map.of(), keepRollback),
                     InPlaceConverter.Progress.NONE);
         }
@@ -115,10 +200,14 @@ final class DemoCommand implements Cli.Command {
                         + "extra space %s (%.3f%%)%s%n", n, from, to, seconds, Sizes.human(p.keptBytes),
                 Sizes.human(p.movedBytesTotal()), Sizes.human(p.metadataBytes), Sizes.human(p.extraSpace),
                 100.0 * p.extraSpace / p.virtualSize, keepRollback ? ", rollback record kept" : "");
-        if (from.equals("raw") && to.equals("qed")) {
-            out.println("   (kept includes the raw holes: QED maps them as clusters that stay sparse on disk)");
+        for (java.util.Map.Entry<io.diskmorph.convert.MoveReason, Long> e : p.movedBytes.entrySet()) {
+            out.printf("   moved %s: %s%n", Sizes.human(e.getValue()), e.getKey().text());
+        }
+        for (String note : p.notes) {
+            out.printf("   note: %s%n", note);
         }
         out.printf("   verified: guest content identical; diskmorph check clean%s%n", qemu);
+        out.flush();
     }
 
     /** Checks content and consistency; returns a note on what qemu-img said, if it is installed. */

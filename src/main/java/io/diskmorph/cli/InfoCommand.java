@@ -131,14 +131,17 @@ final class InfoCommand implements Cli.Command {
             out.println("Snapshot list:");
             out.printf("%-10s%-17s%8s%20s%13s%11s%n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
             for (ImageInfo.SnapshotInfo s : i.snapshots()) {
-                long clock = s.vmClockNsec() / 1_000_000;
                 String date = java.time.format.DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss")
                         .format(java.time.LocalDateTime.ofEpochSecond(s.dateSec(), 0,
                                 java.time.ZoneId.systemDefault().getRules()
                                         .getOffset(java.time.Instant.ofEpochSecond(s.dateSec()))));
-                out.printf("%-9s %-16s %8s %19s %04d:%02d:%02d.%03d %10s%n", s.id(), s.name(),
-                        Sizes.human(s.vmStateSize()), date, clock / 3_600_000, clock / 60_000 % 60,
-                        clock / 1000 % 60, clock % 1000, s.icount() < 0 ? "--" : String.valueOf(s.icount()));
+                // qemu 7.2's bdrv_snapshot_dump: hours at least two digits (more when they need them),
+                // right-aligned in 13 columns; an entry without icount leaves that column blank
+                long secs = s.vmClockNsec() / 1_000_000_000L;
+                String clock = String.format(java.util.Locale.ROOT, "%02d:%02d:%02d.%03d", (int) (secs / 3600), (int) (secs / 60 % 60),
+                        (int) (secs % 60), (int) (s.vmClockNsec() / 1_000_000 % 1000));
+                out.printf("%-9s %-16s %8s%20s%13s%11s%n", s.id(), s.name(), Sizes.human(s.vmStateSize()), date,
+                        clock, s.icount() == -1 ? "" : String.valueOf(s.icount()));
             }
         }
         if (i.formatSpecific() != null && !i.formatSpecific().isEmpty()) {

@@ -31,7 +31,8 @@ final class MeasureCommand implements Cli.Command {
                 .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
                 .option("-O", "FMT", "Target format.", v -> targetFormat = v)
                 .required()
-                .option("-o", "OPTIONS", "Target format options k=v[,k=v...].", v -> options = Cli.add(options, v))
+                .option("-o", "OPTIONS", "Target format options k=v[,k=v...] ('-o help' lists them).",
+                        v -> options = Cli.add(options, v))
                 .option("--size", "SIZE", "Measure an empty image of SIZE instead of IMAGE.", v -> size = v)
                 .flag("--in-place", "Also plan an in-place conversion of IMAGE (nothing is written).",
                         () -> inPlace = true)
@@ -42,6 +43,10 @@ final class MeasureCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
+        if (FormatOptionsHelp.asked(options)) {
+            FormatOptionsHelp.print(spec.getOut(), targetFormat, true);
+            return 0;
+        }
         if (image != null && size != null) {
             throw new InvalidRequestException("--size cannot be used together with an IMAGE");
         }

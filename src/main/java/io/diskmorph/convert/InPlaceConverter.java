@@ -157,6 +157,13 @@ public final class InPlaceConverter {
                 throw new UnsupportedFeatureException("in-place conversion to " + tf.name() + " is not supported");
             }
             target = lt;
+            for (String name : request.options().keySet()) {
+                String why = lt.notInPlace(name);
+                if (why != null) {
+                    throw new io.diskmorph.image.InvalidRequestException(tf.name() + " option " + name
+                            + " does not apply to an in-place conversion: " + why);
+                }
+            }
             plan.sourceFormat = sourceFormat.name();
             plan.targetFormat = tf.name();
             plan.keepRollback = request.keepRollback();

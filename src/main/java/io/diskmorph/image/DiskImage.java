@@ -48,6 +48,17 @@ public interface DiskImage extends Closeable {
     /** Describes this layer's guest range starting at {@code guestOffset}. */
     Mapping mapping(long guestOffset, long maxLength) throws IOException;
 
+    /**
+     * Where QEMU's block status for this layer ends, at the latest, an
+     * answer that starts at {@code guestOffset}: its qcow2 and QED drivers
+     * answer from one L2 table at a time. Only the end of an answer shows
+     * outside ({@link BlockStatus}: BDRV_BLOCK_EOF, which qemu-img compare -s
+     * compares); formats without tables answer up to the virtual size.
+     */
+    default long blockStatusLimit(long guestOffset) {
+        return virtualSize();
+    }
+
     /** Reads guest data at {@code guestOffset} into {@code dst} (its remaining bytes). */
     void read(ByteBuffer dst, long guestOffset) throws IOException;
 

@@ -5,14 +5,19 @@ import java.nio.ByteBuffer;
 import java.util.Arrays;
 
 /**
- * Guest-content comparison with qemu-img compare's semantics: ranges both
- * chains know to be zero are skipped unread; a difference is reported at the
- * start of the first differing 512-byte sector; a size difference is fine
- * when the longer image's tail reads as zeros (unless strict).
+ * Guest-content comparison with qemu-img compare's semantics (qemu 7.2,
+ * img_compare): the images are walked by block status ({@link BlockStatus});
+ * ranges both chains report as zeros are skipped unread, a range only one
+ * chain allocates must read as zeros there; a difference is reported at the
+ * first differing 512-byte sector; a size difference is fine when the longer
+ * image's tail reads as zeros. Strict mode also requires equal sizes and, at
+ * every offset the walk visits, the same block status flags (the whole
+ * BDRV_BLOCK_* value, as qemu-img compares it).
  */
 public final class ImageCompare {
     private static final int SECTOR = 512;
-    private static final int CHUNK = 1 << 20;
+    /** qemu-img's IO_BUF_SIZE: the most it reads of each image at once. */
+    private static final int CHUNK = 2 << 20;
 
     private ImageCompare() {
     }
@@ -35,29 +40,33 @@ public final class ImageCompare {
         ByteBuffer bufB = ByteBuffer.allocate(CHUNK);
         long pos = 0;
         while (pos < common) {
-            long max = Math.min(common - pos, CHUNK);
-            MapEntry ea = ChainMap.entryAt(a, pos, max);
-            MapEntry eb = ChainMap.entryAt(b, pos, max);
-            long n = Math.min(ea.length(), eb.length());
-            if (strict && (ea.present() != eb.present() || ea.zero() != eb.zero() || ea.data() != eb.data())) {
+            // each image is asked up to its own end, as qemu-img does: that decides its EOF flag
+            BlockStatus sa = BlockStatus.of(a, pos, sizeA - pos);
+            BlockStatus sb = BlockStatus.of(b, pos, sizeB - pos);
+            long n = Math.min(sa.length(), sb.length());
+            if (strict && sa.flags() != sb.flags()) {
                 return new Result(false, pos, "Strict mode: Offset " + pos + " block status mismatch!");
             }
-            if (!(ea.zero() && eb.zero())) {
-                bufA.clear().limit((int) n);
-                bufB.clear().limit((int) n);
-                if (ea.zero()) {
-                    AbstractDiskImage.fillZero(bufA);
-                } else {
+            if (sa.zero() && sb.zero()) {
+                // both read zeros: nothing to read
+            } else if (sa.allocated() == sb.allocated()) {
+                if (sa.allocated()) {
+                    n = Math.min(n, CHUNK);
+                    bufA.clear().limit((int) n);
+                    bufB.clear().limit((int) n);
                     a.read(bufA, pos);
-                }
-                if (eb.zero()) {
-                    AbstractDiskImage.fillZero(bufB);
-                } else {
                     b.read(bufB, pos);
+                    int diff = Arrays.mismatch(bufA.array(), 0, (int) n, bufB.array(), 0, (int) n);
+                    if (diff >= 0) {
+                        long at = pos + (diff / SECTOR) * (long) SECTOR;
+                        return new Result(false, at, "Content mismatch at offset " + at + "!");
+                    }
                 }
-                int diff = Arrays.mismatch(bufA.array(), 0, (int) n, bufB.array(), 0, (int) n);
-                if (diff >= 0) {
-                    long at = pos + (diff / SECTOR) * (long) SECTOR;
+            } else {
+                // allocated in one chain only: it must read zeros there
+                n = Math.min(n, CHUNK);
+                long at = firstNonZero(sa.allocated() ? a : b, pos, n, bufA);
+                if (at >= 0) {
                     return new Result(false, at, "Content mismatch at offset " + at + "!");
                 }
             }
@@ -66,31 +75,33 @@ public final class ImageCompare {
         if (sizeA != sizeB) {
             // qemu-img warns only once it reaches the longer image's tail
             DiskImage longer = sizeA > sizeB ? a : b;
-            long at = firstNonZero(longer, common, longer.virtualSize(), bufA);
-            if (at >= 0) {
-                return new Result(false, at, SIZE_WARNING + "\nContent mismatch at offset " + at + "!");
+            long end = longer.virtualSize();
+            while (pos < end) {
+                BlockStatus s = BlockStatus.of(longer, pos, end - pos);
+                long n = s.length();
+                if (s.allocated() && !s.zero()) {
+                    n = Math.min(n, CHUNK);
+                    long at = firstNonZero(longer, pos, n, bufA);
+                    if (at >= 0) {
+                        return new Result(false, at, SIZE_WARNING + "\nContent mismatch at offset " + at + "!");
+                    }
+                }
+                pos += n;
             }
             return new Result(true, -1, SIZE_WARNING + "\nImages are identical.");
         }
         return new Result(true, -1, "Images are identical.");
     }
 
-    /** First non-zero sector of [from, to) in guest content, or -1. */
-    private static long firstNonZero(DiskImage img, long from, long to, ByteBuffer buf) throws IOException {
-        long pos = from;
-        while (pos < to) {
-            MapEntry e = ChainMap.entryAt(img, pos, Math.min(to - pos, CHUNK));
-            if (!e.zero()) {
-                buf.clear().limit((int) e.length());
-                img.read(buf, pos);
-                byte[] arr = buf.array();
-                for (int i = 0; i < e.length(); i++) {
-                    if (arr[i] != 0) {
-                        return pos + (i / SECTOR) * (long) SECTOR;
-                    }
-                }
+    /** First sector of guest content in [from, from + n) (n at most CHUNK) holding a non-zero byte, or -1. */
+    private static long firstNonZero(DiskImage img, long from, long n, ByteBuffer buf) throws IOException {
+        buf.clear().limit((int) n);
+        img.read(buf, from);
+        byte[] arr = buf.array();
+        for (int i = 0; i < n; i++) {
+            if (arr[i] != 0) {
+                return from + (i / SECTOR) * (long) SECTOR;
             }
-            pos += e.length();
         }
         return -1;
     }

@@ -20,6 +20,19 @@ public interface LayoutTarget {
     LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException;
 
     /**
+     * Why an in-place conversion to this format refuses the create option
+     * {@code name} (one of {@link ImageFormat#createOptions()}), or null when
+     * it takes it. The converter refuses exactly these, and '-o help' lists
+     * them. Backing options: the image keeps the backing file it has (a new
+     * one would show through wherever the image is unallocated: its holes).
+     */
+    default String notInPlace(String name) {
+        return name.equals("backing_file") || name.equals("backing_fmt")
+                ? "the image keeps its own backing file, or none (a new one would show through its holes)"
+                : null;
+    }
+
+    /**
      * Whether clusters in the file that no metadata references count as leaks
      * for this format's checker (QED: yes, so an in-place conversion must not
      * leave dead space below the end of the file; qcow2: no, refcount-0

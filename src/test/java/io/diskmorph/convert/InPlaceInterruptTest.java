@@ -39,7 +39,7 @@ class InPlaceInterruptTest {
         Files.delete(plain);
         byte[] original = Files.readAllBytes(img);
 
-        List<String> cmd = new ArrayList<>(io.diskmorph.testing.Dm.processCommand());
+        List<String> cmd = new ArrayList<>(io.diskmorph.testing.Processes.diskmorphCommand());
         cmd.addAll(List.of("convert", "--in-place", "-p", "-O", "qed", img.toString()));
         Process p = new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                 .redirectOutput(dir.resolve("out.txt").toFile()).start();

@@ -1,5 +1,6 @@
 package io.diskmorph.copy;
 
+import io.diskmorph.testing.Processes;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,9 +29,6 @@ import static org.junit.jupiter.api.Assertions.*;
  * created (nor an existing target touched), the source is unchanged.
  */
 class CopyInterruptTest {
-    private static final int SIGINT = 2;
-    private static final int SIGTERM = 15;
-
     @TempDir
     Path dir;
 
@@ -53,7 +51,7 @@ class CopyInterruptTest {
         Path dst = dir.resolve("out.qcow2");
 
         for (Path target : new Path[]{dst, existing}) {
-            List<String> cmd = new ArrayList<>(io.diskmorph.testing.Dm.processCommand());
+            List<String> cmd = new ArrayList<>(Processes.diskmorphCommand());
             // one slow compressor: the copy runs for seconds, long enough to be interrupted
             cmd.addAll(List.of("convert", "-c", "-m", "1", "--progress=json", "-O", "qcow2", src.toString(),
                     target.toString()));
@@ -82,7 +80,7 @@ class CopyInterruptTest {
                 assertTrue(names.contains(target.getFileName() + ".part-" + p.pid()),
                         "the copy is written under a temporary name: " + names + " " + cmd);
             }
-            int signal = ignoresSigint(p.pid()) ? SIGTERM : SIGINT;
+            int signal = Processes.interruptSignal(p.pid());
             Qemu.run("kill", "-" + signal, String.valueOf(p.pid())).ok();
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), "process did not stop");
             out.transferTo(java.io.Writer.nullWriter());
@@ -97,16 +95,6 @@ class CopyInterruptTest {
         assertFalse(Files.exists(dst), "an interrupted copy must not appear under the target name");
         assertArrayEquals(existingBefore, Files.readAllBytes(existing), "an existing target is untouched");
         assertEquals(before, digest(src), "the source is untouched");
-    }
-
-    /** A process started with SIGINT ignored (a background job of a non-interactive shell) keeps it ignored. */
-    private static boolean ignoresSigint(long pid) throws Exception {
-        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-            if (l.startsWith("SigIgn:")) {
-                return (Long.parseLong(l.substring(7).strip(), 16) & (1L << (SIGINT - 1))) != 0;
-            }
-        }
-        return false;
     }
 
     private static String digest(Path p) throws Exception {

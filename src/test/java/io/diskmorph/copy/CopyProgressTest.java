@@ -2,12 +2,21 @@ package io.diskmorph.copy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Processes;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -48,6 +57,52 @@ class CopyProgressTest {
         assertEquals(28L << 20, total, "data to copy: 20M + 8M, not the holes nor the zero clusters");
         assertEquals(total, last, "the last line reports completion");
         assertEquals(0, Qemu.compare(src, dir.resolve("out.qcow2")));
+    }
+
+    /**
+     * -p on a terminal, as a person sees it: a real process on a
+     * pseudo-terminal, a copy long enough for several redraw intervals (one
+     * compressor on incompressible data: about a second). The bar is redrawn
+     * in place ('\r', no new line) with the percentages in between, not
+     * only at 100 %.
+     */
+    @Test
+    void terminalBarIsRedrawnWhileCopying() throws Exception {
+        Path src = dir.resolve("random.raw");
+        byte[] chunk = new byte[8 << 20];
+        Random rnd = new Random(3);
+        try (FileChannel ch = FileChannel.open(src, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            for (int i = 0; i < 12; i++) { // 96 MiB of data scattered over a sparse 1 GiB disk
+                rnd.nextBytes(chunk);
+                ch.write(ByteBuffer.wrap(chunk), (long) i * (80 << 20));
+            }
+            ch.write(ByteBuffer.wrap(new byte[1]), (1L << 30) - 1);
+        }
+        Path dst = dir.resolve("out.qcow2");
+        Qemu.Result r = Processes.onTerminal(Processes.args(Processes.diskmorphCommand(), "convert", "-p", "-c",
+                "-m", "1", "-O", "qcow2", src, dst), Map.of("DISKMORPH_NO_AOT", "1"), 120);
+        assertEquals(0, r.exitCode(), r.out() + r.err());
+        String screen = r.out();
+        // each redraw starts with '\r' and ends by clearing the rest of the line; only the last adds a new line
+        Pattern bar = Pattern.compile("\\r\\[[#-]{30}\\] +(\\d+)% [^\\r\\n]*\u001b\\[K");
+        Matcher m = bar.matcher(screen);
+        List<Integer> drawn = new ArrayList<>();
+        int end = -1;
+        while (m.find()) {
+            assertTrue(end < 0 || m.start() == end, "redraws follow each other on one line: " + screen);
+            drawn.add(Integer.parseInt(m.group(1)));
+            end = m.end();
+        }
+        assertFalse(drawn.isEmpty(), "no bar drawn: " + screen);
+        assertEquals(100, drawn.getLast(), screen);
+        assertTrue(screen.substring(end).startsWith("\r\n") || screen.substring(end).startsWith("\n"),
+                "a new line after the bar at 100 %: " + screen);
+        for (int i = 1; i < drawn.size(); i++) {
+            assertTrue(drawn.get(i) >= drawn.get(i - 1), "the bar went back: " + drawn);
+        }
+        long between = drawn.stream().filter(p -> p > 0 && p < 100).distinct().count();
+        assertTrue(between >= 3, "percentages drawn while copying, not only at the end: " + drawn);
+        assertEquals(0, Qemu.compare(src, dst));
     }
 
     @Test

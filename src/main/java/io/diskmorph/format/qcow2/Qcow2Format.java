@@ -84,6 +84,13 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget, MeasurableF
     }
 
     @Override
+    public String notInPlace(String name) {
+        return name.equals("preallocation")
+                ? "the guest data already has its clusters; only new tables are written"
+                : LayoutTarget.super.notInPlace(name);
+    }
+
+    @Override
     public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space)
             throws IOException {
         Qcow2CreateOptions opts = Qcow2CreateOptions.parse(spec, defaults);

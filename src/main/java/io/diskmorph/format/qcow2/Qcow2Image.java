@@ -259,6 +259,18 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     }
 
     /**
+     * qemu 7.2's qcow2_co_block_status: at most INT_MAX bytes, and
+     * qcow2_get_host_offset stops at the end of the L2 slice, which with
+     * qemu-img's default l2-cache-entry-size (the cluster size) is the whole
+     * L2 table.
+     */
+    @Override
+    public long blockStatusLimit(long guestOffset) {
+        long tableEnd = ((guestOffset >>> geo.l1Shift) + 1) << geo.l1Shift;
+        return Math.min(Math.min(tableEnd, guestOffset + Integer.MAX_VALUE), virtualSize());
+    }
+
+    /**
      * Classifies the guest range starting at {@code pos}: sets {@link #kind},
      * {@link #host} (host offset of {@code pos}, -1 without one) and
      * {@link #runEnd} (end of the uniform part, within one cluster or one

@@ -128,6 +128,13 @@ final class QedImage extends AbstractDiskImage {
      * asks for the rest of the disk at once; a caller asking in pieces
      * (AbstractDiskImage.read, bounded by its buffer) continues a run without revalidating it.
      */
+    /** qemu 7.2's qed_find_cluster: one L2 table at a time. */
+    @Override
+    public long blockStatusLimit(long guestOffset) {
+        long cov = header.l2Coverage();
+        return Math.min((guestOffset / cov + 1) * cov, virtualSize());
+    }
+
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
         if (guestOffset < 0 || guestOffset >= virtualSize() || maxLength <= 0) {
