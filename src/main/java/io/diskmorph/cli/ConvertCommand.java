@@ -150,17 +150,17 @@ final class ConvertCommand implements Cli.Command {
             } else {
                 human(out, plan, path, dryRun, seconds);
             }
-            if (signalled != 0 && !plan.nothingToChange) {
+            if (signalled != 0 && !plan.nothingToChange()) {
                 err.println("diskmorph: " + path + ": a signal came after the switch; the conversion was completed");
             }
-            if (plan.replacesRollbackRecord && !plan.nothingToChange) {
+            if (plan.replacesRollbackRecord() && !plan.nothingToChange()) {
                 err.println("diskmorph: note: " + (dryRun ? "this conversion would remove" : "removed")
                         + " the rollback record of the earlier conversion (" + path.getFileName()
                         + ".dmrollback): it no longer matches the file");
             }
-            if (dryRun && !plan.enoughSpace() && !plan.nothingToChange) {
-                err.println("diskmorph: " + new NotEnoughSpaceException("the in-place conversion", plan.extraSpace,
-                        plan.availableSpace).getMessage());
+            if (dryRun && !plan.enoughSpace() && !plan.nothingToChange()) {
+                err.println("diskmorph: " + new NotEnoughSpaceException("the in-place conversion", plan.extraSpace(),
+                        plan.availableSpace()).getMessage());
                 return ExitCodes.NO_SPACE;
             }
         }
@@ -222,32 +222,32 @@ final class ConvertCommand implements Cli.Command {
     static Map<String, Object> toJson(ConversionPlan p, boolean dryRun, double seconds) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("dry-run", dryRun);
-        m.put("nothing-to-change", p.nothingToChange);
-        m.put("source-format", p.sourceFormat);
-        m.put("target-format", p.targetFormat);
-        m.put("virtual-size", p.virtualSize);
-        m.put("cluster-size", p.clusterSize);
-        m.put("original-length", p.originalLength);
-        m.put("final-length", p.finalLength);
-        m.put("kept-bytes", p.keptBytes);
+        m.put("nothing-to-change", p.nothingToChange());
+        m.put("source-format", p.sourceFormat());
+        m.put("target-format", p.targetFormat());
+        m.put("virtual-size", p.virtualSize());
+        m.put("cluster-size", p.clusterSize());
+        m.put("original-length", p.originalLength());
+        m.put("final-length", p.finalLength());
+        m.put("kept-bytes", p.keptBytes());
         m.put("moved-bytes", p.movedBytesTotal());
         Map<String, Object> why = new LinkedHashMap<>();
-        p.movedBytes.forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
+        p.movedBytes().forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
         m.put("moved-by-reason", why);
-        m.put("zero-clusters", p.zeroClusters);
-        m.put("zeroed-data-bytes", p.zeroedDataBytes);
-        m.put("metadata-bytes", p.metadataBytes);
-        m.put("header-bytes", p.headerBytes);
-        m.put("overwritten-bytes", p.overwrittenBytes);
-        m.put("journal-bytes", p.journalBytes);
-        m.put("extra-space", p.extraSpace);
-        m.put("available-space", p.availableSpace);
+        m.put("zero-clusters", p.zeroClusters());
+        m.put("zeroed-data-bytes", p.zeroedDataBytes());
+        m.put("metadata-bytes", p.metadataBytes());
+        m.put("header-bytes", p.headerBytes());
+        m.put("overwritten-bytes", p.overwrittenBytes());
+        m.put("journal-bytes", p.journalBytes());
+        m.put("extra-space", p.extraSpace());
+        m.put("available-space", p.availableSpace());
         m.put("enough-space", p.enoughSpace());
-        m.put("policy", p.policy);
-        m.put("notes", p.notes);
-        m.put("keep-rollback", p.keepRollback);
+        m.put("policy", p.policy());
+        m.put("notes", p.notes());
+        m.put("keep-rollback", p.keepRollback());
         Map<String, Object> phases = new LinkedHashMap<>();
-        p.phaseSeconds.forEach((k, v) -> phases.put(k, Math.round(v * 10000) / 10000.0));
+        p.phaseSeconds().forEach((k, v) -> phases.put(k, Math.round(v * 10000) / 10000.0));
         m.put("phase-seconds", phases);
         if (!dryRun) {
             m.put("seconds", Math.round(seconds * 1000) / 1000.0);
@@ -256,43 +256,43 @@ final class ConvertCommand implements Cli.Command {
     }
 
     private static void human(PrintWriter out, ConversionPlan p, Path path, boolean dryRun, double seconds) {
-        if (p.nothingToChange) {
+        if (p.nothingToChange()) {
             out.printf("%s: already %s with these options; nothing to change (nothing written)%n", path,
-                    p.targetFormat);
+                    p.targetFormat());
             return;
         }
-        out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat, p.targetFormat, dryRun ? " (dry run: "
+        out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat(), p.targetFormat(), dryRun ? " (dry run: "
                 + "nothing written)" : "");
-        out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize), p.clusterSize);
-        out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes), p.keptUnits);
-        out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits);
-        for (Map.Entry<MoveReason, Long> e : p.movedBytes.entrySet()) {
+        out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize()), p.clusterSize());
+        out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes()), p.keptUnits());
+        out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits());
+        for (Map.Entry<MoveReason, Long> e : p.movedBytes().entrySet()) {
             out.printf("    %-16s %s%n", Sizes.human(e.getValue()), e.getKey().text());
         }
-        if (p.zeroClusters > 0) {
-            out.printf("  zero clusters:     %d%n", p.zeroClusters);
+        if (p.zeroClusters() > 0) {
+            out.printf("  zero clusters:     %d%n", p.zeroClusters());
         }
-        if (p.zeroedDataBytes > 0) {
+        if (p.zeroedDataBytes() > 0) {
             out.printf("  reads zeros:       %s mapped as data in holes of the file: left unallocated, not moved%n",
-                    Sizes.human(p.zeroedDataBytes));
+                    Sizes.human(p.zeroedDataBytes()));
         }
-        out.printf("  new metadata:      %s (+ %d header bytes)%n", Sizes.human(p.metadataBytes), p.headerBytes);
-        out.printf("  journal:           %s (original bytes of %s overwritten)%n", Sizes.human(p.journalBytes),
-                Sizes.human(p.overwrittenBytes));
-        out.printf("  file length:       %d -> %d%n", p.originalLength, p.finalLength);
+        out.printf("  new metadata:      %s (+ %d header bytes)%n", Sizes.human(p.metadataBytes()), p.headerBytes());
+        out.printf("  journal:           %s (original bytes of %s overwritten)%n", Sizes.human(p.journalBytes()),
+                Sizes.human(p.overwrittenBytes()));
+        out.printf("  file length:       %d -> %d%n", p.originalLength(), p.finalLength());
         out.printf(Locale.ROOT, "  extra space:       %s at most (%.3f%% of the virtual "
-                + "size)%n", Sizes.human(p.extraSpace),
-                p.virtualSize > 0 ? 100.0 * p.extraSpace / p.virtualSize : 0.0);
-        for (String note : p.notes) {
+                + "size)%n", Sizes.human(p.extraSpace()),
+                p.virtualSize() > 0 ? 100.0 * p.extraSpace() / p.virtualSize() : 0.0);
+        for (String note : p.notes()) {
             out.printf("  note: %s%n", note);
         }
         if (dryRun) {
-            out.printf("  free space:        %s available: %s%n", Sizes.human(p.availableSpace),
+            out.printf("  free space:        %s available: %s%n", Sizes.human(p.availableSpace()),
                     p.enoughSpace() ? "enough" : "NOT ENOUGH, the conversion would be refused");
         }
         if (!dryRun) {
             out.printf(Locale.ROOT, "  done in %.3f s%s%n", seconds,
-                    p.keepRollback ? "; 'diskmorph rollback " + path + "' restores the original" : "");
+                    p.keepRollback() ? "; 'diskmorph rollback " + path + "' restores the original" : "");
         }
     }
 

@@ -197,13 +197,13 @@ final class DemoCommand implements Cli.Command {
         double seconds = (System.nanoTime() - t0) / 1e9;
         String qemu = verify(image, to, digest);
         out.printf(Locale.ROOT, "%d. in place %s -> %s: %.3f s; kept %s in place, moved %s, wrote %s of metadata, "
-                        + "extra space %s (%.3f%%)%s%n", n, from, to, seconds, Sizes.human(p.keptBytes),
-                Sizes.human(p.movedBytesTotal()), Sizes.human(p.metadataBytes), Sizes.human(p.extraSpace),
-                100.0 * p.extraSpace / p.virtualSize, keepRollback ? ", rollback record kept" : "");
-        for (java.util.Map.Entry<io.diskmorph.convert.MoveReason, Long> e : p.movedBytes.entrySet()) {
+                        + "extra space %s (%.3f%%)%s%n", n, from, to, seconds, Sizes.human(p.keptBytes()),
+                Sizes.human(p.movedBytesTotal()), Sizes.human(p.metadataBytes()), Sizes.human(p.extraSpace()),
+                100.0 * p.extraSpace() / p.virtualSize(), keepRollback ? ", rollback record kept" : "");
+        for (java.util.Map.Entry<io.diskmorph.convert.MoveReason, Long> e : p.movedBytes().entrySet()) {
             out.printf("   moved %s: %s%n", Sizes.human(e.getValue()), e.getKey().text());
         }
-        for (String note : p.notes) {
+        for (String note : p.notes()) {
             out.printf("   note: %s%n", note);
         }
         out.printf("   verified: guest content identical; diskmorph check clean%s%n", qemu);

@@ -66,7 +66,7 @@ public final class Measure {
                 Images.backingOpener(image, OpenOptions.forReading()))) {
             ConversionPlan p = InPlaceConverter.plan(cf, new InPlaceConverter.Request(sourceFormat, targetFormat,
                     options, false));
-            return new InPlace(p.extraSpace, p.movedBytesTotal(), p.finalLength, p.keptBytes, p.metadataBytes);
+            return new InPlace(p.extraSpace(), p.movedBytesTotal(), p.finalLength(), p.keptBytes(), p.metadataBytes());
         }
     }
 

@@ -266,13 +266,13 @@ class InPlaceConversionTest {
         CrashSim sim = new CrashSim(java.util.Map.of(CrashChecker.IMAGE, original));
         ConversionPlan plan = InPlaceConverter.plan(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2",
                 "qed", java.util.Map.of(), false));
-        sim.usableSpace = plan.extraSpace - 1;
+        sim.usableSpace = plan.extraSpace() - 1;
         var e = assertThrows(io.diskmorph.image.NotEnoughSpaceException.class, () -> InPlaceConverter.convert(
                 CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed", java.util.Map.of(), false),
                 InPlaceConverter.Progress.NONE));
         assertEquals(ExitCodes.NO_SPACE, e.exitCode());
         assertTrue(sim.log.isEmpty(), "nothing was written: " + sim.log.size() + " operations");
-        sim.usableSpace = plan.extraSpace;
+        sim.usableSpace = plan.extraSpace();
         InPlaceConverter.convert(CrashChecker.file(sim), new InPlaceConverter.Request("qcow2", "qed",
                 java.util.Map.of(), false), InPlaceConverter.Progress.NONE);
         assertFalse(sim.log.isEmpty(), "with exactly the space the plan asked for, it converts");

@@ -157,8 +157,19 @@ class BackingSafetyTest {
         Path f = top("t.qed", name);
         long n = Files.size(f);
         assertEquals(0, Bounded.cli(n, "info", f).exitCode(), "info does not open it");
-        assertEquals(0, Bounded.cli(n, "convert", "--in-place", "--dry-run", "-O", "qed", "-o", "cluster_size=64k", f)
-                .exitCode(), "planning never reads the backing file");
+        // planning opens the backing chain (a source whose chain cannot be opened is refused) and does not
+        // hang on it; told not to open it, it plans without it
+        Dm.Result plan = Bounded.cli(n, "convert", "--in-place", "--dry-run", "-O", "qed", "-o", "cluster_size=64k", f);
+        assertEquals(ExitCodes.CORRUPT, plan.exitCode(), plan.err());
+        assertTrue(plan.oneLineError().contains("backing file cannot be opened") && plan.err().contains("--no-backing"),
+                plan.err());
+        assertEquals(0, Bounded.cli(n, "convert", "--in-place", "--dry-run", "--no-backing", "-O", "qcow2", f)
+                .exitCode(), "with --no-backing the backing file is never read");
+        // a larger target cluster would need the backing file's data beside the top's: never made up as zeros
+        Dm.Result needs = Bounded.cli(n, "convert", "--in-place", "--dry-run", "--no-backing", "-O", "qed", "-o",
+                "cluster_size=64k", f);
+        assertEquals(ExitCodes.UNSUPPORTED, needs.exitCode(), needs.err());
+        assertTrue(needs.oneLineError().contains("--no-backing keeps unread"), needs.err());
         for (Object[] cmd : new Object[][]{{"map", f}, {"info", "--backing-chain", f}}) {
             Dm.Result r = Bounded.cli(n, cmd);
             assertEquals(ExitCodes.ERROR, r.exitCode(), r.err() + r.out());

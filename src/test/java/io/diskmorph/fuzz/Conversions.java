@@ -28,15 +28,15 @@ final class Conversions {
 
     /** A plan's figures must be consistent with each other and with the file. */
     static void assertSane(ConversionPlan p, long fileLength) {
-        if (p.originalLength != fileLength) {
-            throw new AssertionError("plan: original length " + p.originalLength + " for a " + fileLength + "-byte file");
+        if (p.originalLength() != fileLength) {
+            throw new AssertionError("plan: original length " + p.originalLength() + " for a " + fileLength + "-byte file");
         }
-        if (p.finalLength < p.headerBytes || p.keptBytes < 0 || p.movedBytesTotal() < 0 || p.extraSpace < 0
-                || p.journalBytes < 0 || p.overwrittenBytes < 0 || p.overwrittenBytes > p.originalLength
-                || p.keptBytes + p.movedBytesTotal() > p.virtualSize + p.clusterSize * 2) {
+        if (p.finalLength() < p.headerBytes() || p.keptBytes() < 0 || p.movedBytesTotal() < 0 || p.extraSpace() < 0
+                || p.journalBytes() < 0 || p.overwrittenBytes() < 0 || p.overwrittenBytes() > p.originalLength()
+                || p.keptBytes() + p.movedBytesTotal() > p.virtualSize() + p.clusterSize() * 2) {
             throw new AssertionError(String.format("plan figures inconsistent: final %d, header %d, kept %d, moved %d,"
-                            + " overwritten %d of %d, virtual %d", p.finalLength, p.headerBytes, p.keptBytes,
-                    p.movedBytesTotal(), p.overwrittenBytes, p.originalLength, p.virtualSize));
+                            + " overwritten %d of %d, virtual %d", p.finalLength(), p.headerBytes(), p.keptBytes(),
+                    p.movedBytesTotal(), p.overwrittenBytes(), p.originalLength(), p.virtualSize()));
         }
     }
 
