@@ -216,11 +216,9 @@ final class DemoCommand implements Cli.Command {
             throw new ImageException("demo: guest content changed after converting " + image);
         }
         try (DiskImage img = Images.open(image, OpenOptions.forReading().withFormat(format))) {
-            if (!format.equals("raw")) {
-                CheckReport r = img.check(RepairMode.NONE);
-                if (!r.isClean()) {
-                    throw new ImageException("demo: check found problems in " + image);
-                }
+            CheckReport r = img.check(RepairMode.NONE); // every in-place target has checks
+            if (!r.isClean()) {
+                throw new ImageException("demo: check found problems in " + image);
             }
         }
         if (!onPath("qemu-img")) {
