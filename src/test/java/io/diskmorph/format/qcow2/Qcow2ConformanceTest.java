@@ -1,0 +1,28 @@
+package io.diskmorph.format.qcow2;
+
+import io.diskmorph.testing.DriverConformanceSuite;
+
+import java.util.List;
+import java.util.Set;
+
+/** The driver conformance suite for qcow2: v3 with the default clusters, v2 with small ones, extended L2. */
+class Qcow2ConformanceTest extends DriverConformanceSuite {
+    @Override
+    protected String format() {
+        return "qcow2";
+    }
+
+    @Override
+    protected List<Layout> layouts() {
+        // sizes end inside a cluster (qcow2 sizes are whole sectors)
+        return List.of(new Layout("64k", (4L << 20) + 1536, ""),
+                new Layout("v2 4k", (5L << 20) + 512, "compat=0.10,cluster_size=4k"),
+                new Layout("extended L2 128k refcount 1", (4L << 20) + 3072, "extended_l2=on,cluster_size=128k,"
+                        + "refcount_bits=1"));
+    }
+
+    @Override
+    protected Set<Feature> features() {
+        return Set.of(Feature.WRITE, Feature.BACKING_FILES, Feature.COMPRESSED_CLUSTERS);
+    }
+}
