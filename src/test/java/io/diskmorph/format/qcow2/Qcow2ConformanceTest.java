@@ -18,7 +18,9 @@ class Qcow2ConformanceTest extends DriverConformanceSuite {
         return List.of(new Layout("64k", (4L << 20) + 1536, ""),
                 new Layout("v2 4k", (5L << 20) + 512, "compat=0.10,cluster_size=4k"),
                 new Layout("extended L2 128k refcount 1", (4L << 20) + 3072, "extended_l2=on,cluster_size=128k,"
-                        + "refcount_bits=1"));
+                        + "refcount_bits=1"),
+                new Layout("512 refcount 64", 4L << 20, "cluster_size=512,refcount_bits=64"),
+                new Layout("2M zstd", (6L << 20) + 1536, "cluster_size=2M,compression_type=zstd"));
     }
 
     @Override

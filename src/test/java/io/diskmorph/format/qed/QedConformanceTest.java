@@ -16,7 +16,8 @@ class QedConformanceTest extends DriverConformanceSuite {
     protected List<Layout> layouts() {
         // sizes end inside a cluster (QED sizes are whole sectors); 4k/2 covers 2 MiB per L2 table
         return List.of(new Layout("64k/4", (4L << 20) + 1536, ""),
-                new Layout("4k/2", (5L << 20) + 512, "cluster_size=4k,table_size=2"));
+                new Layout("4k/2", (5L << 20) + 512, "cluster_size=4k,table_size=2"),
+                new Layout("1M/2", (4L << 20) + 1536, "cluster_size=1M,table_size=2"));
     }
 
     @Override
