@@ -6,7 +6,6 @@ import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.FormatRegistry;
-import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.Images;
@@ -38,7 +37,6 @@ import java.util.Random;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.stream.Stream;
-import java.util.zip.CRC32C;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -542,8 +540,7 @@ public abstract class DriverConformanceSuite {
 
     private void assertWritesLand(Path image, byte[] mirror, long seed) throws IOException {
         try (DiskImage img = Images.open(image, OpenOptions.forWriting().withFormat(format()))) {
-            assertEquals(mirror.length, img.virtualSize());
-            scribble(img, mirror, new Random(seed), 80);
+            GuestWrites.scribble(img, mirror, new Random(seed), 80);
         }
         Oracles.assertCheckClean(image, format());
         Path ref = image.resolveSibling("mirror.raw");
@@ -557,51 +554,6 @@ public abstract class DriverConformanceSuite {
             assertMappingContract(img);
         }
         assertEquals(Qemu.map(image, format()), Dm.map(image, format()), "map of what diskmorph wrote");
-    }
-
-    /**
-     * Random writes (a third cluster-aligned, a third sector-aligned, a
-     * third anywhere; some half zeros, which are still data), zero writes
-     * with and without unmap, flushes; then a write and a zero write that
-     * end at the last byte of the disk.
-     */
-    private static void scribble(DiskImage img, byte[] mirror, Random r, int ops) throws IOException {
-        long size = img.virtualSize();
-        long unit = img.clusterSize() > 0 ? img.clusterSize() : 65536;
-        for (int i = 0; i < ops; i++) {
-            long off = switch (r.nextInt(3)) {
-                case 0 -> r.nextLong(size / unit + 1) * unit;
-                case 1 -> r.nextLong(size / 512) * 512;
-                default -> r.nextLong(size);
-            };
-            off = Math.min(off, size - 1);
-            long maxLen = Math.min(size - off, r.nextInt(4) == 0 ? 3 * unit + 5000 : 70_000);
-            int len = (int) (r.nextLong(maxLen) + 1);
-            int kind = r.nextInt(10);
-            if (kind < 6) {
-                byte[] data = new byte[len];
-                r.nextBytes(data);
-                if (r.nextBoolean()) {
-                    Arrays.fill(data, 0, len / 2, (byte) 0);
-                }
-                write(img, mirror, data, off);
-            } else if (kind < 9) {
-                img.writeZeroes(off, len, r.nextBoolean());
-                Arrays.fill(mirror, (int) off, (int) off + len, (byte) 0);
-            } else {
-                img.flush();
-            }
-        }
-        byte[] tail = new byte[5000];
-        r.nextBytes(tail);
-        write(img, mirror, tail, size - tail.length);
-        img.writeZeroes(size - 700, 300, true);
-        Arrays.fill(mirror, (int) size - 700, (int) size - 400, (byte) 0);
-    }
-
-    private static void write(DiskImage img, byte[] mirror, byte[] data, long off) throws IOException {
-        img.write(ByteBuffer.wrap(data), off);
-        System.arraycopy(data, 0, mirror, (int) off, data.length);
     }
 
     private Path dmCreate(Layout l) throws IOException {
@@ -710,7 +662,7 @@ public abstract class DriverConformanceSuite {
                                boolean dense, Storage sink) throws IOException {
         CreateSpec spec = new CreateSpec(size, options, backing ? "base.raw" : null, backing ? "raw" : null);
         // builders may allocate when made: this one, only asked for its geometry, gets space far out
-        LayoutBuilder rules = target.layoutBuilder(spec, LayoutTarget.TargetDefaults.NONE, new RecordingSpace(null,
+        LayoutBuilder rules = target.layoutBuilder(spec, LayoutTarget.TargetDefaults.NONE, new KeptDataSpace(null,
                 Set.of(), 512, 1L << 30));
         long c = rules.clusterSize();
         long n = Math.ceilDiv(size, c);
@@ -736,7 +688,7 @@ public abstract class DriverConformanceSuite {
                 sink.write(ByteBuffer.wrap(b), e.getValue() * c);
             }
         }
-        RecordingSpace space = new RecordingSpace(sink, kept, c, rules.headerZone());
+        KeptDataSpace space = new KeptDataSpace(sink, kept, c, rules.headerZone());
         LayoutBuilder builder = target.layoutBuilder(spec, LayoutTarget.TargetDefaults.NONE, space);
         assertEquals(c, builder.clusterSize());
         for (long g = 0; g < n; g++) {
@@ -757,66 +709,6 @@ public abstract class DriverConformanceSuite {
             commit.apply(sink);
         }
         return new Built(space.log, commit, required, c, data, zeros);
-    }
-
-    /**
-     * Bump allocation that skips clusters holding kept data, as the
-     * converter's allocators do; records every call, and refuses writes
-     * outside what was allocated (or the header zone) and over kept data.
-     */
-    private static final class RecordingSpace implements HostSpace {
-        final List<String> log = new ArrayList<>();
-        private final Storage sink;
-        private final Set<Long> kept;
-        private final long cluster;
-        private final long headerZone;
-        private final TreeMap<Long, Long> allocated = new TreeMap<>();
-        private long next;
-
-        RecordingSpace(Storage sink, Set<Long> kept, long cluster, long headerZone) {
-            this.sink = sink;
-            this.kept = kept;
-            this.cluster = cluster;
-            this.headerZone = headerZone;
-            this.next = headerZone;
-        }
-
-        @Override
-        public long allocate(long length, long alignment) {
-            long off = (next + alignment - 1) & -alignment;
-            while (overlapsKept(off, length)) {
-                off = (off + cluster + alignment - 1) & -alignment;
-            }
-            next = off + length;
-            allocated.put(off, off + length);
-            log.add("allocate " + length + " aligned " + alignment + " at " + off);
-            return off;
-        }
-
-        private boolean overlapsKept(long off, long length) {
-            for (long c = off & -cluster; c < off + length; c += cluster) {
-                if (kept.contains(c)) {
-                    return true;
-                }
-            }
-            return false;
-        }
-
-        @Override
-        public void write(long hostOffset, ByteBuffer data) throws IOException {
-            long end = hostOffset + data.remaining();
-            Map.Entry<Long, Long> a = allocated.floorEntry(hostOffset);
-            assertTrue(end <= headerZone || a != null && end <= a.getValue(),
-                    "a builder writes only where it allocated or in its header zone: " + hostOffset + "+"
-                            + data.remaining());
-            assertFalse(overlapsKept(hostOffset, data.remaining()), "a builder wrote over kept data at " + hostOffset);
-            CRC32C crc = new CRC32C();
-            crc.update(data.duplicate());
-            log.add("write " + hostOffset + "+" + data.remaining() + " crc " + crc.getValue());
-            if (sink != null) {
-                sink.write(data, hostOffset);
-            }
-        }
     }
 
     // ------------------------------------------------------------------ in-place conversion

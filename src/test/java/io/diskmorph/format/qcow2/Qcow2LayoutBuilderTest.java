@@ -12,6 +12,7 @@ import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
+import io.diskmorph.testing.KeptDataSpace;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -43,48 +44,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class Qcow2LayoutBuilderTest {
     @TempDir
     Path dir;
-
-    /** Bump allocation from {@code start} that skips clusters holding kept data (as the conversion engine does). */
-    static final class AvoidingSpace implements HostSpace {
-        private final Storage storage;
-        private final Set<Long> kept;
-        private final long cluster;
-        private long next;
-
-        AvoidingSpace(Storage storage, Set<Long> keptHostOffsets, long cluster, long start) {
-            this.storage = storage;
-            this.kept = keptHostOffsets;
-            this.cluster = cluster;
-            this.next = start;
-        }
-
-        @Override
-        public long allocate(long length, long alignment) {
-            long off = (next + alignment - 1) & -alignment;
-            while (overlapsKept(off, length)) {
-                off = ((off + cluster) + alignment - 1) & -alignment;
-            }
-            next = off + length;
-            return off;
-        }
-
-        private boolean overlapsKept(long off, long length) {
-            for (long c = off & -cluster; c < off + length; c += cluster) {
-                if (kept.contains(c)) {
-                    return true;
-                }
-            }
-            return false;
-        }
-
-        @Override
-        public void write(long hostOffset, ByteBuffer data) throws IOException {
-            if (overlapsKept(hostOffset, data.remaining())) {
-                throw new AssertionError("builder wrote over kept data at " + hostOffset);
-            }
-            storage.write(data, hostOffset);
-        }
-    }
 
     /** A synthetic source: guest cluster index -> host cluster index, plus zero clusters. */
     record Source(long clusterSize, long virtualSize, TreeMap<Long, Long> data, Set<Long> zeros) {
@@ -195,7 +154,7 @@ class Qcow2LayoutBuilderTest {
         Source src = scattered(c, 40, v3);
         Path file = dir.resolve("b.qcow2");
         try (Storage s = FileStorage.create(file, LockMode.NONE)) {
-            AvoidingSpace space = new AvoidingSpace(s, src.hostOffsets(), c, c);
+            KeptDataSpace space = new KeptDataSpace(s, src.hostOffsets(), c, c);
             build(s, src, Map.of("cluster_size", String.valueOf(c), "refcount_bits", String.valueOf(bits),
                     "compat", compat, "extended_l2", extendedL2), space);
         }
@@ -209,7 +168,7 @@ class Qcow2LayoutBuilderTest {
         Path file = dir.resolve("far.qcow2");
         try (Storage s = FileStorage.create(file, LockMode.NONE)) {
             // all metadata far past the data: data lies below every allocation the builder makes
-            AvoidingSpace space = new AvoidingSpace(s, src.hostOffsets(), c, 20000 * c);
+            KeptDataSpace space = new KeptDataSpace(s, src.hostOffsets(), c, 20000 * c);
             build(s, src, Map.of("cluster_size", "4k"), space);
         }
         assertQemuAgrees(file, src);
@@ -227,7 +186,7 @@ class Qcow2LayoutBuilderTest {
         Source src = new Source(c, 256 * c, data, Set.of());
         Path file = dir.resolve("grow.qcow2");
         try (Storage s = FileStorage.create(file, LockMode.NONE)) {
-            AvoidingSpace space = new AvoidingSpace(s, src.hostOffsets(), c, 30000 * c);
+            KeptDataSpace space = new KeptDataSpace(s, src.hostOffsets(), c, 30000 * c);
             build(s, src, Map.of("cluster_size", "512", "refcount_bits", "64"), space);
         }
         assertQemuAgrees(file, src);
