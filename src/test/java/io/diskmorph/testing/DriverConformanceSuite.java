@@ -363,9 +363,10 @@ public abstract class DriverConformanceSuite {
     /**
      * The mapping walk over the whole disk keeps the contract: every answer
      * is 1..max bytes and ends at or before the virtual size (asked with a
-     * max that reaches past it), data lies inside the data file and no host
-     * byte serves two guest ranges; asked in big and in small odd pieces,
-     * the merged answers are the same.
+     * max that reaches past it; asked at or past the end, it is refused),
+     * data lies inside the data file and no host byte serves two guest
+     * ranges; asked in big and in small odd pieces, the merged answers are
+     * the same.
      */
     @TestFactory
     Stream<DynamicTest> mappingWalkKeepsTheContract() {
@@ -378,6 +379,12 @@ public abstract class DriverConformanceSuite {
 
     /** See {@link #mappingWalkKeepsTheContract()}; also for images diskmorph wrote. */
     private static void assertMappingContract(DiskImage img) throws IOException {
+        long size = img.virtualSize();
+        assertEquals(1, img.mapping(size - 1, Long.MAX_VALUE / 4).length(), "the last byte, asked with a huge max");
+        for (long at : new long[]{size, size + 1, size + (1L << 40)}) {
+            // no answer of 1..max bytes exists there: a zero-length one would stall every caller's walk
+            assertThrows(ImageException.class, () -> img.mapping(at, 1), "mapping asked at " + at + ", past the disk");
+        }
         List<Extent> whole = walk(img, -1);
         assertEquals(merge(whole), merge(walk(img, 3000)), "mapping asked in 3000-byte pieces");
         long c = img.clusterSize();
@@ -507,7 +514,8 @@ public abstract class DriverConformanceSuite {
      * Seeded random guest writes and zero writes through {@link
      * DiskImage#write}, mirrored into a byte array: qemu-img check is clean,
      * qemu-img compare finds the image equal to the mirror, diskmorph reads
-     * the mirror back, and diskmorph's map of what it wrote equals qemu's.
+     * the mirror back, and diskmorph's map of what it wrote equals qemu's;
+     * writes across the end of the disk are refused.
      * Over an image the driver created and over every sample. A driver
      * without {@link Feature#WRITE} must refuse and leave the file alone.
      */
@@ -541,6 +549,13 @@ public abstract class DriverConformanceSuite {
     private void assertWritesLand(Path image, byte[] mirror, long seed) throws IOException {
         try (DiskImage img = Images.open(image, OpenOptions.forWriting().withFormat(format()))) {
             GuestWrites.scribble(img, mirror, new Random(seed), 80);
+            long size = img.virtualSize();
+            // the disk does not grow: writes across its end are refused (the mirror shows nothing changed)
+            assertThrows(ImageException.class, () -> img.write(ByteBuffer.wrap(new byte[]{1, 2}), size - 1),
+                    "a write across the end");
+            assertThrows(ImageException.class, () -> img.write(ByteBuffer.wrap(new byte[]{1}), size), "a write at the end");
+            assertThrows(ImageException.class, () -> img.writeZeroes(size - 512, 1024, true),
+                    "a zero write across the end");
         }
         Oracles.assertCheckClean(image, format());
         Path ref = image.resolveSibling("mirror.raw");
