@@ -15,7 +15,8 @@ class RawConformanceTest extends DriverConformanceSuite {
     @Override
     protected List<Layout> layouts() {
         // raw has no clusters; the odd size ends mid-page (sparse-file answers at the last, partial page)
-        return List.of(new Layout("4M", 4L << 20, ""), new Layout("5M+1.5k", (5L << 20) + 1536, ""));
+        return List.of(new Layout("4M", 4L << 20, ""), new Layout("5M+1.5k", (5L << 20) + 1536, ""),
+                new Layout("fully allocated", (4L << 20) + 512, "preallocation=full")); // no holes: all data
     }
 
     @Override
