@@ -535,10 +535,9 @@ public abstract class DriverConformanceSuite {
         }
         List<DynamicTest> tests = new ArrayList<>();
         Layout first = layouts().getFirst();
-        tests.add(DynamicTest.dynamicTest(format() + " " + first.name() + " created by diskmorph", () -> {
-            Path img = dmCreate(first);
-            assertWritesLand(img, new byte[Math.toIntExact(first.size())], 1);
-        }));
+        String created = format() + " " + first.name() + " created by diskmorph";
+        tests.add(DynamicTest.dynamicTest(created, () -> named(created, () -> assertWritesLand(dmCreate(first),
+                new byte[Math.toIntExact(first.size())], 1))));
         for (Sample s : samples()) {
             tests.add(DynamicTest.dynamicTest(s.name(), () -> named(s.name(), () -> assertWritesLand(copyOf(s),
                     Files.readAllBytes(s.guest()), s.name().hashCode()))));
