@@ -3,6 +3,7 @@ package io.diskmorph.convert;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.diskmorph.image.ExitCodes;
 import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Oracles;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -65,38 +66,33 @@ class InPlaceConversionTest {
         return l;
     }
 
+    /**
+     * Pairs with target options, sources over backing files of other
+     * formats, and a filesystem. Every driver's default-option conversions
+     * to every in-place target are in its conformance test
+     * (testing.DriverConformanceSuite).
+     */
     static Stream<Arguments> pairs() {
         Source raw = new Source("raw 8M", "raw", "8M", "", SCATTERED);
         Source rawOdd = new Source("raw 7.5M+512", "raw", "7864832", "", SCATTERED);
         Source qed = new Source("qed 64K/4", "qed", "8M", "", WITH_ZEROS);
-        Source qed4k = new Source("qed 4K/2", "qed", "7864832", "cluster_size=4k,table_size=2", WITH_ZEROS);
         Source qed1m = new Source("qed 1M/16", "qed", "12M", "cluster_size=1M,table_size=16", WITH_ZEROS);
         Source qcow2 = new Source("qcow2 64K", "qcow2", "8M", "", WITH_ZEROS);
         Source qcow2v2 = new Source("qcow2 v2 4K", "qcow2", "7864832", "compat=0.10,cluster_size=4k", SCATTERED);
         Source qcow2r1 = new Source("qcow2 2M refcount 1", "qcow2", "8M", "cluster_size=2M,refcount_bits=1", WITH_ZEROS);
         Source qcow2x = new Source("qcow2 extended L2", "qcow2", "8M", "extended_l2=on,cluster_size=128k", WITH_ZEROS);
-        Source compressed = new Source("qcow2 compressed", "qcow2", "8M", "", SCATTERED, null, "-c");
         Source fs = new Source("qcow2 ext4 filesystem", "qcow2", "24M", "", List.of(), null, "mkfs");
         return Stream.of(
-                Arguments.of(raw, "qed", ""),
                 Arguments.of(rawOdd, "qed", "cluster_size=4k"),
                 Arguments.of(raw, "qed", "cluster_size=1M,table_size=2"),
-                Arguments.of(raw, "qcow2", ""),
                 Arguments.of(rawOdd, "qcow2", "cluster_size=512"),
                 Arguments.of(raw, "qcow2", "cluster_size=2M,compat=0.10"),
-                Arguments.of(qed, "qcow2", ""),
-                Arguments.of(qed4k, "qcow2", ""),
                 Arguments.of(qed1m, "qcow2", ""),
                 Arguments.of(qed1m, "qcow2", "cluster_size=2M"),
                 Arguments.of(qed.withBacking("qcow2"), "qcow2", ""),
                 Arguments.of(qed.withBacking("raw"), "qcow2", "compat=0.10"),
-                Arguments.of(qcow2, "qed", ""),
-                Arguments.of(qcow2v2, "qed", ""),
                 Arguments.of(qcow2r1, "qed", "cluster_size=1M"),
                 Arguments.of(qcow2.withBacking("qed"), "qed", ""),
-                Arguments.of(qcow2x, "qed", ""),
-                Arguments.of(compressed, "qed", ""),
-                Arguments.of(compressed, "qcow2", ""),
                 Arguments.of(qcow2, "qcow2", "cluster_size=4k"),
                 Arguments.of(qcow2v2, "qcow2", "cluster_size=64k"),
                 Arguments.of(qcow2, "qcow2", "refcount_bits=64"),
@@ -143,35 +139,10 @@ class InPlaceConversionTest {
             assertEquals("base." + src.backingFormat(), info.get("backing-filename").asText(), "backing file kept");
         }
 
-        assertKeptInPlace(before, Qemu.map(img, target), plan.get("moved-bytes").asLong());
+        Oracles.assertKeptInPlace(before, Qemu.map(img, target), plan.get("moved-bytes").asLong());
         System.out.printf("in place %s -> %s %s: kept %d, moved %d, metadata %d, extra %d bytes%n", src, target,
                 options, plan.get("kept-bytes").asLong(), plan.get("moved-bytes").asLong(),
                 plan.get("metadata-bytes").asLong(), plan.get("extra-space").asLong());
-    }
-
-    /**
-     * Every guest byte that had data at a host offset before is at the same
-     * offset after, except for at most {@code moved} bytes.
-     */
-    static void assertKeptInPlace(List<Qemu.MapLine> before, List<Qemu.MapLine> after, long moved) {
-        long displaced = 0;
-        for (Qemu.MapLine b : before) {
-            if (!b.data() || b.offset() < 0 || b.depth() != 0) {
-                continue;
-            }
-            for (Qemu.MapLine a : after) {
-                long s = Math.max(a.start(), b.start());
-                long e = Math.min(a.start() + a.length(), b.start() + b.length());
-                if (s >= e) {
-                    continue;
-                }
-                boolean same = a.offset() >= 0 && a.offset() - a.start() == b.offset() - b.start();
-                if (!same) {
-                    displaced += e - s;
-                }
-            }
-        }
-        assertTrue(displaced <= moved, "data displaced: " + displaced + " bytes, but the plan moved only " + moved);
     }
 
     @Test

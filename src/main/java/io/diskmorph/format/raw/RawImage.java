@@ -52,7 +52,7 @@ final class RawImage extends AbstractDiskImage {
     /** Data where the file has data, zeros (at the same offset) where it has holes. */
     @Override
     public Mapping mapping(long guestOffset, long maxLength) throws IOException {
-        checkRange(guestOffset, 0);
+        checkRange(guestOffset, 1); // at the end of the disk no answer of 1..maxLength bytes exists
         long end = Math.min(virtualSize(), guestOffset + maxLength);
         long fileEnd = storage.size();
         if (guestOffset >= fileEnd) {

@@ -251,50 +251,6 @@ class QedLayoutBuilderTest {
         }
     }
 
-    /** The same inputs give the same allocate/write sequence (the conversion engine runs the builder twice). */
-    @Test
-    void builderIsDeterministic() throws Exception {
-        assertEquals(record(), record());
-    }
-
-    private List<String> record() throws IOException {
-        List<String> log = new ArrayList<>();
-        long[] next = {1L << 30};
-        HostSpace space = new HostSpace() {
-            @Override
-            public long allocate(long length, long alignment) {
-                long at = (next[0] + alignment - 1) & -alignment;
-                next[0] = at + length;
-                log.add("allocate " + length + " " + alignment + " -> " + at);
-                return at;
-            }
-
-            @Override
-            public void write(long hostOffset, ByteBuffer data) {
-                byte[] d = new byte[data.remaining()];
-                data.get(d);
-                log.add("write " + hostOffset + " " + Arrays.hashCode(d));
-            }
-        };
-        LayoutBuilder b = new QedFormat().layoutBuilder(new CreateSpec(10L << 30, Map.of("cluster_size", "4096",
-                "table_size", "4"), "back.qed", null), TargetDefaults.NONE, space);
-        Random rnd = new Random(11);
-        long host = b.headerZone();
-        for (long g = 0; g < 10L << 30; g += 4096 * (1 + rnd.nextLong(300000))) {
-            if (rnd.nextBoolean()) {
-                b.addZero(g);
-            } else {
-                b.addData(g, host);
-                host += 4096;
-            }
-        }
-        for (var w : b.finish().writes()) {
-            log.add(w.offset() + ": " + Arrays.toString(w.bytes()));
-        }
-        log.add("length " + b.requiredFileLength());
-        return log;
-    }
-
     @Test
     void contractValuesAndRefusals() throws Exception {
         long[] next = {0};
