@@ -10,13 +10,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ALLOCATED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ZEROES;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.REFTABLE_OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
 
 /**
  * qemu-img check and repair of a qcow2 image with qemu 7.2's semantics and
@@ -52,10 +45,6 @@ import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
  * L1 page, one L2 table and a few refcount blocks at a time.
  */
 final class Qcow2Checker {
-    /** qemu L1E_RESERVED_MASK, L2E_STD_RESERVED_MASK, REFT_RESERVED_MASK. */
-    private static final long L1E_RESERVED = 0x7f00_0000_0000_01ffL;
-    private static final long L2E_STD_RESERVED = 0x3f00_0000_0000_01feL;
-    private static final long REFT_RESERVED = 0x1ffL;
     /** Bitmap table entries (qcow2-bitmap.c BME_TABLE_ENTRY_*). */
     private static final long BME_RESERVED = 0xff00_0000_0000_01feL;
     private static final long BME_ALL_ONES = 1;
@@ -526,11 +515,11 @@ final class Qcow2Checker {
                 if (e == 0) {
                     continue;
                 }
-                if ((e & L1E_RESERVED) != 0) {
+                if (L1Entry.hasReservedBits(e)) {
                     message("ERROR found L1 entry with reserved bits set: " + Long.toHexString(e));
                     res.corruptions++;
                 }
-                long l2 = e & OFFSET_MASK;
+                long l2 = L1Entry.l2Offset(e);
                 inc(l2, c);
                 if ((l2 & (c - 1)) != 0) {
                     message("ERROR l2_offset=" + Long.toHexString(l2) + ": Table is not cluster aligned; L1 entry "
@@ -542,7 +531,7 @@ final class Qcow2Checker {
                     long r = disk.get(l2 >>> cb);
                     if (disk.known) {
                         copiedL2 = true;
-                        if ((r == 1) != ((e & COPIED) != 0)) {
+                        if ((r == 1) != L1Entry.isCopied(e)) {
                             res.corruptions++;
                             copiedMessages.add("ERROR OFLAG_COPIED L2 cluster: l1_index=" + (first + j)
                                     + " l1_entry=" + Long.toHexString(e) + " refcount=" + Long.toUnsignedString(r));
@@ -577,9 +566,9 @@ final class Qcow2Checker {
             k = i * ew + ew - 1;
             long e = w[i * ew];
             long bitmap = ext ? w[i * 2 + 1] : 0;
-            long off = e & OFFSET_MASK;
-            if (!ext && !dataFile && (e & (COMPRESSED | ZERO | L2E_STD_RESERVED)) == 0 && off != 0
-                    && (off & (c - 1)) == 0 && off < fileLength) {
+            long off = L2Entry.hostOffset(e);
+            if (!ext && !dataFile && (e & (L2Entry.COMPRESSED_FLAG | L2Entry.ZERO_FLAG | L2Entry.STD_RESERVED)) == 0
+                    && off != 0 && (off & (c - 1)) == 0 && off < fileLength) {
                 // the common case, a normal cluster inside the file: what follows below, without the checks
                 if (frag) {
                     res.allocated++;
@@ -593,7 +582,7 @@ final class Qcow2Checker {
                 }
                 if (copied) {
                     long r = disk.get(off >>> cb);
-                    if (disk.known && (r == 1) != ((e & COPIED) != 0)) {
+                    if (disk.known && (r == 1) != L2Entry.isCopied(e)) {
                         res.corruptions++;
                         copiedMessages.add("ERROR OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e)
                                 + " refcount=" + Long.toUnsignedString(r));
@@ -601,16 +590,16 @@ final class Qcow2Checker {
                 }
                 continue;
             }
-            boolean compressed = (e & COMPRESSED) != 0;
-            if (!compressed && (e & L2E_STD_RESERVED) != 0) {
+            int type = L2Entry.type(e, ext, dataFile);
+            if (type != L2Entry.COMPRESSED && (e & L2Entry.STD_RESERVED) != 0) {
                 message("ERROR found l2 entry with reserved bits set: " + Long.toHexString(e));
                 res.corruptions++;
             }
-            if (compressed) {
-                if ((e & COPIED) != 0) {
-                    message("ERROR: coffset=0x" + Long.toHexString(e & geo.compressedOffsetMask) + ": copied flag "
-                            + "must never be set for compressed clusters");
-                    e &= ~COPIED;
+            if (type == L2Entry.COMPRESSED) {
+                if (L2Entry.isCopied(e)) {
+                    message("ERROR: coffset=0x" + Long.toHexString(L2Entry.compressedOffset(geo, e)) + ": copied "
+                            + "flag must never be set for compressed clusters");
+                    e &= ~L2Entry.COPIED;
                     res.corruptions++;
                 }
                 if (dataFile) {
@@ -624,8 +613,7 @@ final class Qcow2Checker {
                     res.corruptions++;
                     continue;
                 }
-                long coffset = geo.compressedOffset(e);
-                inc(coffset, geo.compressedSectors(e) * 512 - (coffset & 511));
+                inc(L2Entry.compressedOffset(geo, e), L2Entry.compressedLength(geo, e));
                 if (frag) {
                     res.allocated++;
                     res.compressed++;
@@ -634,10 +622,8 @@ final class Qcow2Checker {
                 }
                 continue;
             }
-            boolean zeroFlag = !ext && (e & ZERO) != 0;
-            boolean allocated = off != 0 || (!zeroFlag && dataFile && (e & COPIED) != 0);
-            if (!allocated) {
-                if (!zeroFlag && (bitmap & ALL_ALLOCATED) != 0) {
+            if (!L2Entry.hasHost(type)) {
+                if (type == L2Entry.UNALLOCATED && (bitmap & L2Entry.ALL_ALLOCATED) != 0) {
                     res.corruptions++;
                     message("ERROR: Unallocated cluster has non-zero subcluster allocation map");
                 }
@@ -651,7 +637,7 @@ final class Qcow2Checker {
             }
             if ((off & (c - 1)) != 0) {
                 res.corruptions++;
-                boolean containsData = ext ? (bitmap & ALL_ALLOCATED) != 0 : !zeroFlag;
+                boolean containsData = ext ? (bitmap & L2Entry.ALL_ALLOCATED) != 0 : type == L2Entry.NORMAL;
                 if (!containsData) {
                     message((fix ? "Repairing" : "ERROR") + " offset=" + Long.toHexString(off) + ": Preallocated "
                             + "cluster is not properly aligned; L2 entry corrupted.");
@@ -676,7 +662,7 @@ final class Qcow2Checker {
             }
             if (copied) {
                 long r = dataFile ? 1 : disk.get(off >>> cb);
-                if ((dataFile || disk.known) && (r == 1) != ((e & COPIED) != 0)) {
+                if ((dataFile || disk.known) && (r == 1) != L2Entry.isCopied(e)) {
                     res.corruptions++;
                     copiedMessages.add("ERROR OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e)
                             + " refcount=" + Long.toUnsignedString(r));
@@ -692,9 +678,9 @@ final class Qcow2Checker {
         long at = l2Offset + (long) index * 8 * ew;
         ByteBuffer b = ByteBuffer.allocate(8 * ew);
         if (geo.extendedL2) {
-            b.putLong(0, 0).putLong(8, (bitmap | bitmap << 32) & ALL_ZEROES);
+            b.putLong(0, 0).putLong(8, (bitmap | bitmap << 32) & L2Entry.ALL_ZEROES);
         } else {
-            b.putLong(0, ZERO);
+            b.putLong(0, L2Entry.ZERO_FLAG);
         }
         if (overlaps().check(active ? Overlaps.ACTIVE_L2 : Overlaps.INACTIVE_L2, at, 8L * ew) != null) {
             message("ERROR: Overlap check failed");
@@ -710,9 +696,9 @@ final class Qcow2Checker {
     private void checkRefblocks(boolean fix) throws Failed {
         for (int i = 0; i < reftableEntries; i++) {
             long e = i < reftable.length ? reftable[i] : 0;
-            long off = e & REFTABLE_OFFSET_MASK;
+            long off = Refcounts.blockOffsetOf(e);
             long cluster = off >>> cb;
-            if ((e & REFT_RESERVED) != 0) {
+            if ((e & Refcounts.TABLE_RESERVED) != 0) {
                 message("ERROR refcount table entry " + i + " has reserved bits set");
                 res.corruptions++;
                 rebuild = true;
@@ -778,7 +764,7 @@ final class Qcow2Checker {
         for (long bi = 0; bi * per < refs.size(); bi++) {
             long first = bi * per;
             long end = Math.min(refs.size(), first + per);
-            long off = bi < reftable.length ? reftable[(int) bi] & REFTABLE_OFFSET_MASK : 0;
+            long off = bi < reftable.length ? Refcounts.blockOffsetOf(reftable[(int) bi]) : 0;
             if (off != 0 && (off & (c - 1)) != 0) {
                 signal(String.format("Refblock offset %s unaligned (reftable index: %s)", altHex(off), altHex(bi)));
                 for (long i = first; i < end; i++) {
@@ -843,7 +829,7 @@ final class Qcow2Checker {
         LongList freed = new LongList();
         boolean any = false;
         for (long bi = 0; bi * per < refs.size() && bi < reftable.length; bi++) {
-            long off = reftable[(int) bi] & REFTABLE_OFFSET_MASK;
+            long off = Refcounts.blockOffsetOf(reftable[(int) bi]);
             if (off == 0 || (off & (c - 1)) != 0 || !readable(off, c)) {
                 continue;
             }
@@ -1114,7 +1100,7 @@ final class Qcow2Checker {
             long[] page = readPage(l1Offset + first * 8, n);
             for (int j = 0; j < n; j++) {
                 long e = page[j];
-                long l2 = e & OFFSET_MASK;
+                long l2 = L1Entry.l2Offset(e);
                 if (l2 == 0) {
                     continue;
                 }
@@ -1122,7 +1108,7 @@ final class Qcow2Checker {
                 if (!disk.known) {
                     continue;
                 }
-                if ((r == 1) != ((e & COPIED) != 0)) {
+                if ((r == 1) != L1Entry.isCopied(e)) {
                     if (report) {
                         res.corruptions++;
                         message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED L2 cluster: l1_index="
@@ -1139,7 +1125,8 @@ final class Qcow2Checker {
                             throw new Failed(EIO);
                         }
                         if (write) {
-                            writeAndSync(ByteBuffer.allocate(8).putLong(0, r == 1 ? e | COPIED : e & ~COPIED), at);
+                            long fixed = r == 1 ? e | L1Entry.COPIED : e & ~L1Entry.COPIED;
+                            writeAndSync(ByteBuffer.allocate(8).putLong(0, fixed), at);
                         }
                         if (report) {
                             res.corruptions--;
@@ -1166,27 +1153,22 @@ final class Qcow2Checker {
         for (int i = 0; i < geo.l2Entries; i++) {
             int wi = i * geo.entryWords;
             long e = w[wi];
-            if ((e & COMPRESSED) != 0) {
-                continue;
+            if (!L2Entry.hasHost(L2Entry.type(e, geo.extendedL2, dataFile))) {
+                continue; // compressed, unallocated or a plain zero cluster
             }
-            long off = e & OFFSET_MASK;
-            boolean zeroFlag = !geo.extendedL2 && (e & ZERO) != 0;
-            boolean allocated = off != 0 || (!zeroFlag && dataFile && (e & COPIED) != 0);
-            if (!allocated) {
-                continue;
-            }
+            long off = L2Entry.hostOffset(e);
             long r = dataFile ? 1 : disk.get(off >>> cb);
             if (!dataFile && !disk.known) {
                 continue;
             }
-            if ((r == 1) != ((e & COPIED) != 0)) {
+            if ((r == 1) != L2Entry.isCopied(e)) {
                 if (report) {
                     res.corruptions++;
                     message((repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
                             + Long.toHexString(e) + " refcount=" + Long.toUnsignedString(r));
                 }
                 if (repair) {
-                    w[wi] = r == 1 ? e | COPIED : e & ~COPIED;
+                    w[wi] = r == 1 ? e | L2Entry.COPIED : e & ~L2Entry.COPIED;
                     dirty++;
                 }
             }
@@ -1247,7 +1229,7 @@ final class Qcow2Checker {
                     long[] entries = readPage(offset + first * 8, n);
                     for (int k = 0; k < n; k++) {
                         long e = entries[k];
-                        long data = e & OFFSET_MASK;
+                        long data = e & BitmapDirectory.TABLE_ENTRY_OFFSET_MASK;
                         if (pass == 0) {
                             if ((e & BME_RESERVED) != 0 || data != 0 && ((e & BME_ALL_ONES) != 0
                                     || (data & (c - 1)) != 0)) {
@@ -1368,7 +1350,7 @@ final class Qcow2Checker {
             if (bi >= reftable.length) {
                 return 0;
             }
-            long off = reftable[(int) bi] & REFTABLE_OFFSET_MASK;
+            long off = Refcounts.blockOffsetOf(reftable[(int) bi]);
             if (off == 0) {
                 return 0;
             }
@@ -1438,11 +1420,11 @@ final class Qcow2Checker {
                 storage.read(buf, header.l1TableOffset + first * 8);
                 buf.flip();
                 for (int k = 0; k < n; k++) {
-                    mark(l2, buf.getLong(k * 8) & OFFSET_MASK);
+                    mark(l2, L1Entry.l2Offset(buf.getLong(k * 8)));
                 }
             }
             for (long e : reftable) {
-                mark(refblocks, e & REFTABLE_OFFSET_MASK);
+                mark(refblocks, Refcounts.blockOffsetOf(e));
             }
             if (bitmaps != null) {
                 add("bitmap directory", bitmaps.directoryOffset(), bitmaps.directorySize());

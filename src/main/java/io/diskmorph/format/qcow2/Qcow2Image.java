@@ -25,25 +25,17 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+import static io.diskmorph.format.qcow2.L2Entry.COMPRESSED;
+import static io.diskmorph.format.qcow2.L2Entry.NORMAL;
+import static io.diskmorph.format.qcow2.L2Entry.UNALLOCATED;
+import static io.diskmorph.format.qcow2.L2Entry.ZERO_ALLOC;
+import static io.diskmorph.format.qcow2.L2Entry.ZERO_PLAIN;
 
 /**
  * An open qcow2 image: mapping through L1 -> L2 (cached), compressed and
  * extended-L2 clusters, info. Writing lives in {@link Qcow2Writer}.
  */
 final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter {
-    // What one guest range is in this layer (qemu's QCow2SubclusterType).
-    static final int UNALLOCATED = 0;
-    /** Extended L2: unallocated subcluster of a cluster that has a host offset. */
-    static final int UNALLOCATED_ALLOC = 1;
-    static final int ZERO_PLAIN = 2;
-    static final int ZERO_ALLOC = 3;
-    static final int NORMAL = 4;
-    static final int COMPRESSED_CLUSTER = 5;
-
     private final Qcow2Format format;
     Qcow2Header header;
     final Qcow2Geometry geo;
@@ -220,17 +212,17 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         classify(guestOffset, end);
         int k = kind;
         long h = host;
-        if (k == COMPRESSED_CLUSTER) {
+        if (k == COMPRESSED) {
             long inCluster = guestOffset & (geo.clusterSize - 1);
-            return new Mapping.Compressed(runEnd - guestOffset, geo.compressedOffset(compressedEntry),
-                    geo.compressedLength(compressedEntry), inCluster);
+            return new Mapping.Compressed(runEnd - guestOffset, L2Entry.compressedOffset(geo, compressedEntry),
+                    L2Entry.compressedLength(geo, compressedEntry), inCluster);
         }
         long pos = runEnd;
         boolean fastPath = !geo.extendedL2 && dataFile == null;
         while (pos < end) {
             if (fastPath && (pos & (geo.clusterSize - 1)) == 0) {
                 int l1Index = (int) (pos >>> geo.l1Shift);
-                long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+                long l2Offset = L1Entry.l2Offset(l1.get(l1Index));
                 if (l2Offset != 0) {
                     long[] words = l2Table(l1Index, l2Offset).words;
                     int index = (int) ((pos >>> geo.clusterBits) & (geo.l2Entries - 1));
@@ -278,7 +270,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
      */
     private void classify(long pos, long limit) throws IOException {
         int l1Index = (int) (pos >>> geo.l1Shift);
-        long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+        long l2Offset = L1Entry.l2Offset(l1.get(l1Index));
         if (l2Offset == 0) {
             kind = UNALLOCATED;
             host = -1;
@@ -290,48 +282,33 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         long clusterStart = pos & -geo.clusterSize;
         long inCluster = pos - clusterStart;
         long entry = words[index * geo.entryWords];
-        if ((entry & COMPRESSED) != 0) {
-            if (dataFile != null) {
-                throw corruptEntry(l2Offset, index, "compressed cluster in an image with an external data file");
-            }
-            kind = COMPRESSED_CLUSTER;
+        long bitmap = geo.extendedL2 ? words[index * 2 + 1] : 0;
+        boolean hasDataFile = dataFile != null;
+        String problem = L2Entry.problem(geo, header.version, entry, bitmap, hasDataFile);
+        if (problem != null) {
+            throw corruptEntry(l2Offset, index, problem);
+        }
+        int type = L2Entry.type(entry, geo.extendedL2, hasDataFile);
+        if (type == COMPRESSED) {
+            kind = COMPRESSED;
             host = -1;
             compressedEntry = entry;
             runEnd = Math.min(limit, clusterStart + geo.clusterSize);
             return;
         }
-        long off = entry & OFFSET_MASK;
-        // with an external data file offset 0 is valid; COPIED (refcount 1, always) disambiguates (qemu)
-        boolean hasHost = off != 0 || (dataFile != null && (entry & COPIED) != 0);
-        if (hasHost && (off & (geo.clusterSize - 1)) != 0) {
-            throw corruptEntry(l2Offset, index, String.format("data cluster offset 0x%x is not cluster-aligned",
-                    off));
-        }
+        host = L2Entry.hasHost(type) ? L2Entry.hostOffset(entry) + inCluster : -1;
         if (!geo.extendedL2) {
-            if ((entry & ZERO) != 0) {
-                if (header.version < 3) {
-                    throw corruptEntry(l2Offset, index, "zero cluster in a version 2 image");
-                }
-                kind = hasHost ? ZERO_ALLOC : ZERO_PLAIN;
-            } else {
-                kind = hasHost ? NORMAL : UNALLOCATED;
-            }
-            host = hasHost ? off + inCluster : -1;
+            kind = type;
             runEnd = Math.min(limit, clusterStart + geo.clusterSize);
             return;
         }
-        long bitmap = words[index * 2 + 1];
-        if (hasHost ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & Qcow2Geometry.ALL_ALLOCATED) != 0) {
-            throw corruptEntry(l2Offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
-        }
         int sc = (int) (inCluster >>> geo.subclusterBits);
-        int k = subclusterKind(bitmap, sc, hasHost);
+        int k = L2Entry.subclusterType(entry, bitmap, sc, true, hasDataFile);
         int next = sc + 1;
-        while (next < Qcow2Geometry.SUBCLUSTERS && subclusterKind(bitmap, next, hasHost) == k) {
+        while (next < L2Entry.SUBCLUSTERS && L2Entry.subclusterType(entry, bitmap, next, true, hasDataFile) == k) {
             next++;
         }
         kind = k;
-        host = hasHost ? off + inCluster : -1;
         runEnd = Math.min(limit, clusterStart + ((long) next << geo.subclusterBits));
     }
 
@@ -347,9 +324,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         int i = index;
         for (; i < limit; i++) {
             long e = words[i];
-            long off = e & OFFSET_MASK;
-            int kk = (e & ZERO) != 0 ? (off != 0 ? ZERO_ALLOC : ZERO_PLAIN) : (off != 0 ? NORMAL : UNALLOCATED);
-            if ((e & COMPRESSED) != 0 || kk != k || off != (next < 0 ? 0 : next)) {
+            if (L2Entry.type(e, false, false) != k || L2Entry.hostOffset(e) != (next < 0 ? 0 : next)) {
                 break;
             }
             if (next >= 0) {
@@ -357,16 +332,6 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
             }
         }
         return i - index;
-    }
-
-    static int subclusterKind(long bitmap, int sc, boolean hasHost) {
-        if ((bitmap & (1L << (32 + sc))) != 0) {
-            return hasHost ? ZERO_ALLOC : ZERO_PLAIN;
-        }
-        if ((bitmap & (1L << sc)) != 0) {
-            return NORMAL;
-        }
-        return hasHost ? UNALLOCATED_ALLOC : UNALLOCATED;
     }
 
     CorruptImageException corruptEntry(long l2Offset, int index, String problem) {
@@ -387,7 +352,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         int count = 1;
         int max = l2.readaheadTables();
         while (count < max && l1Index + count < l1.size()) {
-            long next = l1.get(l1Index + count) & OFFSET_MASK;
+            long next = L1Entry.l2Offset(l1.get(l1Index + count));
             if (next != l2Offset + count * geo.clusterSize || l2.cached(next) != null) {
                 break;
             }

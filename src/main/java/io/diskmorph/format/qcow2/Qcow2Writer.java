@@ -12,12 +12,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ALLOCATED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ZEROES;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+import static io.diskmorph.format.qcow2.L2Entry.ALL_ALLOCATED;
+import static io.diskmorph.format.qcow2.L2Entry.ALL_ZEROES;
 
 /**
  * Guest writes into a qcow2 image: allocation at the end of the file,
@@ -38,11 +34,6 @@ final class Qcow2Writer {
     /** Writes are processed in chunks this large; caches are flushed between chunks when full. */
     private static final long CHUNK = 16L << 20;
     private static final int ZERO_BUFFER = 1 << 20;
-
-    // unit (cluster or subcluster) states for copy-on-write
-    private static final int UNIT_DATA = 0;
-    private static final int UNIT_ZERO = 1;
-    private static final int UNIT_BELOW = 2;
 
     private final Qcow2Image img;
     private final Storage storage;
@@ -128,15 +119,15 @@ final class Qcow2Writer {
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, oldHost);
+        validate(t, index, entry, bitmap);
+        boolean compressed = L2Entry.isCompressed(entry);
+        long oldHost = compressed ? 0 : L2Entry.hostOffset(entry);
 
         // the units (subclusters, or the whole cluster) the write touches
         int unitBits = geo.subclusterBits;
         int firstUnit = from >>> unitBits;
         int lastUnit = (to - 1) >>> unitBits;
-        long touched = geo.extendedL2 ? unitMask(firstUnit, lastUnit) : 0;
+        long touched = geo.extendedL2 ? L2Entry.subclusterMask(firstUnit, lastUnit) : 0;
         int regionStart = firstUnit << unitBits;
         int regionEnd = (lastUnit + 1) << unitBits;
 
@@ -152,14 +143,12 @@ final class Qcow2Writer {
         if (compressed) {
             // rewrite the whole cluster uncompressed
             byte[] buf = new byte[(int) clusterSize];
-            img.decompressCluster(new Mapping.Compressed(clusterSize, geo.compressedOffset(entry),
-                    geo.compressedLength(entry), 0), ByteBuffer.wrap(buf));
+            img.decompressCluster(new Mapping.Compressed(clusterSize, L2Entry.compressedOffset(geo, entry),
+                    L2Entry.compressedLength(geo, entry), 0), ByteBuffer.wrap(buf));
             src.get(at, buf, from, n);
             flushPending();
             writeData(ByteBuffer.wrap(buf), target);
-            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
-            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
-            refcounts.deferDecrement(first, last - first + 1);
+            freeEntry(entry, 0);
             bitmap = ALL_ALLOCATED;
         } else if (oldHost != 0 && !inPlace) {
             // shared cluster (snapshot): copy it, then write over the copy
@@ -173,8 +162,8 @@ final class Qcow2Writer {
         } else {
             // a new cluster (nothing there before) or in place: partial units around the write need what
             // the guest sees there now, unless the unit already holds its own data in place
-            boolean headFill = from > regionStart && (!inPlace || unitState(entry, bitmap, from) != UNIT_DATA);
-            boolean tailFill = to < regionEnd && (!inPlace || unitState(entry, bitmap, to - 1) != UNIT_DATA);
+            boolean headFill = from > regionStart && (!inPlace || unitState(entry, bitmap, from) != L2Entry.NORMAL);
+            boolean tailFill = to < regionEnd && (!inPlace || unitState(entry, bitmap, to - 1) != L2Entry.NORMAL);
             int start = headFill ? regionStart : from;
             int end = tailFill ? regionEnd : to;
             if (start == from && end == to) {
@@ -193,7 +182,7 @@ final class Qcow2Writer {
             }
         }
 
-        t.words[wi] = target | COPIED;
+        t.words[wi] = L2Entry.normal(target);
         if (geo.extendedL2) {
             t.words[wi + 1] = compressed ? ALL_ALLOCATED : (bitmap | touched) & ~(touched << 32);
         }
@@ -216,11 +205,12 @@ final class Qcow2Writer {
         }
     }
 
-    private void fillUnit(byte[] buf, int bufStart, long cluster, int start, int end, int state) throws IOException {
-        switch (state) {
-            case UNIT_ZERO -> Arrays.fill(buf, start - bufStart, end - bufStart, (byte) 0);
-            case UNIT_BELOW -> img.readBelow(ByteBuffer.wrap(buf, start - bufStart, end - start).slice(),
-                    cluster + start);
+    /** Fills [start, end) of the cluster with what the guest sees there, a unit of type {@code type}. */
+    private void fillUnit(byte[] buf, int bufStart, long cluster, int start, int end, int type) throws IOException {
+        switch (type) {
+            case L2Entry.ZERO_PLAIN, L2Entry.ZERO_ALLOC -> Arrays.fill(buf, start - bufStart, end - bufStart, (byte) 0);
+            case L2Entry.UNALLOCATED, L2Entry.UNALLOCATED_ALLOC -> img.readBelow(
+                    ByteBuffer.wrap(buf, start - bufStart, end - start).slice(), cluster + start);
             default -> {
                 // the unit's own data is already in buf (a copy of the old cluster)
             }
@@ -229,34 +219,13 @@ final class Qcow2Writer {
 
     /** What the guest sees in the unit holding byte {@code inCluster} (non-compressed entries). */
     private int unitState(long entry, long bitmap, int inCluster) {
-        if (geo.extendedL2) {
-            int sc = inCluster >>> geo.subclusterBits;
-            if ((bitmap & (1L << (32 + sc))) != 0) {
-                return UNIT_ZERO;
-            }
-            return (bitmap & (1L << sc)) != 0 ? UNIT_DATA : UNIT_BELOW;
-        }
-        if ((entry & ZERO) != 0) {
-            return UNIT_ZERO;
-        }
-        return (entry & OFFSET_MASK) != 0 ? UNIT_DATA : UNIT_BELOW;
+        return L2Entry.subclusterType(entry, bitmap, inCluster >>> geo.subclusterBits, geo.extendedL2, false);
     }
 
-    private static long unitMask(int first, int last) {
-        return (last == 31 ? 0xffff_ffffL : (1L << (last + 1)) - 1) & ~((1L << first) - 1);
-    }
-
-    private void validate(L2Cache.Table t, int index, long entry, long bitmap, long host) throws IOException {
-        if ((host & (clusterSize - 1)) != 0) {
-            throw img.corruptEntry(t.offset, index, String.format("data cluster offset 0x%x is not "
-                    + "cluster-aligned", host));
-        }
-        if (!geo.extendedL2 && (entry & ZERO) != 0 && (entry & COMPRESSED) == 0 && img.header.version < 3) {
-            throw img.corruptEntry(t.offset, index, "zero cluster in a version 2 image");
-        }
-        if (geo.extendedL2 && (entry & COMPRESSED) == 0
-                && (host != 0 ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & ALL_ALLOCATED) != 0)) {
-            throw img.corruptEntry(t.offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
+    private void validate(L2Cache.Table t, int index, long entry, long bitmap) throws IOException {
+        String problem = L2Entry.problem(geo, img.header.version, entry, bitmap, false);
+        if (problem != null) {
+            throw img.corruptEntry(t.offset, index, problem);
         }
     }
 
@@ -277,12 +246,12 @@ final class Qcow2Writer {
      */
     private L2Cache.Table writableL2(int l1Index) throws IOException {
         long l1e = img.l1.get(l1Index);
-        long off = l1e & OFFSET_MASK;
+        long off = L1Entry.l2Offset(l1e);
         if (off == 0) {
             long n = refcounts.allocate(true);
             L2Cache.Table t = img.l2.add(n, new long[(int) (clusterSize / 8)]);
             t.writable = true;
-            setL1(l1Index, n | COPIED);
+            setL1(l1Index, L1Entry.of(n));
             return t;
         }
         L2Cache.Table t = img.l2Table(l1Index, off);
@@ -297,19 +266,19 @@ final class Qcow2Writer {
         if (r == 1) {
             guard.checkMetadataWrite("L2 table", off, clusterSize);
             t.writable = true;
-            if ((l1e & COPIED) == 0) {
-                setL1(l1Index, l1e | COPIED);
+            if (!L1Entry.isCopied(l1e)) {
+                setL1(l1Index, l1e | L1Entry.COPIED);
             }
             return t;
         }
         long[] copy = t.words.clone();
         for (int i = 0; i < geo.l2Entries; i++) {
-            copy[i * geo.entryWords] &= ~COPIED;
+            copy[i * geo.entryWords] &= ~L2Entry.COPIED;
         }
         long n = refcounts.allocate(true);
         L2Cache.Table nt = img.l2.add(n, copy);
         nt.writable = true;
-        setL1(l1Index, n | COPIED);
+        setL1(l1Index, L1Entry.of(n));
         refcounts.deferDecrement(off >>> geo.clusterBits, 1);
         return nt;
     }
@@ -368,15 +337,15 @@ final class Qcow2Writer {
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long host = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, host);
+        validate(t, index, entry, bitmap);
+        boolean compressed = L2Entry.isCompressed(entry);
+        long host = compressed ? 0 : L2Entry.hostOffset(entry);
         if (!whole) {
             if (compressed) {
                 writeRealZeros(cluster + from, to - from); // qemu also falls back to writing zeros
                 return;
             }
-            long mask = unitMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
+            long mask = L2Entry.subclusterMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
             t.words[wi + 1] = (bitmap & ~mask) | (mask << 32);
             t.dirty = true;
             return;
@@ -391,7 +360,7 @@ final class Qcow2Writer {
             if (geo.extendedL2) {
                 bitmap = ALL_ZEROES;
             } else {
-                entry |= ZERO;
+                entry |= L2Entry.ZERO_FLAG;
             }
         }
         t.words[wi] = entry;
@@ -402,10 +371,9 @@ final class Qcow2Writer {
     }
 
     private void freeEntry(long entry, long host) {
-        if ((entry & COMPRESSED) != 0) {
-            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
-            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
-            refcounts.deferDecrement(first, last - first + 1);
+        if (L2Entry.isCompressed(entry)) {
+            refcounts.deferDecrement(L2Entry.compressedFirstCluster(geo, entry),
+                    L2Entry.compressedClusters(geo, entry));
         } else if (host != 0) {
             refcounts.deferDecrement(host >>> geo.clusterBits, 1);
         }
@@ -414,13 +382,13 @@ final class Qcow2Writer {
     /** Host offset of a guest cluster's data (0 when none, compressed, or without an L2 table). */
     private long hostOf(long cluster) throws IOException {
         int l1Index = (int) (cluster >>> geo.l1Shift);
-        long off = img.l1.get(l1Index) & OFFSET_MASK;
+        long off = L1Entry.l2Offset(img.l1.get(l1Index));
         if (off == 0) {
             return 0;
         }
         L2Cache.Table t = img.l2Table(l1Index, off);
         long e = t.words[(int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1)) * geo.entryWords];
-        return (e & COMPRESSED) != 0 ? 0 : e & OFFSET_MASK;
+        return L2Entry.isCompressed(e) ? 0 : L2Entry.hostOffset(e);
     }
 
     /** Whether guest range [start, end) already reads as zeros in this image. */
@@ -474,14 +442,12 @@ final class Qcow2Writer {
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, oldHost);
+        validate(t, index, entry, bitmap);
+        long oldHost = L2Entry.isCompressed(entry) ? 0 : L2Entry.hostOffset(entry);
         freeEntry(entry, oldHost);
         long host = refcounts.allocateBytes(length);
         queueCompressed(data, length, host);
-        long extraSectors = ((host + length - 1) >>> 9) - (host >>> 9);
-        t.words[wi] = COMPRESSED | (extraSectors << geo.csizeShift) | host;
+        t.words[wi] = L2Entry.compressed(geo, host, length);
         if (geo.extendedL2) {
             t.words[wi + 1] = 0; // compressed clusters have no subcluster bitmap
         }
@@ -645,7 +611,7 @@ final class Qcow2Writer {
             }
             LongList l2 = new LongList();
             for (int i = 0; i < img.l1.size(); i++) {
-                long off = img.l1.get(i) & OFFSET_MASK;
+                long off = L1Entry.l2Offset(img.l1.get(i));
                 if (off != 0) {
                     l2.add(off >>> img.geo.clusterBits);
                     end = Math.max(end, off + c);
@@ -654,7 +620,7 @@ final class Qcow2Writer {
             l2Clusters = l2.sorted();
             LongList blocks = new LongList();
             for (int i = 0; i < refcounts.tableLength(); i++) {
-                long off = refcounts.tableEntry(i) & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+                long off = Refcounts.blockOffsetOf(refcounts.tableEntry(i));
                 if (off != 0) {
                     blocks.add(off >>> img.geo.clusterBits);
                 }

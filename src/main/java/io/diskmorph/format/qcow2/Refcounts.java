@@ -34,6 +34,10 @@ final class Refcounts {
     private static final VarHandle BE16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.BIG_ENDIAN);
     private static final VarHandle BE32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.BIG_ENDIAN);
     private static final VarHandle BE64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
+    /** Refcount table entry bits 9-63: the refcount block's host offset (bit 63 included, as qemu reads it). */
+    static final long TABLE_OFFSET_MASK = 0xffff_ffff_ffff_fe00L;
+    /** Refcount table entry bits that must be clear (qemu REFT_RESERVED_MASK). */
+    static final long TABLE_RESERVED = 0x1ffL;
     /** Bytes of refcount blocks kept cached. */
     private static final long CACHE_BYTES = 4L << 20;
 
@@ -118,7 +122,7 @@ final class Refcounts {
         if (index >= table.length) {
             return 0;
         }
-        long off = table[(int) index] & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+        long off = blockOffsetOf(table[(int) index]);
         if (off < 0) {
             // bit 63 is part of the offset field (qcow2.rst "Refcount table"): no file reaches 2^63
             throw new CorruptImageException("qcow2 refcount table", tableOffset + index * 8, String.format(
@@ -550,7 +554,12 @@ final class Refcounts {
         dirtyHi = -1;
     }
 
-    // ---- entry codec ----
+    // ---- entry codecs ----
+
+    /** Host offset of the refcount block a refcount table entry points to (0: none). */
+    static long blockOffsetOf(long tableEntry) {
+        return tableEntry & TABLE_OFFSET_MASK;
+    }
 
     /** Refcount {@code i} of a block; widths below 8 bits are packed LSB first (qemu get_refcount_ro0..2). */
     static long entry(byte[] block, int i, int order) {
