@@ -137,7 +137,7 @@ final class Qcow2Checker {
     private boolean signaled;
     private boolean signalPending;
     private String pendingSignal;
-    private Overlaps overlaps;
+    private MetadataOverlap overlaps;
     private DiskRefcounts disk;
     private final long[] l2Words;
     private final ByteBuffer l2Buffer;
@@ -314,7 +314,7 @@ final class Qcow2Checker {
         long clusters = ceilDiv(table.length, c);
         // qemu puts the new table in the first free clusters and refuses when that lands on metadata
         // (the old table); we allocate at the end of the image, but refuse where qemu does
-        if (table.length > 0 && overlaps().check(0, firstFreeRun(clusters), table.length) != null) {
+        if (table.length > 0 && overlap(0, firstFreeRun(clusters), table.length, true) != null) {
             message("ERROR failed to update snapshot table: " + EIO);
             snap.checkErrors++;
             throw new Failed(EIO);
@@ -682,7 +682,8 @@ final class Qcow2Checker {
         } else {
             b.putLong(0, L2Entry.ZERO_FLAG);
         }
-        if (overlaps().check(active ? Overlaps.ACTIVE_L2 : Overlaps.INACTIVE_L2, at, 8L * ew) != null) {
+        int own = active ? MetadataOverlap.ACTIVE_L2 : MetadataOverlap.INACTIVE_L2;
+        if (overlap(own, at, 8L * ew, true) != null) {
             message("ERROR: Overlap check failed");
             res.checkErrors++;
             throw new Failed(EIO);
@@ -936,13 +937,13 @@ final class Qcow2Checker {
         }
         for (int bi = 0; bi < plan.entries; bi++) {
             long off = plan.table[bi];
-            if (off != 0 && overlaps().check(0, off, c) != null) {
+            if (off != 0 && overlap(0, off, c, true) != null) {
                 message("ERROR writing refblock: " + EIO);
                 res.checkErrors++;
                 throw new Failed(EIO);
             }
         }
-        if (overlaps().check(0, tableOffset, plan.entries * 8L) != null) {
+        if (overlap(0, tableOffset, plan.entries * 8L, true) != null) {
             message("ERROR writing reftable: " + EIO);
             throw new Failed(EIO);
         }
@@ -1117,7 +1118,7 @@ final class Qcow2Checker {
                     }
                     if (repair) {
                         long at = l1Offset + (first + j) * 8;
-                        if (overlaps().check(Overlaps.ACTIVE_L1, at, 8, report) != null) {
+                        if (overlap(MetadataOverlap.ACTIVE_L1, at, 8, report) != null) {
                             if (!report) {
                                 return false;
                             }
@@ -1174,7 +1175,7 @@ final class Qcow2Checker {
             }
         }
         if (dirty > 0) {
-            if (overlaps().check(Overlaps.ACTIVE_L2, l2, c, report) != null) {
+            if (overlap(MetadataOverlap.ACTIVE_L2, l2, c, report) != null) {
                 if (!report) {
                     return false;
                 }
@@ -1389,141 +1390,20 @@ final class Qcow2Checker {
     }
 
     /**
-     * qemu's metadata overlap check with its default template ("cached":
-     * all but inactive L2 tables) over the structures as they are now.
+     * The metadata a repair's write of [offset, offset + size) would land on
+     * (the structures as they are now), or null; {@code signal}: report a
+     * hit like qemu (once).
      */
-    private final class Overlaps {
-        static final int ACTIVE_L1 = 1;
-        static final int ACTIVE_L2 = 2;
-        static final int INACTIVE_L2 = 4;
-        private final List<long[]> l1 = new ArrayList<>();
-        private final List<long[]> fixed = new ArrayList<>();
-        private final List<String> fixedNames = new ArrayList<>();
-        private final ClusterSet l2 = new ClusterSet();
-        private final ClusterSet refblocks = new ClusterSet();
-
-        Overlaps() throws IOException {
-            long l1Size = Integer.toUnsignedLong(header.l1Size);
-            if (l1Size > 0) {
-                l1.add(new long[]{header.l1TableOffset, header.l1TableOffset + l1Size * 8});
-            }
-            add("refcount table", reftableOffset, reftableEntries * 8);
-            add("snapshot table", snapshotsOffset, snapshotsSize);
-            for (SnapshotTable.Snapshot s : snapshots) {
-                add("inactive L1 table", s.l1TableOffset(), Integer.toUnsignedLong(s.l1Size()) * 8);
-            }
-            BitmapDirectory.Extension bitmaps = BitmapDirectory.extension(header);
-            ByteBuffer buf = ByteBuffer.allocate((int) Math.min(l1Size, L1_PAGE_ENTRIES) * 8);
-            for (long first = 0; first < l1Size; first += L1_PAGE_ENTRIES) {
-                int n = (int) Math.min(L1_PAGE_ENTRIES, l1Size - first);
-                buf.clear().limit(n * 8);
-                storage.read(buf, header.l1TableOffset + first * 8);
-                buf.flip();
-                for (int k = 0; k < n; k++) {
-                    mark(l2, L1Entry.l2Offset(buf.getLong(k * 8)));
-                }
-            }
-            for (long e : reftable) {
-                mark(refblocks, Refcounts.blockOffsetOf(e));
-            }
-            if (bitmaps != null) {
-                add("bitmap directory", bitmaps.directoryOffset(), bitmaps.directorySize());
-            }
-        }
-
-        private void add(String name, long offset, long size) {
-            if (size > 0) {
-                fixed.add(new long[]{offset, offset + size});
-                fixedNames.add(name);
-            }
-        }
-
-        /** One table cluster at {@code offset} (two clusters when misaligned). */
-        private void mark(ClusterSet set, long offset) {
-            if (offset != 0) {
-                set.add(offset >>> cb);
-                set.add((offset + c - 1) >>> cb);
-            }
-        }
-
-        /** The name of the metadata a write of [offset, offset + size) would hit, or null. */
-        String check(int ignore, long offset, long size) {
-            return check(ignore, offset, size, true);
-        }
-
-        /** As {@link #check(int, long, long)}; {@code signal}: report a hit like qemu (once). */
-        String check(int ignore, long offset, long size, boolean signal) {
-            if (size == 0) {
-                return null;
-            }
-            if (offset < c) {
-                return "qcow2_header";
-            }
-            long start = offset & -c;
-            long end = (offset + size + c - 1) & -c;
-            String hit = null;
-            if ((ignore & ACTIVE_L1) == 0 && !l1.isEmpty() && hits(l1.get(0), start, end)) {
-                hit = "active L1 table";
-            }
-            for (int i = 0; hit == null && i < fixed.size(); i++) {
-                if (hits(fixed.get(i), start, end)) {
-                    hit = fixedNames.get(i);
-                }
-            }
-            for (long k = start >>> cb; hit == null && k < end >>> cb; k++) {
-                if ((ignore & ACTIVE_L2) == 0 && l2.contains(k)) {
-                    hit = "active L2 table";
-                } else if (refblocks.contains(k)) {
-                    hit = "refcount block";
-                }
-            }
-            if (hit != null && signal) {
-                signal("Preventing invalid write on metadata (overlaps with " + hit + ")");
-            }
-            return hit;
-        }
-
-        private static boolean hits(long[] r, long start, long end) {
-            return Long.compareUnsigned(r[0], end) < 0 && Long.compareUnsigned(start, r[1]) < 0;
-        }
-    }
-
-    /**
-     * Table clusters for the overlap check: a bitmap for the clusters of any
-     * plausible file, a sorted list for the few a hostile table puts far
-     * beyond (a bitmap up there would cost its page index alone).
-     */
-    private static final class ClusterSet {
-        private static final long NEAR = 1L << 26;
-        private final ClusterBitmap near = new ClusterBitmap();
-        private final LongList far = new LongList();
-        private long[] farSorted;
-
-        void add(long cluster) {
-            if (Long.compareUnsigned(cluster, NEAR) < 0) {
-                near.set(cluster);
-            } else {
-                far.add(cluster);
-                farSorted = null;
-            }
-        }
-
-        boolean contains(long cluster) {
-            if (Long.compareUnsigned(cluster, NEAR) < 0) {
-                return near.get(cluster);
-            }
-            if (farSorted == null) {
-                farSorted = far.sorted();
-            }
-            return Arrays.binarySearch(farSorted, cluster) >= 0;
-        }
-    }
-
-    private Overlaps overlaps() throws IOException {
+    private String overlap(int ignore, long offset, long size, boolean signal) throws IOException {
         if (overlaps == null) {
-            overlaps = new Overlaps();
+            overlaps = MetadataOverlap.of(storage, header, reftableOffset, reftableEntries * 8, reftable,
+                    reftable.length, snapshotsOffset, snapshotsSize, snapshots);
         }
-        return overlaps;
+        String hit = overlaps.check(ignore, offset, size);
+        if (hit != null && signal) {
+            signal("Preventing invalid write on metadata (overlaps with " + hit + ")");
+        }
+        return hit;
     }
 
     /** qcow2_signal_corruption, once per image; we never mark the image corrupt ourselves. */

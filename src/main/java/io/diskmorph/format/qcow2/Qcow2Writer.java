@@ -40,7 +40,8 @@ final class Qcow2Writer {
     private final Qcow2Geometry geo;
     private final long clusterSize;
     private final Refcounts refcounts;
-    private final MetadataGuard guard;
+    /** Data and tables must not land on other metadata of a possibly hostile image. */
+    private final MetadataOverlap overlap;
     private final boolean hasBacking;
     private boolean unsynced;
     private ByteBuffer zeros;
@@ -72,9 +73,11 @@ final class Qcow2Writer {
                     + "cluster writes copy from it)");
         }
         this.refcounts = img.refcounts();
-        this.guard = new MetadataGuard(img, refcounts);
-        refcounts.setGuard(guard::checkMetadataWrite);
-        refcounts.reserveBelow(guard.knownMetadataEnd());
+        this.overlap = MetadataOverlap.of(storage, h, refcounts.tableOffset(),
+                refcounts.tableClusters() * clusterSize, refcounts.tableEntries(), refcounts.tableEntries().length,
+                h.snapshotsOffset, img.snapshotTableBytes, img.snapshots());
+        refcounts.setOverlapCheck(overlap);
+        refcounts.reserveBelow(knownMetadataEnd(img, overlap));
         if (h.autoclear != 0) {
             // qemu clears autoclear bits it does not maintain before changing the image (qcow2.rst)
             img.header = h.withAutoclear(0);
@@ -134,10 +137,10 @@ final class Qcow2Writer {
         boolean inPlace = oldHost != 0 && refcountOf(oldHost, t, index) == 1;
         long target;
         if (inPlace) {
-            guard.checkDataWrite(oldHost);
+            overlap.refuseDataWrite(oldHost);
             target = oldHost;
         } else {
-            target = refcounts.allocate(false);
+            target = refcounts.allocate();
         }
 
         if (compressed) {
@@ -248,7 +251,7 @@ final class Qcow2Writer {
         long l1e = img.l1.get(l1Index);
         long off = L1Entry.l2Offset(l1e);
         if (off == 0) {
-            long n = refcounts.allocate(true);
+            long n = allocateL2();
             L2Cache.Table t = img.l2.add(n, new long[(int) (clusterSize / 8)]);
             t.writable = true;
             setL1(l1Index, L1Entry.of(n));
@@ -264,7 +267,7 @@ final class Qcow2Writer {
                     String.format("L2 table 0x%x is in use but has refcount 0", off));
         }
         if (r == 1) {
-            guard.checkMetadataWrite("L2 table", off, clusterSize);
+            overlap.refuseTableWrite("L2 table", off, clusterSize);
             t.writable = true;
             if (!L1Entry.isCopied(l1e)) {
                 setL1(l1Index, l1e | L1Entry.COPIED);
@@ -275,12 +278,34 @@ final class Qcow2Writer {
         for (int i = 0; i < geo.l2Entries; i++) {
             copy[i * geo.entryWords] &= ~L2Entry.COPIED;
         }
-        long n = refcounts.allocate(true);
+        long n = allocateL2();
         L2Cache.Table nt = img.l2.add(n, copy);
         nt.writable = true;
         setL1(l1Index, L1Entry.of(n));
         refcounts.deferDecrement(off >>> geo.clusterBits, 1);
         return nt;
+    }
+
+    private long allocateL2() throws IOException {
+        long n = refcounts.allocate();
+        overlap.addL2Table(n);
+        return n;
+    }
+
+    /**
+     * Where new clusters may start: past the metadata the tables point to
+     * (a hostile image may leave it without refcounts), snapshot L1 tables
+     * of a plausible size included.
+     */
+    private static long knownMetadataEnd(Qcow2Image img, MetadataOverlap overlap) {
+        long end = overlap.activeEnd();
+        for (SnapshotTable.Snapshot s : img.snapshots()) {
+            long len = Integer.toUnsignedLong(s.l1Size()) * 8;
+            if (s.l1TableOffset() >= 0 && len <= Qcow2Header.MAX_L1_BYTES) {
+                end = Math.max(end, s.l1TableOffset() + len);
+            }
+        }
+        return end;
     }
 
     private void setL1(int index, long value) throws IOException {
@@ -574,101 +599,6 @@ final class Qcow2Writer {
             }
             storage.punchHole(c[i] << geo.clusterBits, (long) (j - i) << geo.clusterBits);
             i = j;
-        }
-    }
-
-    /**
-     * Overlap checks before writing into existing clusters of a possibly
-     * hostile image (qemu's "cached" overlap checks): data and tables must
-     * not land on the header, the L1 table, the refcount table, refcount
-     * blocks, L2 tables, the snapshot table or snapshot L1 tables.
-     */
-    static final class MetadataGuard {
-        private final Qcow2Image img;
-        private final Refcounts refcounts;
-        private final List<long[]> ranges = new ArrayList<>();
-        private final long[] l2Clusters;
-        private final long[] refblockClusters;
-        private final long metadataEnd;
-
-        MetadataGuard(Qcow2Image img, Refcounts refcounts) throws IOException {
-            this.img = img;
-            this.refcounts = refcounts;
-            Qcow2Header h = img.header;
-            long c = img.geo.clusterSize;
-            ranges.add(new long[]{0, c});
-            ranges.add(new long[]{h.l1TableOffset, h.l1TableOffset + img.l1.size() * 8L});
-            ranges.add(new long[]{h.snapshotsOffset, h.snapshotsOffset + img.snapshotTableBytes});
-            for (SnapshotTable.Snapshot s : img.snapshots()) {
-                long len = Integer.toUnsignedLong(s.l1Size()) * 8;
-                if (s.l1TableOffset() >= 0 && len <= Qcow2Header.MAX_L1_BYTES) {
-                    ranges.add(new long[]{s.l1TableOffset(), s.l1TableOffset() + len});
-                }
-            }
-            long end = 0;
-            for (long[] r : ranges) {
-                end = Math.max(end, r[1]);
-            }
-            LongList l2 = new LongList();
-            for (int i = 0; i < img.l1.size(); i++) {
-                long off = L1Entry.l2Offset(img.l1.get(i));
-                if (off != 0) {
-                    l2.add(off >>> img.geo.clusterBits);
-                    end = Math.max(end, off + c);
-                }
-            }
-            l2Clusters = l2.sorted();
-            LongList blocks = new LongList();
-            for (int i = 0; i < refcounts.tableLength(); i++) {
-                long off = Refcounts.blockOffsetOf(refcounts.tableEntry(i));
-                if (off != 0) {
-                    blocks.add(off >>> img.geo.clusterBits);
-                }
-            }
-            refblockClusters = blocks.sorted();
-            metadataEnd = end;
-        }
-
-        /** End of the metadata known at open; new clusters go past it. */
-        long knownMetadataEnd() {
-            return metadataEnd;
-        }
-
-        void checkDataWrite(long host) throws IOException {
-            long ci = host >>> img.geo.clusterBits;
-            if (Arrays.binarySearch(l2Clusters, ci) >= 0 || Arrays.binarySearch(refblockClusters, ci) >= 0
-                    || refcounts.isNewMetadata(ci)) {
-                throw new CorruptImageException("qcow2 L2 table", -1, String.format(
-                        "data cluster 0x%x overlaps qcow2 metadata; refusing to write", host));
-            }
-            checkFixed("data cluster", host, img.geo.clusterSize);
-        }
-
-        void checkMetadataWrite(String structure, long offset, long length) throws IOException {
-            long ci = offset >>> img.geo.clusterBits;
-            boolean other = structure.equals("L2 table")
-                    ? Arrays.binarySearch(refblockClusters, ci) >= 0
-                    : Arrays.binarySearch(l2Clusters, ci) >= 0;
-            if (other) {
-                throw new CorruptImageException("qcow2 " + structure, offset,
-                        "overlaps other qcow2 metadata; refusing to write");
-            }
-            checkFixed(structure, offset, length);
-        }
-
-        private void checkFixed(String structure, long offset, long length) throws IOException {
-            long end = offset + length;
-            long rt = refcounts.tableOffset();
-            long rtEnd = rt + (long) refcounts.tableClusters() * img.geo.clusterSize;
-            boolean hit = offset < rtEnd && rt < end;
-            for (long[] r : ranges) {
-                hit |= r[1] > r[0] && offset < r[1] && r[0] < end;
-            }
-            if (hit) {
-                throw new CorruptImageException("qcow2 " + structure, offset,
-                        "overlaps the header, an L1 table, the refcount table or the snapshot table; "
-                                + "refusing to write");
-            }
         }
     }
 }

@@ -11,7 +11,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.BitSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -41,11 +40,6 @@ final class Refcounts {
     /** Bytes of refcount blocks kept cached. */
     private static final long CACHE_BYTES = 4L << 20;
 
-    /** Checks that a metadata write does not land on other metadata (hostile images). */
-    interface WriteGuard {
-        void checkWrite(String structure, long offset, long length) throws IOException;
-    }
-
     /** One cached refcount block. */
     private static final class Block {
         final long offset;
@@ -72,10 +66,8 @@ final class Refcounts {
     private long allocEnd = -1;
     /** Pairs (first cluster index, cluster count) whose refcounts drop by one at {@link #applyDeferred}. */
     private final LongList deferred = new LongList();
-    /** Tables allocated in this session, by cluster index relative to {@link #sessionStart}. */
-    private final BitSet newMetadata = new BitSet();
-    private long sessionStart;
-    private WriteGuard guard;
+    /** The writer's overlap check (null for check's repairs): existing blocks are checked, new ones added. */
+    private MetadataOverlap overlap;
 
     private Refcounts(Storage storage, Qcow2Geometry geo, long tableOffset, int tableClusters, long[] table) {
         this.storage = storage;
@@ -96,8 +88,8 @@ final class Refcounts {
         return new Refcounts(storage, geo, tableOffset, tableClusters, table);
     }
 
-    void setGuard(WriteGuard guard) {
-        this.guard = guard;
+    void setOverlapCheck(MetadataOverlap overlap) {
+        this.overlap = overlap;
     }
 
     long tableOffset() {
@@ -112,9 +104,9 @@ final class Refcounts {
         return table.length;
     }
 
-    /** Raw refcount table entry {@code index}. */
-    long tableEntry(int index) {
-        return table[index];
+    /** The refcount table's entries (owned by this object: not to be changed). */
+    long[] tableEntries() {
+        return table;
     }
 
     /** Host offset of refcount block {@code index}, 0 when none; corrupt when misaligned. */
@@ -239,7 +231,6 @@ final class Refcounts {
                 end = Math.max(end, blockOffset(bi) + geo.clusterSize);
             }
             allocEnd = Math.max(end, (last + 1) << geo.clusterBits);
-            sessionStart = allocEnd >>> geo.clusterBits;
         }
         return allocEnd;
     }
@@ -281,16 +272,10 @@ final class Refcounts {
         return (v + geo.clusterSize - 1) & -geo.clusterSize;
     }
 
-    /**
-     * Allocates one cluster at the end of the image with refcount 1.
-     * {@code metadata} marks it as a table (not guest data) for overlap checks.
-     */
-    long allocate(boolean metadata) throws IOException {
+    /** Allocates one cluster at the end of the image with refcount 1. */
+    long allocate() throws IOException {
         long off = bump(1);
         setNew(off >>> geo.clusterBits);
-        if (metadata) {
-            markNewMetadata(off >>> geo.clusterBits);
-        }
         return off;
     }
 
@@ -345,9 +330,7 @@ final class Refcounts {
     long allocateRun(long clusters) throws IOException {
         long off = bump(clusters);
         for (long i = 0; i < clusters; i++) {
-            long ci = (off >>> geo.clusterBits) + i;
-            markNewMetadata(ci);
-            setNew(ci);
+            setNew((off >>> geo.clusterBits) + i);
         }
         return off;
     }
@@ -360,16 +343,6 @@ final class Refcounts {
         }
         allocEnd = end;
         return off;
-    }
-
-    private void markNewMetadata(long clusterIndex) {
-        newMetadata.set(Math.toIntExact(clusterIndex - sessionStart));
-    }
-
-    /** Whether a table allocated in this session occupies {@code clusterIndex}. */
-    boolean isNewMetadata(long clusterIndex) {
-        long rel = clusterIndex - sessionStart;
-        return allocEnd >= 0 && rel >= 0 && rel < Integer.MAX_VALUE && newMetadata.get((int) rel);
     }
 
     /** Sets the refcount of a free cluster to 1. */
@@ -400,14 +373,16 @@ final class Refcounts {
             nb.checked = true;
             evictClean(cacheCapacity - 1);
             blocks.put(bi, nb);
-            markNewMetadata(newOff >>> geo.clusterBits);
+            if (overlap != null) {
+                overlap.addRefcountBlock(newOff);
+            }
             setNew(newOff >>> geo.clusterBits); // the new block counts itself (or lands in another block)
             return nb;
         }
         Block b = block(bi, off);
         if (!b.checked) {
-            if (guard != null) {
-                guard.checkWrite("refcount block", off, geo.clusterSize);
+            if (overlap != null) {
+                overlap.refuseTableWrite("refcount block", off, geo.clusterSize);
             }
             b.checked = true;
         }
@@ -440,8 +415,10 @@ final class Refcounts {
         tableOffset = newOff;
         tableClusters = (int) clusters;
         tableMoved = true;
+        if (overlap != null) {
+            overlap.moveRefcountTable(newOff, clusters * geo.clusterSize);
+        }
         for (long c = 0; c < clusters; c++) {
-            markNewMetadata((newOff >>> geo.clusterBits) + c);
             setNew((newOff >>> geo.clusterBits) + c);
         }
     }
