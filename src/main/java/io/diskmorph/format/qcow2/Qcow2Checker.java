@@ -2,6 +2,7 @@ package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.CheckReport;
 import io.diskmorph.image.RepairMode;
+import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -320,21 +321,11 @@ final class Qcow2Checker {
             throw new Failed(EIO);
         }
         Qcow2Header h = Qcow2Header.read(storage, true);
-        Refcounts rc = Refcounts.load(storage, geo, h.refcountTableOffset, h.refcountTableClusters);
+        SyncTracker file = new SyncTracker(storage);
+        Refcounts rc = Refcounts.load(file, geo, h.refcountTableOffset, h.refcountTableClusters,
+                Qcow2Image.REFCOUNT_CACHE_BYTES, (offset, n) -> file.write(ByteBuffer.wrap(h.withRefcountTable(offset, n).encodeFields()), 0));
         long at = table.length == 0 ? 0 : rc.allocateRun(clusters);
-        rc.writeDirtyBlocks();
-        if (rc.tableMoved()) {
-            rc.writeMovedTable();
-        }
-        storage.sync();
-        if (rc.tableMoved()) {
-            Qcow2Header moved = h.withRefcountTable(rc.tableOffset(), rc.tableClusters());
-            storage.write(ByteBuffer.wrap(moved.encodeFields()), 0);
-            storage.sync();
-        } else if (rc.hasTableUpdates()) {
-            rc.writeTableUpdates();
-            storage.sync();
-        }
+        rc.writes().flush(); // the new clusters' refcounts are durable before anything points to them
         if (table.length > 0) {
             storage.write(ByteBuffer.wrap(table), at);
             storage.sync();
@@ -344,11 +335,9 @@ final class Qcow2Checker {
         if (snapshotsSize > 0) {
             long first = snapshotsOffset >>> cb;
             long last = (snapshotsOffset + snapshotsSize - 1) >>> cb;
-            rc.deferDecrement(first, last - first + 1);
+            rc.free(first, last - first + 1, file); // the header no longer points there
             try {
-                rc.applyDeferred();
-                rc.writeDirtyBlocks();
-                storage.sync();
+                rc.applyFrees();
             } catch (io.diskmorph.image.CorruptImageException e) {
                 // qemu ignores a failed free of the old table: it only leaks
             }

@@ -4,13 +4,13 @@ import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.image.cache.SyncTracker;
+import io.diskmorph.image.cache.WriteDependency;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
 import static io.diskmorph.format.qcow2.L2Entry.ALL_ALLOCATED;
 import static io.diskmorph.format.qcow2.L2Entry.ALL_ZEROES;
@@ -24,11 +24,16 @@ import static io.diskmorph.format.qcow2.L2Entry.ALL_ZEROES;
  * dirty bit is never set).
  *
  * <p>Crash safety: data is written at once into clusters no metadata points
- * to yet (or in place into a cluster with refcount 1); metadata is cached
- * and written by {@link #flush} in the order data, sync, refcount blocks
- * (increments), sync, refcount table / header, sync, L2 tables, sync, L1,
- * sync, refcount decrements, sync. A crash can leak clusters, never leave a
- * reference to a cluster with a refcount too low.
+ * to yet (or in place into a cluster with refcount 1); metadata is cached,
+ * and every change says what must be durable before it is written (the
+ * caches' dependencies): an L2 entry waits for its data and for the
+ * refcounts of new clusters (blocks, then the refcount table or header that
+ * points to new blocks), an L1 entry for the L2 table it points to, and a
+ * refcount decrement for the table that dropped the reference. An evicted
+ * table and {@link #flush} write in that order: data, sync, refcount blocks,
+ * sync, refcount table / header, sync, L2 tables, sync, L1, sync, refcount
+ * decrements, sync. A crash can leak clusters, never leave a reference to a
+ * cluster with a refcount too low.
  */
 final class Qcow2Writer {
     /** Writes are processed in chunks this large; caches are flushed between chunks when full. */
@@ -37,14 +42,16 @@ final class Qcow2Writer {
 
     private final Qcow2Image img;
     private final Storage storage;
+    private final SyncTracker file;
     private final Qcow2Geometry geo;
     private final long clusterSize;
     private final Refcounts refcounts;
     /** Data and tables must not land on other metadata of a possibly hostile image. */
     private final MetadataOverlap overlap;
     private final boolean hasBacking;
-    private boolean unsynced;
     private ByteBuffer zeros;
+    /** Guest data an L2 entry is about to map: issued and durable before the entry is written. */
+    private final WriteDependency dataWrites = this::flushData;
 
     // one pending data write, extended while guest clusters land on adjacent host clusters
     private ByteBuffer pendingSrc;
@@ -60,6 +67,7 @@ final class Qcow2Writer {
     Qcow2Writer(Qcow2Image img) throws IOException {
         this.img = img;
         this.storage = img.storage();
+        this.file = img.file;
         this.geo = img.geo;
         this.clusterSize = geo.clusterSize;
         Qcow2Header h = img.header;
@@ -81,8 +89,8 @@ final class Qcow2Writer {
         if (h.autoclear != 0) {
             // qemu clears autoclear bits it does not maintain before changing the image (qcow2.rst)
             img.header = h.withAutoclear(0);
-            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
-            storage.sync();
+            file.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
+            file.flush();
         }
     }
 
@@ -117,7 +125,7 @@ final class Qcow2Writer {
      */
     private void writeCluster(long cluster, int from, ByteBuffer src, int at, int n) throws IOException {
         int to = from + n;
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
@@ -161,7 +169,7 @@ final class Qcow2Writer {
             fillEdges(buf, 0, cluster, from, to, regionStart, regionEnd, entry, bitmap);
             src.get(at, buf, from, n);
             writeData(ByteBuffer.wrap(buf), target);
-            refcounts.deferDecrement(oldHost >>> geo.clusterBits, 1);
+            refcounts.free(oldHost >>> geo.clusterBits, 1, img.l2);
         } else {
             // a new cluster (nothing there before) or in place: partial units around the write need what
             // the guest sees there now, unless the unit already holds its own data in place
@@ -189,7 +197,19 @@ final class Qcow2Writer {
         if (geo.extendedL2) {
             t.words[wi + 1] = compressed ? ALL_ALLOCATED : (bitmap | touched) & ~(touched << 32);
         }
-        t.dirty = true;
+        mapsNewData(t, !inPlace);
+    }
+
+    /**
+     * An entry of {@code t} now maps data just written: the table is written
+     * after that data and, for {@code newCluster}, after its refcount.
+     */
+    private void mapsNewData(L2Table t, boolean newCluster) {
+        img.l2.markDirty(t);
+        if (newCluster) {
+            img.l2.dependOn(refcounts.writes());
+        }
+        img.l2.dependOn(dataWrites);
     }
 
     /**
@@ -225,17 +245,17 @@ final class Qcow2Writer {
         return L2Entry.subclusterType(entry, bitmap, inCluster >>> geo.subclusterBits, geo.extendedL2, false);
     }
 
-    private void validate(L2Cache.Table t, int index, long entry, long bitmap) throws IOException {
+    private void validate(L2Table t, int index, long entry, long bitmap) throws IOException {
         String problem = L2Entry.problem(geo, img.header.version, entry, bitmap, false);
         if (problem != null) {
-            throw img.corruptEntry(t.offset, index, problem);
+            throw img.corruptEntry(t.hostOffset(), index, problem);
         }
     }
 
-    private long refcountOf(long host, L2Cache.Table t, int index) throws IOException {
+    private long refcountOf(long host, L2Table t, int index) throws IOException {
         long r = refcounts.get(host >>> geo.clusterBits);
         if (r == 0) {
-            throw img.corruptEntry(t.offset, index, String.format("data cluster 0x%x is in use but has "
+            throw img.corruptEntry(t.hostOffset(), index, String.format("data cluster 0x%x is in use but has "
                     + "refcount 0", host));
         }
         return r;
@@ -247,17 +267,14 @@ final class Qcow2Writer {
      * is above one; the copy's entries keep their refcounts, which already
      * count both tables).
      */
-    private L2Cache.Table writableL2(int l1Index) throws IOException {
+    private L2Table writableL2(int l1Index) throws IOException {
         long l1e = img.l1.get(l1Index);
         long off = L1Entry.l2Offset(l1e);
         if (off == 0) {
-            long n = allocateL2();
-            L2Cache.Table t = img.l2.add(n, new long[(int) (clusterSize / 8)]);
-            t.writable = true;
-            setL1(l1Index, L1Entry.of(n));
+            L2Table t = newL2(l1Index);
             return t;
         }
-        L2Cache.Table t = img.l2Table(l1Index, off);
+        L2Table t = img.l2Table(l1Index, off);
         if (t.writable) {
             return t;
         }
@@ -274,22 +291,28 @@ final class Qcow2Writer {
             }
             return t;
         }
-        long[] copy = t.words.clone();
+        L2Table nt = newL2(l1Index); // the cache keeps t meanwhile
+        System.arraycopy(t.words, 0, nt.words, 0, nt.words.length);
         for (int i = 0; i < geo.l2Entries; i++) {
-            copy[i * geo.entryWords] &= ~L2Entry.COPIED;
+            nt.words[i * geo.entryWords] &= ~L2Entry.COPIED;
         }
-        long n = allocateL2();
-        L2Cache.Table nt = img.l2.add(n, copy);
-        nt.writable = true;
-        setL1(l1Index, L1Entry.of(n));
-        refcounts.deferDecrement(off >>> geo.clusterBits, 1);
+        refcounts.free(off >>> geo.clusterBits, 1, img.l1);
         return nt;
     }
 
-    private long allocateL2() throws IOException {
+    /**
+     * A new, empty L2 table for L1 entry {@code l1Index}: written after its
+     * refcount, and before the L1 entry that now points to it.
+     */
+    private L2Table newL2(int l1Index) throws IOException {
         long n = refcounts.allocate();
         overlap.addL2Table(n);
-        return n;
+        L2Table t = img.l2.create(n);
+        t.writable = true;
+        img.l2.dependOn(refcounts.writes());
+        setL1(l1Index, L1Entry.of(n));
+        img.l1.dependOn(img.l2);
+        return t;
     }
 
     /**
@@ -357,7 +380,7 @@ final class Qcow2Writer {
             writeRealZeros(cluster + from, to - from);
             return;
         }
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
@@ -372,7 +395,7 @@ final class Qcow2Writer {
             }
             long mask = L2Entry.subclusterMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
             t.words[wi + 1] = (bitmap & ~mask) | (mask << 32);
-            t.dirty = true;
+            img.l2.markDirty(t);
             return;
         }
         boolean unmap = compressed || !v3 || (mayUnmap && host != 0);
@@ -392,15 +415,16 @@ final class Qcow2Writer {
         if (geo.extendedL2) {
             t.words[wi + 1] = bitmap;
         }
-        t.dirty = true;
+        img.l2.markDirty(t);
     }
 
+    /** Releases what an L2 entry held, once the L2 table without it is durable. */
     private void freeEntry(long entry, long host) {
         if (L2Entry.isCompressed(entry)) {
-            refcounts.deferDecrement(L2Entry.compressedFirstCluster(geo, entry),
-                    L2Entry.compressedClusters(geo, entry));
+            refcounts.free(L2Entry.compressedFirstCluster(geo, entry), L2Entry.compressedClusters(geo, entry),
+                    img.l2);
         } else if (host != 0) {
-            refcounts.deferDecrement(host >>> geo.clusterBits, 1);
+            refcounts.free(host >>> geo.clusterBits, 1, img.l2);
         }
     }
 
@@ -411,7 +435,7 @@ final class Qcow2Writer {
         if (off == 0) {
             return 0;
         }
-        L2Cache.Table t = img.l2Table(l1Index, off);
+        L2Table t = img.l2Table(l1Index, off);
         long e = t.words[(int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1)) * geo.entryWords];
         return L2Entry.isCompressed(e) ? 0 : L2Entry.hostOffset(e);
     }
@@ -462,7 +486,7 @@ final class Qcow2Writer {
      */
     void writeCompressed(long cluster, byte[] data, int length) throws IOException {
         img.dropDecompressed();
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
@@ -476,7 +500,7 @@ final class Qcow2Writer {
         if (geo.extendedL2) {
             t.words[wi + 1] = 0; // compressed clusters have no subcluster bitmap
         }
-        t.dirty = true;
+        mapsNewData(t, true);
         flushIfCachesFull();
     }
 
@@ -530,63 +554,34 @@ final class Qcow2Writer {
     }
 
     private void writeData(ByteBuffer data, long host) throws IOException {
-        storage.write(data, host);
-        unsynced = true;
+        file.write(data, host);
+    }
+
+    private void flushData() throws IOException {
+        flushPending();
+        file.flush();
     }
 
     // ---- flush ----
 
     private void flushIfCachesFull() throws IOException {
-        if (img.l2.overCapacity() || refcounts.overCapacity()) {
+        if (img.l2.isMostlyDirty() || refcounts.overCapacity()) {
             flush();
         }
     }
 
-    /** Makes everything durable, in the crash-safe order described on the class. */
+    /**
+     * Makes everything durable. The order is the dependencies': each flush
+     * below first flushes what it depends on (see the class comment).
+     */
     void flush() throws IOException {
         flushPending();
-        boolean metadata = refcounts.hasDirtyBlocks() || refcounts.tableMoved() || refcounts.hasTableUpdates()
-                || img.l2.hasDirty() || img.l1.isDirty() || refcounts.hasDeferred();
-        if (!metadata) {
-            if (unsynced) {
-                storage.sync();
-                unsynced = false;
-            }
-            return;
-        }
-        // 1. data and refcount increments (new blocks, a moved table are not referenced yet)
-        refcounts.writeDirtyBlocks();
-        if (refcounts.tableMoved()) {
-            refcounts.writeMovedTable();
-        }
-        storage.sync();
-        unsynced = false;
-        // 2. the refcount table points to the new blocks (or the header to the new table)
-        if (refcounts.tableMoved()) {
-            img.header = img.header.withRefcountTable(refcounts.tableOffset(), refcounts.tableClusters());
-            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
-            refcounts.tableSwitched();
-            storage.sync();
-        } else if (refcounts.hasTableUpdates()) {
-            refcounts.writeTableUpdates();
-            storage.sync();
-        }
-        // 3. L2 tables, then the L1 entries that point to new ones
-        if (img.l2.hasDirty()) {
-            img.l2.writeDirty();
-            storage.sync();
-        }
-        if (img.l1.isDirty()) {
-            img.l1.writeDirty();
-            storage.sync();
-        }
-        // 4. references are gone: drop the refcounts, then give the space back
-        if (refcounts.hasDeferred()) {
-            LongList freed = refcounts.applyDeferred();
-            refcounts.writeDirtyBlocks();
-            storage.sync();
-            punch(freed);
-        }
+        img.l1.flush();
+        img.l2.flush();
+        refcounts.writes().flush();
+        LongList freed = refcounts.applyFrees();
+        file.flush();
+        punch(freed);
     }
 
     /** Deallocates freed clusters in the file (runs of adjacent clusters in one call). */

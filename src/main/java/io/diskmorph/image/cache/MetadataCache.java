@@ -118,7 +118,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     /** The table at {@code hostOffset} if it is cached (its place in the LRU order unchanged), else null. */
     @SuppressWarnings("unchecked")
     public T peek(long hostOffset) {
-        int s = lookup(hostOffset);
+        int s = lastSlot != NONE && offsets[lastSlot] == hostOffset ? lastSlot : lookup(hostOffset);
         return s == NONE ? null : (T) tables[s];
     }
 
