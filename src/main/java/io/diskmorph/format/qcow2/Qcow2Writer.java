@@ -581,19 +581,6 @@ final class Qcow2Writer {
         refcounts.writes().flush();
         LongList freed = refcounts.applyFrees();
         file.flush();
-        punch(freed);
-    }
-
-    /** Deallocates freed clusters in the file (runs of adjacent clusters in one call). */
-    private void punch(LongList freed) throws IOException {
-        long[] c = freed.sorted();
-        for (int i = 0; i < c.length; ) {
-            int j = i + 1;
-            while (j < c.length && c[j] == c[j - 1] + 1) {
-                j++;
-            }
-            storage.punchHole(c[i] << geo.clusterBits, (long) (j - i) << geo.clusterBits);
-            i = j;
-        }
+        Refcounts.punchFreed(storage, freed, geo.clusterBits);
     }
 }

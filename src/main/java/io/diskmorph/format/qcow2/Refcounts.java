@@ -6,6 +6,7 @@ import io.diskmorph.image.cache.Dependencies;
 import io.diskmorph.image.cache.MetadataCache;
 import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.image.cache.WriteDependency;
+import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.lang.invoke.MethodHandles;
@@ -477,6 +478,23 @@ final class Refcounts {
         return freed;
     }
 
+    /** Deallocates freed clusters that lie in the file (qemu discards them), runs of adjacent ones at a time. */
+    static void punchFreed(Storage storage, LongList freedClusters, int clusterBits) throws IOException {
+        long[] f = freedClusters.sorted();
+        for (int i = 0; i < f.length; ) {
+            int j = i + 1;
+            while (j < f.length && f[j] == f[j - 1] + 1) {
+                j++;
+            }
+            long from = f[i] << clusterBits;
+            long to = Math.min((f[j - 1] + 1) << clusterBits, storage.size());
+            if (to > from) {
+                storage.punchHole(from, to - from);
+            }
+            i = j;
+        }
+    }
+
     // ---- entry codecs ----
 
     /** Host offset of the refcount block a refcount table entry points to (0: none). */
@@ -484,16 +502,27 @@ final class Refcounts {
         return tableEntry & TABLE_OFFSET_MASK;
     }
 
-    /** Refcount {@code i} of a block; widths below 8 bits are packed LSB first (qemu get_refcount_ro0..2). */
+    /**
+     * Refcount {@code i} of a block; widths below 8 bits are packed LSB first
+     * (qemu get_refcount_ro0..2). The wider ones are assembled by hand: the
+     * hot loops of a check run before the JIT has optimised var handles.
+     */
     static long entry(byte[] block, int i, int order) {
         return switch (order) {
             case 0 -> (block[i >>> 3] >>> (i & 7)) & 1;
             case 1 -> (block[i >>> 2] >>> ((i & 3) * 2)) & 3;
             case 2 -> (block[i >>> 1] >>> ((i & 1) * 4)) & 15;
             case 3 -> block[i] & 0xff;
-            case 4 -> (short) BE16.get(block, i * 2) & 0xffff;
-            case 5 -> Integer.toUnsignedLong((int) BE32.get(block, i * 4));
-            default -> (long) BE64.get(block, i * 8);
+            case 4 -> (block[2 * i] & 0xff) << 8 | block[2 * i + 1] & 0xff;
+            case 5 -> (long) (block[4 * i] & 0xff) << 24 | (block[4 * i + 1] & 0xff) << 16
+                    | (block[4 * i + 2] & 0xff) << 8 | block[4 * i + 3] & 0xff;
+            default -> {
+                long v = 0;
+                for (int k = 8 * i; k < 8 * i + 8; k++) {
+                    v = v << 8 | block[k] & 0xff;
+                }
+                yield v;
+            }
         };
     }
 

@@ -45,6 +45,10 @@ class MetadataCacheTest {
             super(inner);
         }
 
+        SyncTracker tracker() {
+            return new SyncTracker(this);
+        }
+
         @Override
         public void write(ByteBuffer src, long position) throws IOException {
             ops.add("w " + position);
@@ -129,14 +133,11 @@ class MetadataCacheTest {
     @Test
     void evictingADirtyTableFlushesWhatItDependsOnFirst() throws IOException {
         Recording rec = new Recording(new MemoryStorage("m"));
-        SyncTracker file = new SyncTracker(rec);
-        MetadataCache<Words> refcounts = cache(file, 4);
-        MetadataCache<Words> tables = cache(file, 2);
-        Words block = refcounts.create(1000 * TABLE);
-        refcounts.markDirty(block);
-        Words t = tables.create(0);
+        MetadataCache<Words> refcounts = cache(rec.tracker(), 4);
+        MetadataCache<Words> tables = cache(rec.tracker(), 2);
+        refcounts.create(1000 * TABLE); // a new table is dirty
+        tables.create(0);
         tables.dependOn(refcounts);
-        tables.markDirty(t);
         tables.get(TABLE);
         tables.get(2 * TABLE); // evicts the dirty table at 0
         assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops);
@@ -148,16 +149,15 @@ class MetadataCacheTest {
     @Test
     void aFlushWritesDependenciesThenTablesInFileOrder() throws IOException {
         Recording rec = new Recording(new MemoryStorage("m"));
-        SyncTracker file = new SyncTracker(rec);
+        SyncTracker file = rec.tracker();
         MetadataCache<Words> l2 = cache(file, 8);
         MetadataCache<Words> l1 = cache(file, 2);
         file.write(ByteBuffer.allocate(8), 1 << 20); // guest data
         l2.dependOn(file);
-        for (long at : new long[]{5 * TABLE, 3 * TABLE}) {
-            l2.markDirty(l2.create(at));
-        }
+        l2.create(5 * TABLE);
+        l2.create(3 * TABLE);
         l1.dependOn(l2);
-        l1.markDirty(l1.create(0));
+        l1.create(0);
         l1.flush();
         assertEquals(List.of("w " + (1 << 20), "sync", "w " + 3 * TABLE, "w " + 5 * TABLE, "sync", "w 0", "sync"),
                 rec.ops);
