@@ -29,7 +29,7 @@ final class BitmapDirectoryCheck {
         if (ext == null) {
             return;
         }
-        long c = ctx.clusterSize;
+        long clusterSize = ctx.clusterSize;
         ctx.inc(ext.directoryOffset(), ext.directorySize());
         List<long[]> tables = bitmapTables(ctx, ext);
         if (tables == null) {
@@ -54,12 +54,12 @@ final class BitmapDirectoryCheck {
                         long data = e & BitmapDirectory.TABLE_ENTRY_OFFSET_MASK;
                         if (pass == 0) {
                             if ((e & BME_RESERVED) != 0 || data != 0 && ((e & BME_ALL_ONES) != 0
-                                    || (data & (c - 1)) != 0)) {
+                                    || (data & (clusterSize - 1)) != 0)) {
                                 ctx.res.corruptions++;
                                 throw new CheckFailed(CheckFailed.EINVAL);
                             }
                         } else if (data != 0) {
-                            ctx.inc(data, c);
+                            ctx.inc(data, clusterSize);
                         }
                     }
                 }
@@ -73,7 +73,7 @@ final class BitmapDirectoryCheck {
         if (size == 0 || size > BitmapDirectory.MAX_DIRECTORY_BYTES) {
             return null;
         }
-        long c = ctx.clusterSize;
+        long clusterSize = ctx.clusterSize;
         // past the end of the file the directory reads as zeros, and an all-zero entry is invalid (table
         // size 0): what lies in the file and one entry header beyond is all that can matter
         long inFile = Math.max(0, ctx.fileLength - ext.directoryOffset());
@@ -97,8 +97,8 @@ final class BitmapDirectoryCheck {
             if (at + entrySize > size || extra != 0) {
                 return null;
             }
-            long phys = tableSize * c;
-            boolean bad = tableSize == 0 || tableOffset == 0 || (tableOffset & (c - 1)) != 0
+            long phys = tableSize * clusterSize;
+            boolean bad = tableSize == 0 || tableOffset == 0 || (tableOffset & (clusterSize - 1)) != 0
                     || tableSize > BME_MAX_TABLE_SIZE || granularity > 31 || granularity < 9
                     || (flags & ~(BitmapDirectory.FLAG_IN_USE | BitmapDirectory.FLAG_AUTO)) != 0
                     || nameSize > BME_MAX_NAME_SIZE || type != 1 || phys > BME_MAX_PHYS_SIZE

@@ -121,17 +121,16 @@ final class CheckContext {
         if (size <= 0) {
             return;
         }
-        long c = clusterSize;
         // a last cluster may be partly past the end of the file, a whole cluster may not (qemu's int64 test)
-        if (offset + size - fileLength >= c) {
+        if (offset + size - fileLength >= clusterSize) {
             message("ERROR: counting reference for region exceeding the end of the file by one cluster or more: "
                     + "offset 0x" + Long.toHexString(offset) + " size 0x" + Long.toHexString(size));
             res.corruptions++;
             return;
         }
-        long start = offset & -c;
-        long last = (offset + size - 1) & -c;
-        for (long at = start; Long.compareUnsigned(at, last) <= 0; at += c) {
+        long start = offset & -clusterSize;
+        long last = (offset + size - 1) & -clusterSize;
+        for (long at = start; Long.compareUnsigned(at, last) <= 0; at += clusterSize) {
             long k = at >>> clusterBits;
             if (k >= refs.size()) {
                 if (k >= MAX_TALLY) {

@@ -105,8 +105,8 @@ final class MappingTablesCheck {
         ReferenceTally refs = ctx.refs;
         StoredRefcounts stored = refcounts.stored;
         boolean dataFile = ctx.hasDataFile;
-        long c = ctx.clusterSize;
-        int cb = ctx.clusterBits;
+        long clusterSize = ctx.clusterSize;
+        int clusterBits = ctx.clusterBits;
         long fileLength = ctx.fileLength;
         boolean ext = geo.extendedL2;
         int ew = geo.entryWords;
@@ -122,20 +122,20 @@ final class MappingTablesCheck {
             long bitmap = ext ? w[i * 2 + 1] : 0;
             long off = L2Entry.hostOffset(e);
             if (!ext && !dataFile && (e & (L2Entry.COMPRESSED_FLAG | L2Entry.ZERO_FLAG | L2Entry.STD_RESERVED)) == 0
-                    && off != 0 && (off & (c - 1)) == 0 && off < fileLength) {
+                    && off != 0 && (off & (clusterSize - 1)) == 0 && off < fileLength) {
                 // the common case, a normal cluster inside the file: what follows below, without the checks
                 if (frag) {
                     res.allocated++;
                     if (nextContiguous != 0 && off != nextContiguous) {
                         res.fragmented++;
                     }
-                    nextContiguous = off + c;
+                    nextContiguous = off + clusterSize;
                 }
-                if (!refs.increment(off >>> cb)) {
+                if (!refs.increment(off >>> clusterBits)) {
                     ctx.overflow(off);
                 }
                 if (copied) {
-                    long r = stored.get(off >>> cb);
+                    long r = stored.get(off >>> clusterBits);
                     if (stored.known && (r == 1) != L2Entry.isCopied(e)) {
                         res.corruptions++;
                         copiedMessages.add("ERROR OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e)
@@ -189,7 +189,7 @@ final class MappingTablesCheck {
                 ctx.message("ERROR offset=" + Long.toHexString(off) + ": Allocated cluster has corrupted subcluster "
                         + "allocation bitmap");
             }
-            if ((off & (c - 1)) != 0) {
+            if ((off & (clusterSize - 1)) != 0) {
                 res.corruptions++;
                 boolean containsData = ext ? (bitmap & L2Entry.ALL_ALLOCATED) != 0 : type == L2Entry.NORMAL;
                 if (!containsData) {
@@ -209,13 +209,13 @@ final class MappingTablesCheck {
                 if (nextContiguous != 0 && off != nextContiguous) {
                     res.fragmented++;
                 }
-                nextContiguous = off + c;
+                nextContiguous = off + clusterSize;
             }
             if (!dataFile) {
-                ctx.inc(off, c);
+                ctx.inc(off, clusterSize);
             }
             if (copied) {
-                long r = dataFile ? 1 : stored.get(off >>> cb);
+                long r = dataFile ? 1 : stored.get(off >>> clusterBits);
                 if ((dataFile || stored.known) && (r == 1) != L2Entry.isCopied(e)) {
                     res.corruptions++;
                     copiedMessages.add("ERROR OFLAG_COPIED data cluster: l2_entry=" + Long.toHexString(e)

@@ -46,40 +46,40 @@ final class RefcountCheck {
 
     /** check_refblocks: each refcount block must be valid, inside the image, and referenced once. */
     void checkRefblocks(boolean fix) throws CheckFailed {
-        long c = ctx.clusterSize;
+        long clusterSize = ctx.clusterSize;
         CheckCounts res = ctx.res;
         ReferenceTally refs = ctx.refs;
         for (int i = 0; i < tableEntries; i++) {
             long e = i < table.length ? table[i] : 0;
             long off = Refcounts.blockOffsetOf(e);
-            long cluster = off >>> ctx.clusterBits;
+            long clusterIndex = off >>> ctx.clusterBits;
             if ((e & Refcounts.TABLE_RESERVED) != 0) {
                 ctx.message("ERROR refcount table entry " + i + " has reserved bits set");
                 res.corruptions++;
                 rebuild = true;
                 continue;
             }
-            if ((off & (c - 1)) != 0) {
+            if ((off & (clusterSize - 1)) != 0) {
                 ctx.message("ERROR refcount block " + i + " is not cluster aligned; refcount table entry corrupted");
                 res.corruptions++;
                 rebuild = true;
                 continue;
             }
-            if (Long.compareUnsigned(cluster, refs.size()) >= 0) {
+            if (Long.compareUnsigned(clusterIndex, refs.size()) >= 0) {
                 res.corruptions++;
                 ctx.message((fix ? "Repairing" : "ERROR") + " refcount block " + i + " is outside image");
                 if (fix) {
                     // qemu grows the file to hold the block
-                    String error = Long.compareUnsigned(off, Long.MAX_VALUE - c) > 0 ? CheckFailed.EINVAL
-                            : ctx.grow(off + c);
-                    if (error == null && CheckContext.ceilDiv(ctx.fileLength, c) > CheckContext.MAX_TALLY) {
+                    String error = Long.compareUnsigned(off, Long.MAX_VALUE - clusterSize) > 0 ? CheckFailed.EINVAL
+                            : ctx.grow(off + clusterSize);
+                    if (error == null && CheckContext.ceilDiv(ctx.fileLength, clusterSize) > CheckContext.MAX_TALLY) {
                         res.checkErrors++; // qemu cannot hold the in-memory table
                         throw new CheckFailed(CheckFailed.ENOMEM);
                     }
                     if (error == null) {
-                        refs.ensureSize(CheckContext.ceilDiv(ctx.fileLength, c));
+                        refs.ensureSize(CheckContext.ceilDiv(ctx.fileLength, clusterSize));
                         res.fixedCorruption();
-                        ctx.inc(off, c);
+                        ctx.inc(off, clusterSize);
                         continue;
                     }
                     rebuild = true;
@@ -88,8 +88,8 @@ final class RefcountCheck {
                 continue;
             }
             if (off != 0) {
-                ctx.inc(off, c);
-                long r = refs.get(cluster);
+                ctx.inc(off, clusterSize);
+                long r = refs.get(clusterIndex);
                 if (r != 1) {
                     ctx.message("ERROR refcount block " + i + " refcount=" + Long.toUnsignedString(r));
                     res.corruptions++;
@@ -207,10 +207,10 @@ final class RefcountCheck {
     }
 
     /** Sets refcount {@code k} of a block being fixed; a cluster that drops to 0 is freed. */
-    private void setStored(byte[] block, int k, long refcount, long cluster, LongList freed) {
+    private void setStored(byte[] block, int k, long refcount, long clusterIndex, LongList freed) {
         Refcounts.setEntry(block, k, ctx.geo.refcountOrder, refcount);
         if (refcount == 0) {
-            freed.add(cluster);
+            freed.add(clusterIndex);
         }
     }
 
@@ -226,7 +226,7 @@ final class RefcountCheck {
     }
 
     /** Reports one refcount mismatch; true when it is to be fixed (counted as fixed). */
-    private boolean mismatch(long cluster, long r1, long r2, boolean fixLeaks, boolean fixErrors) {
+    private boolean mismatch(long clusterIndex, long r1, long r2, boolean fixLeaks, boolean fixErrors) {
         boolean leak = Long.compareUnsigned(r1, r2) > 0;
         boolean fix = false;
         if (r1 == 0) {
@@ -234,7 +234,7 @@ final class RefcountCheck {
         } else if (leak && fixLeaks || !leak && fixErrors) {
             fix = true;
         }
-        ctx.message((fix ? "Repairing" : leak ? "Leaked" : "ERROR") + " cluster " + cluster + " refcount="
+        ctx.message((fix ? "Repairing" : leak ? "Leaked" : "ERROR") + " cluster " + clusterIndex + " refcount="
                 + Long.toUnsignedString(r1) + " reference=" + Long.toUnsignedString(r2));
         CheckCounts res = ctx.res;
         if (fix) {
@@ -255,11 +255,11 @@ final class RefcountCheck {
     long firstFreeRun(long count) throws IOException {
         StoredRefcounts now = new StoredRefcounts(ctx, table);
         long run = 0;
-        long cluster = 0;
-        for (; run < count; cluster++) {
-            long r = now.get(cluster);
+        long clusterIndex = 0;
+        for (; run < count; clusterIndex++) {
+            long r = now.get(clusterIndex);
             run = r == 0 && now.known ? run + 1 : 0;
         }
-        return (cluster - count) << ctx.clusterBits;
+        return (clusterIndex - count) << ctx.clusterBits;
     }
 }

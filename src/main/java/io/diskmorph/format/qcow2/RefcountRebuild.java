@@ -43,17 +43,17 @@ final class RefcountRebuild {
     }
 
     private Structure placeAndWrite() throws IOException, CheckFailed {
-        long c = ctx.clusterSize;
-        int cb = ctx.clusterBits;
+        long clusterSize = ctx.clusterSize;
+        int clusterBits = ctx.clusterBits;
         placeRefblocks(0, refs.size());
         long tableOffset;
         long tableClusters;
         boolean grown;
         do {
-            tableClusters = CheckContext.ceilDiv(entries * 8L, c);
+            tableClusters = CheckContext.ceilDiv(entries * 8L, clusterSize);
             long[] firstFree = {0};
             tableOffset = allocate(tableClusters, firstFree);
-            grown = placeRefblocks(tableOffset >>> cb, (tableOffset >>> cb) + tableClusters);
+            grown = placeRefblocks(tableOffset >>> clusterBits, (tableOffset >>> clusterBits) + tableClusters);
         } while (grown);
         if (failure != null) {
             ctx.message(failure);
@@ -62,7 +62,7 @@ final class RefcountRebuild {
         }
         for (int bi = 0; bi < entries; bi++) {
             long off = table[bi];
-            if (off != 0 && ctx.overlap(0, off, c, true) != null) {
+            if (off != 0 && ctx.overlap(0, off, clusterSize, true) != null) {
                 ctx.message("ERROR writing refblock: " + CheckFailed.EIO);
                 ctx.res.checkErrors++;
                 throw new CheckFailed(CheckFailed.EIO);
@@ -74,7 +74,7 @@ final class RefcountRebuild {
         }
         Qcow2Geometry geo = ctx.geo;
         long per = geo.refblockEntries();
-        byte[] block = new byte[(int) c];
+        byte[] block = new byte[(int) clusterSize];
         for (int bi = 0; bi < entries; bi++) {
             long off = table[bi];
             if (off == 0) {
@@ -108,8 +108,9 @@ final class RefcountRebuild {
         long[] firstFree = {0};
         boolean grown = false;
         long stop = end;
-        for (long cluster = refs.nextUsed(first, stop); cluster < stop; cluster = refs.nextUsed(cluster + 1, stop)) {
-            long bi = cluster >>> geo.refblockBits;
+        for (long clusterIndex = refs.nextUsed(first, stop); clusterIndex < stop;
+             clusterIndex = refs.nextUsed(clusterIndex + 1, stop)) {
+            long bi = clusterIndex >>> geo.refblockBits;
             long start = bi << geo.refblockBits;
             if (bi >= entries || table[(int) bi] == 0) {
                 firstFree[0] = Math.max(firstFree[0], start);
@@ -129,7 +130,7 @@ final class RefcountRebuild {
                 }
                 table[(int) bi] = off;
             }
-            cluster = start + per - 1;
+            clusterIndex = start + per - 1;
         }
         return grown;
     }
@@ -143,15 +144,15 @@ final class RefcountRebuild {
      */
     private long allocate(long count, long[] firstFree) {
         long start = firstFree[0];
-        long cluster = start >= knownUsedFrom && start < knownUsedTo ? knownUsedTo : start;
+        long clusterIndex = start >= knownUsedFrom && start < knownUsedTo ? knownUsedTo : start;
         boolean firstGap = true;
         long contiguous = 0;
         long size = refs.size();
-        for (; cluster < size && contiguous < count; cluster++) {
-            if (refs.get(cluster) == 0) {
+        for (; clusterIndex < size && contiguous < count; clusterIndex++) {
+            if (refs.get(clusterIndex) == 0) {
                 contiguous++;
                 if (firstGap) {
-                    firstFree[0] = cluster;
+                    firstFree[0] = clusterIndex;
                     firstGap = false;
                 }
             } else {
@@ -159,21 +160,21 @@ final class RefcountRebuild {
             }
         }
         if (contiguous < count) {
-            refs.ensureSize(cluster + count - contiguous);
+            refs.ensureSize(clusterIndex + count - contiguous);
         }
-        cluster -= contiguous;
+        clusterIndex -= contiguous;
         for (long i = 0; i < count; i++) {
-            refs.set(cluster + i, 1);
+            refs.set(clusterIndex + i, 1);
         }
         if (firstGap) {
             // nothing free from start to the old end, and the new clusters are used now
             if (start >= knownUsedFrom && start <= knownUsedTo) {
-                knownUsedTo = Math.max(knownUsedTo, cluster + count);
+                knownUsedTo = Math.max(knownUsedTo, clusterIndex + count);
             } else {
                 knownUsedFrom = start;
-                knownUsedTo = cluster + count;
+                knownUsedTo = clusterIndex + count;
             }
         }
-        return cluster << ctx.clusterBits;
+        return clusterIndex << ctx.clusterBits;
     }
 }

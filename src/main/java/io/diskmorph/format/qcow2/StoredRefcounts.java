@@ -43,12 +43,12 @@ final class StoredRefcounts {
         predictErrors = errors;
     }
 
-    long predicted(long stored, long cluster) {
+    long predicted(long stored, long clusterIndex) {
         ReferenceTally refs = ctx.refs;
-        if (stored == 0 || cluster >= refs.size() || !predictLeaks && !predictErrors) {
+        if (stored == 0 || clusterIndex >= refs.size() || !predictLeaks && !predictErrors) {
             return stored;
         }
-        long counted = refs.get(cluster);
+        long counted = refs.get(clusterIndex);
         if (counted == stored) {
             return stored;
         }
@@ -56,13 +56,13 @@ final class StoredRefcounts {
         return leak && predictLeaks || !leak && predictErrors ? counted : stored;
     }
 
-    long get(long cluster) throws IOException {
+    long get(long clusterIndex) throws IOException {
         known = true;
         Qcow2Geometry geo = ctx.geo;
-        long bi = cluster >>> geo.refblockBits;
-        int i = (int) (cluster & (geo.refblockEntries() - 1));
+        long bi = clusterIndex >>> geo.refblockBits;
+        int i = (int) (clusterIndex & (geo.refblockEntries() - 1));
         if (bi == lastIndex) {
-            return predicted(Refcounts.entry(lastBlock, i, geo.refcountOrder), cluster);
+            return predicted(Refcounts.entry(lastBlock, i, geo.refcountOrder), clusterIndex);
         }
         if (bi >= reftable.length) {
             return 0;
@@ -84,6 +84,6 @@ final class StoredRefcounts {
         }
         lastBlock = blocks.get(off).bytes;
         lastIndex = bi;
-        return predicted(Refcounts.entry(lastBlock, i, geo.refcountOrder), cluster);
+        return predicted(Refcounts.entry(lastBlock, i, geo.refcountOrder), clusterIndex);
     }
 }

@@ -28,10 +28,6 @@ public final class Dependencies {
         list[size++] = before;
     }
 
-    public boolean isEmpty() {
-        return size == 0;
-    }
-
     /**
      * Flushes every dependency, oldest first; each is forgotten once flushed
      * (a failed flush keeps it and the ones after it). A dependency that

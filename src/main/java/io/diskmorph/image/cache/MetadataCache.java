@@ -89,10 +89,6 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         return capacity;
     }
 
-    public boolean isDirty() {
-        return dirtyCount > 0;
-    }
-
     /** At least half the tables are dirty: a driver that batches its flushes flushes now. */
     public boolean isMostlyDirty() {
         return dirtyCount * 2 >= capacity;
