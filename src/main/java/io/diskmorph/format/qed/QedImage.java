@@ -45,6 +45,8 @@ final class QedImage extends AbstractDiskImage {
     private final MetadataCache<TablePage> l1Pages;
     /** Pages of L2 tables: written after the data they point to, before the L1 entries that point to them. */
     private final MetadataCache<TablePage> l2Pages;
+    /** Bytes of one table page. */
+    private final int pageBytes;
     private QedHeader header;
     /** qemu's s->file_size: where the next cluster is appended. */
     private long fileEnd;
@@ -69,6 +71,7 @@ final class QedImage extends AbstractDiskImage {
         this.fileEnd = QedHeader.usableFileSize(fileLength, c);
         this.file = new SyncTracker(storage);
         int pageBytes = TablePage.pageBytes(header.tableBytes());
+        this.pageBytes = pageBytes;
         this.l1Pages = new MetadataCache<>("QED L1 table page", file, pageBytes,
                 (int) Math.max(4, L1_CACHE_BYTES / pageBytes), () -> new TablePage(pageBytes));
         this.l2Pages = new MetadataCache<>("QED L2 table page", file, pageBytes,
@@ -118,12 +121,11 @@ final class QedImage extends AbstractDiskImage {
     }
 
     private long pageOffset(long tableOffset, long index) {
-        long pageBytes = TablePage.pageBytes(header.tableBytes());
         return tableOffset + index * 8 / pageBytes * pageBytes;
     }
 
     private int inPage(long index) {
-        return (int) (index % (TablePage.pageBytes(header.tableBytes()) / 8));
+        return (int) (index % (pageBytes / 8));
     }
 
     /** Entry {@code index} of the table at {@code tableOffset}. */
