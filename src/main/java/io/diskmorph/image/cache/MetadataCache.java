@@ -53,7 +53,8 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     private int lastSlot = NONE;
     private final Dependencies before = new Dependencies();
     private final ByteBuffer readBuffer;
-    private final ByteBuffer writeBuffer;
+    /** Made on the first write: a read-only cache (a reader's, check's) never needs it. */
+    private ByteBuffer writeBuffer;
     private ByteBuffer runBuffer;
     private ByteBuffer zeros;
 
@@ -82,7 +83,6 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         this.index = new int[1 << bits];
         this.indexShift = 64 - bits;
         this.readBuffer = ByteBuffer.allocate(tableBytes);
-        this.writeBuffer = ByteBuffer.allocate(tableBytes);
     }
 
     public int capacity() {
@@ -257,6 +257,9 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     }
 
     private void writeTable(int s) throws IOException {
+        if (writeBuffer == null) {
+            writeBuffer = ByteBuffer.allocate(tableBytes);
+        }
         tables[s].write(writeBuffer.clear());
         file.write(writeBuffer.clear(), offsets[s]);
         dirty[s] = false;
