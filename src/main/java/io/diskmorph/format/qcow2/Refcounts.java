@@ -37,6 +37,7 @@ final class Refcounts {
     static final long TABLE_OFFSET_MASK = 0xffff_ffff_ffff_fe00L;
     /** Refcount table entry bits that must be clear (qemu REFT_RESERVED_MASK). */
     static final long TABLE_RESERVED = 0x1ffL;
+
     /** Points the header at a moved refcount table (a write through the tracker; the caller syncs). */
     interface HeaderSwitch {
         void refcountTableMoved(long tableOffset, int tableClusters) throws IOException;
