@@ -22,6 +22,8 @@ final class BitmapDirectory {
     static final int MAX_BITMAPS = 65535;
     static final long MAX_DIRECTORY_BYTES = 1024L * MAX_BITMAPS;
     private static final int ENTRY_HEADER = 24;
+    /** Bits 9-55 of a bitmap table entry: the host offset of a bitmap data cluster. */
+    static final long TABLE_ENTRY_OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
 
     /** One directory entry. */
     record Bitmap(String name, long tableOffset, int tableSize, int flags, int granularityBits) {

@@ -1,6 +1,8 @@
 package io.diskmorph.format.qcow2;
 
-import io.diskmorph.storage.Storage;
+import io.diskmorph.image.cache.Dependencies;
+import io.diskmorph.image.cache.SyncTracker;
+import io.diskmorph.image.cache.WriteDependency;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -9,22 +11,23 @@ import java.util.Arrays;
 /**
  * The active L1 table, read in pages on first use (a 4 TiB image with 4 KiB
  * clusters has a 16 MiB L1; opening it reads nothing). Changed entries are
- * remembered per page and written by {@link #writeDirty}.
+ * remembered per page and written by {@link #flush}, after what they depend
+ * on (the L2 tables they point to).
  */
-final class L1Table {
+final class L1Table implements WriteDependency {
     private static final int PAGE_BITS = 13;
     private static final int PAGE = 1 << PAGE_BITS;
 
-    private final Storage storage;
+    private final SyncTracker file;
     private final long offset;
     private final int size;
     private final long[][] pages;
     private final int[] dirtyLo;
     private final int[] dirtyHi;
-    private boolean dirty;
+    private final Dependencies before = new Dependencies();
 
-    L1Table(Storage storage, long offset, int size) {
-        this.storage = storage;
+    L1Table(SyncTracker file, long offset, int size) {
+        this.file = file;
         this.offset = offset;
         this.size = size;
         int n = (size + PAGE - 1) >>> PAGE_BITS;
@@ -53,7 +56,11 @@ final class L1Table {
             dirtyLo[p] = Math.min(dirtyLo[p], i);
             dirtyHi[p] = Math.max(dirtyHi[p], i);
         }
-        dirty = true;
+    }
+
+    /** {@code before} is flushed before the changed entries are written. */
+    void dependOn(WriteDependency before) {
+        this.before.add(before);
     }
 
     private long[] page(int p) throws IOException {
@@ -61,18 +68,16 @@ final class L1Table {
         if (page == null) {
             int entries = Math.min(PAGE, size - (p << PAGE_BITS));
             page = new long[entries];
-            storage.readBytes(offset + ((long) p << PAGE_BITS) * 8, entries * 8).asLongBuffer().get(page);
+            file.storage().readBytes(offset + ((long) p << PAGE_BITS) * 8, entries * 8).asLongBuffer().get(page);
             pages[p] = page;
         }
         return page;
     }
 
-    boolean isDirty() {
-        return dirty;
-    }
-
-    /** Writes the changed entries of every page. */
-    void writeDirty() throws IOException {
+    /** Writes the changed entries of every page, after the dependencies, and makes them durable. */
+    @Override
+    public void flush() throws IOException {
+        before.flush();
         for (int p = 0; p < pages.length; p++) {
             if (dirtyHi[p] < 0) {
                 continue;
@@ -80,9 +85,9 @@ final class L1Table {
             int n = dirtyHi[p] - dirtyLo[p] + 1;
             ByteBuffer b = ByteBuffer.allocate(n * 8);
             b.asLongBuffer().put(pages[p], dirtyLo[p], n);
-            storage.write(b, offset + (((long) p << PAGE_BITS) + dirtyLo[p]) * 8);
+            file.write(b, offset + (((long) p << PAGE_BITS) + dirtyLo[p]) * 8);
             dirtyHi[p] = -1;
         }
-        dirty = false;
+        file.flush();
     }
 }

@@ -1,27 +1,12 @@
 package io.diskmorph.format.qcow2;
 
 /**
- * Sizes derived from cluster_bits, extended_l2 and refcount_order, and the
- * bit layout of L1/L2 entries (qcow2.rst "Cluster mapping", "Extended L2
- * Entries", "Compressed Clusters Descriptor").
+ * Sizes derived from cluster_bits, extended_l2 and refcount_order (the
+ * entries themselves are decoded by {@link L1Entry} and {@link L2Entry}).
  */
 final class Qcow2Geometry {
-    /** L1 and L2 entry bit 63: refcount is exactly one. */
-    static final long COPIED = 1L << 63;
-    /** L2 entry bit 62: compressed cluster. */
-    static final long COMPRESSED = 1L << 62;
-    /** L2 entry bit 0 (v3, standard L2 only): reads as zeros. */
-    static final long ZERO = 1L;
-    /** Bits 9-55: host offset of an L2 table (L1) or data cluster (L2). */
-    static final long OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
-    /** Refcount table entry bits 9-63: refcount block offset. */
-    static final long REFTABLE_OFFSET_MASK = 0xffff_ffff_ffff_fe00L;
     /** Host offsets must stay below 2^56 (the L2 offset field). */
     static final long MAX_HOST_OFFSET = 1L << 56;
-    /** Extended L2 bitmap: bits 0-31 allocated, 32-63 reads as zeros, one per subcluster. */
-    static final long ALL_ALLOCATED = 0xffff_ffffL;
-    static final long ALL_ZEROES = 0xffff_ffffL << 32;
-    static final int SUBCLUSTERS = 32;
 
     final int clusterBits;
     final long clusterSize;
@@ -38,7 +23,7 @@ final class Qcow2Geometry {
     final int refcountBits;
     /** Refcount entries per refcount block, as a shift. */
     final int refblockBits;
-    /** Compressed descriptor: offset in bits 0..csizeShift-1, sector count above. */
+    /** Compressed descriptor ({@link L2Entry}): offset in bits 0..csizeShift-1, sector count above. */
     final int csizeShift;
     final long csizeMask;
     final long compressedOffsetMask;
@@ -77,19 +62,5 @@ final class Qcow2Geometry {
 
     boolean isClusterAligned(long offset) {
         return (offset & (clusterSize - 1)) == 0;
-    }
-
-    long compressedOffset(long l2Entry) {
-        return l2Entry & compressedOffsetMask;
-    }
-
-    /** Number of 512-byte sectors the compressed data touches (qemu nb_csectors). */
-    long compressedSectors(long l2Entry) {
-        return ((l2Entry >>> csizeShift) & csizeMask) + 1;
-    }
-
-    /** Bytes of compressed data available from the descriptor's offset (qemu csize). */
-    int compressedLength(long l2Entry) {
-        return (int) (compressedSectors(l2Entry) * 512 - (compressedOffset(l2Entry) & 511));
     }
 }

@@ -13,6 +13,8 @@ import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.image.cache.MetadataCache;
+import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
 import io.diskmorph.storage.Storage;
@@ -25,31 +27,33 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+import static io.diskmorph.format.qcow2.L2Entry.COMPRESSED;
+import static io.diskmorph.format.qcow2.L2Entry.NORMAL;
+import static io.diskmorph.format.qcow2.L2Entry.UNALLOCATED;
+import static io.diskmorph.format.qcow2.L2Entry.ZERO_ALLOC;
+import static io.diskmorph.format.qcow2.L2Entry.ZERO_PLAIN;
 
 /**
- * An open qcow2 image: mapping through L1 -> L2 (cached), compressed and
- * extended-L2 clusters, info. Writing lives in {@link Qcow2Writer}.
+ * An open qcow2 image: mapping through L1 -> L2 (a bounded cache of L2
+ * tables), compressed and extended-L2 clusters, info. Writing lives in
+ * {@link Qcow2Writer}.
  */
 final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter {
-    // What one guest range is in this layer (qemu's QCow2SubclusterType).
-    static final int UNALLOCATED = 0;
-    /** Extended L2: unallocated subcluster of a cluster that has a host offset. */
-    static final int UNALLOCATED_ALLOC = 1;
-    static final int ZERO_PLAIN = 2;
-    static final int ZERO_ALLOC = 3;
-    static final int NORMAL = 4;
-    static final int COMPRESSED_CLUSTER = 5;
+    /** Bytes of L2 tables and of refcount blocks kept cached (qemu's l2-cache-size, refcount-cache-size). */
+    static final long L2_CACHE_BYTES = 8L << 20;
+    static final long REFCOUNT_CACHE_BYTES = 4L << 20;
+    /** Largest single read when loading several adjacent L2 tables. */
+    private static final long READAHEAD_BYTES = 1L << 20;
 
     private final Qcow2Format format;
     Qcow2Header header;
     final Qcow2Geometry geo;
+    /** Every write to the image file (data, tables, header) goes through it. */
+    final SyncTracker file;
     L1Table l1;
-    final L2Cache l2;
+    final MetadataCache<L2Table> l2;
     private Refcounts refcounts;
+    private final long refcountCacheBytes;
     private final Storage dataFile;
     private List<SnapshotTable.Snapshot> snapshots;
     long snapshotTableBytes;
@@ -65,14 +69,17 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     private long decompressedHost = -1;
     private byte[] decompressed;
 
-    private Qcow2Image(Qcow2Format format, Storage storage, OpenContext context, Qcow2Header header, L1Table l1,
-                       Storage dataFile, SnapshotTable.Table snapshots) {
+    private Qcow2Image(Qcow2Format format, Storage storage, OpenContext context, Qcow2Header header,
+                       Storage dataFile, SnapshotTable.Table snapshots, long l2CacheBytes, long refcountCacheBytes) {
         super(storage, context);
         this.format = format;
         this.header = header;
         this.geo = Qcow2Geometry.of(header);
-        this.l1 = l1;
-        this.l2 = new L2Cache(storage, geo);
+        this.file = new SyncTracker(storage);
+        this.l1 = new L1Table(file, header.l1TableOffset, header.l1Size);
+        this.l2 = new MetadataCache<>("qcow2 L2 table", file, (int) geo.clusterSize,
+                (int) Math.max(4, l2CacheBytes / geo.clusterSize), () -> new L2Table(geo.clusterSize));
+        this.refcountCacheBytes = refcountCacheBytes;
         this.dataFile = dataFile;
         this.snapshots = snapshots.snapshots();
         this.snapshotTableBytes = snapshots.byteSize();
@@ -81,6 +88,12 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     }
 
     static Qcow2Image open(Qcow2Format format, Storage storage, OpenContext context) throws IOException {
+        return open(format, storage, context, L2_CACHE_BYTES, REFCOUNT_CACHE_BYTES);
+    }
+
+    /** Opens with caches of the given sizes (at least four tables each). */
+    static Qcow2Image open(Qcow2Format format, Storage storage, OpenContext context, long l2CacheBytes,
+                           long refcountCacheBytes) throws IOException {
         // opened for check, the image opens like qemu's BDRV_O_CHECK: what qemu validates at open, no more
         boolean forCheck = context.forCheck();
         Qcow2Header h = Qcow2Header.read(storage, forCheck);
@@ -130,12 +143,11 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         if (!forCheck && (h.l1TableOffset == 0 && l1Size > 0 || h.refcountTableOffset == 0)) {
             throw new CorruptImageException("qcow2 header", 40, "L1 or refcount table overlaps the header");
         }
-        L1Table l1 = new L1Table(storage, h.l1TableOffset, (int) l1Size);
         SnapshotTable.Table snaps = forCheck ? SnapshotTable.readForCheck(storage, h)
                 : SnapshotTable.read(storage, h);
         Storage dataFile = h.has(Qcow2Header.INCOMPAT_DATA_FILE) ? openDataFile(storage, context, h, readOnly)
                 : null;
-        return new Qcow2Image(format, storage, context, h, l1, dataFile, snaps);
+        return new Qcow2Image(format, storage, context, h, dataFile, snaps, l2CacheBytes, refcountCacheBytes);
     }
 
     /** An external data file is followed only when simple: read-only, a plain relative or absolute file name. */
@@ -191,10 +203,14 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         return snapshots;
     }
 
-    /** Refcount access, loaded on first use. */
+    /** Refcount access, loaded on first use; a moved refcount table is switched to in the header. */
     Refcounts refcounts() throws IOException {
         if (refcounts == null) {
-            refcounts = Refcounts.load(storage, geo, header.refcountTableOffset, header.refcountTableClusters);
+            refcounts = Refcounts.load(file, geo, header.refcountTableOffset, header.refcountTableClusters,
+                    refcountCacheBytes, (offset, clusters) -> {
+                        header = header.withRefcountTable(offset, clusters);
+                        file.write(ByteBuffer.wrap(header.encodeFields()), 0);
+                    });
         }
         return refcounts;
     }
@@ -220,17 +236,17 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         classify(guestOffset, end);
         int k = kind;
         long h = host;
-        if (k == COMPRESSED_CLUSTER) {
+        if (k == COMPRESSED) {
             long inCluster = guestOffset & (geo.clusterSize - 1);
-            return new Mapping.Compressed(runEnd - guestOffset, geo.compressedOffset(compressedEntry),
-                    geo.compressedLength(compressedEntry), inCluster);
+            return new Mapping.Compressed(runEnd - guestOffset, L2Entry.compressedOffset(geo, compressedEntry),
+                    L2Entry.compressedLength(geo, compressedEntry), inCluster);
         }
         long pos = runEnd;
         boolean fastPath = !geo.extendedL2 && dataFile == null;
         while (pos < end) {
             if (fastPath && (pos & (geo.clusterSize - 1)) == 0) {
                 int l1Index = (int) (pos >>> geo.l1Shift);
-                long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+                long l2Offset = L1Entry.l2Offset(l1.get(l1Index));
                 if (l2Offset != 0) {
                     long[] words = l2Table(l1Index, l2Offset).words;
                     int index = (int) ((pos >>> geo.clusterBits) & (geo.l2Entries - 1));
@@ -278,7 +294,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
      */
     private void classify(long pos, long limit) throws IOException {
         int l1Index = (int) (pos >>> geo.l1Shift);
-        long l2Offset = l1.get(l1Index) & OFFSET_MASK;
+        long l2Offset = L1Entry.l2Offset(l1.get(l1Index));
         if (l2Offset == 0) {
             kind = UNALLOCATED;
             host = -1;
@@ -290,48 +306,33 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         long clusterStart = pos & -geo.clusterSize;
         long inCluster = pos - clusterStart;
         long entry = words[index * geo.entryWords];
-        if ((entry & COMPRESSED) != 0) {
-            if (dataFile != null) {
-                throw corruptEntry(l2Offset, index, "compressed cluster in an image with an external data file");
-            }
-            kind = COMPRESSED_CLUSTER;
+        long bitmap = geo.extendedL2 ? words[index * 2 + 1] : 0;
+        boolean hasDataFile = dataFile != null;
+        String problem = L2Entry.problem(geo, header.version, entry, bitmap, hasDataFile);
+        if (problem != null) {
+            throw corruptEntry(l2Offset, index, problem);
+        }
+        int type = L2Entry.type(entry, geo.extendedL2, hasDataFile);
+        if (type == COMPRESSED) {
+            kind = COMPRESSED;
             host = -1;
             compressedEntry = entry;
             runEnd = Math.min(limit, clusterStart + geo.clusterSize);
             return;
         }
-        long off = entry & OFFSET_MASK;
-        // with an external data file offset 0 is valid; COPIED (refcount 1, always) disambiguates (qemu)
-        boolean hasHost = off != 0 || (dataFile != null && (entry & COPIED) != 0);
-        if (hasHost && (off & (geo.clusterSize - 1)) != 0) {
-            throw corruptEntry(l2Offset, index, String.format("data cluster offset 0x%x is not cluster-aligned",
-                    off));
-        }
+        host = L2Entry.hasHost(type) ? L2Entry.hostOffset(entry) + inCluster : -1;
         if (!geo.extendedL2) {
-            if ((entry & ZERO) != 0) {
-                if (header.version < 3) {
-                    throw corruptEntry(l2Offset, index, "zero cluster in a version 2 image");
-                }
-                kind = hasHost ? ZERO_ALLOC : ZERO_PLAIN;
-            } else {
-                kind = hasHost ? NORMAL : UNALLOCATED;
-            }
-            host = hasHost ? off + inCluster : -1;
+            kind = type;
             runEnd = Math.min(limit, clusterStart + geo.clusterSize);
             return;
         }
-        long bitmap = words[index * 2 + 1];
-        if (hasHost ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & Qcow2Geometry.ALL_ALLOCATED) != 0) {
-            throw corruptEntry(l2Offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
-        }
         int sc = (int) (inCluster >>> geo.subclusterBits);
-        int k = subclusterKind(bitmap, sc, hasHost);
+        int k = L2Entry.subclusterType(entry, bitmap, sc, true, hasDataFile);
         int next = sc + 1;
-        while (next < Qcow2Geometry.SUBCLUSTERS && subclusterKind(bitmap, next, hasHost) == k) {
+        while (next < L2Entry.SUBCLUSTERS && L2Entry.subclusterType(entry, bitmap, next, true, hasDataFile) == k) {
             next++;
         }
         kind = k;
-        host = hasHost ? off + inCluster : -1;
         runEnd = Math.min(limit, clusterStart + ((long) next << geo.subclusterBits));
     }
 
@@ -347,9 +348,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         int i = index;
         for (; i < limit; i++) {
             long e = words[i];
-            long off = e & OFFSET_MASK;
-            int kk = (e & ZERO) != 0 ? (off != 0 ? ZERO_ALLOC : ZERO_PLAIN) : (off != 0 ? NORMAL : UNALLOCATED);
-            if ((e & COMPRESSED) != 0 || kk != k || off != (next < 0 ? 0 : next)) {
+            if (L2Entry.type(e, false, false) != k || L2Entry.hostOffset(e) != (next < 0 ? 0 : next)) {
                 break;
             }
             if (next >= 0) {
@@ -359,41 +358,30 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         return i - index;
     }
 
-    static int subclusterKind(long bitmap, int sc, boolean hasHost) {
-        if ((bitmap & (1L << (32 + sc))) != 0) {
-            return hasHost ? ZERO_ALLOC : ZERO_PLAIN;
-        }
-        if ((bitmap & (1L << sc)) != 0) {
-            return NORMAL;
-        }
-        return hasHost ? UNALLOCATED_ALLOC : UNALLOCATED;
-    }
-
     CorruptImageException corruptEntry(long l2Offset, int index, String problem) {
         return new CorruptImageException("qcow2 L2 table", l2Offset + (long) index * 8 * geo.entryWords,
                 problem + " (L2 index " + index + ")");
     }
 
-    /** The L2 table L1 entry {@code l1Index} points to, loading it (and adjacent ones) on a miss. */
-    L2Cache.Table l2Table(int l1Index, long l2Offset) throws IOException {
-        L2Cache.Table t = l2.cached(l2Offset);
-        if (t != null) {
-            return t;
+    /** The L2 table L1 entry {@code l1Index} points to, reading it (and adjacent ones) on a miss. */
+    L2Table l2Table(int l1Index, long l2Offset) throws IOException {
+        if (l2.peek(l2Offset) != null) {
+            return l2.get(l2Offset);
         }
         if ((l2Offset & (geo.clusterSize - 1)) != 0) {
             throw new CorruptImageException("qcow2 L1 table", header.l1TableOffset + l1Index * 8L, String.format(
                     "L2 table offset 0x%x is not cluster-aligned (L1 index %d)", l2Offset, l1Index));
         }
         int count = 1;
-        int max = l2.readaheadTables();
+        int max = (int) Math.max(1, Math.min(l2.capacity() / 2, READAHEAD_BYTES / geo.clusterSize));
         while (count < max && l1Index + count < l1.size()) {
-            long next = l1.get(l1Index + count) & OFFSET_MASK;
-            if (next != l2Offset + count * geo.clusterSize || l2.cached(next) != null) {
+            long next = L1Entry.l2Offset(l1.get(l1Index + count));
+            if (next != l2Offset + count * geo.clusterSize || l2.peek(next) != null) {
                 break;
             }
             count++;
         }
-        return l2.load(l2Offset, count);
+        return l2.getRun(l2Offset, count);
     }
 
     @Override
@@ -546,7 +534,7 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
             l2.clear();
             dropDecompressed();
             header = Qcow2Header.read(storage, context.forCheck());
-            l1 = new L1Table(storage, header.l1TableOffset, header.l1Size);
+            l1 = new L1Table(file, header.l1TableOffset, header.l1Size);
             SnapshotTable.Table snaps = SnapshotTable.readForCheck(storage, header);
             snapshots = snaps.snapshots();
             snapshotTableBytes = snaps.byteSize();

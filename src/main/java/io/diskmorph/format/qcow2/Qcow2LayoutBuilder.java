@@ -147,9 +147,9 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
                     + "own metadata", hostOffset));
         }
         used.set(ci);
-        l2[index * geo.entryWords] = hostOffset | Qcow2Geometry.COPIED;
+        l2[index * geo.entryWords] = L2Entry.normal(hostOffset);
         if (geo.extendedL2) {
-            l2[index * 2 + 1] = Qcow2Geometry.ALL_ALLOCATED;
+            l2[index * 2 + 1] = L2Entry.ALL_ALLOCATED;
         }
     }
 
@@ -165,9 +165,9 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
         }
         int index = slot(guestOffset);
         if (geo.extendedL2) {
-            l2[index * 2 + 1] = Qcow2Geometry.ALL_ZEROES;
+            l2[index * 2 + 1] = L2Entry.ALL_ZEROES;
         } else {
-            l2[index] = Qcow2Geometry.ZERO;
+            l2[index] = L2Entry.ZERO_FLAG;
         }
     }
 
@@ -206,7 +206,7 @@ final class Qcow2LayoutBuilder implements LayoutBuilder {
         ByteBuffer b = ByteBuffer.allocate((int) clusterSize);
         b.asLongBuffer().put(l2);
         space.write(off, b);
-        setL1(l2Index, off | Qcow2Geometry.COPIED);
+        setL1(l2Index, L1Entry.of(off));
         Arrays.fill(l2, 0);
         l2Index = -1;
     }

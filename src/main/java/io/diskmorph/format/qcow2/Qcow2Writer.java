@@ -4,20 +4,16 @@ import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.image.cache.SyncTracker;
+import io.diskmorph.image.cache.WriteDependency;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ALLOCATED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ALL_ZEROES;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COMPRESSED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.COPIED;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.OFFSET_MASK;
-import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
+import static io.diskmorph.format.qcow2.L2Entry.ALL_ALLOCATED;
+import static io.diskmorph.format.qcow2.L2Entry.ALL_ZEROES;
 
 /**
  * Guest writes into a qcow2 image: allocation at the end of the file,
@@ -28,31 +24,34 @@ import static io.diskmorph.format.qcow2.Qcow2Geometry.ZERO;
  * dirty bit is never set).
  *
  * <p>Crash safety: data is written at once into clusters no metadata points
- * to yet (or in place into a cluster with refcount 1); metadata is cached
- * and written by {@link #flush} in the order data, sync, refcount blocks
- * (increments), sync, refcount table / header, sync, L2 tables, sync, L1,
- * sync, refcount decrements, sync. A crash can leak clusters, never leave a
- * reference to a cluster with a refcount too low.
+ * to yet (or in place into a cluster with refcount 1); metadata is cached,
+ * and every change says what must be durable before it is written (the
+ * caches' dependencies): an L2 entry waits for its data and for the
+ * refcounts of new clusters (blocks, then the refcount table or header that
+ * points to new blocks), an L1 entry for the L2 table it points to, and a
+ * refcount decrement for the table that dropped the reference. An evicted
+ * table and {@link #flush} write in that order: data, sync, refcount blocks,
+ * sync, refcount table / header, sync, L2 tables, sync, L1, sync, refcount
+ * decrements, sync. A crash can leak clusters, never leave a reference to a
+ * cluster with a refcount too low.
  */
 final class Qcow2Writer {
     /** Writes are processed in chunks this large; caches are flushed between chunks when full. */
     private static final long CHUNK = 16L << 20;
     private static final int ZERO_BUFFER = 1 << 20;
 
-    // unit (cluster or subcluster) states for copy-on-write
-    private static final int UNIT_DATA = 0;
-    private static final int UNIT_ZERO = 1;
-    private static final int UNIT_BELOW = 2;
-
     private final Qcow2Image img;
     private final Storage storage;
+    private final SyncTracker file;
     private final Qcow2Geometry geo;
     private final long clusterSize;
     private final Refcounts refcounts;
-    private final MetadataGuard guard;
+    /** Data and tables must not land on other metadata of a possibly hostile image. */
+    private final MetadataOverlap overlap;
     private final boolean hasBacking;
-    private boolean unsynced;
     private ByteBuffer zeros;
+    /** Guest data an L2 entry is about to map: issued and durable before the entry is written. */
+    private final WriteDependency dataWrites = this::flushData;
 
     // one pending data write, extended while guest clusters land on adjacent host clusters
     private ByteBuffer pendingSrc;
@@ -68,6 +67,7 @@ final class Qcow2Writer {
     Qcow2Writer(Qcow2Image img) throws IOException {
         this.img = img;
         this.storage = img.storage();
+        this.file = img.file;
         this.geo = img.geo;
         this.clusterSize = geo.clusterSize;
         Qcow2Header h = img.header;
@@ -81,14 +81,16 @@ final class Qcow2Writer {
                     + "cluster writes copy from it)");
         }
         this.refcounts = img.refcounts();
-        this.guard = new MetadataGuard(img, refcounts);
-        refcounts.setGuard(guard::checkMetadataWrite);
-        refcounts.reserveBelow(guard.knownMetadataEnd());
+        this.overlap = MetadataOverlap.of(storage, h, refcounts.tableOffset(),
+                refcounts.tableClusters() * clusterSize, refcounts.tableEntries(), refcounts.tableEntries().length,
+                h.snapshotsOffset, img.snapshotTableBytes, img.snapshots());
+        refcounts.setOverlapCheck(overlap);
+        refcounts.reserveBelow(knownMetadataEnd(img, overlap));
         if (h.autoclear != 0) {
             // qemu clears autoclear bits it does not maintain before changing the image (qcow2.rst)
             img.header = h.withAutoclear(0);
-            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
-            storage.sync();
+            file.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
+            file.flush();
         }
     }
 
@@ -123,43 +125,41 @@ final class Qcow2Writer {
      */
     private void writeCluster(long cluster, int from, ByteBuffer src, int at, int n) throws IOException {
         int to = from + n;
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, oldHost);
+        validate(t, index, entry, bitmap);
+        boolean compressed = L2Entry.isCompressed(entry);
+        long oldHost = compressed ? 0 : L2Entry.hostOffset(entry);
 
         // the units (subclusters, or the whole cluster) the write touches
         int unitBits = geo.subclusterBits;
         int firstUnit = from >>> unitBits;
         int lastUnit = (to - 1) >>> unitBits;
-        long touched = geo.extendedL2 ? unitMask(firstUnit, lastUnit) : 0;
+        long touched = geo.extendedL2 ? L2Entry.subclusterMask(firstUnit, lastUnit) : 0;
         int regionStart = firstUnit << unitBits;
         int regionEnd = (lastUnit + 1) << unitBits;
 
         boolean inPlace = oldHost != 0 && refcountOf(oldHost, t, index) == 1;
         long target;
         if (inPlace) {
-            guard.checkDataWrite(oldHost);
+            overlap.refuseDataWrite(oldHost);
             target = oldHost;
         } else {
-            target = refcounts.allocate(false);
+            target = refcounts.allocate();
         }
 
         if (compressed) {
             // rewrite the whole cluster uncompressed
             byte[] buf = new byte[(int) clusterSize];
-            img.decompressCluster(new Mapping.Compressed(clusterSize, geo.compressedOffset(entry),
-                    geo.compressedLength(entry), 0), ByteBuffer.wrap(buf));
+            img.decompressCluster(new Mapping.Compressed(clusterSize, L2Entry.compressedOffset(geo, entry),
+                    L2Entry.compressedLength(geo, entry), 0), ByteBuffer.wrap(buf));
             src.get(at, buf, from, n);
             flushPending();
             writeData(ByteBuffer.wrap(buf), target);
-            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
-            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
-            refcounts.deferDecrement(first, last - first + 1);
+            freeEntry(entry, 0);
             bitmap = ALL_ALLOCATED;
         } else if (oldHost != 0 && !inPlace) {
             // shared cluster (snapshot): copy it, then write over the copy
@@ -169,12 +169,12 @@ final class Qcow2Writer {
             fillEdges(buf, 0, cluster, from, to, regionStart, regionEnd, entry, bitmap);
             src.get(at, buf, from, n);
             writeData(ByteBuffer.wrap(buf), target);
-            refcounts.deferDecrement(oldHost >>> geo.clusterBits, 1);
+            refcounts.free(oldHost >>> geo.clusterBits, 1, img.l2);
         } else {
             // a new cluster (nothing there before) or in place: partial units around the write need what
             // the guest sees there now, unless the unit already holds its own data in place
-            boolean headFill = from > regionStart && (!inPlace || unitState(entry, bitmap, from) != UNIT_DATA);
-            boolean tailFill = to < regionEnd && (!inPlace || unitState(entry, bitmap, to - 1) != UNIT_DATA);
+            boolean headFill = from > regionStart && (!inPlace || unitState(entry, bitmap, from) != L2Entry.NORMAL);
+            boolean tailFill = to < regionEnd && (!inPlace || unitState(entry, bitmap, to - 1) != L2Entry.NORMAL);
             int start = headFill ? regionStart : from;
             int end = tailFill ? regionEnd : to;
             if (start == from && end == to) {
@@ -193,11 +193,23 @@ final class Qcow2Writer {
             }
         }
 
-        t.words[wi] = target | COPIED;
+        t.words[wi] = L2Entry.normal(target);
         if (geo.extendedL2) {
             t.words[wi + 1] = compressed ? ALL_ALLOCATED : (bitmap | touched) & ~(touched << 32);
         }
-        t.dirty = true;
+        mapsNewData(t, !inPlace);
+    }
+
+    /**
+     * An entry of {@code t} now maps data just written: the table is written
+     * after that data and, for {@code newCluster}, after its refcount.
+     */
+    private void mapsNewData(L2Table t, boolean newCluster) {
+        img.l2.markDirty(t);
+        if (newCluster) {
+            img.l2.dependOn(refcounts.writes());
+        }
+        img.l2.dependOn(dataWrites);
     }
 
     /**
@@ -216,11 +228,12 @@ final class Qcow2Writer {
         }
     }
 
-    private void fillUnit(byte[] buf, int bufStart, long cluster, int start, int end, int state) throws IOException {
-        switch (state) {
-            case UNIT_ZERO -> Arrays.fill(buf, start - bufStart, end - bufStart, (byte) 0);
-            case UNIT_BELOW -> img.readBelow(ByteBuffer.wrap(buf, start - bufStart, end - start).slice(),
-                    cluster + start);
+    /** Fills [start, end) of the cluster with what the guest sees there, a unit of type {@code type}. */
+    private void fillUnit(byte[] buf, int bufStart, long cluster, int start, int end, int type) throws IOException {
+        switch (type) {
+            case L2Entry.ZERO_PLAIN, L2Entry.ZERO_ALLOC -> Arrays.fill(buf, start - bufStart, end - bufStart, (byte) 0);
+            case L2Entry.UNALLOCATED, L2Entry.UNALLOCATED_ALLOC -> img.readBelow(
+                    ByteBuffer.wrap(buf, start - bufStart, end - start).slice(), cluster + start);
             default -> {
                 // the unit's own data is already in buf (a copy of the old cluster)
             }
@@ -229,41 +242,20 @@ final class Qcow2Writer {
 
     /** What the guest sees in the unit holding byte {@code inCluster} (non-compressed entries). */
     private int unitState(long entry, long bitmap, int inCluster) {
-        if (geo.extendedL2) {
-            int sc = inCluster >>> geo.subclusterBits;
-            if ((bitmap & (1L << (32 + sc))) != 0) {
-                return UNIT_ZERO;
-            }
-            return (bitmap & (1L << sc)) != 0 ? UNIT_DATA : UNIT_BELOW;
-        }
-        if ((entry & ZERO) != 0) {
-            return UNIT_ZERO;
-        }
-        return (entry & OFFSET_MASK) != 0 ? UNIT_DATA : UNIT_BELOW;
+        return L2Entry.subclusterType(entry, bitmap, inCluster >>> geo.subclusterBits, geo.extendedL2, false);
     }
 
-    private static long unitMask(int first, int last) {
-        return (last == 31 ? 0xffff_ffffL : (1L << (last + 1)) - 1) & ~((1L << first) - 1);
-    }
-
-    private void validate(L2Cache.Table t, int index, long entry, long bitmap, long host) throws IOException {
-        if ((host & (clusterSize - 1)) != 0) {
-            throw img.corruptEntry(t.offset, index, String.format("data cluster offset 0x%x is not "
-                    + "cluster-aligned", host));
-        }
-        if (!geo.extendedL2 && (entry & ZERO) != 0 && (entry & COMPRESSED) == 0 && img.header.version < 3) {
-            throw img.corruptEntry(t.offset, index, "zero cluster in a version 2 image");
-        }
-        if (geo.extendedL2 && (entry & COMPRESSED) == 0
-                && (host != 0 ? ((bitmap >>> 32) & bitmap) != 0 : (bitmap & ALL_ALLOCATED) != 0)) {
-            throw img.corruptEntry(t.offset, index, String.format("invalid subcluster bitmap 0x%016x", bitmap));
+    private void validate(L2Table t, int index, long entry, long bitmap) throws IOException {
+        String problem = L2Entry.problem(geo, img.header.version, entry, bitmap, false);
+        if (problem != null) {
+            throw img.corruptEntry(t.hostOffset(), index, problem);
         }
     }
 
-    private long refcountOf(long host, L2Cache.Table t, int index) throws IOException {
+    private long refcountOf(long host, L2Table t, int index) throws IOException {
         long r = refcounts.get(host >>> geo.clusterBits);
         if (r == 0) {
-            throw img.corruptEntry(t.offset, index, String.format("data cluster 0x%x is in use but has "
+            throw img.corruptEntry(t.hostOffset(), index, String.format("data cluster 0x%x is in use but has "
                     + "refcount 0", host));
         }
         return r;
@@ -275,17 +267,14 @@ final class Qcow2Writer {
      * is above one; the copy's entries keep their refcounts, which already
      * count both tables).
      */
-    private L2Cache.Table writableL2(int l1Index) throws IOException {
+    private L2Table writableL2(int l1Index) throws IOException {
         long l1e = img.l1.get(l1Index);
-        long off = l1e & OFFSET_MASK;
+        long off = L1Entry.l2Offset(l1e);
         if (off == 0) {
-            long n = refcounts.allocate(true);
-            L2Cache.Table t = img.l2.add(n, new long[(int) (clusterSize / 8)]);
-            t.writable = true;
-            setL1(l1Index, n | COPIED);
+            L2Table t = newL2(l1Index);
             return t;
         }
-        L2Cache.Table t = img.l2Table(l1Index, off);
+        L2Table t = img.l2Table(l1Index, off);
         if (t.writable) {
             return t;
         }
@@ -295,23 +284,51 @@ final class Qcow2Writer {
                     String.format("L2 table 0x%x is in use but has refcount 0", off));
         }
         if (r == 1) {
-            guard.checkMetadataWrite("L2 table", off, clusterSize);
+            overlap.refuseTableWrite("L2 table", off, clusterSize);
             t.writable = true;
-            if ((l1e & COPIED) == 0) {
-                setL1(l1Index, l1e | COPIED);
+            if (!L1Entry.isCopied(l1e)) {
+                setL1(l1Index, l1e | L1Entry.COPIED);
             }
             return t;
         }
-        long[] copy = t.words.clone();
+        L2Table nt = newL2(l1Index); // the cache keeps t meanwhile
+        System.arraycopy(t.words, 0, nt.words, 0, nt.words.length);
         for (int i = 0; i < geo.l2Entries; i++) {
-            copy[i * geo.entryWords] &= ~COPIED;
+            nt.words[i * geo.entryWords] &= ~L2Entry.COPIED;
         }
-        long n = refcounts.allocate(true);
-        L2Cache.Table nt = img.l2.add(n, copy);
-        nt.writable = true;
-        setL1(l1Index, n | COPIED);
-        refcounts.deferDecrement(off >>> geo.clusterBits, 1);
+        refcounts.free(off >>> geo.clusterBits, 1, img.l1);
         return nt;
+    }
+
+    /**
+     * A new, empty L2 table for L1 entry {@code l1Index}: written after its
+     * refcount, and before the L1 entry that now points to it.
+     */
+    private L2Table newL2(int l1Index) throws IOException {
+        long n = refcounts.allocate();
+        overlap.addL2Table(n);
+        L2Table t = img.l2.create(n);
+        t.writable = true;
+        img.l2.dependOn(refcounts.writes());
+        setL1(l1Index, L1Entry.of(n));
+        img.l1.dependOn(img.l2);
+        return t;
+    }
+
+    /**
+     * Where new clusters may start: past the metadata the tables point to
+     * (a hostile image may leave it without refcounts), snapshot L1 tables
+     * of a plausible size included.
+     */
+    private static long knownMetadataEnd(Qcow2Image img, MetadataOverlap overlap) {
+        long end = overlap.activeEnd();
+        for (SnapshotTable.Snapshot s : img.snapshots()) {
+            long len = Integer.toUnsignedLong(s.l1Size()) * 8;
+            if (s.l1TableOffset() >= 0 && len <= Qcow2Header.MAX_L1_BYTES) {
+                end = Math.max(end, s.l1TableOffset() + len);
+            }
+        }
+        return end;
     }
 
     private void setL1(int index, long value) throws IOException {
@@ -363,22 +380,22 @@ final class Qcow2Writer {
             writeRealZeros(cluster + from, to - from);
             return;
         }
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long host = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, host);
+        validate(t, index, entry, bitmap);
+        boolean compressed = L2Entry.isCompressed(entry);
+        long host = compressed ? 0 : L2Entry.hostOffset(entry);
         if (!whole) {
             if (compressed) {
                 writeRealZeros(cluster + from, to - from); // qemu also falls back to writing zeros
                 return;
             }
-            long mask = unitMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
+            long mask = L2Entry.subclusterMask(from >>> geo.subclusterBits, (to - 1) >>> geo.subclusterBits);
             t.words[wi + 1] = (bitmap & ~mask) | (mask << 32);
-            t.dirty = true;
+            img.l2.markDirty(t);
             return;
         }
         boolean unmap = compressed || !v3 || (mayUnmap && host != 0);
@@ -391,36 +408,36 @@ final class Qcow2Writer {
             if (geo.extendedL2) {
                 bitmap = ALL_ZEROES;
             } else {
-                entry |= ZERO;
+                entry |= L2Entry.ZERO_FLAG;
             }
         }
         t.words[wi] = entry;
         if (geo.extendedL2) {
             t.words[wi + 1] = bitmap;
         }
-        t.dirty = true;
+        img.l2.markDirty(t);
     }
 
+    /** Releases what an L2 entry held, once the L2 table without it is durable. */
     private void freeEntry(long entry, long host) {
-        if ((entry & COMPRESSED) != 0) {
-            long first = geo.compressedOffset(entry) >>> geo.clusterBits;
-            long last = (geo.compressedOffset(entry) + geo.compressedLength(entry) - 1) >>> geo.clusterBits;
-            refcounts.deferDecrement(first, last - first + 1);
+        if (L2Entry.isCompressed(entry)) {
+            refcounts.free(L2Entry.compressedFirstCluster(geo, entry), L2Entry.compressedClusters(geo, entry),
+                    img.l2);
         } else if (host != 0) {
-            refcounts.deferDecrement(host >>> geo.clusterBits, 1);
+            refcounts.free(host >>> geo.clusterBits, 1, img.l2);
         }
     }
 
     /** Host offset of a guest cluster's data (0 when none, compressed, or without an L2 table). */
     private long hostOf(long cluster) throws IOException {
         int l1Index = (int) (cluster >>> geo.l1Shift);
-        long off = img.l1.get(l1Index) & OFFSET_MASK;
+        long off = L1Entry.l2Offset(img.l1.get(l1Index));
         if (off == 0) {
             return 0;
         }
-        L2Cache.Table t = img.l2Table(l1Index, off);
+        L2Table t = img.l2Table(l1Index, off);
         long e = t.words[(int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1)) * geo.entryWords];
-        return (e & COMPRESSED) != 0 ? 0 : e & OFFSET_MASK;
+        return L2Entry.isCompressed(e) ? 0 : L2Entry.hostOffset(e);
     }
 
     /** Whether guest range [start, end) already reads as zeros in this image. */
@@ -469,23 +486,21 @@ final class Qcow2Writer {
      */
     void writeCompressed(long cluster, byte[] data, int length) throws IOException {
         img.dropDecompressed();
-        L2Cache.Table t = writableL2((int) (cluster >>> geo.l1Shift));
+        L2Table t = writableL2((int) (cluster >>> geo.l1Shift));
         int index = (int) ((cluster >>> geo.clusterBits) & (geo.l2Entries - 1));
         int wi = index * geo.entryWords;
         long entry = t.words[wi];
         long bitmap = geo.extendedL2 ? t.words[wi + 1] : 0;
-        boolean compressed = (entry & COMPRESSED) != 0;
-        long oldHost = compressed ? 0 : entry & OFFSET_MASK;
-        validate(t, index, entry, bitmap, oldHost);
+        validate(t, index, entry, bitmap);
+        long oldHost = L2Entry.isCompressed(entry) ? 0 : L2Entry.hostOffset(entry);
         freeEntry(entry, oldHost);
         long host = refcounts.allocateBytes(length);
         queueCompressed(data, length, host);
-        long extraSectors = ((host + length - 1) >>> 9) - (host >>> 9);
-        t.words[wi] = COMPRESSED | (extraSectors << geo.csizeShift) | host;
+        t.words[wi] = L2Entry.compressed(geo, host, length);
         if (geo.extendedL2) {
             t.words[wi + 1] = 0; // compressed clusters have no subcluster bitmap
         }
-        t.dirty = true;
+        mapsNewData(t, true);
         flushIfCachesFull();
     }
 
@@ -539,170 +554,33 @@ final class Qcow2Writer {
     }
 
     private void writeData(ByteBuffer data, long host) throws IOException {
-        storage.write(data, host);
-        unsynced = true;
+        file.write(data, host);
+    }
+
+    private void flushData() throws IOException {
+        flushPending();
+        file.flush();
     }
 
     // ---- flush ----
 
     private void flushIfCachesFull() throws IOException {
-        if (img.l2.overCapacity() || refcounts.overCapacity()) {
+        if (img.l2.isMostlyDirty() || refcounts.overCapacity()) {
             flush();
         }
     }
 
-    /** Makes everything durable, in the crash-safe order described on the class. */
+    /**
+     * Makes everything durable. The order is the dependencies': each flush
+     * below first flushes what it depends on (see the class comment).
+     */
     void flush() throws IOException {
         flushPending();
-        boolean metadata = refcounts.hasDirtyBlocks() || refcounts.tableMoved() || refcounts.hasTableUpdates()
-                || img.l2.hasDirty() || img.l1.isDirty() || refcounts.hasDeferred();
-        if (!metadata) {
-            if (unsynced) {
-                storage.sync();
-                unsynced = false;
-            }
-            return;
-        }
-        // 1. data and refcount increments (new blocks, a moved table are not referenced yet)
-        refcounts.writeDirtyBlocks();
-        if (refcounts.tableMoved()) {
-            refcounts.writeMovedTable();
-        }
-        storage.sync();
-        unsynced = false;
-        // 2. the refcount table points to the new blocks (or the header to the new table)
-        if (refcounts.tableMoved()) {
-            img.header = img.header.withRefcountTable(refcounts.tableOffset(), refcounts.tableClusters());
-            storage.write(ByteBuffer.wrap(img.header.encodeFields()), 0);
-            refcounts.tableSwitched();
-            storage.sync();
-        } else if (refcounts.hasTableUpdates()) {
-            refcounts.writeTableUpdates();
-            storage.sync();
-        }
-        // 3. L2 tables, then the L1 entries that point to new ones
-        if (img.l2.hasDirty()) {
-            img.l2.writeDirty();
-            storage.sync();
-        }
-        if (img.l1.isDirty()) {
-            img.l1.writeDirty();
-            storage.sync();
-        }
-        // 4. references are gone: drop the refcounts, then give the space back
-        if (refcounts.hasDeferred()) {
-            LongList freed = refcounts.applyDeferred();
-            refcounts.writeDirtyBlocks();
-            storage.sync();
-            punch(freed);
-        }
-    }
-
-    /** Deallocates freed clusters in the file (runs of adjacent clusters in one call). */
-    private void punch(LongList freed) throws IOException {
-        long[] c = freed.sorted();
-        for (int i = 0; i < c.length; ) {
-            int j = i + 1;
-            while (j < c.length && c[j] == c[j - 1] + 1) {
-                j++;
-            }
-            storage.punchHole(c[i] << geo.clusterBits, (long) (j - i) << geo.clusterBits);
-            i = j;
-        }
-    }
-
-    /**
-     * Overlap checks before writing into existing clusters of a possibly
-     * hostile image (qemu's "cached" overlap checks): data and tables must
-     * not land on the header, the L1 table, the refcount table, refcount
-     * blocks, L2 tables, the snapshot table or snapshot L1 tables.
-     */
-    static final class MetadataGuard {
-        private final Qcow2Image img;
-        private final Refcounts refcounts;
-        private final List<long[]> ranges = new ArrayList<>();
-        private final long[] l2Clusters;
-        private final long[] refblockClusters;
-        private final long metadataEnd;
-
-        MetadataGuard(Qcow2Image img, Refcounts refcounts) throws IOException {
-            this.img = img;
-            this.refcounts = refcounts;
-            Qcow2Header h = img.header;
-            long c = img.geo.clusterSize;
-            ranges.add(new long[]{0, c});
-            ranges.add(new long[]{h.l1TableOffset, h.l1TableOffset + img.l1.size() * 8L});
-            ranges.add(new long[]{h.snapshotsOffset, h.snapshotsOffset + img.snapshotTableBytes});
-            for (SnapshotTable.Snapshot s : img.snapshots()) {
-                long len = Integer.toUnsignedLong(s.l1Size()) * 8;
-                if (s.l1TableOffset() >= 0 && len <= Qcow2Header.MAX_L1_BYTES) {
-                    ranges.add(new long[]{s.l1TableOffset(), s.l1TableOffset() + len});
-                }
-            }
-            long end = 0;
-            for (long[] r : ranges) {
-                end = Math.max(end, r[1]);
-            }
-            LongList l2 = new LongList();
-            for (int i = 0; i < img.l1.size(); i++) {
-                long off = img.l1.get(i) & OFFSET_MASK;
-                if (off != 0) {
-                    l2.add(off >>> img.geo.clusterBits);
-                    end = Math.max(end, off + c);
-                }
-            }
-            l2Clusters = l2.sorted();
-            LongList blocks = new LongList();
-            for (int i = 0; i < refcounts.tableLength(); i++) {
-                long off = refcounts.tableEntry(i) & Qcow2Geometry.REFTABLE_OFFSET_MASK;
-                if (off != 0) {
-                    blocks.add(off >>> img.geo.clusterBits);
-                }
-            }
-            refblockClusters = blocks.sorted();
-            metadataEnd = end;
-        }
-
-        /** End of the metadata known at open; new clusters go past it. */
-        long knownMetadataEnd() {
-            return metadataEnd;
-        }
-
-        void checkDataWrite(long host) throws IOException {
-            long ci = host >>> img.geo.clusterBits;
-            if (Arrays.binarySearch(l2Clusters, ci) >= 0 || Arrays.binarySearch(refblockClusters, ci) >= 0
-                    || refcounts.isNewMetadata(ci)) {
-                throw new CorruptImageException("qcow2 L2 table", -1, String.format(
-                        "data cluster 0x%x overlaps qcow2 metadata; refusing to write", host));
-            }
-            checkFixed("data cluster", host, img.geo.clusterSize);
-        }
-
-        void checkMetadataWrite(String structure, long offset, long length) throws IOException {
-            long ci = offset >>> img.geo.clusterBits;
-            boolean other = structure.equals("L2 table")
-                    ? Arrays.binarySearch(refblockClusters, ci) >= 0
-                    : Arrays.binarySearch(l2Clusters, ci) >= 0;
-            if (other) {
-                throw new CorruptImageException("qcow2 " + structure, offset,
-                        "overlaps other qcow2 metadata; refusing to write");
-            }
-            checkFixed(structure, offset, length);
-        }
-
-        private void checkFixed(String structure, long offset, long length) throws IOException {
-            long end = offset + length;
-            long rt = refcounts.tableOffset();
-            long rtEnd = rt + (long) refcounts.tableClusters() * img.geo.clusterSize;
-            boolean hit = offset < rtEnd && rt < end;
-            for (long[] r : ranges) {
-                hit |= r[1] > r[0] && offset < r[1] && r[0] < end;
-            }
-            if (hit) {
-                throw new CorruptImageException("qcow2 " + structure, offset,
-                        "overlaps the header, an L1 table, the refcount table or the snapshot table; "
-                                + "refusing to write");
-            }
-        }
+        img.l1.flush();
+        img.l2.flush();
+        refcounts.writes().flush();
+        LongList freed = refcounts.applyFrees();
+        file.flush();
+        Refcounts.punchFreed(storage, freed, geo.clusterBits);
     }
 }

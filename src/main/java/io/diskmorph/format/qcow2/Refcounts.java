@@ -2,6 +2,10 @@ package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.image.cache.Dependencies;
+import io.diskmorph.image.cache.MetadataCache;
+import io.diskmorph.image.cache.SyncTracker;
+import io.diskmorph.image.cache.WriteDependency;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -9,56 +13,41 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.BitSet;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Map;
 
 /**
  * Refcount table and refcount blocks (qcow2.rst "Reference counts"): reading
- * any cluster's refcount through an LRU cache of blocks, and, for writers,
- * allocating clusters at the end of the image with exact refcounts (new
- * refcount blocks and a moved, larger refcount table count themselves).
+ * any cluster's refcount through a {@link MetadataCache} of blocks, and, for
+ * writers, allocating clusters at the end of the image with exact refcounts
+ * (new refcount blocks and a moved, larger refcount table count themselves).
  *
- * <p>Write protocol: increments (new clusters) go to cached blocks at once;
- * decrements are deferred ({@link #deferDecrement}) and applied only by
- * {@link #applyDeferred}, after the tables that dropped the references are
- * durable, so a crash can leak a cluster but never free a referenced one.
- * Nothing reaches the file until the owner calls the write methods in its
- * flush order.
+ * <p>Write protocol, as dependencies: increments (new clusters) go to cached
+ * blocks at once, which may be written any time (a crash then leaks);
+ * {@link #writes} is what a table that references a new cluster depends on:
+ * the blocks, then the refcount table entries that point to new blocks (or
+ * a moved table, then the header). Decrements wait ({@link #free}) until
+ * what dropped the references is durable ({@link #applyFrees}), so a crash
+ * can leak a cluster but never free a referenced one.
  */
 final class Refcounts {
     private static final VarHandle BE16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.BIG_ENDIAN);
     private static final VarHandle BE32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.BIG_ENDIAN);
     private static final VarHandle BE64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
-    /** Bytes of refcount blocks kept cached. */
-    private static final long CACHE_BYTES = 4L << 20;
+    /** Refcount table entry bits 9-63: the refcount block's host offset (bit 63 included, as qemu reads it). */
+    static final long TABLE_OFFSET_MASK = 0xffff_ffff_ffff_fe00L;
+    /** Refcount table entry bits that must be clear (qemu REFT_RESERVED_MASK). */
+    static final long TABLE_RESERVED = 0x1ffL;
 
-    /** Checks that a metadata write does not land on other metadata (hostile images). */
-    interface WriteGuard {
-        void checkWrite(String structure, long offset, long length) throws IOException;
+    /** Points the header at a moved refcount table (a write through the tracker; the caller syncs). */
+    interface HeaderSwitch {
+        void refcountTableMoved(long tableOffset, int tableClusters) throws IOException;
     }
 
-    /** One cached refcount block. */
-    private static final class Block {
-        final long offset;
-        final byte[] data;
-        boolean dirty;
-        boolean checked;
-
-        Block(long offset, byte[] data) {
-            this.offset = offset;
-            this.data = data;
-        }
-    }
-
-    private final Storage storage;
+    private final SyncTracker file;
     private final Qcow2Geometry geo;
-    private final int cacheCapacity;
-    private final LinkedHashMap<Long, Block> blocks = new LinkedHashMap<>(64, 0.75f, true);
+    private final MetadataCache<RefcountBlock> blocks;
+    private final HeaderSwitch headerSwitch;
+    private final WriteDependency writes = this::flushStructure;
     private long tableOffset;
     private int tableClusters;
     private long[] table;
@@ -66,34 +55,41 @@ final class Refcounts {
     private int dirtyHi = -1;
     private boolean tableMoved;
     private long allocEnd = -1;
-    /** Pairs (first cluster index, cluster count) whose refcounts drop by one at {@link #applyDeferred}. */
+    /** Pairs (first cluster index, cluster count) whose refcounts drop by one at {@link #applyFrees}. */
     private final LongList deferred = new LongList();
-    /** Tables allocated in this session, by cluster index relative to {@link #sessionStart}. */
-    private final BitSet newMetadata = new BitSet();
-    private long sessionStart;
-    private WriteGuard guard;
+    /** What dropped the references in {@link #deferred}: durable before the refcounts drop. */
+    private final Dependencies freeAfter = new Dependencies();
+    /** The writer's overlap check (null for check's repairs): existing blocks are checked, new ones added. */
+    private MetadataOverlap overlap;
 
-    private Refcounts(Storage storage, Qcow2Geometry geo, long tableOffset, int tableClusters, long[] table) {
-        this.storage = storage;
+    private Refcounts(SyncTracker file, Qcow2Geometry geo, long tableOffset, int tableClusters, long[] table,
+                      long cacheBytes, HeaderSwitch headerSwitch) {
+        this.file = file;
         this.geo = geo;
         this.tableOffset = tableOffset;
         this.tableClusters = tableClusters;
         this.table = table;
-        this.cacheCapacity = (int) Math.max(4, CACHE_BYTES / geo.clusterSize);
+        this.headerSwitch = headerSwitch;
+        this.blocks = new MetadataCache<>("qcow2 refcount block", file, (int) geo.clusterSize,
+                (int) Math.max(4, cacheBytes / geo.clusterSize), () -> new RefcountBlock(geo.clusterSize));
     }
 
-    /** Loads the refcount table (its size was validated against qemu's 8 MiB cap by the header). */
-    static Refcounts load(Storage storage, Qcow2Geometry geo, long tableOffset, int tableClusters)
-            throws IOException {
+    /**
+     * Loads the refcount table (its size was validated against qemu's 8 MiB
+     * cap by the header), with {@code cacheBytes} of blocks cached;
+     * {@code headerSwitch} is called when the table moves.
+     */
+    static Refcounts load(SyncTracker file, Qcow2Geometry geo, long tableOffset, int tableClusters,
+                          long cacheBytes, HeaderSwitch headerSwitch) throws IOException {
         int bytes = Math.toIntExact(tableClusters * geo.clusterSize);
-        ByteBuffer raw = storage.readBytes(tableOffset, bytes);
+        ByteBuffer raw = file.storage().readBytes(tableOffset, bytes);
         long[] table = new long[bytes / 8];
         raw.asLongBuffer().get(table);
-        return new Refcounts(storage, geo, tableOffset, tableClusters, table);
+        return new Refcounts(file, geo, tableOffset, tableClusters, table, cacheBytes, headerSwitch);
     }
 
-    void setGuard(WriteGuard guard) {
-        this.guard = guard;
+    void setOverlapCheck(MetadataOverlap overlap) {
+        this.overlap = overlap;
     }
 
     long tableOffset() {
@@ -104,13 +100,9 @@ final class Refcounts {
         return tableClusters;
     }
 
-    int tableLength() {
-        return table.length;
-    }
-
-    /** Raw refcount table entry {@code index}. */
-    long tableEntry(int index) {
-        return table[index];
+    /** The refcount table's entries (owned by this object: not to be changed). */
+    long[] tableEntries() {
+        return table;
     }
 
     /** Host offset of refcount block {@code index}, 0 when none; corrupt when misaligned. */
@@ -118,7 +110,7 @@ final class Refcounts {
         if (index >= table.length) {
             return 0;
         }
-        long off = table[(int) index] & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+        long off = blockOffsetOf(table[(int) index]);
         if (off < 0) {
             // bit 63 is part of the offset field (qcow2.rst "Refcount table"): no file reaches 2^63
             throw new CorruptImageException("qcow2 refcount table", tableOffset + index * 8, String.format(
@@ -139,7 +131,7 @@ final class Refcounts {
         if (off == 0) {
             return 0;
         }
-        return entry(block(bi, off).data, (int) (clusterIndex & (geo.refblockEntries() - 1)), geo.refcountOrder);
+        return entry(blocks.get(off).bytes, (int) (clusterIndex & (geo.refblockEntries() - 1)), geo.refcountOrder);
     }
 
     /**
@@ -156,15 +148,15 @@ final class Refcounts {
             if (off == 0) {
                 continue;
             }
-            Block cached = blocks.get(bi);
+            RefcountBlock cached = blocks.peek(off);
             byte[] data;
             if (cached != null) {
-                data = cached.data;
+                data = cached.bytes;
             } else {
                 if (scratch == null) {
                     scratch = new byte[(int) geo.clusterSize];
                 }
-                storage.read(ByteBuffer.wrap(scratch), off);
+                file.storage().read(ByteBuffer.wrap(scratch), off);
                 data = scratch;
             }
             int n = (int) Math.min(perBlock, endCluster - bi * perBlock);
@@ -177,35 +169,9 @@ final class Refcounts {
         return count;
     }
 
-    private Block block(long index, long offset) throws IOException {
-        Block b = blocks.get(index);
-        if (b != null && b.offset == offset) {
-            return b;
-        }
-        byte[] data = new byte[(int) geo.clusterSize];
-        storage.read(ByteBuffer.wrap(data), offset);
-        b = new Block(offset, data);
-        evictClean(cacheCapacity - 1);
-        blocks.put(index, b);
-        return b;
-    }
-
-    /** Drops least recently used clean blocks until at most {@code target} remain (dirty ones stay). */
-    private void evictClean(int target) {
-        if (blocks.size() <= target) {
-            return;
-        }
-        for (Iterator<Map.Entry<Long, Block>> it = blocks.entrySet().iterator();
-             it.hasNext() && blocks.size() > target; ) {
-            if (!it.next().getValue().dirty) {
-                it.remove();
-            }
-        }
-    }
-
-    /** True when dirty blocks keep the cache above its budget (the owner should flush). */
+    /** True when dirty blocks fill the cache or frees pile up (the owner should flush). */
     boolean overCapacity() {
-        return blocks.size() > cacheCapacity || deferred.size() > (1 << 20);
+        return blocks.isMostlyDirty() || deferred.size() > (1 << 20);
     }
 
     // ---- writing ----
@@ -216,7 +182,7 @@ final class Refcounts {
      */
     private long allocEnd() throws IOException {
         if (allocEnd < 0) {
-            long end = Math.max(align(storage.size()), align(Math.max(geo.clusterSize, minEnd)));
+            long end = Math.max(align(file.storage().size()), align(Math.max(geo.clusterSize, minEnd)));
             end = Math.max(end, tableOffset + (long) tableClusters * geo.clusterSize);
             long perBlock = geo.refblockEntries();
             long last = -1;
@@ -226,7 +192,7 @@ final class Refcounts {
                     continue;
                 }
                 end = Math.max(end, off + geo.clusterSize);
-                int i = lastUsedEntry(block(bi, off).data, geo.refcountOrder);
+                int i = lastUsedEntry(blocks.get(off).bytes, geo.refcountOrder);
                 if (i >= 0) {
                     last = bi * perBlock + i;
                 }
@@ -235,7 +201,6 @@ final class Refcounts {
                 end = Math.max(end, blockOffset(bi) + geo.clusterSize);
             }
             allocEnd = Math.max(end, (last + 1) << geo.clusterBits);
-            sessionStart = allocEnd >>> geo.clusterBits;
         }
         return allocEnd;
     }
@@ -277,16 +242,10 @@ final class Refcounts {
         return (v + geo.clusterSize - 1) & -geo.clusterSize;
     }
 
-    /**
-     * Allocates one cluster at the end of the image with refcount 1.
-     * {@code metadata} marks it as a table (not guest data) for overlap checks.
-     */
-    long allocate(boolean metadata) throws IOException {
+    /** Allocates one cluster at the end of the image with refcount 1. */
+    long allocate() throws IOException {
         long off = bump(1);
         setNew(off >>> geo.clusterBits);
-        if (metadata) {
-            markNewMetadata(off >>> geo.clusterBits);
-        }
         return off;
     }
 
@@ -326,24 +285,22 @@ final class Refcounts {
 
     /** Adds one reference to a cluster allocated in this session. */
     private void increment(long clusterIndex) throws IOException {
-        Block b = writableBlock(clusterIndex);
+        RefcountBlock b = writableBlock(clusterIndex);
         int i = (int) (clusterIndex & (geo.refblockEntries() - 1));
-        long v = entry(b.data, i, geo.refcountOrder);
+        long v = entry(b.bytes, i, geo.refcountOrder);
         if (v == refcountMax()) {
-            throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+            throw new CorruptImageException("qcow2 refcount block", b.hostOffset(), String.format(
                     "refcount of cluster 0x%x would overflow", clusterIndex << geo.clusterBits));
         }
-        setEntry(b.data, i, geo.refcountOrder, v + 1);
-        b.dirty = true;
+        setEntry(b.bytes, i, geo.refcountOrder, v + 1);
+        blocks.markDirty(b);
     }
 
     /** Allocates {@code clusters} adjacent clusters for a table at the end of the image, each with refcount 1. */
     long allocateRun(long clusters) throws IOException {
         long off = bump(clusters);
         for (long i = 0; i < clusters; i++) {
-            long ci = (off >>> geo.clusterBits) + i;
-            markNewMetadata(ci);
-            setNew(ci);
+            setNew((off >>> geo.clusterBits) + i);
         }
         return off;
     }
@@ -358,30 +315,20 @@ final class Refcounts {
         return off;
     }
 
-    private void markNewMetadata(long clusterIndex) {
-        newMetadata.set(Math.toIntExact(clusterIndex - sessionStart));
-    }
-
-    /** Whether a table allocated in this session occupies {@code clusterIndex}. */
-    boolean isNewMetadata(long clusterIndex) {
-        long rel = clusterIndex - sessionStart;
-        return allocEnd >= 0 && rel >= 0 && rel < Integer.MAX_VALUE && newMetadata.get((int) rel);
-    }
-
     /** Sets the refcount of a free cluster to 1. */
     private void setNew(long clusterIndex) throws IOException {
-        Block b = writableBlock(clusterIndex);
+        RefcountBlock b = writableBlock(clusterIndex);
         int i = (int) (clusterIndex & (geo.refblockEntries() - 1));
-        if (entry(b.data, i, geo.refcountOrder) != 0) {
-            throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+        if (entry(b.bytes, i, geo.refcountOrder) != 0) {
+            throw new CorruptImageException("qcow2 refcount block", b.hostOffset(), String.format(
                     "cluster 0x%x past the end of the image already has a refcount", clusterIndex << geo.clusterBits));
         }
-        setEntry(b.data, i, geo.refcountOrder, 1);
-        b.dirty = true;
+        setEntry(b.bytes, i, geo.refcountOrder, 1);
+        blocks.markDirty(b);
     }
 
     /** The block holding {@code clusterIndex}'s refcount, creating it (and growing the table) when missing. */
-    private Block writableBlock(long clusterIndex) throws IOException {
+    private RefcountBlock writableBlock(long clusterIndex) throws IOException {
         long bi = clusterIndex >>> geo.refblockBits;
         if (bi >= table.length) {
             growTable(bi);
@@ -391,19 +338,19 @@ final class Refcounts {
             long newOff = bump(1);
             table[(int) bi] = newOff;
             markTableDirty((int) bi);
-            Block nb = new Block(newOff, new byte[(int) geo.clusterSize]);
-            nb.dirty = true;
+            RefcountBlock nb = blocks.create(newOff);
             nb.checked = true;
-            evictClean(cacheCapacity - 1);
-            blocks.put(bi, nb);
-            markNewMetadata(newOff >>> geo.clusterBits);
-            setNew(newOff >>> geo.clusterBits); // the new block counts itself (or lands in another block)
+            if (overlap != null) {
+                overlap.addRefcountBlock(newOff);
+            }
+            // the new block counts itself (or lands in another block); the cache keeps nb meanwhile
+            setNew(newOff >>> geo.clusterBits);
             return nb;
         }
-        Block b = block(bi, off);
+        RefcountBlock b = blocks.get(off);
         if (!b.checked) {
-            if (guard != null) {
-                guard.checkWrite("refcount block", off, geo.clusterSize);
+            if (overlap != null) {
+                overlap.refuseTableWrite("refcount block", off, geo.clusterSize);
             }
             b.checked = true;
         }
@@ -431,13 +378,15 @@ final class Refcounts {
             throw new UnsupportedFeatureException("qcow2 refcount table would exceed qemu's limit of 8 MiB");
         }
         long newOff = bump(clusters);
-        deferDecrement(tableOffset >>> geo.clusterBits, tableClusters);
+        free(tableOffset >>> geo.clusterBits, tableClusters, writes); // once the header points elsewhere
         table = Arrays.copyOf(table, (int) (clusters << (geo.clusterBits - 3)));
         tableOffset = newOff;
         tableClusters = (int) clusters;
         tableMoved = true;
+        if (overlap != null) {
+            overlap.moveRefcountTable(newOff, clusters * geo.clusterSize);
+        }
         for (long c = 0; c < clusters; c++) {
-            markNewMetadata((newOff >>> geo.clusterBits) + c);
             setNew((newOff >>> geo.clusterBits) + c);
         }
     }
@@ -447,22 +396,60 @@ final class Refcounts {
         dirtyHi = Math.max(dirtyHi, index);
     }
 
-    /** Drops one reference from {@code count} clusters from {@code firstCluster} on, at {@link #applyDeferred}. */
-    void deferDecrement(long firstCluster, long count) {
+    /**
+     * Drops one reference from {@code count} clusters from {@code firstCluster}
+     * on, at {@link #applyFrees}, once {@code after} (what dropped the
+     * references) is durable.
+     */
+    void free(long firstCluster, long count, WriteDependency after) {
         deferred.add(firstCluster);
         deferred.add(count);
-    }
-
-    boolean hasDeferred() {
-        return !deferred.isEmpty();
+        freeAfter.add(after);
     }
 
     /**
-     * Applies the deferred decrements to the cached blocks (they become
-     * dirty) and returns the clusters whose refcount reached zero.
+     * The refcount structure's writes as one dependency: the blocks, then
+     * the table entries that point to new blocks, or a moved table and then
+     * the header; each step durable before the next.
      */
-    LongList applyDeferred() throws IOException {
+    WriteDependency writes() {
+        return writes;
+    }
+
+    private void flushStructure() throws IOException {
+        if (tableMoved) {
+            // not referenced yet: written with the blocks it points to
+            ByteBuffer b = ByteBuffer.allocate(Math.toIntExact((long) tableClusters * geo.clusterSize));
+            b.asLongBuffer().put(table);
+            file.write(b, tableOffset);
+        }
+        blocks.flush();
+        if (tableMoved) {
+            headerSwitch.refcountTableMoved(tableOffset, tableClusters);
+            file.flush();
+            tableMoved = false;
+        } else if (dirtyHi >= 0) {
+            ByteBuffer b = ByteBuffer.allocate((dirtyHi - dirtyLo + 1) * 8);
+            b.asLongBuffer().put(table, dirtyLo, dirtyHi - dirtyLo + 1);
+            file.write(b, tableOffset + dirtyLo * 8L);
+            file.flush();
+        }
+        dirtyLo = Integer.MAX_VALUE;
+        dirtyHi = -1;
+    }
+
+    /**
+     * Makes what dropped references durable, then applies the frees to the
+     * blocks and writes them; returns the clusters whose refcount reached
+     * zero. A free the blocks cannot take (no block, already zero) is a
+     * corruption, thrown before anything is written.
+     */
+    LongList applyFrees() throws IOException {
         LongList freed = new LongList();
+        if (deferred.isEmpty()) {
+            return freed;
+        }
+        freeAfter.flush();
         for (int k = 0; k < deferred.size(); k += 2) {
             long first = deferred.get(k);
             long count = deferred.get(k + 1);
@@ -473,95 +460,70 @@ final class Refcounts {
                     throw new CorruptImageException("qcow2 refcount table", tableOffset + bi * 8, String.format(
                             "freeing cluster 0x%x that has no refcount block", ci << geo.clusterBits));
                 }
-                Block b = writableBlock(ci);
+                RefcountBlock b = writableBlock(ci);
                 int i = (int) (ci & (geo.refblockEntries() - 1));
-                long v = entry(b.data, i, geo.refcountOrder);
+                long v = entry(b.bytes, i, geo.refcountOrder);
                 if (v == 0) {
-                    throw new CorruptImageException("qcow2 refcount block", b.offset, String.format(
+                    throw new CorruptImageException("qcow2 refcount block", b.hostOffset(), String.format(
                             "refcount of cluster 0x%x would drop below zero", ci << geo.clusterBits));
                 }
-                setEntry(b.data, i, geo.refcountOrder, v - 1);
-                b.dirty = true;
+                setEntry(b.bytes, i, geo.refcountOrder, v - 1);
+                blocks.markDirty(b);
                 if (v == 1) {
                     freed.add(ci);
                 }
             }
         }
         deferred.clear();
+        blocks.flush();
         return freed;
     }
 
-    boolean hasDirtyBlocks() {
-        for (Block b : blocks.values()) {
-            if (b.dirty) {
-                return true;
+    /** Deallocates freed clusters that lie in the file (qemu discards them), runs of adjacent ones at a time. */
+    static void punchFreed(Storage storage, LongList freedClusters, int clusterBits) throws IOException {
+        long[] f = freedClusters.sorted();
+        for (int i = 0; i < f.length; ) {
+            int j = i + 1;
+            while (j < f.length && f[j] == f[j - 1] + 1) {
+                j++;
             }
-        }
-        return false;
-    }
-
-    /** Writes every dirty block (in file order). */
-    void writeDirtyBlocks() throws IOException {
-        List<Block> dirty = new ArrayList<>();
-        for (Block b : blocks.values()) {
-            if (b.dirty) {
-                dirty.add(b);
+            long from = f[i] << clusterBits;
+            long to = Math.min((f[j - 1] + 1) << clusterBits, storage.size());
+            if (to > from) {
+                storage.punchHole(from, to - from);
             }
+            i = j;
         }
-        dirty.sort((a, b) -> Long.compare(a.offset, b.offset));
-        for (Block b : dirty) {
-            storage.write(ByteBuffer.wrap(b.data), b.offset);
-            b.dirty = false;
-        }
-        evictClean(cacheCapacity);
     }
 
-    boolean tableMoved() {
-        return tableMoved;
+    // ---- entry codecs ----
+
+    /** Host offset of the refcount block a refcount table entry points to (0: none). */
+    static long blockOffsetOf(long tableEntry) {
+        return tableEntry & TABLE_OFFSET_MASK;
     }
 
-    /** Writes the whole table at its new place (before the header points to it). */
-    void writeMovedTable() throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact((long) tableClusters * geo.clusterSize));
-        b.asLongBuffer().put(table);
-        storage.write(b, tableOffset);
-        dirtyLo = Integer.MAX_VALUE;
-        dirtyHi = -1;
-    }
-
-    /** Called once the header points at the moved table. */
-    void tableSwitched() {
-        tableMoved = false;
-    }
-
-    boolean hasTableUpdates() {
-        return dirtyHi >= 0;
-    }
-
-    /** Writes changed entries of a table that stayed in place. */
-    void writeTableUpdates() throws IOException {
-        if (dirtyHi < 0) {
-            return;
-        }
-        ByteBuffer b = ByteBuffer.allocate((dirtyHi - dirtyLo + 1) * 8);
-        b.asLongBuffer().put(table, dirtyLo, dirtyHi - dirtyLo + 1);
-        storage.write(b, tableOffset + dirtyLo * 8L);
-        dirtyLo = Integer.MAX_VALUE;
-        dirtyHi = -1;
-    }
-
-    // ---- entry codec ----
-
-    /** Refcount {@code i} of a block; widths below 8 bits are packed LSB first (qemu get_refcount_ro0..2). */
+    /**
+     * Refcount {@code i} of a block; widths below 8 bits are packed LSB first
+     * (qemu get_refcount_ro0..2). The wider ones are assembled by hand: the
+     * hot loops of a check run before the JIT has optimised var handles.
+     */
     static long entry(byte[] block, int i, int order) {
         return switch (order) {
             case 0 -> (block[i >>> 3] >>> (i & 7)) & 1;
             case 1 -> (block[i >>> 2] >>> ((i & 3) * 2)) & 3;
             case 2 -> (block[i >>> 1] >>> ((i & 1) * 4)) & 15;
             case 3 -> block[i] & 0xff;
-            case 4 -> (short) BE16.get(block, i * 2) & 0xffff;
-            case 5 -> Integer.toUnsignedLong((int) BE32.get(block, i * 4));
-            default -> (long) BE64.get(block, i * 8);
+            case 4 -> (block[2 * i] & 0xff) << 8 | block[2 * i + 1] & 0xff;
+            case 5 -> (long) (block[4 * i] & 0xff) << 24 | (block[4 * i + 1] & 0xff) << 16
+                    | (block[4 * i + 2] & 0xff) << 8 | block[4 * i + 3] & 0xff;
+            default -> {
+                long v = 0;
+                for (int k = 8 * i; k < 8 * i + 8; k++) {
+                    v = v << 8 | block[k] & 0xff;
+                }
+                yield v;
+            }
         };
     }
 

@@ -60,7 +60,7 @@ final class QedChecker {
         this.header = header;
         this.fileSize = QedHeader.usableFileSize(storage.size(), header.clusterSize);
         this.fix = fix;
-        this.pageBytes = (int) Math.min(header.tableBytes(), TableCache.MAX_PAGE_BYTES);
+        this.pageBytes = TablePage.pageBytes(header.tableBytes());
     }
 
     /** Runs one pass; with {@code fix}, invalid table entries are dropped on disk (no sync). */

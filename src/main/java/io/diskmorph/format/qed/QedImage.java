@@ -11,6 +11,8 @@ import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
+import io.diskmorph.image.cache.MetadataCache;
+import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -18,11 +20,12 @@ import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
- * An open QED image. Lookups go L1 -> L2 through a bounded page cache;
- * allocating writes append clusters at the usable end of the file (qemu's
- * rule: the file length rounded down to a cluster), and table updates stay
- * cached until {@link #flush}, which writes them in crash-safe order: data,
- * sync, L2 tables, sync, L1, sync. Like qemu, the need-check header bit is
+ * An open QED image. Lookups go L1 -> L2 through bounded caches of table
+ * pages; allocating writes append clusters at the usable end of the file
+ * (qemu's rule: the file length rounded down to a cluster), and table
+ * updates stay cached until {@link #flush} or an eviction writes them, in
+ * crash-safe order expressed as cache dependencies: data, sync, L2 pages,
+ * sync, L1 pages, sync. Like qemu, the need-check header bit is
  * set (and synced) before the first allocating write of an image without a
  * backing file, and cleared once a flush has made the tables consistent.
  */
@@ -30,18 +33,23 @@ final class QedImage extends AbstractDiskImage {
     static final long UNALLOCATED = 0;
     static final long ZERO_CLUSTER = 1;
 
-    /** Memory for cached table pages; dirty pages beyond it force a metadata flush. */
-    private static final long CACHE_BYTES = 8L << 20;
+    /** Memory for cached L1 and L2 table pages. */
+    private static final long L1_CACHE_BYTES = 2L << 20;
+    private static final long L2_CACHE_BYTES = 6L << 20;
     private static final int ZERO_CHUNK = 1 << 20;
 
     private final QedFormat format;
     private final long c;
-    private final TableCache tables;
+    /** Guest data, new L2 tables and table pages all go through it: syncs happen only when needed. */
+    private final SyncTracker file;
+    private final MetadataCache<TablePage> l1Pages;
+    /** Pages of L2 tables: written after the data they point to, before the L1 entries that point to them. */
+    private final MetadataCache<TablePage> l2Pages;
+    /** Bytes of one table page. */
+    private final int pageBytes;
     private QedHeader header;
     /** qemu's s->file_size: where the next cluster is appended. */
     private long fileEnd;
-    /** Writes issued since the last sync. */
-    private boolean unsynced;
     /** We set need-check and must clear it once the tables are consistent again. */
     private boolean needCheckSetByUs;
     /** Open-time duties of a writer (need-check repair, autoclear reset) are done. */
@@ -61,7 +69,13 @@ final class QedImage extends AbstractDiskImage {
         this.header = header;
         this.c = header.clusterSize;
         this.fileEnd = QedHeader.usableFileSize(fileLength, c);
-        this.tables = new TableCache(storage, header.tableBytes(), CACHE_BYTES, this::flushMetadata);
+        this.file = new SyncTracker(storage);
+        int pageBytes = TablePage.pageBytes(header.tableBytes());
+        this.pageBytes = pageBytes;
+        this.l1Pages = new MetadataCache<>("QED L1 table page", file, pageBytes,
+                (int) Math.max(4, L1_CACHE_BYTES / pageBytes), () -> new TablePage(pageBytes));
+        this.l2Pages = new MetadataCache<>("QED L2 table page", file, pageBytes,
+                (int) Math.max(4, L2_CACHE_BYTES / pageBytes), () -> new TablePage(pageBytes));
     }
 
     static QedImage open(QedFormat format, Storage storage, OpenContext context) throws IOException {
@@ -102,9 +116,41 @@ final class QedImage extends AbstractDiskImage {
 
     // ---- lookups --------------------------------------------------------------------------
 
+    private MetadataCache<TablePage> pagesOf(long tableOffset) {
+        return tableOffset == header.l1TableOffset ? l1Pages : l2Pages;
+    }
+
+    private long pageOffset(long tableOffset, long index) {
+        return tableOffset + index * 8 / pageBytes * pageBytes;
+    }
+
+    private int inPage(long index) {
+        return (int) (index % (pageBytes / 8));
+    }
+
+    /** Entry {@code index} of the table at {@code tableOffset}. */
+    private long entry(long tableOffset, long index) throws IOException {
+        return pagesOf(tableOffset).get(pageOffset(tableOffset, index)).entries[inPage(index)];
+    }
+
+    /**
+     * Sets an entry. An L2 entry is written after the data it maps; an L1
+     * entry after the L2 table it points to (written as zeros, or in pages).
+     */
+    private void setEntry(long tableOffset, long index, long value) throws IOException {
+        MetadataCache<TablePage> pages = pagesOf(tableOffset);
+        TablePage p = pages.get(pageOffset(tableOffset, index));
+        int i = inPage(index);
+        if (p.entries[i] != value) {
+            p.entries[i] = value;
+            pages.markDirty(p);
+            pages.dependOn(pages == l1Pages ? l2Pages : file);
+        }
+    }
+
     /** L2 table offset for an L1 index, 0 when none; an invalid offset is corruption. */
     private long l2Table(long l1Index) throws IOException {
-        long l2 = tables.get(header.l1TableOffset, l1Index);
+        long l2 = entry(header.l1TableOffset, l1Index);
         if (l2 != UNALLOCATED && !header.isTableOffsetValid(l2, fileEnd)) {
             throw new CorruptImageException("QED L1 table", header.l1TableOffset + 8 * l1Index, String.format(
                     "L2 table offset 0x%x is invalid (misaligned, inside the header or past the end of the file)",
@@ -150,10 +196,10 @@ final class QedImage extends AbstractDiskImage {
         long inCluster = guestOffset % c;
         long index = guestOffset % cov / c;
         long wanted = (inCluster + len + c - 1) / c;
-        long first = tables.get(l2, index);
+        long first = entry(l2, index);
         long n = 1;
         for (long last = first; n < wanted; n++) {
-            long e = tables.get(l2, index + n);
+            long e = entry(l2, index + n);
             if (last == UNALLOCATED || last == ZERO_CLUSTER) {
                 if (e != last) {
                     break;
@@ -201,18 +247,18 @@ final class QedImage extends AbstractDiskImage {
             long index = pos % cov / c;
             long inCluster = pos % c;
             long clusters = (inCluster + len + c - 1) / c;
-            long first = l2 == UNALLOCATED ? UNALLOCATED : tables.get(l2, index);
+            long first = l2 == UNALLOCATED ? UNALLOCATED : entry(l2, index);
             long n = 1;
             if (first == UNALLOCATED || first == ZERO_CLUSTER) {
                 // a run of clusters to allocate (unallocated or zero, in any mix)
-                while (n < clusters && l2 != UNALLOCATED && isUnallocatedOrZero(tables.get(l2, index + n))) {
+                while (n < clusters && l2 != UNALLOCATED && isUnallocatedOrZero(entry(l2, index + n))) {
                     n++;
                 }
                 if (l2 == UNALLOCATED) {
                     n = clusters;
                 }
                 int bytes = (int) Math.min(len, n * c - inCluster);
-                long last = l2 == UNALLOCATED ? UNALLOCATED : tables.get(l2, index + n - 1);
+                long last = l2 == UNALLOCATED ? UNALLOCATED : entry(l2, index + n - 1);
                 allocatingWrite(src.slice(src.position(), bytes), pos, l1Index, index, n, first, last);
                 src.position(src.position() + bytes);
                 pos += bytes;
@@ -221,15 +267,14 @@ final class QedImage extends AbstractDiskImage {
                     throw badCluster(l2, index, first);
                 }
                 for (long host = first; n < clusters; n++) {
-                    long e = tables.get(l2, index + n);
+                    long e = entry(l2, index + n);
                     if (e != host + c || !header.isClusterOffsetValid(e, fileEnd)) {
                         break;
                     }
                     host = e;
                 }
                 int bytes = (int) Math.min(len, n * c - inCluster);
-                storage.write(src.slice(src.position(), bytes), first + inCluster);
-                unsynced = true;
+                file.write(src.slice(src.position(), bytes), first + inCluster);
                 src.position(src.position() + bytes);
                 pos += bytes;
             }
@@ -255,17 +300,16 @@ final class QedImage extends AbstractDiskImage {
         long head = pos - clusterStart;
         long end = pos + data.remaining();
         long tail = clusterStart + n * c - end;
-        storage.write(data, host + head);
+        file.write(data, host + head);
         if (head > 0) {
-            storage.write(previousContent(clusterStart, (int) head, firstEntry), host);
+            file.write(previousContent(clusterStart, (int) head, firstEntry), host);
         }
         if (tail > 0) {
-            storage.write(previousContent(end, (int) tail, lastEntry), host + n * c - tail);
+            file.write(previousContent(end, (int) tail, lastEntry), host + n * c - tail);
         }
-        unsynced = true;
         long l2 = ensureL2(l1Index);
         for (long i = 0; i < n; i++) {
-            tables.set(l2, index + i, host + i * c);
+            setEntry(l2, index + i, host + i * c);
         }
     }
 
@@ -285,7 +329,7 @@ final class QedImage extends AbstractDiskImage {
         if (l2 == UNALLOCATED) {
             l2 = allocate(header.tableSize);
             writeZeros(l2, header.tableBytes());
-            tables.set(header.l1TableOffset, l1Index, l2);
+            setEntry(header.l1TableOffset, l1Index, l2);
         }
         return l2;
     }
@@ -305,10 +349,9 @@ final class QedImage extends AbstractDiskImage {
         ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(ZERO_CHUNK, length));
         for (long done = 0; done < length; ) {
             int n = (int) Math.min(zeros.capacity(), length - done);
-            storage.write(zeros.clear().limit(n), offset + done);
+            file.write(zeros.clear().limit(n), offset + done);
             done += n;
         }
-        unsynced = true;
     }
 
     /**
@@ -346,7 +389,7 @@ final class QedImage extends AbstractDiskImage {
         long cov = header.l2Coverage();
         long l2 = l2Table(pos / cov);
         long index = pos % cov / c;
-        long e = l2 == UNALLOCATED ? UNALLOCATED : tables.get(l2, index);
+        long e = l2 == UNALLOCATED ? UNALLOCATED : entry(l2, index);
         if (e == ZERO_CLUSTER || (e == UNALLOCATED && backingName == null)) {
             return; // already reads as zeros
         }
@@ -369,22 +412,21 @@ final class QedImage extends AbstractDiskImage {
         }
         for (long g = pos; g < end; g += c) {
             long index = g % cov / c;
-            long e = l2 == UNALLOCATED ? UNALLOCATED : tables.get(l2, index);
+            long e = l2 == UNALLOCATED ? UNALLOCATED : entry(l2, index);
             if (e == ZERO_CLUSTER || (e == UNALLOCATED && backingName == null)) {
                 continue;
             }
             if (e == UNALLOCATED) {
                 markNeedCheck();
                 l2 = ensureL2(l1Index);
-                tables.set(l2, index, ZERO_CLUSTER);
+                setEntry(l2, index, ZERO_CLUSTER);
                 continue;
             }
             if (!header.isClusterOffsetValid(e, fileEnd)) {
                 throw badCluster(l2, index, e);
             }
             if (mayUnmap) {
-                storage.punchHole(e, c);
-                unsynced = true;
+                file.punchHole(e, c);
             } else {
                 writeZeros(e, c);
             }
@@ -432,25 +474,15 @@ final class QedImage extends AbstractDiskImage {
         storage.sync();
     }
 
-    private boolean isL1Page(long offset) {
-        return offset >= header.l1TableOffset && offset < header.l1TableOffset + header.tableBytes();
-    }
-
-    /** Data, sync, L2 pages, sync, L1 pages, sync: tables never point at unwritten clusters or tables. */
+    /**
+     * Everything durable, in the order the dependencies say (data, sync, L2
+     * pages, sync, L1 pages, sync): tables never point at unwritten clusters
+     * or tables.
+     */
     private void flushMetadata() throws IOException {
-        if (!unsynced && !tables.hasDirty()) {
-            return;
-        }
-        storage.sync();
-        unsynced = false;
-        if (tables.hasDirty()) {
-            tables.writeDirty(off -> !isL1Page(off));
-            storage.sync();
-        }
-        if (tables.hasDirty()) {
-            tables.writeDirty(this::isL1Page);
-            storage.sync();
-        }
+        l1Pages.flush();
+        l2Pages.flush();
+        file.flush();
     }
 
     @Override
@@ -511,7 +543,8 @@ final class QedImage extends AbstractDiskImage {
         }
         CheckReport result = first;
         if (first.corruptionsFixed > 0) {
-            tables.clear();
+            l1Pages.clear();
+            l2Pages.clear();
             continuedL2 = -1;
             result = QedChecker.run(storage, header, false);
             result.corruptionsFixed = first.corruptionsFixed;

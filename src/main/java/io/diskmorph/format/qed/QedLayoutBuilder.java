@@ -72,7 +72,7 @@ final class QedLayoutBuilder implements LayoutBuilder {
         }
         this.features = f;
         this.headerSize = Math.max(1, (QedHeader.BYTES + backingName.length + clusterSize - 1) / clusterSize);
-        this.pageBytes = (int) Math.min(tableBytes, TableCache.MAX_PAGE_BYTES);
+        this.pageBytes = TablePage.pageBytes(tableBytes);
         this.perPage = pageBytes / 8;
         this.pagesPerTable = tableBytes / pageBytes;
         this.l1Page = new long[perPage];

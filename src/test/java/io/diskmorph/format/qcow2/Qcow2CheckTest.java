@@ -45,7 +45,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * repaired copy says what it says of qemu's repaired copy.
  */
 class Qcow2CheckTest {
-    private static final long COPIED = Qcow2Geometry.COPIED;
+    private static final long COPIED = L2Entry.COPIED;
 
     @TempDir
     Path dir;
@@ -158,12 +158,12 @@ class Qcow2CheckTest {
     @Test
     void misalignedPreallocatedZeroClusterIsRepairedToAZeroCluster() throws Exception {
         Path f = plant("miszero", g -> putU64(g, l2Entry(g, 3 << 20),
-                COPIED | (Files.size(g) - 65536 + 512) | Qcow2Geometry.ZERO));
+                COPIED | (Files.size(g) - 65536 + 512) | L2Entry.ZERO_FLAG));
         assertLikeQemu(f, 2, false);
         Path ours = dir.resolve("miszero-ours.qcow2");
         Files.copy(f, ours);
         assertEquals(0, Dm.run("check", "-r", "all", ours).exitCode());
-        assertEquals(Qcow2Geometry.ZERO, u64(ours, l2Entry(ours, 3 << 20)), "a plain zero cluster now");
+        assertEquals(L2Entry.ZERO_FLAG, u64(ours, l2Entry(ours, 3 << 20)), "a plain zero cluster now");
     }
 
     @Test
@@ -214,8 +214,8 @@ class Qcow2CheckTest {
         Path f = dir.resolve("v2.qcow2");
         Qemu.create(f, "qcow2", "16M", "compat=0.10");
         Qemu.io(f, "qcow2", "write -P 1 0 128k");
-        putU64(f, l2Entry(f, 0), u64(f, l2Entry(f, 0)) | Qcow2Geometry.ZERO);
-        putU64(f, l2Entry(f, 5 << 20), Qcow2Geometry.ZERO);
+        putU64(f, l2Entry(f, 0), u64(f, l2Entry(f, 0)) | L2Entry.ZERO_FLAG);
+        putU64(f, l2Entry(f, 5 << 20), L2Entry.ZERO_FLAG);
         assertLikeQemu(f, 0, false);
     }
 
@@ -292,7 +292,7 @@ class Qcow2CheckTest {
         Qemu.img("create", "-q", "-f", "qcow2", "-o", "data_file=" + data, f, "16M").ok();
         Qemu.io(f, "qcow2", "write -P 1 0 128k");
         assertSameCheck(f);
-        putU64(f, l2Entry(f, 1 << 20), Qcow2Geometry.COMPRESSED | 4096);
+        putU64(f, l2Entry(f, 1 << 20), L2Entry.COMPRESSED_FLAG | 4096);
         assertSameCheck(f);
     }
 

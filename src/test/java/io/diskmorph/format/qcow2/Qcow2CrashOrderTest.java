@@ -3,6 +3,7 @@ package io.diskmorph.format.qcow2;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
+import io.diskmorph.image.OpenContext;
 import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
@@ -143,14 +144,21 @@ class Qcow2CrashOrderTest {
 
     private void runSession(byte[] initial, long seed, int ops, long cluster) throws Exception {
         RecordingStorage rec = new RecordingStorage(MemoryStorage.of("image", initial));
+        try (DiskImage img = Images.open(rec, "qcow2", false)) {
+            runSession(img, rec, initial, seed, ops, cluster, 3 * cluster);
+        }
+    }
+
+    private void runSession(DiskImage img, RecordingStorage rec, byte[] initial, long seed, int ops, long cluster,
+                            long maxLength) throws Exception {
         Random r = new Random(seed);
         boolean[] touched;
-        try (DiskImage img = Images.open(rec, "qcow2", false)) {
+        try (img) {
             long size = img.virtualSize();
             touched = new boolean[(int) size];
             for (int i = 0; i < ops; i++) {
                 long off = r.nextLong(size / cluster) * cluster + (r.nextBoolean() ? 0 : r.nextInt(1000));
-                int len = (int) Math.min(size - off, 1 + r.nextInt((int) (3 * cluster)));
+                int len = (int) Math.min(size - off, 1 + r.nextInt((int) maxLength));
                 java.util.Arrays.fill(touched, (int) off, (int) off + len, true);
                 if (r.nextInt(4) == 0) {
                     img.writeZeroes(off, len, r.nextBoolean());
@@ -181,6 +189,29 @@ class Qcow2CrashOrderTest {
         Path img = dir.resolve("g.qcow2");
         Qemu.create(img, "qcow2", "3M", "cluster_size=512", "refcount_bits=64");
         runSession(Files.readAllBytes(img), 12, 45, 512);
+    }
+
+    /**
+     * Caches of four L2 tables and four refcount blocks: writes that span
+     * many tables evict dirty ones mid-write, which must first flush what
+     * they depend on (data, refcount blocks, a moved refcount table and the
+     * header), as a full flush does. Every L2 table exists before (one
+     * cluster in each 32 KiB), so an evicted table is one the L1 points to.
+     */
+    @Test
+    void dirtyTablesEvictedMidWriteSurviveCrashes() throws Exception {
+        Path img = dir.resolve("e.qcow2");
+        Qemu.create(img, "qcow2", "3M", "cluster_size=512", "refcount_bits=64");
+        List<String> seed = new ArrayList<>();
+        for (int table = 0; table < 96; table++) {
+            seed.add("write -P 1 " + (table * 32768 + 4096) + " 512");
+        }
+        Qemu.io(img, "qcow2", seed.toArray(String[]::new));
+        byte[] initial = Files.readAllBytes(img);
+        RecordingStorage rec = new RecordingStorage(MemoryStorage.of("image", initial));
+        DiskImage tiny = Qcow2Image.open(new Qcow2Format(), rec, new OpenContext(null, false, null, false), 4 * 512,
+                4 * 512);
+        runSession(tiny, rec, initial, 14, 20, 512, 256 * 1024);
     }
 
     @Test

@@ -45,7 +45,7 @@ final class Qcow2Files {
     static long l2Entry(Path f, long guest) throws IOException {
         Qcow2Header h = header(f);
         Qcow2Geometry g = Qcow2Geometry.of(h);
-        long l2 = u64(f, h.l1TableOffset + (guest >>> g.l1Shift) * 8) & Qcow2Geometry.OFFSET_MASK;
+        long l2 = u64(f, h.l1TableOffset + (guest >>> g.l1Shift) * 8) & L1Entry.OFFSET_MASK;
         if (l2 == 0) {
             throw new IllegalStateException("no L2 table for guest offset " + guest);
         }
@@ -61,14 +61,14 @@ final class Qcow2Files {
     /** Host cluster index of guest offset {@code guest}'s data (a standard, uncompressed entry). */
     static long dataCluster(Path f, long guest) throws IOException {
         Qcow2Geometry g = Qcow2Geometry.of(header(f));
-        return (u64(f, l2Entry(f, guest)) & Qcow2Geometry.OFFSET_MASK) >>> g.clusterBits;
+        return (u64(f, l2Entry(f, guest)) & L2Entry.OFFSET_MASK) >>> g.clusterBits;
     }
 
     static long refcount(Path f, long cluster) throws IOException {
         Qcow2Header h = header(f);
         Qcow2Geometry g = Qcow2Geometry.of(h);
         long block = u64(f, h.refcountTableOffset + (cluster >>> g.refblockBits) * 8)
-                & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+                & Refcounts.TABLE_OFFSET_MASK;
         byte[] b = read(f, block, (int) g.clusterSize).array();
         return Refcounts.entry(b, (int) (cluster & (g.refblockEntries() - 1)), g.refcountOrder);
     }
@@ -77,7 +77,7 @@ final class Qcow2Files {
         Qcow2Header h = header(f);
         Qcow2Geometry g = Qcow2Geometry.of(h);
         long block = u64(f, h.refcountTableOffset + (cluster >>> g.refblockBits) * 8)
-                & Qcow2Geometry.REFTABLE_OFFSET_MASK;
+                & Refcounts.TABLE_OFFSET_MASK;
         byte[] b = read(f, block, (int) g.clusterSize).array();
         Refcounts.setEntry(b, (int) (cluster & (g.refblockEntries() - 1)), g.refcountOrder, value);
         write(f, block, ByteBuffer.wrap(b));

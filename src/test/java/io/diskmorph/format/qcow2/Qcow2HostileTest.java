@@ -121,7 +121,7 @@ class Qcow2HostileTest {
         byte[] all = Files.readAllBytes(img);
         ByteBuffer b = ByteBuffer.wrap(all);
         long l1 = b.getLong(40);
-        long l2 = b.getLong((int) l1) & Qcow2Geometry.OFFSET_MASK;
+        long l2 = b.getLong((int) l1) & L1Entry.OFFSET_MASK;
         // L2 entry of guest cluster 32 (2M) points 512 bytes into a cluster
         patch(img, l2 + 32 * 8, be(b.getLong((int) (l2 + 32 * 8)) + 512, 8));
         Dm.Result r = Dm.run("map", img);
@@ -149,9 +149,9 @@ class Qcow2HostileTest {
         Qemu.io(img, "qcow2", "write -P 1 0 64k");
         ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(img));
         long l1 = b.getLong(40);
-        long l2 = b.getLong((int) l1) & Qcow2Geometry.OFFSET_MASK;
+        long l2 = b.getLong((int) l1) & L1Entry.OFFSET_MASK;
         // guest cluster 0 now claims the refcount table's cluster as its data (refcount 1, so "in place")
-        patch(img, l2, be(b.getLong(48) | Qcow2Geometry.COPIED, 8));
+        patch(img, l2, be(b.getLong(48) | L2Entry.COPIED, 8));
         byte[] before = Files.readAllBytes(img);
         try (DiskImage d = Images.open(img, OpenOptions.forWriting())) {
             var e = assertThrows(ImageException.class, () -> d.write(ByteBuffer.wrap(new byte[512]), 0));

@@ -37,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * corrupt than before the repair, with the guest content of before.
  */
 class Qcow2RepairCrashTest {
-    private static final long COPIED = Qcow2Geometry.COPIED;
+    private static final long COPIED = L2Entry.COPIED;
 
     @TempDir
     Path dir;
@@ -63,7 +63,7 @@ class Qcow2RepairCrashTest {
     @Test
     void misalignedZeroClusterAndDirtyBit() throws Exception {
         assertRepairCrashSafe(damaged("zero", f -> {
-            putU64(f, l2Entry(f, 3 << 20), COPIED | (Files.size(f) - 65536 + 512) | Qcow2Geometry.ZERO);
+            putU64(f, l2Entry(f, 3 << 20), COPIED | (Files.size(f) - 65536 + 512) | L2Entry.ZERO_FLAG);
             putU64(f, 72, u64(f, 72) | Qcow2Header.INCOMPAT_DIRTY);
         }));
     }

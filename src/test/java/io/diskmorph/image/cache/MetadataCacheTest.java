@@ -1,0 +1,182 @@
+package io.diskmorph.image.cache;
+
+import io.diskmorph.storage.ForwardingStorage;
+import io.diskmorph.storage.MemoryStorage;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The shared metadata cache: contents, eviction with write-back, and write ordering by dependencies. */
+class MetadataCacheTest {
+    private static final int TABLE = 64;
+
+    /** A table of eight big-endian longs. */
+    static final class Words extends CachedTable {
+        final long[] words = new long[TABLE / 8];
+
+        @Override
+        protected void read(ByteBuffer bytes) {
+            bytes.asLongBuffer().get(words);
+        }
+
+        @Override
+        protected void write(ByteBuffer bytes) {
+            bytes.asLongBuffer().put(words);
+        }
+    }
+
+    /** Records writes (as "w OFFSET") and syncs ("sync") in order. */
+    static final class Recording extends ForwardingStorage {
+        final List<String> ops = new ArrayList<>();
+
+        Recording(MemoryStorage inner) {
+            super(inner);
+        }
+
+        SyncTracker tracker() {
+            return new SyncTracker(this);
+        }
+
+        @Override
+        public void write(ByteBuffer src, long position) throws IOException {
+            ops.add("w " + position);
+            super.write(src, position);
+        }
+
+        @Override
+        public void sync() throws IOException {
+            ops.add("sync");
+            super.sync();
+        }
+
+        @Override
+        public boolean isReadOnly() {
+            return false;
+        }
+
+        @Override
+        public void close() {
+        }
+    }
+
+    private static MetadataCache<Words> cache(SyncTracker file, int capacity) {
+        return new MetadataCache<>("test table", file, TABLE, capacity, Words::new);
+    }
+
+    @Test
+    void behavesLikeAMapOverTheFileUnderRandomUse() throws IOException {
+        MemoryStorage m = new MemoryStorage("m");
+        SyncTracker file = new SyncTracker(m);
+        MetadataCache<Words> c = cache(file, 5);
+        Map<Long, Long> model = new HashMap<>(); // table offset -> value of word 0 as the driver last set it
+        Random r = new Random(7);
+        for (int i = 0; i < 20_000; i++) {
+            long at = (long) r.nextInt(40) * TABLE;
+            switch (r.nextInt(5)) {
+                case 0 -> {
+                    Words w = c.create(at);
+                    assertEquals(0, w.words[0]);
+                    w.words[0] = r.nextLong();
+                    c.markDirty(w);
+                    model.put(at, w.words[0]);
+                }
+                case 1, 2 -> {
+                    Words w = c.get(at);
+                    assertEquals(model.getOrDefault(at, 0L), w.words[0], "table at " + at);
+                    assertEquals(at, w.hostOffset());
+                }
+                case 3 -> {
+                    Words w = c.get(at);
+                    w.words[0] = r.nextLong();
+                    c.markDirty(w);
+                    model.put(at, w.words[0]);
+                }
+                default -> {
+                    if (r.nextInt(50) == 0) {
+                        c.flush();
+                        for (Map.Entry<Long, Long> e : model.entrySet()) {
+                            assertEquals(e.getValue(), m.readBytes(e.getKey(), 8).getLong(0), "flushed " + e.getKey());
+                        }
+                    } else {
+                        int count = 1 + r.nextInt(2);
+                        Words w = c.getRun(at, count);
+                        assertEquals(model.getOrDefault(at, 0L), w.words[0]);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void theTablesLastReturnedStayCached() throws IOException {
+        MetadataCache<Words> c = cache(new SyncTracker(new MemoryStorage("m")), 2);
+        for (int i = 0; i < 10; i++) {
+            Words held = c.get(i * TABLE);
+            Words next = c.create((i + 100) * TABLE);
+            assertSame(held, c.peek(i * TABLE), "a held table survives one more load");
+            assertNotNull(next);
+        }
+    }
+
+    @Test
+    void evictingADirtyTableFlushesWhatItDependsOnFirst() throws IOException {
+        Recording rec = new Recording(new MemoryStorage("m"));
+        MetadataCache<Words> refcounts = cache(rec.tracker(), 4);
+        MetadataCache<Words> tables = cache(rec.tracker(), 2);
+        refcounts.create(1000 * TABLE); // a new table is dirty
+        tables.create(0);
+        tables.dependOn(refcounts);
+        tables.get(TABLE);
+        tables.get(2 * TABLE); // evicts the dirty table at 0
+        assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops);
+        rec.ops.clear();
+        tables.flush();
+        assertEquals(List.of("sync"), rec.ops, "the written table made durable, the dependency forgotten");
+    }
+
+    @Test
+    void aFlushWritesDependenciesThenTablesInFileOrder() throws IOException {
+        Recording rec = new Recording(new MemoryStorage("m"));
+        SyncTracker file = rec.tracker();
+        MetadataCache<Words> l2 = cache(file, 8);
+        MetadataCache<Words> l1 = cache(file, 2);
+        file.write(ByteBuffer.allocate(8), 1 << 20); // guest data
+        l2.dependOn(file);
+        l2.create(5 * TABLE);
+        l2.create(3 * TABLE);
+        l1.dependOn(l2);
+        l1.create(0);
+        l1.flush();
+        assertEquals(List.of("w " + (1 << 20), "sync", "w " + 3 * TABLE, "w " + 5 * TABLE, "sync", "w 0", "sync"),
+                rec.ops);
+    }
+
+    @Test
+    void misuseFailsLoudly() throws IOException {
+        SyncTracker file = new SyncTracker(new MemoryStorage("m"));
+        MetadataCache<Words> a = cache(file, 2);
+        MetadataCache<Words> b = cache(file, 2);
+        Words w = a.create(0);
+        assertThrows(IllegalStateException.class, a::clear, "dirty tables are not dropped");
+        a.flush();
+        a.clear();
+        assertThrows(IllegalStateException.class, () -> a.markDirty(w));
+        a.dependOn(b);
+        b.dependOn(a);
+        IllegalStateException e = assertThrows(IllegalStateException.class, a::flush);
+        assertTrue(e.getMessage().contains("cycle"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> cache(file, 1));
+    }
+}
