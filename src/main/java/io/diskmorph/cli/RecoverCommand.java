@@ -27,21 +27,25 @@ final class RecoverCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
-        try {
-            return run();
-        } catch (ImageInUseException e) {
-            // right after a kill, the killed process may still be exiting and holding its locks
-            throw new ImageInUseException(e.getMessage() + "; if a conversion of it was just interrupted, its "
-                    + "process may still be exiting: retry in a moment");
-        }
-    }
-
-    private int run() throws Exception {
-        try (ConversionFile file = ConversionFile.open(path, LockMode.EXCLUSIVE,
-                Images.backingOpener(path, OpenOptions.forReading()))) {
+        try (ConversionFile file = openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
             Recovery.Outcome o = Recovery.recover(file, acceptMoved);
             spec.getOut().println(path + ": " + o.text());
         }
         return 0;
+    }
+
+    /**
+     * Opens an image for recover or rollback, exclusively. Right after a kill
+     * the killed process may still be exiting and holding its locks: a
+     * refusal says to retry.
+     */
+    static ConversionFile openAfterInterruption(Path path, io.diskmorph.image.OpenContext.BackingOpener backing)
+            throws java.io.IOException {
+        try {
+            return ConversionFile.open(path, LockMode.EXCLUSIVE, backing);
+        } catch (ImageInUseException e) {
+            throw new ImageInUseException(e.getMessage() + "; if a conversion of it was just interrupted, its "
+                    + "process may still be exiting: retry in a moment");
+        }
     }
 }

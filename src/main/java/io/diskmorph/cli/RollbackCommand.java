@@ -2,8 +2,6 @@ package io.diskmorph.cli;
 
 import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.Recovery;
-import io.diskmorph.image.ImageInUseException;
-import io.diskmorph.storage.LockMode;
 
 import java.nio.file.Path;
 
@@ -24,17 +22,7 @@ final class RollbackCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
-        try {
-            return run();
-        } catch (ImageInUseException e) {
-            // right after a kill, the killed process may still be exiting and holding its locks
-            throw new ImageInUseException(e.getMessage() + "; if a conversion of it was just interrupted, its "
-                    + "process may still be exiting: retry in a moment");
-        }
-    }
-
-    private int run() throws Exception {
-        try (ConversionFile file = ConversionFile.open(path, LockMode.EXCLUSIVE, null)) {
+        try (ConversionFile file = RecoverCommand.openAfterInterruption(path, null)) {
             Recovery.rollback(file, acceptMoved);
             spec.getOut().println(path + ": rolled back to the original format");
         }

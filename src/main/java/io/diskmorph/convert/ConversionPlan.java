@@ -14,144 +14,73 @@ import java.util.Map;
  * copy.
  */
 public final class ConversionPlan {
-    private final String sourceFormat;
-    private final String targetFormat;
-    private final long virtualSize;
-    private final long clusterSize;
-    private final long originalLength;
-    private final long finalLength;
-    private final long keptBytes;
-    private final long keptUnits;
-    private final Map<MoveReason, Long> movedBytes;
-    private final long movedUnits;
-    private final long zeroClusters;
-    private final long zeroedDataBytes;
-    private final long metadataBytes;
-    private final long headerBytes;
-    private final long overwrittenBytes;
-    private final long journalBytes;
-    private final long extraSpace;
-    private final long availableSpace;
-    private final String policy;
-    private final boolean keepRollback;
-    private final boolean nothingToChange;
-    private final boolean replacesRollbackRecord;
-    private final List<String> notes;
+    /** The figures; frozen: the planner no longer changes a draft once it froze it. */
+    private final Draft d;
     private final Map<String, Double> phaseSeconds;
 
     private ConversionPlan(Draft d, Map<String, Double> phases) {
-        sourceFormat = d.sourceFormat;
-        targetFormat = d.targetFormat;
-        virtualSize = d.virtualSize;
-        clusterSize = d.clusterSize;
-        originalLength = d.originalLength;
-        finalLength = d.finalLength;
-        keptBytes = d.keptBytes;
-        keptUnits = d.keptUnits;
-        movedBytes = Collections.unmodifiableMap(new EnumMap<>(d.movedBytes));
-        movedUnits = d.movedUnits;
-        zeroClusters = d.zeroClusters;
-        zeroedDataBytes = d.zeroedDataBytes;
-        metadataBytes = d.metadataBytes;
-        headerBytes = d.headerBytes;
-        overwrittenBytes = d.overwrittenBytes;
-        journalBytes = d.journalBytes;
-        extraSpace = d.extraSpace;
-        availableSpace = d.availableSpace;
-        policy = d.policy;
-        keepRollback = d.keepRollback;
-        nothingToChange = d.nothingToChange;
-        replacesRollbackRecord = d.replacesRollbackRecord;
-        notes = List.copyOf(d.notes);
-        phaseSeconds = Collections.unmodifiableMap(new LinkedHashMap<>(phases));
+        this.d = d;
+        this.phaseSeconds = Collections.unmodifiableMap(new LinkedHashMap<>(phases));
     }
 
     /** The same plan with the timings of every phase, planning's and execution's ({@link PhaseClock#stop}). */
     ConversionPlan withPhases(Map<String, Double> all) {
-        return new ConversionPlan(draft(), all);
-    }
-
-    private Draft draft() {
-        Draft d = new Draft();
-        d.sourceFormat = sourceFormat;
-        d.targetFormat = targetFormat;
-        d.virtualSize = virtualSize;
-        d.clusterSize = clusterSize;
-        d.originalLength = originalLength;
-        d.finalLength = finalLength;
-        d.keptBytes = keptBytes;
-        d.keptUnits = keptUnits;
-        d.movedBytes.putAll(movedBytes);
-        d.movedUnits = movedUnits;
-        d.zeroClusters = zeroClusters;
-        d.zeroedDataBytes = zeroedDataBytes;
-        d.metadataBytes = metadataBytes;
-        d.headerBytes = headerBytes;
-        d.overwrittenBytes = overwrittenBytes;
-        d.journalBytes = journalBytes;
-        d.extraSpace = extraSpace;
-        d.availableSpace = availableSpace;
-        d.policy = policy;
-        d.keepRollback = keepRollback;
-        d.nothingToChange = nothingToChange;
-        d.replacesRollbackRecord = replacesRollbackRecord;
-        d.notes.addAll(notes);
-        return d;
+        return new ConversionPlan(d, all);
     }
 
     public String sourceFormat() {
-        return sourceFormat;
+        return d.sourceFormat;
     }
 
     public String targetFormat() {
-        return targetFormat;
+        return d.targetFormat;
     }
 
     public long virtualSize() {
-        return virtualSize;
+        return d.virtualSize;
     }
 
     /** The target's cluster size. */
     public long clusterSize() {
-        return clusterSize;
+        return d.clusterSize;
     }
 
     public long originalLength() {
-        return originalLength;
+        return d.originalLength;
     }
 
     public long finalLength() {
-        return finalLength;
+        return d.finalLength;
     }
 
     /** Guest data bytes that stay at their host offset. */
     public long keptBytes() {
-        return keptBytes;
+        return d.keptBytes;
     }
 
     public long keptUnits() {
-        return keptUnits;
+        return d.keptUnits;
     }
 
     /** Guest data bytes copied to a new place, by reason. */
     public Map<MoveReason, Long> movedBytes() {
-        return movedBytes;
+        return Collections.unmodifiableMap(d.movedBytes);
     }
 
     public long movedUnits() {
-        return movedUnits;
+        return d.movedUnits;
     }
 
     public long movedBytesTotal() {
         long n = 0;
-        for (long b : movedBytes.values()) {
+        for (long b : d.movedBytes.values()) {
             n += b;
         }
         return n;
     }
 
     public long zeroClusters() {
-        return zeroClusters;
+        return d.zeroClusters;
     }
 
     /**
@@ -161,26 +90,26 @@ public final class ConversionPlan {
      * or moving them.
      */
     public long zeroedDataBytes() {
-        return zeroedDataBytes;
+        return d.zeroedDataBytes;
     }
 
     /** Bytes of target metadata written (tables, refcounts), the commit record excluded. */
     public long metadataBytes() {
-        return metadataBytes;
+        return d.metadataBytes;
     }
 
     /** Bytes of the commit record (the switching header write). */
     public long headerBytes() {
-        return headerBytes;
+        return d.headerBytes;
     }
 
     /** Bytes of the original file overwritten (all saved in the journal first). */
     public long overwrittenBytes() {
-        return overwrittenBytes;
+        return d.overwrittenBytes;
     }
 
     public long journalBytes() {
-        return journalBytes;
+        return d.journalBytes;
     }
 
     /**
@@ -189,40 +118,40 @@ public final class ConversionPlan {
      * file or past its end, and the file system's bookkeeping of them.
      */
     public long extraSpace() {
-        return extraSpace;
+        return d.extraSpace;
     }
 
     /** Free space on the image's file system when planned. */
     public long availableSpace() {
-        return availableSpace;
+        return d.availableSpace;
     }
 
     public boolean enoughSpace() {
-        return availableSpace >= extraSpace;
+        return d.availableSpace >= d.extraSpace;
     }
 
     /** "first-fit" or "dense" (no unreferenced space allowed in the target). */
     public String policy() {
-        return policy;
+        return d.policy;
     }
 
     public boolean keepRollback() {
-        return keepRollback;
+        return d.keepRollback;
     }
 
     /** Same format, and every option given is the image's already: nothing is written. */
     public boolean nothingToChange() {
-        return nothingToChange;
+        return d.nothingToChange;
     }
 
     /** The file has a rollback record of an earlier conversion, which this one makes useless (and removes). */
     public boolean replacesRollbackRecord() {
-        return replacesRollbackRecord;
+        return d.replacesRollbackRecord;
     }
 
     /** What the plan chose and why, and what to expect afterwards, in sentences for the user. */
     public List<String> notes() {
-        return notes;
+        return Collections.unmodifiableList(d.notes);
     }
 
     /** Wall-clock seconds per phase (survey, plan, journal, write, sync, switch, cleanup). */

@@ -221,9 +221,15 @@ class InPlaceSafetyTest {
                 dir.resolve("nbd.sock").toString(), img.toString()).redirectErrorStream(true)
                 .redirectOutput(dir.resolve("nbd.log").toFile()).start();
         try {
-            for (int i = 0; i < 1000 && !Files.exists(dir.resolve("nbd.sock")); i++) {
+            // wait until qemu-nbd holds the image's locks (its socket may appear before it has opened the image)
+            for (int i = 0; ; i++) {
                 if (!nbd.isAlive()) {
                     fail("qemu-nbd exited: " + Files.readString(dir.resolve("nbd.log")));
+                }
+                try (FileStorage probe = FileStorage.open(img, true, LockMode.SHARED)) {
+                    assertTrue(i < 1000, "qemu-nbd never locked the image");
+                } catch (io.diskmorph.image.ImageInUseException held) {
+                    break;
                 }
                 Thread.sleep(20);
             }
