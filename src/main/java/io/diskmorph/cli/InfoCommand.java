@@ -102,7 +102,9 @@ final class InfoCommand implements Cli.Command {
             m.put("full-backing-filename", i.fullBackingFilename());
             m.put("backing-filename", i.backingFilename());
         }
-        m.put("dirty-flag", i.dirty());
+        if (i.dirtyFlagShown()) {
+            m.put("dirty-flag", i.dirty());
+        }
         return m;
     }
 

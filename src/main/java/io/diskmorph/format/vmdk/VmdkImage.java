@@ -335,16 +335,23 @@ final class VmdkImage extends AbstractDiskImage {
      * none for flat disks or a mix.
      */
     private static long qemuClusterSize(List<Extent> extents) {
-        if (extents.isEmpty() || !(extents.getFirst() instanceof SparseExtent first)) {
-            return 0;
-        }
+        return extentsOfOneKind(extents) && extents.getFirst() instanceof SparseExtent first ? first.grainBytes() : 0;
+    }
+
+    /** qemu's vmdk_extents_type_eq over all extents: all flat (ZERO counts as flat), or all sparse alike. */
+    private static boolean extentsOfOneKind(List<Extent> extents) {
+        Extent first = extents.getFirst();
         for (Extent e : extents) {
-            if (!(e instanceof SparseExtent s) || s.header.compressed() != first.header.compressed()
-                    || s.grainBytes() != first.grainBytes()) {
-                return 0;
+            boolean sparse = e instanceof SparseExtent;
+            if (sparse != first instanceof SparseExtent) {
+                return false;
+            }
+            if (sparse && (((SparseExtent) e).header.compressed() != ((SparseExtent) first).header.compressed()
+                    || e.grainBytes() != first.grainBytes())) {
+                return false;
             }
         }
-        return first.grainBytes();
+        return true;
     }
 
     @Override
@@ -521,8 +528,9 @@ final class VmdkImage extends AbstractDiskImage {
         }
         specific.put("extents", list);
         String full = Images.fullBackingFilename(context.path(), backingName);
+        // qemu's vmdk_co_get_info fails for extents of different kinds: no cluster size, no dirty flag then
         return new ImageInfo(storage.name(), VmdkFormat.NAME, size, actual, clusterSize, false, false, backingName,
-                full, backingFmt, specific, List.of());
+                full, backingFmt, specific, List.of(), extentsOfOneKind(extents));
     }
 
     /**
