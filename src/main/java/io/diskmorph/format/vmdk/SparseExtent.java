@@ -78,10 +78,15 @@ final class SparseExtent extends Extent {
         return header.rgdOffset() == 0 ? 0 : tableOffset(header.rgdOffset(), index);
     }
 
+    /** Where the directory page holding entry {@code index} starts in the file. */
+    private long directoryPageOffset(long directory, long index) {
+        return directory + index / TableCache.GD_PAGE_ENTRIES * TableCache.GD_PAGE_ENTRIES * header.entryBytes();
+    }
+
     private long tableOffset(long directory, long index) throws IOException {
         long page = index / TableCache.GD_PAGE_ENTRIES;
         int count = (int) Math.min(TableCache.GD_PAGE_ENTRIES, header.gdEntries() - page * TableCache.GD_PAGE_ENTRIES);
-        long entry = tables.table(file, directory + page * TableCache.GD_PAGE_ENTRIES * header.entryBytes(), count,
+        long entry = tables.table(file, directoryPageOffset(directory, index), count,
                 header.entryBytes())[(int) (index % TableCache.GD_PAGE_ENTRIES)];
         if (header.kind() != SparseHeader.Kind.SE_SPARSE) {
             return entry * SparseHeader.SECTOR; // u32 sectors
@@ -157,8 +162,22 @@ final class SparseExtent extends Extent {
         if (table == 0) {
             // a run of directory entries without tables: one answer (an empty 2 TB disk is a few calls)
             long len = inTableLength;
-            for (long i = index + 1; len < max && i < header.gdEntries() && grainTableOffset(i) == 0; i++) {
+            long i = index + 1;
+            while (len < max && i < header.gdEntries()) {
+                long pageEnd = Math.min(header.gdEntries(), (i / TableCache.GD_PAGE_ENTRIES + 1)
+                        * TableCache.GD_PAGE_ENTRIES);
+                if (directoryPageOffset(header.gdOffset(), i) >= tables.fileSize(file)) {
+                    // a directory page past the end of the file: all of it without tables
+                    long add = (pageEnd - i) * coverage;
+                    len = max - len <= add ? max : len + add;
+                    i = pageEnd;
+                    continue;
+                }
+                if (grainTableOffset(i) != 0) {
+                    break;
+                }
                 len = Math.min(max, len + coverage);
+                i++;
             }
             return new Mapping.Unallocated(len);
         }

@@ -5,6 +5,7 @@ import io.diskmorph.storage.Storage;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -26,6 +27,10 @@ final class TableCache {
     private final long capacityBytes;
     private final LinkedHashMap<Key, long[]> tables = new LinkedHashMap<>(64, 0.75f, true);
     private long bytes;
+    /** File sizes, asked once: extent files are opened read-only and locked. */
+    private final Map<Storage, Long> fileSizes = new IdentityHashMap<>();
+    /** Tables that lie wholly past the end of their file read as zeros: one shared array per length. */
+    private final long[][] zeros = new long[Math.max(GD_PAGE_ENTRIES, SparseHeader.COWD_GT_ENTRIES) + 1][];
 
     TableCache(long capacityBytes) {
         this.capacityBytes = capacityBytes;
@@ -33,6 +38,11 @@ final class TableCache {
 
     /** {@code count} entries of {@code entryBytes} each at {@code offset} of {@code file}. */
     long[] table(Storage file, long offset, int count, int entryBytes) throws IOException {
+        if (offset >= fileSize(file)) {
+            // hostile directories can be 32 Mi entries past the end: nothing to read or keep
+            long[] z = zeros[count];
+            return z != null ? z : (zeros[count] = new long[count]);
+        }
         Key key = new Key(file, offset);
         long[] t = tables.get(key);
         if (t != null && t.length == count) {
@@ -55,6 +65,15 @@ final class TableCache {
             it.remove();
         }
         return t;
+    }
+
+    long fileSize(Storage file) throws IOException {
+        Long size = fileSizes.get(file);
+        if (size == null) {
+            size = file.size();
+            fileSizes.put(file, size);
+        }
+        return size;
     }
 
     void clear() {

@@ -362,6 +362,76 @@ final class VmdkFiles {
         return f.array();
     }
 
+    /**
+     * A streamOptimized file as VMware writes it for OVF export (qemu writes
+     * its tables at the start instead): the header with the grain directory
+     * "at the end" (GD_AT_END), the embedded descriptor, each grain deflated
+     * behind a grain marker (lba, size), then for each table a grain table
+     * marker and the table, a grain directory marker and the directory, a
+     * footer marker, the footer (the header with the real directory offset)
+     * and an end-of-stream marker. 64 KiB grains, 512 entries per table.
+     */
+    static byte[] vmwareStream(long capacitySectors, String descriptor, Map<Long, byte[]> grains) {
+        long grainSectors = 128;
+        int gtEntries = 512;
+        long gdEntries = Math.ceilDiv(capacitySectors, gtEntries * grainSectors);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteBuffer header = streamHeader(capacitySectors, -1);
+        out.writeBytes(header.array());
+        // the descriptor's 20 sectors, then zeros up to the overhead (128 sectors) where the first grain goes
+        byte[] d = java.util.Arrays.copyOf(descriptor.getBytes(StandardCharsets.UTF_8), 127 * SECTOR);
+        out.writeBytes(d);
+        long[][] tables = new long[(int) gdEntries][gtEntries];
+        for (Map.Entry<Long, byte[]> e : grains.entrySet()) {
+            long sector = out.size() / SECTOR;
+            byte[] z = deflate(e.getValue());
+            ByteBuffer m = ByteBuffer.allocate((int) (Math.ceilDiv(12L + z.length, SECTOR) * SECTOR))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+            m.putLong(0, e.getKey() * grainSectors).putInt(8, z.length).put(12, z);
+            out.writeBytes(m.array());
+            tables[(int) (e.getKey() / gtEntries)][(int) (e.getKey() % gtEntries)] = sector;
+        }
+        long[] directory = new long[(int) gdEntries];
+        for (int t = 0; t < gdEntries; t++) {
+            out.writeBytes(marker(gtEntries * 4 / SECTOR, 1));
+            directory[t] = out.size() / SECTOR;
+            ByteBuffer gt = ByteBuffer.allocate(gtEntries * 4).order(ByteOrder.LITTLE_ENDIAN);
+            for (int k = 0; k < gtEntries; k++) {
+                gt.putInt(4 * k, (int) tables[t][k]);
+            }
+            out.writeBytes(gt.array());
+        }
+        long gdSectors = Math.ceilDiv(gdEntries * 4, SECTOR);
+        out.writeBytes(marker(gdSectors, 2));
+        long gd = out.size() / SECTOR;
+        ByteBuffer gdb = ByteBuffer.allocate((int) (gdSectors * SECTOR)).order(ByteOrder.LITTLE_ENDIAN);
+        for (int t = 0; t < gdEntries; t++) {
+            gdb.putInt(4 * t, (int) directory[t]);
+        }
+        out.writeBytes(gdb.array());
+        out.writeBytes(marker(1, 3));
+        out.writeBytes(streamHeader(capacitySectors, gd).array());
+        out.writeBytes(marker(0, 0));
+        return out.toByteArray();
+    }
+
+    private static ByteBuffer streamHeader(long capacitySectors, long gd) {
+        ByteBuffer h = ByteBuffer.allocate(SECTOR).order(ByteOrder.LITTLE_ENDIAN);
+        h.put(0, "KDMV".getBytes(StandardCharsets.US_ASCII));
+        h.putInt(4, 3).putInt(8, 1 | 1 << 16 | 1 << 17).putLong(12, capacitySectors).putLong(20, 128)
+                .putLong(28, 1).putLong(36, 20).putInt(44, 512).putLong(48, 0).putLong(56, gd).putLong(64, 128);
+        h.put(73, (byte) '\n').put(74, (byte) ' ').put(75, (byte) '\r').put(76, (byte) '\n');
+        h.putShort(77, (short) 1);
+        return h;
+    }
+
+    /** A metadata marker: sectors of metadata that follow, and the type (0 end of stream, 1 table, 2 directory, 3 footer). */
+    private static byte[] marker(long sectors, int type) {
+        ByteBuffer m = ByteBuffer.allocate(SECTOR).order(ByteOrder.LITTLE_ENDIAN);
+        m.putLong(0, sectors).putInt(8, 0).putInt(12, type);
+        return m.array();
+    }
+
     /** A zlib stream of {@code data} (what streamOptimized grains hold). */
     static byte[] deflate(byte[] data) {
         Deflater d = new Deflater();

@@ -152,6 +152,25 @@ class VmdkLayoutTest {
         VmdkFiles.assertSameGuestBytes(snap, dir);
     }
 
+    /**
+     * A streamOptimized file as VMware exports it (OVF): tables and directory
+     * after the grains, the real directory offset only in the footer; grains
+     * in guest order, one of them the last, partial grain.
+     */
+    @Test
+    void vmwareStreamWithFooter() throws Exception {
+        long capacity = (70L << 20) / VmdkFiles.SECTOR + 16; // three tables, a partial last grain
+        Map<Long, byte[]> grains = new LinkedHashMap<>();
+        grains.put(0L, VmdkFiles.pattern(65536, 1));
+        grains.put(1L, new byte[65536]); // VMware deflates zero grains it was given, too
+        grains.put(600L, VmdkFiles.pattern(65536, 2));
+        grains.put(1120L, VmdkFiles.pattern(8192, 3)); // the last grain: 16 sectors of the disk
+        Path img = dir.resolve("export.vmdk");
+        Files.write(img, VmdkFiles.vmwareStream(capacity, VmdkFiles.descriptor(0x4e1f0a33L, 0xffffffffL,
+                "streamOptimized", null, "RW " + capacity + " SPARSE \"export.vmdk\""), grains));
+        VmdkFiles.assertReadsLikeQemu(img, dir);
+    }
+
     /** Extent kinds mixed in one descriptor: flat pieces of one file, a qemu-made sparse file. */
     @Test
     void mixedExtentsReadLikeQemu() throws Exception {
