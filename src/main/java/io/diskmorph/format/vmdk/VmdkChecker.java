@@ -376,15 +376,15 @@ final class VmdkChecker {
         }
 
         /**
-         * What metadata [start, start + length) overlaps (after {@link #sort}), or null: the ranges
-         * starting before its end, back to the one that reaches furthest (ranges that overlap each
-         * other are reported on their own; this looks back a bounded way).
+         * What metadata [start, start + length) overlaps first (after {@link #sort}), or null: among the
+         * 64 ranges that start last before its end (metadata ranges do not overlap one another unless
+         * reported on their own, so the one that could reach it is among them).
          */
         String overlapping(long start, long length) {
             long end = start + length;
             int hi = upperBound(end) - 1;
-            for (int i = hi; i >= 0 && i > hi - 64; i--) {
-                if (ends[i] > start && starts[i] < end) {
+            for (int i = Math.max(0, hi - 63); i <= hi; i++) { // the first one, in file order
+                if (ends[i] > start) {
                     return describe(tags[i]);
                 }
             }
