@@ -117,26 +117,37 @@ public final class Images {
             throw new CorruptImageException("extent file name", -1, "contains a NUL byte");
         }
         if (name.startsWith("file:") || hasProtocol(name)) {
-            throw new UnsupportedFeatureException("extent file '" + name + "' names a protocol; diskmorph opens "
-                    + "only plain file names inside the image's directory");
+            throw new UnsupportedFeatureException("extent file '" + printable(name) + "' names a protocol; "
+                    + "diskmorph opens only plain file names inside the image's directory");
         }
         if (name.startsWith("/")) {
-            throw new UnsupportedFeatureException("extent file '" + name + "' is an absolute path; diskmorph opens "
-                    + "extent files only inside the directory of " + image + " (move the extent there and name it "
-                    + "relatively in the descriptor)");
+            throw new UnsupportedFeatureException("extent file '" + printable(name) + "' is an absolute path; "
+                    + "diskmorph opens extent files only inside the directory of " + image + " (move the extent there "
+                    + "and name it relatively in the descriptor)");
         }
         int depth = 0;
         for (String part : name.split("/")) {
             if (part.equals("..")) {
                 if (--depth < 0) {
-                    throw new UnsupportedFeatureException("extent file '" + name + "' leaves the directory of "
-                            + image + "; diskmorph opens extent files only inside it (move the extent there)");
+                    throw new UnsupportedFeatureException("extent file '" + printable(name) + "' leaves the "
+                            + "directory of " + image + "; diskmorph opens extent files only inside it (move the "
+                            + "extent there)");
                 }
             } else if (!part.isEmpty() && !part.equals(".")) {
                 depth++;
             }
         }
         return Path.of(fullBackingFilename(image, name));
+    }
+
+    /** A name stored in an image, fit for a one-line message: control characters as '?', at most 200 characters. */
+    static String printable(String name) {
+        StringBuilder b = new StringBuilder(Math.min(name.length(), 200));
+        for (int i = 0; i < name.length() && i < 200; i++) {
+            char c = name.charAt(i);
+            b.append(c < 0x20 || c == 0x7f ? '?' : c);
+        }
+        return name.length() > 200 ? b + "..." : b.toString();
     }
 
     static boolean hasProtocol(String name) {

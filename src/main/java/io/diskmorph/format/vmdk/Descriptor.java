@@ -192,6 +192,12 @@ final class Descriptor {
             if (name.getBytes(StandardCharsets.UTF_8).length > MAX_NAME_BYTES) {
                 throw bad(where, number, "extent file name longer than " + MAX_NAME_BYTES + " bytes");
             }
+            // qemu stops a name at CR or LF and skips the line: a name with control characters is damage
+            for (int i = 0; i < name.length(); i++) {
+                if (name.charAt(i) < 0x20 || name.charAt(i) == 0x7f) {
+                    throw bad(where, number, "extent file name '" + abbreviate(name) + "' holds control characters");
+                }
+            }
             c.pos = close + 1;
             c.skipSpace();
             if (!c.atEnd()) {

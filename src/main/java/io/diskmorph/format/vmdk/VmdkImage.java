@@ -270,14 +270,17 @@ final class VmdkImage extends AbstractDiskImage {
             Path path = Images.extentPath(context.path(), line.fileName());
             Object key = fileKey(path);
             if (key != null && key.equals(descriptorKey)) {
-                throw new CorruptImageException("VMDK descriptor", -1, at + ": extent file '" + line.fileName()
-                        + "' is the descriptor itself (a loop)");
+                throw new CorruptImageException("VMDK descriptor", -1, at + ": extent file '"
+                        + Descriptor.abbreviate(line.fileName()) + "' is the descriptor itself (a loop)");
             }
-            Storage f = key == null ? null : byKey.get(key);
+            if (key == null) {
+                key = path.normalize(); // no identity to ask for (the open will say why): the name decides
+            }
+            Storage f = byKey.get(key);
             if (f == null) {
                 f = context.extents().open(context, line.fileName());
                 opened.add(f);
-                byKey.put(key != null ? key : f, f);
+                byKey.put(key, f);
             }
             uses.computeIfAbsent(f, k -> new ArrayList<>()).add(new Use(line.line(), sparse, start, length));
             return f;
