@@ -25,15 +25,15 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 class DataFileMappingTest {
     private static final int K4 = 4096;
 
-    /** guest [0,4K) -> a@8K, [4K,8K) -> b@12K, [8K,12K) -> b@16K, [12K,16K) -> image file @0 (no file named). */
-    private static final class TwoFileImage extends AbstractDiskImage {
-        final MemoryStorage a;
-        final MemoryStorage b;
+    /** An image that answers from a table of pieces (4 KiB each), and asks only {@code holesFile} for holes. */
+    private static final class ScriptedImage extends AbstractDiskImage {
+        private final Mapping.Data[] pieces;
+        private final Storage holesFile;
 
-        TwoFileImage(MemoryStorage self, MemoryStorage a, MemoryStorage b) {
+        ScriptedImage(Storage self, Storage holesFile, Mapping.Data... pieces) {
             super(self, OpenContext.readOnly(null));
-            this.a = a;
-            this.b = b;
+            this.pieces = pieces;
+            this.holesFile = holesFile;
         }
 
         @Override
@@ -43,7 +43,7 @@ class DataFileMappingTest {
 
         @Override
         public long virtualSize() {
-            return 4 * K4;
+            return (long) pieces.length * K4;
         }
 
         @Override
@@ -53,21 +53,14 @@ class DataFileMappingTest {
 
         @Override
         public Mapping mapping(long guestOffset, long maxLength) {
-            int piece = (int) (guestOffset / K4);
+            Mapping.Data p = pieces[(int) (guestOffset / K4)];
             long in = guestOffset % K4;
-            long len = Math.min(maxLength, K4 - in);
-            return switch (piece) {
-                case 0 -> new Mapping.Data(len, 2 * K4 + in, a);
-                case 1 -> new Mapping.Data(len, 3 * K4 + in, b);
-                case 2 -> new Mapping.Data(len, 4 * K4 + in, b);
-                default -> new Mapping.Data(len, in);
-            };
+            return new Mapping.Data(Math.min(maxLength, K4 - in), p.hostOffset() + in, p.file());
         }
 
-        /** Only b is asked for holes (a flat extent, say). */
         @Override
         public boolean mapReportsHostHolesAsZero(Mapping.Data data) {
-            return dataStorage(data) == b;
+            return dataStorage(data) == holesFile;
         }
 
         @Override
@@ -97,16 +90,20 @@ class DataFileMappingTest {
         return s;
     }
 
-    private static TwoFileImage image() throws IOException {
-        MemoryStorage self = filled("self", K4, 3);
-        MemoryStorage a = filled("a", 12 * K4, 1);
-        MemoryStorage b = filled("b", 4 * K4, 2); // [16K, ...) is past its end: reads zeros, a hole to map
-        return new TwoFileImage(self, a, b);
+    /**
+     * guest [0,4K) -> a@8K, [4K,8K) -> b@12K, [8K,12K) -> b@16K (past the end of b), [12K,16K) -> the
+     * image's own file @0 (no file named); b is asked for holes (a flat extent, say).
+     */
+    private static ScriptedImage image(MemoryStorage a, MemoryStorage b) throws IOException {
+        return new ScriptedImage(filled("self", K4, 3), b, new Mapping.Data(K4, 2 * K4, a),
+                new Mapping.Data(K4, 3 * K4, b), new Mapping.Data(K4, 4 * K4, b), new Mapping.Data(K4, 0));
     }
 
     @Test
     void readsComeFromTheNamedFile() throws IOException {
-        try (TwoFileImage img = image()) {
+        MemoryStorage a = filled("a", 12 * K4, 1);
+        MemoryStorage b = filled("b", 4 * K4, 2);
+        try (ScriptedImage img = image(a, b)) {
             ByteBuffer all = ByteBuffer.allocate(4 * K4);
             img.read(all, 0);
             byte[] want = new byte[4 * K4];
@@ -114,14 +111,14 @@ class DataFileMappingTest {
             Arrays.fill(want, K4, 2 * K4, (byte) 2);
             Arrays.fill(want, 3 * K4, 4 * K4, (byte) 3);
             assertArrayEquals(want, all.array());
-            assertSame(img.b, img.dataStorage((Mapping.Data) img.mapping(K4, 1)));
+            assertSame(b, img.dataStorage((Mapping.Data) img.mapping(K4, 1)));
             assertSame(img.storage(), img.dataStorage((Mapping.Data) img.mapping(3 * K4, 1)));
         }
     }
 
     @Test
     void mapNamesTheFileAndDoesNotMergeAcrossFiles() throws IOException {
-        try (TwoFileImage img = image()) {
+        try (ScriptedImage img = image(filled("a", 12 * K4, 1), filled("b", 4 * K4, 2))) {
             List<MapEntry> entries = new ArrayList<>();
             for (ChainMap m = new ChainMap(img, true); m.hasNext(); ) {
                 entries.add(m.next());
@@ -141,47 +138,7 @@ class DataFileMappingTest {
         MemoryStorage self = filled("self", 2 * K4, 3);
         MemoryStorage other = filled("other", 2 * K4, 4);
         // guest [0,4K) -> self@0, [4K,8K) -> other@4K: contiguous numbers, two files
-        AbstractDiskImage img = new AbstractDiskImage(self, OpenContext.readOnly(null)) {
-            @Override
-            public ImageFormat format() {
-                return FormatRegistry.plainFormat();
-            }
-
-            @Override
-            public long virtualSize() {
-                return 2 * K4;
-            }
-
-            @Override
-            public long clusterSize() {
-                return 0;
-            }
-
-            @Override
-            public Mapping mapping(long guestOffset, long maxLength) {
-                long len = Math.min(maxLength, K4 - guestOffset % K4);
-                return guestOffset < K4 ? new Mapping.Data(len, guestOffset)
-                        : new Mapping.Data(len, guestOffset, other);
-            }
-
-            @Override
-            public void write(ByteBuffer src, long guestOffset) {
-                throw new UnsupportedOperationException();
-            }
-
-            @Override
-            public ImageInfo info() {
-                throw new UnsupportedOperationException();
-            }
-
-            @Override
-            public void flush() {
-            }
-
-            @Override
-            protected void closeImage() {
-            }
-        };
+        ScriptedImage img = new ScriptedImage(self, null, new Mapping.Data(K4, 0), new Mapping.Data(K4, K4, other));
         try (img) {
             ChainMap m = new ChainMap(img, true);
             assertEquals(new MapEntry(0, K4, 0, true, false, true, 0, "self", false), m.next());

@@ -78,6 +78,30 @@ final class SparseExtent extends Extent {
         return header.rgdOffset() == 0 ? 0 : tableOffset(header.rgdOffset(), index);
     }
 
+    /**
+     * How many directory entries can name a table: past this index both
+     * directories' pages lie past the end of the file, so they read as zeros
+     * (a hostile capacity can make a directory of 32 Mi entries in a small
+     * file; loops stop here).
+     */
+    long directoryEntriesInFile() throws IOException {
+        long fileSize = tables.fileSize(file);
+        long inFile = entriesBefore(header.gdOffset(), fileSize);
+        if (header.rgdOffset() != 0) {
+            inFile = Math.max(inFile, entriesBefore(header.rgdOffset(), fileSize));
+        }
+        return Math.min(header.gdEntries(), inFile);
+    }
+
+    /** Entries of the directory at {@code directory} whose page starts before {@code fileSize}. */
+    private long entriesBefore(long directory, long fileSize) {
+        if (directory >= fileSize) {
+            return 0;
+        }
+        long pageBytes = (long) TableCache.GD_PAGE_ENTRIES * header.entryBytes();
+        return Math.ceilDiv(fileSize - directory, pageBytes) * TableCache.GD_PAGE_ENTRIES;
+    }
+
     /** Where the directory page holding entry {@code index} starts in the file. */
     private long directoryPageOffset(long directory, long index) {
         return directory + index / TableCache.GD_PAGE_ENTRIES * TableCache.GD_PAGE_ENTRIES * header.entryBytes();

@@ -27,6 +27,12 @@ final class TableCache {
     private final long capacityBytes;
     private final LinkedHashMap<Key, long[]> tables = new LinkedHashMap<>(64, 0.75f, true);
     private long bytes;
+    /** The last few answers, looked up without a key object (no allocation on the hot path). */
+    private static final int RECENT = 4;
+    private final Storage[] recentFiles = new Storage[RECENT];
+    private final long[] recentOffsets = new long[RECENT];
+    private final long[][] recentTables = new long[RECENT][];
+    private int nextRecent;
     /** File sizes, asked once: extent files are opened read-only and locked. */
     private final Map<Storage, Long> fileSizes = new IdentityHashMap<>();
     /** Tables that lie wholly past the end of their file read as zeros: one shared array per length. */
@@ -38,6 +44,20 @@ final class TableCache {
 
     /** {@code count} entries of {@code entryBytes} each at {@code offset} of {@code file}. */
     long[] table(Storage file, long offset, int count, int entryBytes) throws IOException {
+        for (int i = 0; i < RECENT; i++) { // scans ask for the same directory page and table again and again
+            if (recentFiles[i] == file && recentOffsets[i] == offset && recentTables[i].length == count) {
+                return recentTables[i];
+            }
+        }
+        long[] t = lookup(file, offset, count, entryBytes);
+        recentFiles[nextRecent] = file;
+        recentOffsets[nextRecent] = offset;
+        recentTables[nextRecent] = t;
+        nextRecent = (nextRecent + 1) % RECENT;
+        return t;
+    }
+
+    private long[] lookup(Storage file, long offset, int count, int entryBytes) throws IOException {
         if (offset >= fileSize(file)) {
             // hostile directories can be 32 Mi entries past the end: nothing to read or keep
             long[] z = zeros[count];
@@ -74,10 +94,5 @@ final class TableCache {
             fileSizes.put(file, size);
         }
         return size;
-    }
-
-    void clear() {
-        tables.clear();
-        bytes = 0;
     }
 }

@@ -93,13 +93,24 @@ final class VmdkChecker {
                         table = s.grainTableOffset(index);
                         entries = table == 0 ? null : s.grainTable(table);
                     }
-                    if (table == 0) {
-                        // no table: every grain of it is unallocated; step over them on qemu's grid
-                        long tableEnd = Math.min((index + 1) * coverage, e.length / SparseHeader.SECTOR);
-                        sector += Math.ceilDiv(tableEnd - extentSector, step) * step;
+                    long extentSectors = e.length / SparseHeader.SECTOR;
+                    if (table == 0 || table >= s.file.size()) {
+                        // no table (or one that reads zeros): every grain of it is unallocated, and past the
+                        // directory's last page in the file every grain is; step over them on qemu's grid
+                        long skipTo = index >= s.directoryEntriesInFile() ? extentSectors : (index + 1) * coverage;
+                        sector += Math.ceilDiv(Math.min(skipTo, extentSectors) - extentSector, step) * step;
                         continue;
                     }
                     int k = (int) (extentSector % coverage / step);
+                    int next = k;
+                    while (next < entries.length && entries[next] == 0) {
+                        next++; // unallocated grains: nothing for qemu's check to look at
+                    }
+                    if (next > k) {
+                        long target = Math.min(index * coverage + (long) next * step, extentSectors);
+                        sector += Math.ceilDiv(target - extentSector, step) * step;
+                        continue;
+                    }
                     long grain = s.grainSector(entries[k], table + (long) k * s.header.entryBytes());
                     if (grain >= 0 && grain * SparseHeader.SECTOR >= s.file.size()) {
                         qemuFailure("ERROR: cluster offset for sector " + sector + " points after EOF",
@@ -151,7 +162,8 @@ final class VmdkChecker {
             pastEnd(s, h.rgdOffset(), directoryBytes, fileSize, "redundant grain directory");
         }
         long coverage = h.gtCoverage();
-        for (long i = 0; i < h.gdEntries(); i++) {
+        long inFile = s.directoryEntriesInFile(); // later entries read as zeros in both directories
+        for (long i = 0; i < inFile; i++) {
             long table = tableOrProblem(s, i, false);
             long redundant = h.rgdOffset() == 0 ? 0 : tableOrProblem(s, i, true);
             if (table > 0) {
@@ -191,7 +203,8 @@ final class VmdkChecker {
     /** The grain tables (both directories) that start inside the file: the metadata ranges to hold. */
     private static long countTables(SparseExtent s, long fileSize) throws IOException {
         long count = 0;
-        for (long i = 0; i < s.header.gdEntries() && count < Ranges.MAX_RANGES; i++) {
+        long entries = s.directoryEntriesInFile();
+        for (long i = 0; i < entries && count < Ranges.MAX_RANGES; i++) {
             for (int copy = 0; copy < (s.header.rgdOffset() == 0 ? 1 : 2); copy++) {
                 long table;
                 try {
@@ -239,7 +252,8 @@ final class VmdkChecker {
     private void grains(SparseExtent s, Ranges metadata, long fileSize) throws IOException {
         SparseHeader h = s.header;
         long grainBytes = h.grainBytes();
-        for (long i = 0; i < h.gdEntries(); i++) {
+        long inFile = s.directoryEntriesInFile();
+        for (long i = 0; i < inFile; i++) {
             long table;
             try {
                 table = s.grainTableOffset(i);
