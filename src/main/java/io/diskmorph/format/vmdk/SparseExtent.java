@@ -102,6 +102,35 @@ final class SparseExtent extends Extent {
         return Math.ceilDiv(fileSize - directory, pageBytes) * TableCache.GD_PAGE_ENTRIES;
     }
 
+    /**
+     * The first directory entry in [from, to) that is not zero in the grain
+     * directory ({@code redundant}: in the redundant one), or {@code to}:
+     * the entries are scanned page by page, not asked one by one.
+     */
+    long nextTableIndex(long from, long to, boolean redundant) throws IOException {
+        long directory = redundant ? header.rgdOffset() : header.gdOffset();
+        if (directory == 0) {
+            return to;
+        }
+        long end = Math.min(to, directoryEntriesInFile());
+        long i = from;
+        while (i < end) {
+            long page = i / TableCache.GD_PAGE_ENTRIES;
+            int count = (int) Math.min(TableCache.GD_PAGE_ENTRIES, header.gdEntries() - page * TableCache.GD_PAGE_ENTRIES);
+            long[] entries = tables.table(file, directoryPageOffset(directory, i), count, header.entryBytes());
+            int k = (int) (i % TableCache.GD_PAGE_ENTRIES);
+            int last = (int) Math.min(count, end - page * TableCache.GD_PAGE_ENTRIES);
+            while (k < last && entries[k] == 0) {
+                k++;
+            }
+            if (k < last) {
+                return page * TableCache.GD_PAGE_ENTRIES + k;
+            }
+            i = (page + 1) * TableCache.GD_PAGE_ENTRIES;
+        }
+        return to;
+    }
+
     /** Where the directory page holding entry {@code index} starts in the file. */
     private long directoryPageOffset(long directory, long index) {
         return directory + index / TableCache.GD_PAGE_ENTRIES * TableCache.GD_PAGE_ENTRIES * header.entryBytes();
@@ -185,25 +214,9 @@ final class SparseExtent extends Extent {
         long table = grainTableOffset(index);
         if (table == 0) {
             // a run of directory entries without tables: one answer (an empty 2 TB disk is a few calls)
-            long len = inTableLength;
-            long i = index + 1;
-            while (len < max && i < header.gdEntries()) {
-                long pageEnd = Math.min(header.gdEntries(), (i / TableCache.GD_PAGE_ENTRIES + 1)
-                        * TableCache.GD_PAGE_ENTRIES);
-                if (directoryPageOffset(header.gdOffset(), i) >= tables.fileSize(file)) {
-                    // a directory page past the end of the file: all of it without tables
-                    long add = (pageEnd - i) * coverage;
-                    len = max - len <= add ? max : len + add;
-                    i = pageEnd;
-                    continue;
-                }
-                if (grainTableOffset(i) != 0) {
-                    break;
-                }
-                len = Math.min(max, len + coverage);
-                i++;
-            }
-            return new Mapping.Unallocated(len);
+            long wanted = Math.ceilDiv(offset + max, coverage); // the directory entries the range reaches
+            long next = nextTableIndex(index + 1, wanted, false);
+            return new Mapping.Unallocated(Math.min(max, next * coverage - offset));
         }
         long[] entries = grainTable(table);
         int first = (int) (inTable / grainBytes);

@@ -95,10 +95,11 @@ final class VmdkChecker {
                     }
                     long extentSectors = e.length / SparseHeader.SECTOR;
                     if (table == 0 || table >= s.file.size()) {
-                        // no table (or one that reads zeros): every grain of it is unallocated, and past the
-                        // directory's last page in the file every grain is; step over them on qemu's grid
-                        long skipTo = index >= s.directoryEntriesInFile() ? extentSectors : (index + 1) * coverage;
-                        sector += Math.ceilDiv(Math.min(skipTo, extentSectors) - extentSector, step) * step;
+                        // no table (or one that reads zeros): every grain up to the next table is unallocated;
+                        // step over them on qemu's grid
+                        long nextTable = s.nextTableIndex(index + 1, s.header.gdEntries(), false);
+                        long skipTo = Math.min(nextTable * coverage, extentSectors);
+                        sector += Math.ceilDiv(skipTo - extentSector, step) * step;
                         continue;
                     }
                     int k = (int) (extentSector % coverage / step);
@@ -163,7 +164,7 @@ final class VmdkChecker {
         }
         long coverage = h.gtCoverage();
         long inFile = s.directoryEntriesInFile(); // later entries read as zeros in both directories
-        for (long i = 0; i < inFile; i++) {
+        for (long i = nextIndex(s, 0, inFile); i < inFile; i = nextIndex(s, i + 1, inFile)) {
             long table = tableOrProblem(s, i, false);
             long redundant = h.rgdOffset() == 0 ? 0 : tableOrProblem(s, i, true);
             if (table > 0) {
@@ -200,11 +201,17 @@ final class VmdkChecker {
         grains(s, metadata, fileSize);
     }
 
+    /** The next directory entry from {@code from} that names a table in either directory, or {@code to}. */
+    private static long nextIndex(SparseExtent s, long from, long to) throws IOException {
+        return Math.min(s.nextTableIndex(from, to, false), s.nextTableIndex(from, to, true));
+    }
+
     /** The grain tables (both directories) that start inside the file: the metadata ranges to hold. */
     private static long countTables(SparseExtent s, long fileSize) throws IOException {
         long count = 0;
         long entries = s.directoryEntriesInFile();
-        for (long i = 0; i < entries && count < Ranges.MAX_RANGES; i++) {
+        for (long i = nextIndex(s, 0, entries); i < entries && count < Ranges.MAX_RANGES;
+             i = nextIndex(s, i + 1, entries)) {
             for (int copy = 0; copy < (s.header.rgdOffset() == 0 ? 1 : 2); copy++) {
                 long table;
                 try {
@@ -253,7 +260,7 @@ final class VmdkChecker {
         SparseHeader h = s.header;
         long grainBytes = h.grainBytes();
         long inFile = s.directoryEntriesInFile();
-        for (long i = 0; i < inFile; i++) {
+        for (long i = nextIndex(s, 0, inFile); i < inFile; i = nextIndex(s, i + 1, inFile)) {
             long table;
             try {
                 table = s.grainTableOffset(i);
