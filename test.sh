@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need (qemu-utils for the
-# qemu-img oracle, e2fsprogs for filesystem content, gcc for the JNI shim the
-# build makes and the tests expect, bsdutils for `script`, which gives the
-# progress bar test a terminal) when it is missing.
+# qemu-img oracle, libvmdk-utils for vmdkinfo, a second VMDK reader,
+# e2fsprogs for filesystem content, gcc for the JNI shim the build makes and
+# the tests expect, bsdutils for `script`, which gives the progress bar test a
+# terminal) when it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 need=()
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
+command -v vmdkinfo >/dev/null 2>&1 || need+=(libvmdk-utils)
 command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 [ -x /usr/bin/cc ] || need+=(gcc)

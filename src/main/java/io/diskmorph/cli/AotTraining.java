@@ -36,9 +36,13 @@ public final class AotTraining {
     private AotTraining() {
     }
 
-    /** Every format with a driver, from the registry: a new driver is trained without an edit here. */
+    /**
+     * Every format with a driver that writes, from the registry: a new driver is trained without an edit
+     * here. (The sample disk is converted into each; a driver that only reads, VMDK for now, has no sample
+     * and loads its classes on first use.)
+     */
     private static List<ImageFormat> formats() {
-        return FormatRegistry.formats().stream().filter(ImageFormat::supported).toList();
+        return FormatRegistry.formats().stream().filter(f -> f.supported() && f.canWrite()).toList();
     }
 
     private static List<String> names(java.util.function.Predicate<ImageFormat> which) {

@@ -54,6 +54,9 @@ final class CreateCommand implements Cli.Command {
             return 0;
         }
         ImageFormat f = FormatRegistry.byName(format);
+        if (!f.canWrite()) {
+            throw f.writingNotSupported(); // before anything touches IMAGE
+        }
         Map<String, String> opts = new LinkedHashMap<>();
         if (options != null) {
             for (String o : options) {

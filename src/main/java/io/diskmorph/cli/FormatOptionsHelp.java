@@ -41,6 +41,9 @@ final class FormatOptionsHelp {
         if (!f.supported()) {
             throw new UnsupportedFeatureException(f.name() + " images are not supported yet: no options to list");
         }
+        if (!f.canWrite()) {
+            throw f.writingNotSupported(); // no image to create: no options to list
+        }
         out.println("Supported options for " + f.name() + ":");
         for (ImageFormat.OptionHelp h : f.createOptions()) {
             out.printf("  %-24s - %s%n", h.name(), h.description());

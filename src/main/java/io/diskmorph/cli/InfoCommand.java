@@ -102,7 +102,9 @@ final class InfoCommand implements Cli.Command {
             m.put("full-backing-filename", i.fullBackingFilename());
             m.put("backing-filename", i.backingFilename());
         }
-        m.put("dirty-flag", i.dirty());
+        if (i.dirtyFlagShown()) {
+            m.put("dirty-flag", i.dirty());
+        }
         return m;
     }
 
@@ -146,9 +148,34 @@ final class InfoCommand implements Cli.Command {
         }
         if (i.formatSpecific() != null && !i.formatSpecific().isEmpty()) {
             out.println("Format specific information:");
-            for (Map.Entry<String, Object> e : i.formatSpecific().entrySet()) {
-                out.println("    " + e.getKey().replace('-', ' ') + ": " + e.getValue());
+            dump(out, 1, i.formatSpecific());
+        }
+    }
+
+    /**
+     * qemu's dump_qdict / dump_qlist: four spaces per level, dashes in keys
+     * as spaces, a nested map or list on the lines below its key ("[0]:" per
+     * list item), anything else after it.
+     */
+    private static void dump(PrintWriter out, int level, Object value) {
+        String indent = " ".repeat(4 * level);
+        if (value instanceof Map<?, ?> map) {
+            for (Map.Entry<?, ?> e : map.entrySet()) {
+                item(out, level, indent + String.valueOf(e.getKey()).replace('-', ' '), e.getValue());
             }
+        } else if (value instanceof List<?> list) {
+            for (int k = 0; k < list.size(); k++) {
+                item(out, level, indent + "[" + k + "]", list.get(k));
+            }
+        }
+    }
+
+    private static void item(PrintWriter out, int level, String label, Object value) {
+        if (value instanceof Map<?, ?> || value instanceof List<?>) {
+            out.println(label + ":");
+            dump(out, level + 1, value);
+        } else {
+            out.println(label + ": " + value);
         }
     }
 }

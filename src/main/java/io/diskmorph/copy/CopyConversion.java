@@ -66,6 +66,9 @@ public final class CopyConversion {
 
     private static void copy(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
         ImageFormat format = FormatRegistry.byName(r.targetFormat());
+        if (!format.canWrite()) {
+            throw format.writingNotSupported();
+        }
         Map<String, String> opts = new LinkedHashMap<>(r.options());
         String backing = r.backing() != null ? r.backing() : opts.remove("backing_file");
         String backingFormat = r.backingFormat() != null ? r.backingFormat() : opts.remove("backing_fmt");

@@ -106,7 +106,7 @@ final class MappedSource implements AutoCloseable {
         while (true) {
             Mapping m = layer.mapping(pos, length);
             if (m instanceof Mapping.Data d && d.length() >= length) {
-                if (layer.mapReportsHostHolesAsZero() || !(layer.dataStorage() instanceof FileStorage fs)) {
+                if (layer.mapReportsHostHolesAsZero(d) || !(layer.dataStorage(d) instanceof FileStorage fs)) {
                     return null;
                 }
                 return slice(fs, d.hostOffset(), length);

@@ -81,7 +81,7 @@ public abstract class AbstractDiskImage implements DiskImage {
             ByteBuffer part = dst.slice(dst.position(), n);
             // instanceof tests, not a pattern switch: its bootstrap spins a class at every start
             if (m instanceof Mapping.Data d) {
-                dataStorage().read(part, d.hostOffset());
+                dataStorage(d).read(part, d.hostOffset());
             } else if (m instanceof Mapping.Zero) {
                 fillZero(part);
             } else if (m instanceof Mapping.Unallocated) {

@@ -87,10 +87,10 @@ public record BlockStatus(int flags, long length) {
         // instanceof tests, not a pattern switch (start-up cost, see ChainMap)
         if (m instanceof Mapping.Data d) {
             flags = DATA | OFFSET_VALID | ALLOCATED;
-            if (img.mapReportsHostHolesAsZero()) {
-                // qcow2 with metadata preallocation (BDRV_BLOCK_RECURSE): QEMU asks the data file whether
-                // the range is a hole
-                Storage file = img.dataStorage();
+            if (img.mapReportsHostHolesAsZero(d)) {
+                // qcow2 with metadata preallocation, VMDK flat extents (BDRV_BLOCK_RECURSE): QEMU asks the
+                // data file whether the range is a hole
+                Storage file = img.dataStorage(d);
                 long host = d.hostOffset();
                 long fileSize = file.size();
                 long dataAt = host < fileSize ? file.nextData(host) : fileSize;
@@ -126,6 +126,9 @@ public record BlockStatus(int flags, long length) {
     private static boolean continues(Mapping first, long length, Mapping next) {
         if (first.getClass() != next.getClass() || first instanceof Mapping.Compressed) {
             return false;
+        }
+        if (first instanceof Mapping.Data a && next instanceof Mapping.Data b && a.file() != b.file()) {
+            return false; // another file: its host offsets are another address space
         }
         long a = hostOffset(first);
         long b = hostOffset(next);

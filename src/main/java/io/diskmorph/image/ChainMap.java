@@ -1,5 +1,7 @@
 package io.diskmorph.image;
 
+import io.diskmorph.storage.Storage;
+
 import java.io.IOException;
 import java.util.NoSuchElementException;
 
@@ -70,16 +72,16 @@ public final class ChainMap {
             bytes = m.length();
             // instanceof tests, not a pattern switch: its bootstrap spins a class at every start
             if (m instanceof Mapping.Data d) {
-                String file = layer.dataStorage().name();
-                if (layer.mapReportsHostHolesAsZero()) {
+                Storage data = layer.dataStorage(d);
+                String file = data.name();
+                if (layer.mapReportsHostHolesAsZero(d)) {
                     long host = d.hostOffset();
-                    long dataAt = host < layer.dataStorage().size() ? layer.dataStorage().nextData(host)
-                            : Long.MAX_VALUE; // past EOF reads as zeros
+                    long dataAt = host < data.size() ? data.nextData(host) : Long.MAX_VALUE; // past EOF reads as zeros
                     if (dataAt > host) {
                         long len = Math.min(bytes, dataAt - host);
                         return new MapEntry(offset, len, depth, true, true, true, host, file, false);
                     }
-                    bytes = Math.min(bytes, layer.dataStorage().nextHole(host) - host);
+                    bytes = Math.min(bytes, data.nextHole(host) - host);
                 }
                 return new MapEntry(offset, bytes, depth, true, false, true, d.hostOffset(), file, false);
             } else if (m instanceof Mapping.Zero z) {

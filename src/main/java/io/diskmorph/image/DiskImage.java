@@ -33,9 +33,21 @@ public interface DiskImage extends Closeable {
     /** The image file itself. */
     Storage storage();
 
-    /** Where {@link Mapping.Data} host offsets point: the image file, or an external data file. */
+    /**
+     * Where {@link Mapping.Data} host offsets point when the answer names no
+     * file of its own: the image file, or an external data file.
+     */
     default Storage dataStorage() {
         return storage();
+    }
+
+    /**
+     * The file that holds one data answer: the file it names (an image made of
+     * several files, like a VMDK with extent files, names one per answer), else
+     * {@link #dataStorage()}.
+     */
+    default Storage dataStorage(Mapping.Data data) {
+        return data.file() != null ? data.file() : dataStorage();
     }
 
     long virtualSize();
@@ -99,6 +111,15 @@ public interface DiskImage extends Closeable {
      */
     default boolean mapReportsHostHolesAsZero() throws IOException {
         return false;
+    }
+
+    /**
+     * {@link #mapReportsHostHolesAsZero()} for one data answer: formats whose
+     * files differ in this (a VMDK's flat extents are asked for holes, QEMU's
+     * BDRV_BLOCK_RECURSE, its sparse extents are not) answer per file.
+     */
+    default boolean mapReportsHostHolesAsZero(Mapping.Data data) throws IOException {
+        return mapReportsHostHolesAsZero();
     }
 
     /** Consistency check with optional repair; formats without metadata report nothing to check. */

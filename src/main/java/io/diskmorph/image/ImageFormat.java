@@ -37,6 +37,20 @@ public interface ImageFormat {
         return true;
     }
 
+    /**
+     * False for a driver that only reads (VMDK, for now): {@link #create}
+     * and guest writes are refused by name, and so is an in-place conversion
+     * from or to the format, which rewrites the image's file.
+     */
+    default boolean canWrite() {
+        return true;
+    }
+
+    /** The one-line refusal of create, guest writes and in-place conversion when {@link #canWrite()} is false. */
+    default UnsupportedFeatureException writingNotSupported() {
+        return new UnsupportedFeatureException(name() + " writing is not supported yet");
+    }
+
     /** Opens an image on {@code storage}; the image owns the storage from here on. */
     DiskImage open(Storage storage, OpenContext context) throws IOException;
 

@@ -14,10 +14,21 @@ import java.util.Map;
  * @param backingFormat    as stored in the image, or null
  * @param formatSpecific   ordered "format-specific" data (without the "type" key), or null
  * @param snapshots        internal snapshots, empty when none
+ * @param dirtyFlagShown   whether qemu-img shows "dirty-flag" (and a cluster size): false where qemu's
+ *                         driver has no block-driver info to give (bdrv_get_info fails: a VMDK whose
+ *                         extents are of different kinds)
  */
 public record ImageInfo(String filename, String format, long virtualSize, long actualSize, long clusterSize,
                         boolean dirty, boolean encrypted, String backingFilename, String fullBackingFilename,
-                        String backingFormat, Map<String, Object> formatSpecific, List<SnapshotInfo> snapshots) {
+                        String backingFormat, Map<String, Object> formatSpecific, List<SnapshotInfo> snapshots,
+                        boolean dirtyFlagShown) {
+
+    public ImageInfo(String filename, String format, long virtualSize, long actualSize, long clusterSize,
+                     boolean dirty, boolean encrypted, String backingFilename, String fullBackingFilename,
+                     String backingFormat, Map<String, Object> formatSpecific, List<SnapshotInfo> snapshots) {
+        this(filename, format, virtualSize, actualSize, clusterSize, dirty, encrypted, backingFilename,
+                fullBackingFilename, backingFormat, formatSpecific, snapshots, true);
+    }
 
     /** An internal snapshot, with qemu-img's fields. */
     public record SnapshotInfo(String id, String name, long vmStateSize, long dateSec, long dateNsec,

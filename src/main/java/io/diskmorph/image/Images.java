@@ -99,6 +99,57 @@ public final class Images {
         return slash < 0 ? backing : img.substring(0, slash + 1) + backing;
     }
 
+    /**
+     * Where the file an image names as a part of itself (a VMDK extent) lives:
+     * like a backing file name, relative to the directory of the image as
+     * named (QEMU's path_combine) and without protocols; unlike one, it must
+     * stay inside that directory: no absolute name, no ".." that leaves it.
+     * An extent is read as guest data and a descriptor is text anyone can
+     * write, so a descriptor must not turn /etc/shadow or a device into a
+     * guest disk. (Symbolic links inside the directory are followed: they are
+     * the directory owner's choice, not the descriptor's.)
+     */
+    public static Path extentPath(Path image, String name) throws ImageException {
+        if (name.isEmpty()) {
+            throw new CorruptImageException("extent file name", -1, "empty");
+        }
+        if (name.indexOf('\0') >= 0) {
+            throw new CorruptImageException("extent file name", -1, "contains a NUL byte");
+        }
+        if (name.startsWith("file:") || hasProtocol(name)) {
+            throw new UnsupportedFeatureException("extent file '" + printable(name) + "' names a protocol; "
+                    + "diskmorph opens only plain file names inside the image's directory");
+        }
+        if (name.startsWith("/")) {
+            throw new UnsupportedFeatureException("extent file '" + printable(name) + "' is an absolute path; "
+                    + "diskmorph opens extent files only inside the directory of " + image + " (move the extent there "
+                    + "and name it relatively in the descriptor)");
+        }
+        int depth = 0;
+        for (String part : name.split("/")) {
+            if (part.equals("..")) {
+                if (--depth < 0) {
+                    throw new UnsupportedFeatureException("extent file '" + printable(name) + "' leaves the "
+                            + "directory of " + image + "; diskmorph opens extent files only inside it (move the "
+                            + "extent there)");
+                }
+            } else if (!part.isEmpty() && !part.equals(".")) {
+                depth++;
+            }
+        }
+        return Path.of(fullBackingFilename(image, name));
+    }
+
+    /** A name stored in an image, fit for a one-line message: control characters as '?', at most 200 characters. */
+    static String printable(String name) {
+        StringBuilder b = new StringBuilder(Math.min(name.length(), 200));
+        for (int i = 0; i < name.length() && i < 200; i++) {
+            char c = name.charAt(i);
+            b.append(c < 0x20 || c == 0x7f ? '?' : c);
+        }
+        return name.length() > 200 ? b + "..." : b.toString();
+    }
+
     static boolean hasProtocol(String name) {
         // QEMU: a colon before the first slash means a protocol prefix
         int colon = name.indexOf(':');
@@ -151,11 +202,22 @@ public final class Images {
             try {
                 ImageFormat f = format != null ? FormatRegistry.byName(format) : FormatRegistry.probe(storage);
                 OpenContext ctx = new OpenContext(path, readOnly, options.followBacking() ? this::openBacking : null,
-                        format == null, depth == 0 && options.forCheck());
+                        format == null, depth == 0 && options.forCheck(), this::openExtent);
                 return f.open(storage, ctx);
             } catch (IOException | RuntimeException e) {
                 storage.close();
                 throw e;
+            }
+        }
+
+        /** An extent file: read-only (it is data, never written through here), locked like a backing file. */
+        private Storage openExtent(OpenContext image, String name) throws IOException {
+            Path p = extentPath(image.path(), name);
+            LockMode lock = options.lock() == LockMode.NONE ? LockMode.NONE : LockMode.SHARED;
+            try {
+                return FileStorage.open(p, true, lock);
+            } catch (NoSuchFileException e) {
+                throw new NoSuchFileException(p.toString(), null, "extent file not found");
             }
         }
 

@@ -1,5 +1,7 @@
 package io.diskmorph.image;
 
+import io.diskmorph.storage.Storage;
+
 /**
  * What one guest range of a single image layer is (like QEMU's block status,
  * answering for this layer only). Every variant covers {@link #length()}
@@ -9,8 +11,16 @@ public sealed interface Mapping permits Mapping.Data, Mapping.Zero, Mapping.Unal
 
     long length();
 
-    /** Guest bytes stored uncompressed and contiguously at {@code hostOffset} of the data file. */
-    record Data(long length, long hostOffset) implements Mapping {
+    /**
+     * Guest bytes stored uncompressed and contiguously at {@code hostOffset} of
+     * {@code file}: a file of the image's own (a VMDK extent), or null for the
+     * image's data file ({@link DiskImage#dataStorage()}). Read it through
+     * {@link DiskImage#dataStorage(Data)}.
+     */
+    record Data(long length, long hostOffset, Storage file) implements Mapping {
+        public Data(long length, long hostOffset) {
+            this(length, hostOffset, null);
+        }
     }
 
     /**

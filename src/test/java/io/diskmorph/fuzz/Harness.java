@@ -4,12 +4,16 @@ import io.diskmorph.image.ChainMap;
 import io.diskmorph.image.CheckReport;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.FormatRegistry;
+import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.MapEntry;
+import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.storage.MemoryStorage;
+import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -96,6 +100,51 @@ final class Harness {
         assertUnchanged(file, s, "read-only operations");
     }
 
+    /** Extent files a fuzzed descriptor may open (each a copy of the input's extent part). */
+    private static final int MAX_FUZZ_EXTENT_FILES = 8;
+
+    /**
+     * {@link ImageFuzzTest#vmdkDescriptor}: splits the input into a descriptor
+     * and an extent file, opens the descriptor as vmdk with an extent opener
+     * that serves the extent part under every name (resolved and checked like
+     * real extent names), and runs every read-side operation.
+     */
+    static void openDescriptorAndExercise(byte[] input) {
+        if (input.length < 4) {
+            return;
+        }
+        int length = (int) Math.min(Integer.toUnsignedLong(java.nio.ByteBuffer.wrap(input, 0, 4)
+                .order(java.nio.ByteOrder.LITTLE_ENDIAN).getInt()), input.length - 4);
+        byte[] descriptor = Arrays.copyOfRange(input, 4, 4 + length);
+        byte[] extent = Arrays.copyOfRange(input, 4 + length, input.length);
+        MemoryStorage text = storage(descriptor);
+        java.util.Map<String, MemoryStorage> extents = new java.util.HashMap<>();
+        OpenContext.ExtentOpener opener = (image, name) -> {
+            String path = Images.extentPath(image.path(), name).normalize().toString();
+            MemoryStorage s = extents.get(path);
+            if (s == null) {
+                if (extents.size() == MAX_FUZZ_EXTENT_FILES) {
+                    throw new io.diskmorph.image.UnsupportedFeatureException("more than " + MAX_FUZZ_EXTENT_FILES
+                            + " extent files in one fuzz input");
+                }
+                s = storage(extent);
+                extents.put(path, s);
+            }
+            return s.copy(true);
+        };
+        OpenContext context = new OpenContext(java.nio.file.Path.of("fuzz-dir", "fuzz.vmdk"), true, null, false,
+                false, opener);
+        attempt("open a descriptor", () -> {
+            try (DiskImage img = FormatRegistry.byName("vmdk").open(text.copy(true), context)) {
+                exercise(img);
+            }
+        });
+        assertUnchanged(descriptor, text, "read-only operations on a descriptor");
+        for (MemoryStorage s : extents.values()) {
+            assertUnchanged(extent, s, "read-only operations on an extent");
+        }
+    }
+
     /** info, map (whole disk), reads checked against the map, check without repair. */
     static void exercise(DiskImage img) {
         long size = img.virtualSize();
@@ -148,7 +197,10 @@ final class Harness {
         byte[] want;
         if (e.data() && e.hasOffset() && !e.zero()) {
             ByteBuffer host = ByteBuffer.allocate(n);
-            img.dataStorage().read(host, e.offset() + (from - e.start()));
+            // the file that holds the entry: the map names it (an image of several files answers per file)
+            Mapping m = img.mapping(from, n);
+            Storage file = m instanceof Mapping.Data d ? img.dataStorage(d) : img.dataStorage();
+            file.read(host, e.offset() + (from - e.start()));
             want = host.array();
         } else if (e.zero() || !e.present()) {
             want = new byte[n];

@@ -57,6 +57,29 @@ class ImageFuzzTest {
     }
 
     /**
+     * VMDK forced with -f vmdk: a sparse file that is the whole disk (header,
+     * embedded descriptor, grain directories and tables, grains; compressed
+     * grains and the footer of streamOptimized): open, info, map, read, check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vmdk(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "vmdk"));
+    }
+
+    /**
+     * A VMDK descriptor file and its extents: the input is a descriptor's
+     * length (u32, little endian), the descriptor, then one extent file that
+     * every extent name opens (a copy per distinct name, up to eight): flat
+     * data, or a sparse, COWD or seSparse extent. Open, info, map, read, check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vmdkDescriptor(byte[] input) {
+        bounded(input, () -> Harness.openDescriptorAndExercise(input));
+    }
+
+    /**
      * Raw: the same read-side operations, and the probing guard. A guest
      * write to a raw image that was probed must never make the file probe as
      * another format (QEMU's rule): it is refused, and the file is unchanged.

@@ -21,7 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                new UnsupportedFormat("vmdk", "VMDK", UnsupportedFormats::vmdk),
                 new UnsupportedFormat("vdi", "VDI", (h, n) -> le32(h, 0x40) == 0xBEDA107F ? 100 : 0),
                 new UnsupportedFormat("vhdx", "VHDX", (h, n) -> startsWith(h, 0, "vhdxfile") ? 100 : 0),
                 // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
@@ -40,50 +39,6 @@ public final class UnsupportedFormats {
 
     private static final String CLOOP_SCRIPT = "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t "
             + "iso9660 /dev/cloop $1\n";
-
-    /**
-     * "KDMV" (sparse extent) or "COWD" (ESX sparse) at 0, or a descriptor
-     * file: comment lines and lines of spaces (then an optional CR) may come
-     * before a line "version=1", "version=2" or "version=3" (LF or CRLF);
-     * the first other line, or an empty line, decides "not vmdk".
-     */
-    private static int vmdk(ByteBuffer h, String name) {
-        if (startsWith(h, 0, "KDMV") || startsWith(h, 0, "COWD")) {
-            return 100;
-        }
-        int end = Math.min(h.limit(), 512); // qemu's probe buffer
-        int p = 0;
-        while (p < end) {
-            byte c = h.get(p);
-            if (c == '#') {
-                while (p < end && h.get(p) != '\n') {
-                    p++;
-                }
-                p++;
-                continue;
-            }
-            if (c == ' ') {
-                while (p < end && h.get(p) == ' ') {
-                    p++;
-                }
-                if (p < end && h.get(p) == '\r') {
-                    p++;
-                }
-                if (p == end || h.get(p) != '\n') {
-                    return 0;
-                }
-                p++;
-                continue;
-            }
-            for (String v : new String[]{"version=1", "version=2", "version=3"}) {
-                if (startsWith(h, p, v + "\n") || startsWith(h, p, v + "\r\n")) {
-                    return 100;
-                }
-            }
-            return 0;
-        }
-        return 0;
-    }
 
     /** Either magic, then version 2 (LE32 at 16). */
     private static int parallels(ByteBuffer h, String name) {

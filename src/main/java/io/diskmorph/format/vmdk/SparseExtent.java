@@ -1,0 +1,321 @@
+package io.diskmorph.format.vmdk;
+
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.Mapping;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.zip.DataFormatException;
+import java.util.zip.Inflater;
+
+/**
+ * A sparse extent (hosted "KDMV", ESX "COWD" or seSparse; {@link
+ * SparseHeader}): guest offset -> grain directory entry -> grain table ->
+ * grain table entry -> grain. Tables are read on demand through the image's
+ * {@link TableCache}. Like qemu, grain offsets are not checked against the
+ * file when mapping or reading (a grain past the end reads as zeros);
+ * {@code check} reports them.
+ */
+final class SparseExtent extends Extent {
+    /** Compressed grains are inflated into memory: bounded (VMware writes 64 KiB; qemu would take 1 GiB). */
+    static final long MAX_COMPRESSED_GRAIN = 2L << 20;
+
+    /** Grain table entry decoded: not allocated here (falls through to the parent). */
+    static final long UNALLOCATED = -1;
+    /** Grain table entry decoded: a zeroed grain. */
+    static final long ZEROED = -2;
+
+    private static final long SE_TABLE_ALLOCATED = 0x1000000000000000L;
+    private static final int MARKER_BYTES = 12; // lba u64, size u32
+
+    final SparseHeader header;
+    /** The file's name, for messages. */
+    final String where;
+    private final TableCache tables;
+    private final long grainBytes;
+    private final long coverage;
+
+    // the last grain inflated (reads of a compressed grain come in pieces)
+    private Inflater inflater;
+    private byte[] grain;
+    private int grainLength;
+    private long grainHost = -1;
+
+    SparseExtent(long guestStart, String type, Storage file, SparseHeader header, TableCache tables)
+            throws UnsupportedFeatureException {
+        super(guestStart, header.capacityBytes(), type, file);
+        this.header = header;
+        this.where = file.name();
+        this.tables = tables;
+        this.grainBytes = header.grainBytes();
+        this.coverage = header.gtCoverage();
+        if (header.compressed() && grainBytes > MAX_COMPRESSED_GRAIN) {
+            throw new UnsupportedFeatureException(where + ": compressed grains of " + grainBytes + " bytes are not "
+                    + "supported (diskmorph inflates grains of up to " + MAX_COMPRESSED_GRAIN + " bytes)");
+        }
+    }
+
+    @Override
+    long grainBytes() {
+        return grainBytes;
+    }
+
+    @Override
+    long statusEnd(long offset) {
+        return Math.min(length, (offset / grainBytes + 1) * grainBytes);
+    }
+
+    /** Byte offset of the grain table of directory entry {@code index}, 0 when it has none. */
+    long grainTableOffset(long index) throws IOException {
+        return tableOffset(header.gdOffset(), index);
+    }
+
+    /** The same in the redundant grain directory (hosted extents with one; 0 otherwise). */
+    long redundantGrainTableOffset(long index) throws IOException {
+        return header.rgdOffset() == 0 ? 0 : tableOffset(header.rgdOffset(), index);
+    }
+
+    /**
+     * How many directory entries can name a table: past this index both
+     * directories' pages lie past the end of the file, so they read as zeros
+     * (a hostile capacity can make a directory of 32 Mi entries in a small
+     * file; loops stop here).
+     */
+    long directoryEntriesInFile() throws IOException {
+        long fileSize = tables.fileSize(file);
+        long inFile = entriesBefore(header.gdOffset(), fileSize);
+        if (header.rgdOffset() != 0) {
+            inFile = Math.max(inFile, entriesBefore(header.rgdOffset(), fileSize));
+        }
+        return Math.min(header.gdEntries(), inFile);
+    }
+
+    /** Entries of the directory at {@code directory} whose page starts before {@code fileSize}. */
+    private long entriesBefore(long directory, long fileSize) {
+        if (directory >= fileSize) {
+            return 0;
+        }
+        long pageBytes = (long) TableCache.GD_PAGE_ENTRIES * header.entryBytes();
+        return Math.ceilDiv(fileSize - directory, pageBytes) * TableCache.GD_PAGE_ENTRIES;
+    }
+
+    /**
+     * The first directory entry in [from, to) that is not zero in the grain
+     * directory ({@code redundant}: in the redundant one), or {@code to}:
+     * the entries are scanned page by page, not asked one by one.
+     */
+    long nextTableIndex(long from, long to, boolean redundant) throws IOException {
+        long directory = redundant ? header.rgdOffset() : header.gdOffset();
+        if (directory == 0) {
+            return to;
+        }
+        long end = Math.min(to, directoryEntriesInFile());
+        long i = from;
+        while (i < end) {
+            long page = i / TableCache.GD_PAGE_ENTRIES;
+            int count = (int) Math.min(TableCache.GD_PAGE_ENTRIES, header.gdEntries() - page * TableCache.GD_PAGE_ENTRIES);
+            long[] entries = tables.table(file, directoryPageOffset(directory, i), count, header.entryBytes());
+            int k = (int) (i % TableCache.GD_PAGE_ENTRIES);
+            int last = (int) Math.min(count, end - page * TableCache.GD_PAGE_ENTRIES);
+            while (k < last && entries[k] == 0) {
+                k++;
+            }
+            if (k < last) {
+                return page * TableCache.GD_PAGE_ENTRIES + k;
+            }
+            i = (page + 1) * TableCache.GD_PAGE_ENTRIES;
+        }
+        return to;
+    }
+
+    /** Where the directory page holding entry {@code index} starts in the file. */
+    private long directoryPageOffset(long directory, long index) {
+        return directory + index / TableCache.GD_PAGE_ENTRIES * TableCache.GD_PAGE_ENTRIES * header.entryBytes();
+    }
+
+    private long tableOffset(long directory, long index) throws IOException {
+        long page = index / TableCache.GD_PAGE_ENTRIES;
+        int count = (int) Math.min(TableCache.GD_PAGE_ENTRIES, header.gdEntries() - page * TableCache.GD_PAGE_ENTRIES);
+        long entry = tables.table(file, directoryPageOffset(directory, index), count,
+                header.entryBytes())[(int) (index % TableCache.GD_PAGE_ENTRIES)];
+        if (header.kind() != SparseHeader.Kind.SE_SPARSE) {
+            return entry * SparseHeader.SECTOR; // u32 sectors
+        }
+        if (entry == 0) {
+            return 0;
+        }
+        if ((entry & 0xffffffff00000000L) != SE_TABLE_ALLOCATED) {
+            throw new CorruptImageException("VMDK seSparse grain directory", directory + index * 8, String.format(
+                    "%s: entry 0x%016x is not a grain table reference", where, entry));
+        }
+        long sector = header.seGrainTablesSector() + (entry & 0xffffffffL) * (header.gtBytes() / SparseHeader.SECTOR);
+        if (sector > 0xffffffffL) { // qemu keeps table sectors in 32 bits
+            throw new CorruptImageException("VMDK seSparse grain directory", directory + index * 8, String.format(
+                    "%s: grain table %d lies past sector 2^32", where, entry & 0xffffffffL));
+        }
+        return sector * SparseHeader.SECTOR;
+    }
+
+    /** The grain table at {@code offset}, entries as stored. */
+    long[] grainTable(long offset) throws IOException {
+        return tables.table(file, offset, header.gtEntries(), header.entryBytes());
+    }
+
+    /**
+     * A grain table entry decoded: the grain's sector in the file, or {@link
+     * #UNALLOCATED} or {@link #ZEROED}. {@code at} locates the entry for messages.
+     */
+    long grainSector(long entry, long at) throws CorruptImageException {
+        if (header.kind() != SparseHeader.Kind.SE_SPARSE) {
+            if (entry == 0) {
+                return UNALLOCATED;
+            }
+            return entry == 1 && header.zeroedGrains() ? ZEROED : entry;
+        }
+        long kind = entry >>> 60;
+        if (kind == 0) {
+            if (entry != 0) {
+                throw badEntry(entry, at);
+            }
+            return UNALLOCATED;
+        }
+        if (kind == 1 || kind == 2) { // unmapped or zero
+            return ZEROED;
+        }
+        if (kind != 3) {
+            throw badEntry(entry, at);
+        }
+        long cluster = (entry & 0x0fff000000000000L) >>> 48 | (entry & 0x0000ffffffffffffL) << 12;
+        try {
+            long sector = Math.addExact(header.seGrainsSector(), Math.multiplyExact(cluster, header.grainSectors()));
+            if (sector > Descriptor.MAX_SECTORS) {
+                throw new ArithmeticException();
+            }
+            return sector;
+        } catch (ArithmeticException e) {
+            throw new CorruptImageException("VMDK seSparse grain table", at, String.format(
+                    "%s: grain %d lies past 2^63 bytes", where, cluster));
+        }
+    }
+
+    private CorruptImageException badEntry(long entry, long at) {
+        return new CorruptImageException("VMDK seSparse grain table", at, String.format(
+                "%s: entry 0x%016x is not a grain reference", where, entry));
+    }
+
+    @Override
+    Mapping mapping(long offset, long max) throws IOException {
+        long index = offset / coverage;
+        long inTable = offset % coverage;
+        long inTableLength = Math.min(max, coverage - inTable);
+        long table = grainTableOffset(index);
+        if (table == 0) {
+            // a run of directory entries without tables: one answer (an empty 2 TB disk is a few calls)
+            long wanted = Math.ceilDiv(offset + max, coverage); // the directory entries the range reaches
+            long next = nextTableIndex(index + 1, wanted, false);
+            return new Mapping.Unallocated(Math.min(max, next * coverage - offset));
+        }
+        long[] entries = grainTable(table);
+        int first = (int) (inTable / grainBytes);
+        long inGrain = inTable % grainBytes;
+        long sector = grainSector(entries[first], table + (long) first * header.entryBytes());
+        if (header.compressed() && sector >= 0) {
+            return new Mapping.Compressed(Math.min(inTableLength, grainBytes - inGrain), sector * SparseHeader.SECTOR,
+                    (int) (2 * grainBytes), inGrain);
+        }
+        long wanted = Math.ceilDiv(inGrain + inTableLength, grainBytes);
+        int n = 1;
+        for (long previous = sector; n < wanted; n++) {
+            long next = grainSector(entries[first + n], table + (long) (first + n) * header.entryBytes());
+            boolean same = sector < 0 ? next == sector
+                    : !header.compressed() && next == previous + header.grainSectors();
+            if (!same) {
+                break;
+            }
+            previous = next;
+        }
+        long len = Math.min(inTableLength, n * grainBytes - inGrain);
+        if (sector == UNALLOCATED) {
+            return new Mapping.Unallocated(len);
+        }
+        if (sector == ZEROED) {
+            return new Mapping.Zero(len);
+        }
+        return new Mapping.Data(len, sector * SparseHeader.SECTOR + inGrain, file);
+    }
+
+    /**
+     * Reads {@code dst.remaining()} guest bytes from {@code inGrain} on of the
+     * compressed grain stored at {@code host}: behind a grain marker (lba,
+     * compressed size) when the extent has markers, as a bare zlib stream of
+     * at most a grain otherwise (qemu's vmdk_read_extent).
+     */
+    void readCompressed(long host, long inGrain, ByteBuffer dst) throws IOException {
+        if (host != grainHost) {
+            inflate(host);
+        }
+        if (inGrain + dst.remaining() > grainLength) {
+            throw new CorruptImageException("VMDK compressed grain", host, where + ": inflates to " + grainLength
+                    + " bytes, fewer than the disk needs from it");
+        }
+        dst.put(grain, (int) inGrain, dst.remaining());
+    }
+
+    private void inflate(long host) throws IOException {
+        grainHost = -1;
+        long dataAt = host;
+        long size = grainBytes;
+        if (header.markers()) {
+            ByteBuffer marker = file.readBytes(host, MARKER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            size = Integer.toUnsignedLong(marker.getInt(8));
+            if (size == 0 || size > 2 * grainBytes) {
+                throw new CorruptImageException("VMDK grain marker", host, where + ": compressed size " + size
+                        + " (1 to " + 2 * grainBytes + " bytes)");
+            }
+            dataAt = host + MARKER_BYTES;
+        }
+        ByteBuffer compressed = file.readBytes(dataAt, (int) size);
+        if (grain == null) {
+            grain = new byte[(int) grainBytes];
+            inflater = new Inflater();
+        }
+        inflater.reset();
+        inflater.setInput(compressed);
+        int produced = 0;
+        byte[] spare = new byte[1]; // asks for output past a full grain: the end of the stream, or too much
+        try {
+            while (!inflater.finished()) {
+                int remaining = inflater.getRemaining();
+                int n = produced < grain.length ? inflater.inflate(grain, produced, grain.length - produced)
+                        : inflater.inflate(spare);
+                if (n > 0 && produced == grain.length) {
+                    throw new DataFormatException("inflates to more than a grain");
+                }
+                produced += n;
+                if (n == 0 && !inflater.finished()) {
+                    if (inflater.needsDictionary()) {
+                        throw new DataFormatException("the stream needs a preset dictionary");
+                    }
+                    if (inflater.needsInput() || inflater.getRemaining() == remaining) {
+                        throw new DataFormatException("the compressed stream is truncated");
+                    }
+                }
+            }
+        } catch (DataFormatException e) {
+            throw new CorruptImageException("VMDK compressed grain", host, where + ": cannot inflate: "
+                    + e.getMessage());
+        }
+        grainLength = produced;
+        grainHost = host;
+    }
+
+    void close() {
+        if (inflater != null) {
+            inflater.end();
+            inflater = null;
+        }
+    }
+}

@@ -1,0 +1,551 @@
+package io.diskmorph.format.vmdk;
+
+import io.diskmorph.image.AbstractDiskImage;
+import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.CorruptImageException;
+import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.ImageInfo;
+import io.diskmorph.image.Images;
+import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.Mapping;
+import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.RepairMode;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An open VMDK disk, read only: its extents in guest order, answering
+ * mapping and reads per extent (host offsets are offsets in the extent's own
+ * file, which every data answer names), and the parent of a snapshot as the
+ * backing image (parentFileNameHint, format vmdk, as qemu).
+ */
+final class VmdkImage extends AbstractDiskImage {
+    static final int SECTOR = 512;
+    /** Grain tables and directory pages kept in memory, for all extents together. */
+    private static final long TABLE_CACHE_BYTES = 4L << 20;
+
+    /** createTypes of descriptor files whose extents this driver reads: qemu 7.2's list and the other VMFS flat disks. */
+    private static final Set<String> DESCRIPTOR_CREATE_TYPES = Set.of("monolithicFlat", "twoGbMaxExtentFlat",
+            "twoGbMaxExtentSparse", "vmfs", "vmfsThin", "vmfsPreallocated", "vmfsEagerZeroedThick", "vmfsSparse",
+            "seSparse");
+    /** createTypes that name physical disks or partitions. */
+    private static final Set<String> DEVICE_CREATE_TYPES = Set.of("fullDevice", "partitionedDevice", "vmfsRaw",
+            "vmfsRDM", "vmfsRDMP", "vmfsRawDeviceMap", "vmfsPassthroughRawDeviceMap");
+
+    private final VmdkFormat format;
+    private final String createType;
+    private final long cid;
+    private final long parentCid;
+    private final List<Extent> extents;
+    private final long[] extentStarts;
+    private final long size;
+    private final long clusterSize;
+    /** Extent files opened for this image (the image's own file is not among them). */
+    private final List<Storage> extentFiles;
+    /** Files of flat extents: QEMU asks them for holes (BDRV_BLOCK_RECURSE), so map reports holes as zeros. */
+    private final Set<Storage> flatFiles;
+    private boolean parentChecked;
+
+    private VmdkImage(VmdkFormat format, Storage storage, OpenContext context, String createType, long cid,
+                      long parentCid, String parentHint, List<Extent> extents, List<Storage> extentFiles) {
+        super(storage, context);
+        this.format = format;
+        this.createType = createType;
+        this.cid = cid;
+        this.parentCid = parentCid;
+        this.extents = extents;
+        this.extentFiles = extentFiles;
+        this.extentStarts = new long[extents.size()];
+        for (int i = 0; i < extents.size(); i++) {
+            extentStarts[i] = extents.get(i).guestStart;
+        }
+        this.size = extents.isEmpty() ? 0 : extents.getLast().guestEnd();
+        this.clusterSize = qemuClusterSize(extents);
+        Set<Storage> flat = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Extent e : extents) {
+            if (e instanceof FlatExtent) {
+                flat.add(e.file);
+            }
+        }
+        this.flatFiles = flat;
+        if (parentHint != null && !parentHint.isEmpty()) {
+            this.backingName = parentHint;
+            this.backingFmt = VmdkFormat.NAME; // qemu: a VMDK's parent is a VMDK
+        }
+    }
+
+    // ---- opening --------------------------------------------------------------------------
+
+    static VmdkImage open(VmdkFormat format, Storage storage, OpenContext context) throws IOException {
+        String name = storage.name();
+        if (!context.readOnly() && !context.forCheck()) {
+            throw VmdkFormat.writingNotSupported(name);
+        }
+        long fileSize = storage.size();
+        if (fileSize < 4) {
+            throw new CorruptImageException("VMDK file", -1, name + ": file is too small to be a VMDK image ("
+                    + fileSize + " bytes)");
+        }
+        ByteBuffer head = storage.readBytes(0, (int) Math.min(fileSize, SECTOR));
+        int magic = head.order(ByteOrder.BIG_ENDIAN).getInt(0);
+        TableCache tables = new TableCache(TABLE_CACHE_BYTES);
+        if (magic == SparseHeader.MAGIC_COWD) {
+            throw new UnsupportedFeatureException(name + ": an ESX sparse extent (COWD) on its own; open the "
+                    + "descriptor file that names it (NAME.vmdk)");
+        }
+        if (magic == SparseHeader.MAGIC_KDMV && !SparseHeader.isWrappedDescriptor(head)) {
+            return openMonolithicSparse(format, storage, context, tables);
+        }
+        long descriptorAt = 0;
+        long descriptorBytes = fileSize;
+        if (magic == SparseHeader.MAGIC_KDMV) {
+            // a sparse header without capacity whose descriptor names the extents (qemu opens it so)
+            descriptorAt = SparseHeader.wrappedDescriptorOffset(head);
+            if (descriptorAt < 0 || descriptorAt >= fileSize) {
+                throw new CorruptImageException("VMDK sparse extent header", 28, name
+                        + ": the descriptor lies past the end of the file");
+            }
+            descriptorBytes = Math.min(fileSize - descriptorAt, Descriptor.MAX_BYTES);
+        } else if (fileSize > Descriptor.MAX_BYTES) {
+            throw new CorruptImageException("VMDK descriptor", -1, name + ": a descriptor file of " + fileSize
+                    + " bytes (a VMDK descriptor is text under 1 MiB; is this a VMDK image?)");
+        }
+        byte[] text = storage.readBytes(descriptorAt, (int) descriptorBytes).array();
+        Descriptor d = Descriptor.parse(text, text.length, name);
+        return openDescriptor(format, storage, context, d, tables);
+    }
+
+    /** A sparse extent that is the whole image (monolithicSparse, streamOptimized), its descriptor embedded. */
+    private static VmdkImage openMonolithicSparse(VmdkFormat format, Storage storage, OpenContext context,
+                                                  TableCache tables) throws IOException {
+        String name = storage.name();
+        SparseHeader h = SparseHeader.read(storage, false, name);
+        if (h.descriptorBytes() == 0) {
+            throw new CorruptImageException("VMDK sparse extent header", 28, name + ": no embedded descriptor "
+                    + "(CID and parent); open the descriptor file that names this extent");
+        }
+        long available = Math.max(0, Math.min(h.descriptorBytes(), storage.size() - h.descriptorOffset()));
+        byte[] text = storage.readBytes(h.descriptorOffset(), (int) available).array();
+        Descriptor d = Descriptor.parse(text, text.length, name);
+        requireCids(d, name);
+        // qemu names the type after the header, whatever the embedded descriptor says
+        String createType = h.compressed() ? "streamOptimized" : "monolithicSparse";
+        List<Extent> extents = List.of(new SparseExtent(0, "", storage, h, tables));
+        return new VmdkImage(format, storage, context, createType, d.cid, d.parentCid, d.parentFileNameHint,
+                extents, List.of());
+    }
+
+    private static void requireCids(Descriptor d, String name) throws CorruptImageException {
+        if (d.cid < 0 || d.parentCid < 0) {
+            throw new CorruptImageException("VMDK descriptor", -1, name + ": no " + (d.cid < 0 ? "CID" : "parentCID")
+                    + " line (qemu cannot open it either)");
+        }
+    }
+
+    /** A descriptor file: its extents, each opened through the context (resolved and checked like backing files). */
+    private static VmdkImage openDescriptor(VmdkFormat format, Storage storage, OpenContext context, Descriptor d,
+                                            TableCache tables) throws IOException {
+        String name = storage.name();
+        if (d.createType == null) {
+            throw new CorruptImageException("VMDK descriptor", -1, name + ": no createType: not a VMDK descriptor");
+        }
+        if (DEVICE_CREATE_TYPES.contains(d.createType)) {
+            throw new UnsupportedFeatureException(name + ": VMDK createType '" + d.createType + "' maps a physical "
+                    + "disk or partition; diskmorph does not open devices through a descriptor");
+        }
+        if (!DESCRIPTOR_CREATE_TYPES.contains(d.createType)) {
+            throw new UnsupportedFeatureException(name + ": VMDK createType '"
+                    + Descriptor.abbreviate(d.createType) + "' is not supported");
+        }
+        requireCids(d, name);
+        if (d.extents.isEmpty()) {
+            throw new CorruptImageException("VMDK descriptor", -1, name + ": no extent lines");
+        }
+        ExtentFiles files = new ExtentFiles(storage, context);
+        List<Extent> extents = new ArrayList<>();
+        try {
+            long guest = 0;
+            for (Descriptor.ExtentLine line : d.extents) {
+                String at = name + ": line " + line.line();
+                if (line.access() == Descriptor.Access.NOACCESS) {
+                    throw new UnsupportedFeatureException(at + ": a NOACCESS extent cannot be read (qemu 7.2 drops "
+                            + "the line, which shifts every later extent)");
+                }
+                if (!Descriptor.isReadableType(line.type())) {
+                    throw new UnsupportedFeatureException(at + ": extent type '" + Descriptor.abbreviate(line.type())
+                            + "' is not supported" + (line.type().startsWith("VMFSR") ? " (a raw device mapping)"
+                            : ""));
+                }
+                if (line.sectors() == 0) {
+                    continue; // as qemu: an empty extent holds nothing
+                }
+                Extent e = switch (line.type()) {
+                    case "ZERO" -> new ZeroExtent(guest, line.sectors() * SECTOR);
+                    case "FLAT", "VMFS" -> {
+                        long start = line.type().equals("FLAT") ? line.startSector() * SECTOR : 0;
+                        long length = line.sectors() * SECTOR;
+                        if (start > Long.MAX_VALUE - length) {
+                            throw new CorruptImageException("VMDK descriptor", -1, at + ": the extent ends past "
+                                    + "2^63 bytes of its file");
+                        }
+                        Storage f = files.open(line, false, start, length);
+                        yield new FlatExtent(guest, length, line.type(), f, start);
+                    }
+                    default -> {
+                        Storage f = files.open(line, true, 0, Long.MAX_VALUE);
+                        if (SparseHeader.isWrappedDescriptor(f.readBytes(0, (int) Math.min(SECTOR, f.size())))) {
+                            throw new UnsupportedFeatureException(at + ": the sparse extent " + f.name()
+                                    + " holds another descriptor (nested descriptors are not supported)");
+                        }
+                        // the sparse header's capacity is the extent's size (qemu), not the line's
+                        SparseHeader h = SparseHeader.read(f, line.type().equals("SESPARSE"), f.name());
+                        yield new SparseExtent(guest, line.type(), f, h, tables);
+                    }
+                };
+                try {
+                    guest = Math.addExact(guest, e.length);
+                } catch (ArithmeticException x) {
+                    throw new CorruptImageException("VMDK descriptor", -1, at + ": the disk grows past 2^63 bytes");
+                }
+                extents.add(e);
+            }
+            if (extents.isEmpty()) {
+                throw new CorruptImageException("VMDK descriptor", -1, name + ": every extent is empty");
+            }
+            files.checkOverlaps();
+            return new VmdkImage(format, storage, context, d.createType, d.cid, d.parentCid, d.parentFileNameHint,
+                    List.copyOf(extents), files.opened());
+        } catch (IOException | RuntimeException e) {
+            files.closeAll();
+            throw e;
+        }
+    }
+
+    /**
+     * The extent files of one descriptor: each opened once (names that reach
+     * the same file share it), never the descriptor itself, and no byte of a
+     * file in two extents (a sparse file belongs to one extent; flat ranges
+     * of one file must not overlap): a descriptor that loops or overlaps is
+     * refused, not read twice.
+     */
+    private static final class ExtentFiles {
+        private record Use(int line, boolean sparse, long start, long length) {
+        }
+
+        private final Storage descriptor;
+        private final OpenContext context;
+        private final Object descriptorKey;
+        private final Map<Object, Storage> byKey = new LinkedHashMap<>();
+        private final Map<Storage, List<Use>> uses = new IdentityHashMap<>();
+        private final List<Storage> opened = new ArrayList<>();
+
+        ExtentFiles(Storage descriptor, OpenContext context) {
+            this.descriptor = descriptor;
+            this.context = context;
+            this.descriptorKey = context.path() == null ? null : fileKey(context.path());
+        }
+
+        Storage open(Descriptor.ExtentLine line, boolean sparse, long start, long length) throws IOException {
+            String at = descriptor.name() + ": line " + line.line();
+            if (context.extents() == null || context.path() == null) {
+                throw new UnsupportedFeatureException(at + ": the descriptor names extent file '"
+                        + Descriptor.abbreviate(line.fileName()) + "', and extent files cannot be opened here "
+                        + "(only a VMDK opened from its path reaches them)");
+            }
+            Path path = Images.extentPath(context.path(), line.fileName());
+            Object key = fileKey(path);
+            if (key != null && key.equals(descriptorKey)) {
+                throw new CorruptImageException("VMDK descriptor", -1, at + ": extent file '"
+                        + Descriptor.abbreviate(line.fileName()) + "' is the descriptor itself (a loop)");
+            }
+            if (key == null) {
+                key = path.normalize(); // no identity to ask for (the open will say why): the name decides
+            }
+            Storage f = byKey.get(key);
+            if (f == null) {
+                f = context.extents().open(context, line.fileName());
+                opened.add(f);
+                byKey.put(key, f);
+            }
+            uses.computeIfAbsent(f, k -> new ArrayList<>()).add(new Use(line.line(), sparse, start, length));
+            return f;
+        }
+
+        /** A sparse file in two extents, or overlapping flat ranges of one file, is refused. */
+        void checkOverlaps() throws CorruptImageException {
+            for (Map.Entry<Storage, List<Use>> e : uses.entrySet()) {
+                List<Use> u = new ArrayList<>(e.getValue());
+                if (u.size() < 2) {
+                    continue;
+                }
+                u.sort((a, b) -> Long.compare(a.start, b.start));
+                for (int i = 1; i < u.size(); i++) {
+                    Use prev = u.get(i - 1);
+                    Use cur = u.get(i);
+                    if (prev.sparse || cur.sparse || cur.start < prev.start + prev.length) {
+                        throw new CorruptImageException("VMDK descriptor", -1, descriptor.name() + ": lines "
+                                + Math.min(prev.line, cur.line) + " and " + Math.max(prev.line, cur.line)
+                                + " use the same bytes of " + e.getKey().name() + " (extents overlap)");
+                    }
+                }
+            }
+        }
+
+        List<Storage> opened() {
+            return List.copyOf(opened);
+        }
+
+        void closeAll() {
+            for (Storage s : opened) {
+                try {
+                    s.close();
+                } catch (IOException ignored) {
+                    // the open failed already; that is the error to report
+                }
+            }
+        }
+
+        /** The file's identity (device and inode on Linux), so that links and other spellings meet; null if none. */
+        private static Object fileKey(Path p) {
+            try {
+                return Files.readAttributes(p, BasicFileAttributes.class).fileKey();
+            } catch (IOException | RuntimeException e) {
+                return null; // missing: the open reports it
+            }
+        }
+    }
+
+    // ---- geometry -------------------------------------------------------------------------
+
+    /**
+     * qemu's vmdk_co_get_info: the first extent's grain size when every
+     * extent is of its kind (flat or not, compressed or not, same grain),
+     * none for flat disks or a mix.
+     */
+    private static long qemuClusterSize(List<Extent> extents) {
+        return extentsOfOneKind(extents) && extents.getFirst() instanceof SparseExtent first ? first.grainBytes() : 0;
+    }
+
+    /** qemu's vmdk_extents_type_eq over all extents: all flat (ZERO counts as flat), or all sparse alike. */
+    private static boolean extentsOfOneKind(List<Extent> extents) {
+        Extent first = extents.getFirst();
+        for (Extent e : extents) {
+            boolean sparse = e instanceof SparseExtent;
+            if (sparse != first instanceof SparseExtent) {
+                return false;
+            }
+            if (sparse && (((SparseExtent) e).header.compressed() != ((SparseExtent) first).header.compressed()
+                    || e.grainBytes() != first.grainBytes())) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    @Override
+    public ImageFormat format() {
+        return format;
+    }
+
+    @Override
+    public long virtualSize() {
+        return size;
+    }
+
+    @Override
+    public long clusterSize() {
+        return clusterSize;
+    }
+
+    /** Always: this driver never writes. */
+    @Override
+    public boolean isReadOnly() {
+        return true;
+    }
+
+    long cid() {
+        return cid;
+    }
+
+    List<Extent> extents() {
+        return extents;
+    }
+
+    Extent extentAt(long guestOffset) {
+        int i = java.util.Arrays.binarySearch(extentStarts, guestOffset);
+        return extents.get(i >= 0 ? i : -i - 2);
+    }
+
+    // ---- mapping and reads ----------------------------------------------------------------
+
+    @Override
+    public Mapping mapping(long guestOffset, long maxLength) throws IOException {
+        if (guestOffset < 0 || guestOffset >= size || maxLength <= 0) {
+            throw new InvalidRequestException(String.format("mapping request at 0x%x+0x%x is outside the virtual "
+                    + "disk (size %d)", guestOffset, maxLength, size));
+        }
+        Extent e = extentAt(guestOffset);
+        long offset = guestOffset - e.guestStart;
+        return e.mapping(offset, Math.min(maxLength, e.length - offset));
+    }
+
+    @Override
+    public long blockStatusLimit(long guestOffset) {
+        Extent e = extentAt(guestOffset);
+        return e.guestStart + e.statusEnd(guestOffset - e.guestStart);
+    }
+
+    @Override
+    public boolean mapReportsHostHolesAsZero(Mapping.Data data) {
+        return flatFiles.contains(dataStorage(data));
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long guestOffset) throws IOException {
+        checkRange(guestOffset, dst.remaining());
+        long pos = guestOffset;
+        while (dst.hasRemaining()) {
+            Extent e = extentAt(pos);
+            long offset = pos - e.guestStart;
+            Mapping m = e.mapping(offset, Math.min(dst.remaining(), e.length - offset));
+            int n = (int) m.length();
+            ByteBuffer part = dst.slice(dst.position(), n);
+            // instanceof tests, not a pattern switch: its bootstrap spins a class at every start
+            if (m instanceof Mapping.Data d) {
+                d.file().read(part, d.hostOffset());
+            } else if (m instanceof Mapping.Zero) {
+                fillZero(part);
+            } else if (m instanceof Mapping.Unallocated) {
+                readBacking(part, pos);
+            } else if (m instanceof Mapping.Compressed c) {
+                ((SparseExtent) e).readCompressed(c.hostOffset(), c.offsetInCluster(), part);
+            }
+            dst.position(dst.position() + n);
+            pos += n;
+        }
+    }
+
+    /**
+     * qemu's vmdk_is_cid_valid: a snapshot reads through its parent only
+     * while the parent's CID is the parentCID the snapshot recorded; a
+     * parent written since would give the guest a mix of two disks.
+     */
+    @Override
+    protected void readBacking(ByteBuffer part, long guestOffset) throws IOException {
+        DiskImage parent = backing();
+        if (parent != null && !parentChecked) {
+            if (!(parent instanceof VmdkImage v) || v.cid != parentCid) {
+                throw new CorruptImageException("VMDK parent CID", -1, String.format("%s: parentCID %08x does not "
+                        + "match the CID of its parent %s (%s): the parent changed after this snapshot was taken",
+                        storage.name(), parentCid, parent.storage().name(), parent instanceof VmdkImage p
+                                ? String.format("%08x", p.cid) : "not a VMDK"));
+            }
+            parentChecked = true;
+        }
+        super.readBacking(part, guestOffset);
+    }
+
+    @Override
+    public void write(ByteBuffer src, long guestOffset) throws IOException {
+        throw VmdkFormat.writingNotSupported(storage.name());
+    }
+
+    @Override
+    public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
+        throw VmdkFormat.writingNotSupported(storage.name());
+    }
+
+    @Override
+    public void flush() {
+        // nothing is ever written
+    }
+
+    @Override
+    protected void closeImage() throws IOException {
+        IOException failure = null;
+        for (Extent e : extents) {
+            if (e instanceof SparseExtent s) {
+                s.close();
+            }
+        }
+        for (Storage s : extentFiles) {
+            try {
+                s.close();
+            } catch (IOException x) {
+                failure = failure == null ? x : failure;
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    // ---- info, check ----------------------------------------------------------------------
+
+    /**
+     * qemu-img's fields; the format-specific part as vmdk_get_specific_info
+     * gives it (keys in the order qemu prints them), an extent's filename as
+     * qemu names its file (the descriptor's directory as given, then the name).
+     */
+    @Override
+    public ImageInfo info() throws IOException {
+        Map<String, Object> specific = new LinkedHashMap<>();
+        specific.put("cid", cid);
+        specific.put("parent-cid", parentCid);
+        specific.put("create-type", createType);
+        List<Object> list = new ArrayList<>();
+        long actual = storage.allocatedBytes();
+        for (Extent e : extents) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            if (e instanceof SparseExtent s && s.header.compressed()) {
+                m.put("compressed", true);
+            }
+            m.put("virtual-size", e.length);
+            if (e.file != null) {
+                m.put("filename", e.file.name());
+            }
+            if (e instanceof SparseExtent s) {
+                m.put("cluster-size", s.grainBytes());
+            }
+            m.put("format", e.type);
+            list.add(m);
+            if (e.file != null && e.file != storage && actual >= 0) {
+                long a = e.file.allocatedBytes(); // per extent, as qemu counts
+                actual = a < 0 ? -1 : actual + a;
+            }
+        }
+        specific.put("extents", list);
+        String full = Images.fullBackingFilename(context.path(), backingName);
+        // qemu's vmdk_co_get_info fails for extents of different kinds: no cluster size, no dirty flag then
+        return new ImageInfo(storage.name(), VmdkFormat.NAME, size, actual, clusterSize, false, false, backingName,
+                full, backingFmt, specific, List.of(), extentsOfOneKind(extents));
+    }
+
+    /**
+     * qemu-img check: qemu 7.2's test (grains past the end of their file:
+     * "Check failed", exit 1, as qemu) and the damage it misses, counted as
+     * corruptions (exit 2). Repairs: none, as qemu (exit 63).
+     */
+    @Override
+    public CheckReport check(RepairMode repair) throws IOException {
+        if (repair != RepairMode.NONE) {
+            throw new UnsupportedFeatureException("This image format does not support checks");
+        }
+        return VmdkChecker.run(this);
+    }
+}

@@ -1,0 +1,36 @@
+/**
+ * VMware's VMDK, read only: descriptor files (text: CID, parentCID,
+ * createType, extent lines, the disk database) and the extents they name:
+ * flat (monolithicFlat, twoGbMaxExtentFlat, ESXi vmfs NAME-flat.vmdk),
+ * hosted sparse "KDMV" v1-v3 (monolithicSparse with its embedded
+ * descriptor, twoGbMaxExtentSparse, streamOptimized's deflated grains behind
+ * markers with the footer at the end), ESX sparse "COWD" and seSparse
+ * (vmfsSparse / seSparse snapshots), ZERO; a snapshot's parent through
+ * parentFileNameHint, read like a backing file.
+ *
+ * <p>Follows QEMU 7.2's block/vmdk.c (what qemu-img reads, maps, reports and
+ * checks; the tests compare with qemu-img 7.2, whose oracle this is), the
+ * VMDK 1.1 technote ("Virtual Disk Format 1.1") and libyal's libvmdk
+ * documentation ("VMware Virtual Disk Format (VMDK)"). Where qemu silently
+ * misreads a descriptor (it drops RDONLY, NOACCESS, ZERO and unknown extent
+ * lines), this driver reads RDONLY and ZERO extents and refuses the rest.
+ *
+ * <ul>
+ * <li>{@link io.diskmorph.format.vmdk.VmdkFormat}: the driver (qemu's probe
+ *     rule), refusing create and writes by name;</li>
+ * <li>{@link io.diskmorph.format.vmdk.VmdkImage}: an open disk, its extents
+ *     and their files (opened through the context, like backing files),
+ *     mapping, reads, info, the parent CID test;</li>
+ * <li>{@link io.diskmorph.format.vmdk.Descriptor}: the descriptor parser,
+ *     bounded;</li>
+ * <li>{@link io.diskmorph.format.vmdk.SparseHeader},
+ *     {@link io.diskmorph.format.vmdk.SparseExtent},
+ *     {@link io.diskmorph.format.vmdk.TableCache}: sparse extents, grain
+ *     tables read on demand through a bounded cache;</li>
+ * <li>{@link io.diskmorph.format.vmdk.FlatExtent},
+ *     {@link io.diskmorph.format.vmdk.ZeroExtent}: the other extents;</li>
+ * <li>{@link io.diskmorph.format.vmdk.VmdkChecker}: qemu's check and what it
+ *     misses.</li>
+ * </ul>
+ */
+package io.diskmorph.format.vmdk;
