@@ -8,8 +8,6 @@ import io.diskmorph.copy.CopyConversion;
 import io.diskmorph.copy.CopyEngine;
 import io.diskmorph.copy.PartFile;
 import io.diskmorph.image.FormatOptions;
-import io.diskmorph.image.FormatRegistry;
-import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.Images;
 import io.diskmorph.convert.Cancellation;
 import io.diskmorph.image.ExitCodes;
@@ -129,11 +127,6 @@ final class ConvertCommand implements Cli.Command {
         long start = System.nanoTime();
         try (ConversionFile file = ConversionFile.open(path, dryRun ? LockMode.SHARED : LockMode.EXCLUSIVE,
                 Images.backingOpener(path, OpenOptions.forReading().withFollowBacking(!noBacking)))) {
-            ImageFormat from = sourceFormat != null ? FormatRegistry.byName(sourceFormat)
-                    : FormatRegistry.probe(file.image());
-            if (!from.canWrite()) {
-                throw from.writingNotSupported(); // an in-place conversion rewrites the source's file
-            }
             ConversionPlan plan;
             int signalled = 0;
             if (dryRun) {

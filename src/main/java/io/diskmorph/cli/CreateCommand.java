@@ -91,6 +91,11 @@ final class CreateCommand implements Cli.Command {
             opts.forEach((k, v) -> sb.append(' ').append(k).append('=').append(v));
             spec.getOut().println(sb);
         }
+        if (f instanceof io.diskmorph.image.MeasurableFormat m) {
+            // the options are judged before IMAGE is opened: creating truncates an existing file, and a
+            // refused option must leave it as it was
+            m.measure(cs, null);
+        }
         boolean existed = Files.exists(path);
         Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);
         try {

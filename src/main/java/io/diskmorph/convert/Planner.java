@@ -65,6 +65,11 @@ final class Planner {
         ImageFormat sourceFormat = request.sourceFormat() != null ? FormatRegistry.byName(request.sourceFormat())
                 : FormatRegistry.probe(image);
         ImageFormat tf = FormatRegistry.byName(request.targetFormat());
+        for (ImageFormat f : new ImageFormat[]{sourceFormat, tf}) {
+            if (!f.canWrite()) {
+                throw f.writingNotSupported(); // the file is rewritten in that format's terms
+            }
+        }
         if (!(tf instanceof LayoutTarget target)) {
             throw new UnsupportedFeatureException("in-place conversion to " + tf.name() + " is not supported");
         }

@@ -36,7 +36,7 @@ public final class RawFormat implements ImageFormat, MeasurableFormat {
     @Override
     public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
         FormatOptions o = new FormatOptions(NAME, spec.options());
-        String prealloc = o.string("preallocation", "off");
+        String prealloc = preallocation(o);
         o.rejectUnknown();
         if (spec.backingFile() != null) {
             throw new InvalidRequestException("format raw does not support backing files");
@@ -55,10 +55,18 @@ public final class RawFormat implements ImageFormat, MeasurableFormat {
                     storage.write(zeros, pos);
                 }
             }
-            default -> throw new InvalidRequestException("raw preallocation must be off or full, not '" + prealloc + "'");
+            default -> throw new IllegalStateException(prealloc);
         }
         storage.sync();
         return open(storage, context.withReadOnly(false));
+    }
+
+    private static String preallocation(FormatOptions o) throws InvalidRequestException {
+        String prealloc = o.string("preallocation", "off");
+        if (!prealloc.equals("off") && !prealloc.equals("full")) {
+            throw new InvalidRequestException("raw preallocation must be off or full, not '" + prealloc + "'");
+        }
+        return prealloc;
     }
 
     /**
@@ -68,7 +76,7 @@ public final class RawFormat implements ImageFormat, MeasurableFormat {
     @Override
     public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
         FormatOptions o = new FormatOptions(NAME, spec.options());
-        o.string("preallocation", "off");
+        preallocation(o);
         o.rejectUnknown();
         if (spec.backingFile() != null) {
             throw new InvalidRequestException("format raw does not support backing files");
