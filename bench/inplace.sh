@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 3 benchmark: in-place conversion vs qemu-img convert, cold cache,
-# timed until the result is durable (qemu-img's output is synced), same run.
+# timed until the result is durable (qemu-img's output is synced), the two
+# tools alternating RUNS times (default 3), min / median / max.
 #  (a) 8 GiB fully written raw -> qcow2
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
@@ -32,23 +33,30 @@ drop_caches
 cold=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
 echo "JVM start-up (diskmorph --version): ${startup}s warm, ${cold}s from a cold page cache"
 
-one() { # label fmt image
-  local label="$1" fmt="$2" img="$3"
-  rm -f "$copy"; drop_caches
-  local t0; t0=$(date +%s.%N)
-  qemu-img convert -f "$fmt" -O qcow2 "$img" "$copy"; sync "$copy"
-  local tq; tq=$(echo "$(date +%s.%N) - $t0" | bc)
-  rm -f "$copy"; drop_caches
-  t0=$(date +%s.%N)
-  "$DM" convert --in-place --keep-rollback -f "$fmt" -O qcow2 --output=json "$img" > "$BENCH_DIR/plan.json"
-  local td; td=$(echo "$(date +%s.%N) - $t0" | bc)
-  qemu-img check -q "$img"
-  "$DM" rollback "$img" >/dev/null
+# one LABEL FMT IMAGE: RUNS pairs, the two tools alternating; each run from a cold page cache until durable
+one() {
+  local label="$1" fmt="$2" img="$3" qs=() ds=() tq td
+  for run in $(seq "${RUNS:-3}"); do
+    rm -f "$copy"; drop_caches
+    local t0; t0=$(date +%s.%N)
+    qemu-img convert -f "$fmt" -O qcow2 "$img" "$copy"; sync "$copy"
+    tq=$(echo "$(date +%s.%N) - $t0" | bc)
+    rm -f "$copy"; drop_caches
+    t0=$(date +%s.%N)
+    "$DM" convert --in-place --keep-rollback -f "$fmt" -O qcow2 --output=json "$img" > "$BENCH_DIR/plan.json"
+    td=$(echo "$(date +%s.%N) - $t0" | bc)
+    qemu-img check -q "$img"
+    "$DM" rollback "$img" >/dev/null
+    echo "  run $run: qemu-img convert ${tq}s, in place ${td}s ($(ratio "$tq" "$td")x)"
+    qs+=("$tq"); ds+=("$td")
+  done
   local extra phases
   extra=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print("%d bytes (%.4f%% of %d)" % (p["extra-space"], 100.0*p["extra-space"]/p["virtual-size"], p["virtual-size"]))' "$BENCH_DIR/plan.json")
   phases=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(" ".join("%s=%.3fs" % kv for kv in p["phase-seconds"].items()))' "$BENCH_DIR/plan.json")
-  echo "RESULT $label: qemu-img convert ${tq}s, in place ${td}s, speed-up $(ratio "$tq" "$td")x; extra space $extra"
-  echo "  phases: $phases (JVM start-up ${startup}s warm, ${cold}s cold)"
+  local qmed dmed
+  qmed=$(printf '%s\n' "${qs[@]}" | median); dmed=$(printf '%s\n' "${ds[@]}" | median)
+  echo "RESULT $label: qemu-img convert min/median/max $(printf '%s\n' "${qs[@]}" | sort -g | head -1) / $qmed / $(printf '%s\n' "${qs[@]}" | sort -g | tail -1) s; in place $(printf '%s\n' "${ds[@]}" | sort -g | head -1) / $dmed / $(printf '%s\n' "${ds[@]}" | sort -g | tail -1) s; median speed-up $(ratio "$qmed" "$dmed")x; extra space $extra"
+  echo "  phases (last run): $phases (JVM start-up ${startup}s warm, ${cold}s cold)"
 }
 
 echo "== $SIZE fully written raw -> qcow2"
