@@ -20,9 +20,18 @@ import java.nio.file.Path;
  * @param name    the file's name in {@code dir}; its journal is {@code name.dmjournal} there
  * @param path    the image path as the user named it (backing names resolve against it), or null
  * @param backing opener for backing files, or null when there are none to follow
+ * @param extents opener for the files an image names as parts of itself (a VMDK descriptor's
+ *                extents), or null for a file without a path: the planner opens them only to
+ *                refuse such an image by what it is, since the conversion rewrites one file
  */
 public record ConversionFile(Storage image, StorageDir dir, String name, Path path,
-                             OpenContext.BackingOpener backing) implements AutoCloseable {
+                             OpenContext.BackingOpener backing, OpenContext.ExtentOpener extents)
+        implements AutoCloseable {
+
+    /** A file whose image cannot name other files (tests, fuzzing: storages without a path). */
+    public ConversionFile(Storage image, StorageDir dir, String name, Path path, OpenContext.BackingOpener backing) {
+        this(image, dir, name, path, backing, null);
+    }
 
     /**
      * Opens {@code path} for an in-place operation. The journal lives beside
@@ -34,7 +43,8 @@ public record ConversionFile(Storage image, StorageDir dir, String name, Path pa
             throws IOException {
         Path real = Images.realPath(path);
         FileStorage image = FileStorage.open(path, lock != LockMode.EXCLUSIVE, lock);
-        return new ConversionFile(image, FileStorageDir.of(real), real.getFileName().toString(), path, backing);
+        return new ConversionFile(image, FileStorageDir.of(real), real.getFileName().toString(), path, backing,
+                Images.extentOpener());
     }
 
     String journalName() {

@@ -65,10 +65,8 @@ final class Planner {
         ImageFormat sourceFormat = request.sourceFormat() != null ? FormatRegistry.byName(request.sourceFormat())
                 : FormatRegistry.probe(image);
         ImageFormat tf = FormatRegistry.byName(request.targetFormat());
-        for (ImageFormat f : new ImageFormat[]{sourceFormat, tf}) {
-            if (!f.canWrite()) {
-                throw f.writingNotSupported(); // the file is rewritten in that format's terms
-            }
+        if (!tf.canWrite()) {
+            throw tf.writingNotSupported(); // the file is rewritten in the target's terms; the source is only read
         }
         if (!(tf instanceof LayoutTarget target)) {
             throw new UnsupportedFeatureException("in-place conversion to " + tf.name() + " is not supported");
@@ -137,8 +135,21 @@ final class Planner {
         }
     }
 
+    /**
+     * The source over a read-only view of the locked file. Its other files
+     * (extents) are reachable here, so that an image made of several files
+     * opens and is refused by what it is ({@link DiskImage#notInPlaceSource}),
+     * not by a file it could not reach.
+     */
     private DiskImage openSource(ImageFormat format, Storage view) throws IOException {
-        return format.open(view, new OpenContext(file.path(), true, file.backing(), false));
+        DiskImage source = format.open(view, new OpenContext(file.path(), true, file.backing(), false, false,
+                file.extents()));
+        String why = source.notInPlaceSource();
+        if (why != null) {
+            source.close();
+            throw new UnsupportedFeatureException(file.displayName() + ": " + why);
+        }
+        return source;
     }
 
     /**

@@ -2,6 +2,7 @@ package io.diskmorph.convert;
 
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Mapping;
+import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -170,6 +171,7 @@ final class UnitWalker {
             long n = Math.min(end, extentEnd) - pos;
             switch (m) {
                 case Mapping.Data d -> {
+                    requireOwnFile(d, pos);
                     long h = d.hostOffset() + (pos - extentStart);
                     if (firstHost < 0 && pos == guestOffset) {
                         firstHost = h;
@@ -233,6 +235,19 @@ final class UnitWalker {
         } else {
             // contiguous host bytes, partly holes maybe: kept, the holes stay holes and read zeros
             keepOrMove(firstHost, length == cluster || tailStaysInside(firstHost));
+        }
+    }
+
+    /**
+     * Only the image's own file is rewritten: data that lives in another file
+     * (an extent file the driver did not refuse by itself) could be neither
+     * kept nor journaled, so the conversion is refused before anything is
+     * written (the plan walks every unit first).
+     */
+    private void requireOwnFile(Mapping.Data d, long pos) throws UnsupportedFeatureException {
+        if (d.file() != null && d.file() != file) {
+            throw new UnsupportedFeatureException("guest data at offset " + pos + " lives in another file ("
+                    + d.file().name() + "); in-place conversion rewrites the image's own file only");
         }
     }
 

@@ -50,6 +50,18 @@ public interface DiskImage extends Closeable {
         return data.file() != null ? data.file() : dataStorage();
     }
 
+    /**
+     * Why this image cannot be the source of an in-place conversion, which
+     * rewrites the image's own file and no other, or null when it can be:
+     * a driver whose images keep guest data in files of their own (a VMDK
+     * descriptor and its extent files) says so here, as one line. The
+     * converter also refuses any data answer that names another file
+     * ({@link Mapping.Data#file()}), whatever the driver says.
+     */
+    default String notInPlaceSource() {
+        return null;
+    }
+
     long virtualSize();
 
     /** Cluster (or block, grain) size, 0 when the format has none. */

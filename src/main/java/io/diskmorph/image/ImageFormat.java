@@ -38,15 +38,20 @@ public interface ImageFormat {
     }
 
     /**
-     * False for a driver that only reads (VMDK, for now): {@link #create}
-     * and guest writes are refused by name, and so is an in-place conversion
-     * from or to the format, which rewrites the image's file.
+     * False for a driver that only reads (VMDK, for now): {@link #create},
+     * guest writes and an in-place conversion to the format are refused by
+     * name. It may still be the source of an in-place conversion, which only
+     * reads the source (its images say when they cannot be one: {@link
+     * DiskImage#notInPlaceSource()}).
      */
     default boolean canWrite() {
         return true;
     }
 
-    /** The one-line refusal of create, guest writes and in-place conversion when {@link #canWrite()} is false. */
+    /**
+     * The one-line refusal of create, guest writes and in-place conversion
+     * to the format when {@link #canWrite()} is false.
+     */
     default UnsupportedFeatureException writingNotSupported() {
         return new UnsupportedFeatureException(name() + " writing is not supported yet");
     }

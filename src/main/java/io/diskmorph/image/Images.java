@@ -76,6 +76,16 @@ public final class Images {
         return chain::openBacking;
     }
 
+    /**
+     * Extent files for an image that is opened on some other storage (the
+     * in-place converter's view of a file it holds locked): resolved and
+     * checked as {@link #extentPath} says, opened read-only with shared
+     * locks, like the extents of any image opened for reading.
+     */
+    public static OpenContext.ExtentOpener extentOpener() {
+        return (image, name) -> openExtent(image, name, LockMode.SHARED);
+    }
+
     /** Opens an image over an existing storage (tests, fuzzing): no locks, no backing files. */
     public static DiskImage open(Storage storage, String format, boolean readOnly) throws IOException {
         ImageFormat f = format != null ? FormatRegistry.byName(format) : FormatRegistry.probe(storage);
@@ -138,6 +148,15 @@ public final class Images {
             }
         }
         return Path.of(fullBackingFilename(image, name));
+    }
+
+    private static Storage openExtent(OpenContext image, String name, LockMode lock) throws IOException {
+        Path p = extentPath(image.path(), name);
+        try {
+            return FileStorage.open(p, true, lock);
+        } catch (NoSuchFileException e) {
+            throw new NoSuchFileException(p.toString(), null, "extent file not found");
+        }
     }
 
     /** A name stored in an image, fit for a one-line message: control characters as '?', at most 200 characters. */
@@ -212,13 +231,7 @@ public final class Images {
 
         /** An extent file: read-only (it is data, never written through here), locked like a backing file. */
         private Storage openExtent(OpenContext image, String name) throws IOException {
-            Path p = extentPath(image.path(), name);
-            LockMode lock = options.lock() == LockMode.NONE ? LockMode.NONE : LockMode.SHARED;
-            try {
-                return FileStorage.open(p, true, lock);
-            } catch (NoSuchFileException e) {
-                throw new NoSuchFileException(p.toString(), null, "extent file not found");
-            }
+            return Images.openExtent(image, name, options.lock() == LockMode.NONE ? LockMode.NONE : LockMode.SHARED);
         }
 
         private DiskImage openBacking(OpenContext child, String name, String format) throws IOException {

@@ -17,7 +17,9 @@ import java.util.List;
  * VMware's VMDK, read only for now: descriptor files and their extents
  * (flat, hosted sparse, streamOptimized, ESX sparse, seSparse, zero),
  * monolithic sparse files, snapshots through parentFileNameHint. Creating
- * images and guest writes are refused by name.
+ * images, guest writes and in-place conversion to VMDK are refused by name;
+ * a single-file sparse VMDK is an in-place source ({@link
+ * VmdkImage#notInPlaceSource()}).
  */
 public final class VmdkFormat implements ImageFormat {
     public static final String NAME = "vmdk";
@@ -118,10 +120,11 @@ public final class VmdkFormat implements ImageFormat {
         return List.of();
     }
 
-    /** The one line every write, create or in-place conversion of a VMDK gets. */
+    /** The one line every write, create or in-place conversion to VMDK gets. */
     static UnsupportedFeatureException writingNotSupported(String file) {
         return new UnsupportedFeatureException((file != null ? file + ": " : "")
-                + "VMDK writing is not supported yet: diskmorph reads VMDK images but does not create, change or "
-                + "convert them in place (a copy works: 'diskmorph convert -O qcow2 SRC DST')");
+                + "VMDK writing is not supported yet: diskmorph reads VMDK images and converts single-file ones "
+                + "in place to other formats, but does not create or change VMDK images (a copy from VMDK works: "
+                + "'diskmorph convert -O qcow2 SRC DST')");
     }
 }

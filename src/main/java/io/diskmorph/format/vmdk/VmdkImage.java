@@ -378,6 +378,28 @@ final class VmdkImage extends AbstractDiskImage {
         return true;
     }
 
+    /**
+     * A monolithic sparse file (monolithicSparse, streamOptimized) holds its
+     * header, descriptor, tables and grains itself and can be converted in
+     * place; a descriptor's data lives in its extent files, which the
+     * conversion would have to merge into one: not yet.
+     */
+    @Override
+    public String notInPlaceSource() {
+        if (extents.size() == 1 && extents.getFirst().file == storage) {
+            return null;
+        }
+        String copyWorks = " (a copy works: 'diskmorph convert -O qcow2 SRC DST')";
+        if (extents.size() > 1) {
+            return "a VMDK descriptor of " + extents.size() + " extents (createType " + createType + "): converting "
+                    + "multi-extent VMDK images in place is not supported yet" + copyWorks;
+        }
+        Extent only = extents.getFirst();
+        return "a VMDK descriptor (createType " + createType + ") whose data lives in "
+                + (only.file != null ? "extent file " + only.file.name() : "a ZERO extent") + ": converting "
+                + "descriptor-based VMDK images with extent files in place is not supported yet" + copyWorks;
+    }
+
     long cid() {
         return cid;
     }

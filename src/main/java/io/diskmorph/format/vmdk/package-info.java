@@ -6,7 +6,10 @@
  * descriptor, twoGbMaxExtentSparse, streamOptimized's deflated grains behind
  * markers with the footer at the end), ESX sparse "COWD" and seSparse
  * (vmfsSparse / seSparse snapshots), ZERO; a snapshot's parent through
- * parentFileNameHint, read like a backing file.
+ * parentFileNameHint, read like a backing file. A VMDK that is one file
+ * (monolithicSparse, streamOptimized) may be the source of an in-place
+ * conversion, which only reads it; a descriptor whose data lives in extent
+ * files says why not (VmdkImage.notInPlaceSource).
  *
  * <p>Follows QEMU 7.2's block/vmdk.c (what qemu-img reads, maps, reports and
  * checks; the tests compare with qemu-img 7.2, whose oracle this is), the
