@@ -44,7 +44,14 @@ class InPlaceCrashTest {
                 Arguments.of("qcow2", "qcow2", "cluster_size=64k", "refcount_bits=64"),
                 Arguments.of("qcow2", "qcow2", "cluster_size=4k", "cluster_size=16k"),
                 Arguments.of("qcow2", "qcow2", "cluster_size=64k", "extended_l2=on"),
-                Arguments.of("qed", "qed", "cluster_size=4k", "cluster_size=64k,table_size=2"));
+                Arguments.of("qed", "qed", "cluster_size=4k", "cluster_size=64k,table_size=2"),
+                // a monolithicSparse VMDK: grains stay, the header, descriptor and grain tables become space
+                Arguments.of("vmdk", "qcow2", "", ""),
+                Arguments.of("vmdk", "qed", "", ""),
+                // zeroed grains leave a dead grain below the data: QED moves the data above it down
+                Arguments.of("vmdk", "qed", "zeroed_grain=on", ""),
+                // every grain deflated: all data moves, over the compressed grains it is read from
+                Arguments.of("vmdk", "qcow2", "subformat=streamOptimized", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")
@@ -97,6 +104,15 @@ class InPlaceCrashTest {
             io.diskmorph.testing.Dm.run("convert", "--in-place", "-f", "raw", "-O", format, p).ok();
             return Files.readAllBytes(p);
         }
+        if (createOpts.equals("subformat=streamOptimized")) {
+            // qemu writes a stream only in whole grains, in order: made from a raw with the same writes
+            Path raw = dir.resolve("stream-content.raw");
+            Qemu.create(raw, "raw", "3M");
+            Qemu.io(raw, "raw", "write -P 0x11 0 64k", "write -P 0x22 100k 8k", "write -P 0x33 1M 200k",
+                    "write -P 0x44 2900k 3k");
+            Qemu.img("convert", "-f", "raw", "-O", format, "-o", createOpts, raw, p).ok();
+            return Files.readAllBytes(p);
+        }
         if (createOpts.isEmpty()) {
             Qemu.create(p, format, "3M");
         } else {
@@ -106,6 +122,9 @@ class InPlaceCrashTest {
                 "write -P 0x44 2900k 3k");
         if (!format.equals("raw")) {
             Qemu.io(p, format, "write -z 1536k 128k");
+        }
+        if (createOpts.contains("zeroed_grain=on")) {
+            Qemu.io(p, format, "write -z 0 64k"); // the grain that held it is dead space now, below the others
         }
         return Files.readAllBytes(p);
     }

@@ -392,9 +392,9 @@ public abstract class DriverConformanceSuite {
             assertEquals(merge(whole), merge(walk(img, c + 512)), "mapping asked in pieces of a cluster and a sector");
         }
         TreeMap<Long, Extent> byHost = new TreeMap<>();
-        long dataEnd = img.dataStorage().size();
         for (Extent e : merge(whole)) {
             if (e.m() instanceof Mapping.Data data) {
+                long dataEnd = img.dataStorage(data).size(); // the file the answer names, if it names one
                 assertTrue(data.hostOffset() >= 0 && data.hostOffset() + data.length() <= dataEnd,
                         "data inside the data file (" + dataEnd + " bytes): " + e);
                 byHost.put(data.hostOffset(), e);
@@ -456,8 +456,8 @@ public abstract class DriverConformanceSuite {
     private static Mapping join(Mapping a, Mapping b) {
         long n = a.length() + b.length();
         return switch (a) {
-            case Mapping.Data x when b instanceof Mapping.Data y && x.hostOffset() + x.length() == y.hostOffset() ->
-                    new Mapping.Data(n, x.hostOffset());
+            case Mapping.Data x when b instanceof Mapping.Data y && x.file() == y.file()
+                    && x.hostOffset() + x.length() == y.hostOffset() -> new Mapping.Data(n, x.hostOffset(), x.file());
             case Mapping.Zero x when b instanceof Mapping.Zero y && follows(x.hostOffset(), x.length(), y.hostOffset()) ->
                     new Mapping.Zero(n, x.hostOffset());
             case Mapping.Unallocated x when b instanceof Mapping.Unallocated y
