@@ -74,6 +74,10 @@ final class VmdkChecker {
         long tableIndex = -1;
         long table = 0;
         long[] entries = null;
+        // the size of the current extent's file, asked once per file: a size is a system call, and an 8 GiB
+        // disk is 131,072 steps
+        Storage sizedFile = null;
+        long fileSize = 0;
         while (sector < total) {
             Extent e = image.extentAt(sector * SparseHeader.SECTOR);
             long extentSector = sector - e.guestStart / SparseHeader.SECTOR;
@@ -86,6 +90,10 @@ final class VmdkChecker {
             } else if (e instanceof SparseExtent s) {
                 long coverage = s.header.gtCoverage() / SparseHeader.SECTOR;
                 long index = extentSector / coverage;
+                if (s.file != sizedFile) {
+                    sizedFile = s.file;
+                    fileSize = sizedFile.size();
+                }
                 try {
                     if (s != tableExtent || index != tableIndex) {
                         tableExtent = s;
@@ -94,7 +102,7 @@ final class VmdkChecker {
                         entries = table == 0 ? null : s.grainTable(table);
                     }
                     long extentSectors = e.length / SparseHeader.SECTOR;
-                    if (table == 0 || table >= s.file.size()) {
+                    if (table == 0 || table >= fileSize) {
                         // no table (or one that reads zeros): every grain up to the next table is unallocated;
                         // step over them on qemu's grid
                         long nextTable = s.nextTableIndex(index + 1, s.header.gdEntries(), false);
@@ -113,7 +121,7 @@ final class VmdkChecker {
                         continue;
                     }
                     long grain = s.grainSector(entries[k], table + (long) k * s.header.entryBytes());
-                    if (grain >= 0 && grain * SparseHeader.SECTOR >= s.file.size()) {
+                    if (grain >= 0 && grain * SparseHeader.SECTOR >= fileSize) {
                         qemuFailure("ERROR: cluster offset for sector " + sector + " points after EOF",
                                 "Invalid argument");
                         return;
