@@ -61,7 +61,9 @@ class VmdkInPlaceTest {
         /** A snapshot (parentFileNameHint) over a monolithicSparse parent: the parent is the backing file. */
         QEMU_SNAPSHOT,
         /** Deflated grains behind markers: every grain moves. */
-        STREAM_OPTIMIZED
+        STREAM_OPTIMIZED,
+        /** streamOptimized as VMware exports it: tables after the grains, the directory in a footer. */
+        VMWARE_STREAM
     }
 
     static Stream<Arguments> pairs() {
@@ -76,7 +78,7 @@ class VmdkInPlaceTest {
         Path original = dir.resolve("original.vmdk"); // beside the image: a snapshot's parent resolves the same
         Files.copy(img, original);
         assertConvertsAndRollsBack(img, original, sample.toString(), target, options,
-                sample == Sample.STREAM_OPTIMIZED);
+                sample == Sample.STREAM_OPTIMIZED || sample == Sample.VMWARE_STREAM);
     }
 
     /**
@@ -194,6 +196,16 @@ class VmdkInPlaceTest {
                 Qemu.io(img, "vmdk", "write -z 0 64k", "write -z 33M 64k");
             }
             case VIRTUALBOX -> Files.write(img, virtualBox(128, img.getFileName().toString()));
+            case VMWARE_STREAM -> {
+                long capacity = SIZE / VmdkFiles.SECTOR;
+                Map<Long, byte[]> grains = new java.util.LinkedHashMap<>();
+                for (long g : new long[]{0, 1, 7, 300, 512, capacity / 128 - 1}) {
+                    grains.put(g, VmdkFiles.pattern(64 << 10, (int) g + 1));
+                }
+                Files.write(img, VmdkFiles.vmwareStream(capacity, VmdkFiles.descriptor(0x0bad5eedL, 0xffffffffL,
+                        "streamOptimized", null, "RW " + capacity + " SPARSE \"" + img.getFileName() + "\""),
+                        grains));
+            }
             case QEMU_SNAPSHOT -> {
                 Path parent = dir.resolve("parent.vmdk");
                 Path raw = VmdkFiles.sampleRaw(dir, "content.raw", String.valueOf(SIZE), VmdkFiles.sampleWrites(SIZE));
@@ -278,6 +290,32 @@ class VmdkInPlaceTest {
             assertTrue(line.contains(why + " VMDK images") && line.contains("in place is not supported yet")
                     && line.contains(createType), line);
             assertEquals(before, shaOfEveryFile(), "every file as it was, none added: " + line);
+        }
+    }
+
+    /**
+     * A damaged source is refused before anything is written (exit 65), the
+     * file unchanged: a grain past the end of the file (qemu's check finds
+     * it), and two guest grains on one host grain (which check does not look
+     * for, but the survey, which places every cluster, does).
+     */
+    @ParameterizedTest
+    @CsvSource({"grain past the end, 100000", "two grains on one, 128"})
+    void damagedSourcesAreRefused(String what, long sector) throws Exception {
+        Path img = dir.resolve("c.vmdk");
+        Qemu.create(img, "vmdk", "64M");
+        Qemu.io(img, "vmdk", "write -P 1 0 128k", "write -P 2 40M 64k");
+        for (long directory : new long[]{VmdkFiles.u64(img, 48), VmdkFiles.u64(img, 56)}) {
+            long table = VmdkFiles.u32(img, directory * VmdkFiles.SECTOR);
+            VmdkFiles.putU32(img, table * VmdkFiles.SECTOR + 4, sector); // the second grain
+        }
+        String sha = VmdkFiles.sha256(img);
+        for (String target : new String[]{"qcow2", "qed"}) {
+            Dm.Result r = Dm.run("convert", "--in-place", "-O", target, img);
+            assertEquals(ExitCodes.CORRUPT, r.exitCode(), what + ": " + r.err());
+            r.oneLineError();
+            assertEquals(sha, VmdkFiles.sha256(img), what);
+            assertEquals(List.of("c.vmdk"), listing(), what + ": no journal");
         }
     }
 
