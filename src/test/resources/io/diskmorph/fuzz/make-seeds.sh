@@ -52,6 +52,14 @@ q lazy_refcounts=on qcow2-lazy.qcow2
 (qemu-io -f qcow2 -c 'write -P 0x18 0 4k' -c 'sigraise 9' qcow2-lazy.qcow2 >/dev/null 2>&1 && exit 1; exit 0) 2>/dev/null  # killed: dirty bit stays set
 q data_file=data.raw qcow2-datafile.qcow2
 
+# VMDK as an in-place source (qemu's 64 KiB grains, written whole: 128-192 KiB each): a monolithicSparse with
+# data, one with zeroed grains (a zeroed grain over data leaves a dead grain), a streamOptimized
+qemu-img create -q -f vmdk vmdk-sparse.vmdk 1M
+io vmdk vmdk-sparse.vmdk -c 'write -P 0x11 0 4k' -c 'write -P 0x22 600k 1k'
+qemu-img create -q -f vmdk -o zeroed_grain=on vmdk-zeroed.vmdk 1M
+io vmdk vmdk-zeroed.vmdk -c 'write -P 0x11 0 4k' -c 'write -P 0x22 600k 1k' -c 'write -z 0 64k' -c 'write -z 900k 64k'
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw vmdk-stream.vmdk
+
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
   local t="$1"; shift
@@ -67,6 +75,8 @@ put qed "${qed[@]}"
 put raw raw-data.raw qcow2-header.qcow2
 put planRaw raw-data.raw
 put planQed "${qed[@]}"
-put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2
-put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2
+vmdk=(vmdk-sparse.vmdk vmdk-zeroed.vmdk vmdk-stream.vmdk)
+put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 "${vmdk[@]}"
+put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
+  "${vmdk[@]}"
 du -sh "$out"
