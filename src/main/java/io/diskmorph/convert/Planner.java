@@ -142,14 +142,7 @@ final class Planner {
      * not by a file it could not reach.
      */
     private DiskImage openSource(ImageFormat format, Storage view) throws IOException {
-        DiskImage source = format.open(view, new OpenContext(file.path(), true, file.backing(), false, false,
-                file.extents()));
-        String why = source.notInPlaceSource();
-        if (why != null) {
-            source.close();
-            throw new UnsupportedFeatureException(file.displayName() + ": " + why);
-        }
-        return source;
+        return format.open(view, new OpenContext(file.path(), true, file.backing(), false, false, file.extents()));
     }
 
     /**
@@ -208,6 +201,11 @@ final class Planner {
                         + "be opened (" + oneLine(e) + "); repair the chain, or convert with --no-backing to keep "
                         + "the backing file's name without reading it");
             }
+        }
+        // after the chain is open: the driver may look at it (a VMDK snapshot's parent CID)
+        String why = source.notInPlaceSource();
+        if (why != null) {
+            throw new UnsupportedFeatureException(file.displayName() + ": " + why);
         }
         CheckReport report;
         try {

@@ -56,9 +56,12 @@ public interface DiskImage extends Closeable {
      * a driver whose images keep guest data in files of their own (a VMDK
      * descriptor and its extent files) says so here, as one line. The
      * converter also refuses any data answer that names another file
-     * ({@link Mapping.Data#file()}), whatever the driver says.
+     * ({@link Mapping.Data#file()}), whatever the driver says. Throws what
+     * reading the image would throw when its content is not defined (a VMDK
+     * snapshot whose parent changed since), so that it is refused before
+     * the target would read it differently.
      */
-    default String notInPlaceSource() {
+    default String notInPlaceSource() throws IOException {
         return null;
     }
 

@@ -382,11 +382,14 @@ final class VmdkImage extends AbstractDiskImage {
      * A monolithic sparse file (monolithicSparse, streamOptimized) holds its
      * header, descriptor, tables and grains itself and can be converted in
      * place; a descriptor's data lives in its extent files, which the
-     * conversion would have to merge into one: not yet.
+     * conversion would have to merge into one: not yet. A snapshot whose
+     * parent changed since (its CID is not the parentCID) is refused as a
+     * read through it would be: the target would read the changed parent.
      */
     @Override
-    public String notInPlaceSource() {
+    public String notInPlaceSource() throws IOException {
         if (extents.size() == 1 && extents.getFirst().file == storage) {
+            checkParent();
             return null;
         }
         String copyWorks = " (a copy works: 'diskmorph convert -O qcow2 SRC DST')";
@@ -469,6 +472,12 @@ final class VmdkImage extends AbstractDiskImage {
      */
     @Override
     protected void readBacking(ByteBuffer part, long guestOffset) throws IOException {
+        checkParent();
+        super.readBacking(part, guestOffset);
+    }
+
+    /** The parent CID test of {@link #readBacking}, once; nothing without a parent or with --no-backing. */
+    private void checkParent() throws IOException {
         DiskImage parent = backing();
         if (parent != null && !parentChecked) {
             if (!(parent instanceof VmdkImage v) || v.cid != parentCid) {
@@ -479,7 +488,6 @@ final class VmdkImage extends AbstractDiskImage {
             }
             parentChecked = true;
         }
-        super.readBacking(part, guestOffset);
     }
 
     @Override

@@ -320,6 +320,31 @@ class VmdkInPlaceTest {
     }
 
     /**
+     * A snapshot whose parent was written since (the parent's CID is not the
+     * snapshot's parentCID) reads nothing through it, in qemu as here; in
+     * place it is refused the same way (exit 65, every file unchanged), where
+     * the target would read the changed parent as its backing file.
+     */
+    @Test
+    void snapshotOfAChangedParentIsRefused() throws Exception {
+        Path img = make(Sample.QEMU_SNAPSHOT, "child");
+        Path parent = dir.resolve("parent.vmdk");
+        String text = Files.readString(parent, java.nio.charset.StandardCharsets.ISO_8859_1);
+        int at = text.indexOf("\nCID=") + 5;
+        int end = text.indexOf('\n', at);
+        String other = text.substring(at, end).equals("12345678") ? "87654321" : "12345678";
+        Files.writeString(parent, text.substring(0, at) + other + text.substring(end),
+                java.nio.charset.StandardCharsets.ISO_8859_1);
+        Map<String, String> before = shaOfEveryFile();
+        for (String target : new String[]{"qcow2", "qed"}) {
+            Dm.Result r = Dm.run("convert", "--in-place", "-O", target, img);
+            assertEquals(ExitCodes.CORRUPT, r.exitCode(), r.err());
+            assertTrue(r.oneLineError().contains("parentCID") && r.err().contains(other), r.err());
+            assertEquals(before, shaOfEveryFile(), "every file as it was, none added");
+        }
+    }
+
+    /**
      * streamOptimized moves every grain, decompressed: the plan's extra
      * space covers it, and a file system with less free space refuses the
      * dry run and the run alike (exit 68) with the file unchanged; with the
