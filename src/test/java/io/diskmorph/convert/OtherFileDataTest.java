@@ -1,15 +1,11 @@
 package io.diskmorph.convert;
 
-import io.diskmorph.image.AbstractDiskImage;
 import io.diskmorph.image.ExitCodes;
-import io.diskmorph.image.FormatRegistry;
-import io.diskmorph.image.ImageFormat;
-import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Mapping;
-import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
+import io.diskmorph.testing.ScriptedImage;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -23,60 +19,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The engine's own rule for sources, whatever a driver declares: a data
  * answer naming a file other than the image's own (an extent file) can be
  * neither kept nor journaled, so the survey refuses it; an answer naming the
- * image's own file (a monolithic sparse VMDK names it) is data like any other.
+ * image's own file (a monolithic sparse VMDK names it), or none, is data like
+ * any other.
  */
 class OtherFileDataTest {
-    private static final int K4 = 4096;
-
-    /** Guest cluster i is host cluster i + 1 of the file {@code files[i]}. */
-    private static final class ScriptedImage extends AbstractDiskImage {
-        private final Storage[] files;
-
-        ScriptedImage(Storage self, Storage... files) {
-            super(self, OpenContext.readOnly(null));
-            this.files = files;
-        }
-
-        @Override
-        public ImageFormat format() {
-            return FormatRegistry.plainFormat();
-        }
-
-        @Override
-        public long virtualSize() {
-            return (long) files.length * K4;
-        }
-
-        @Override
-        public long clusterSize() {
-            return K4;
-        }
-
-        @Override
-        public Mapping mapping(long guestOffset, long maxLength) {
-            int i = (int) (guestOffset / K4);
-            long in = guestOffset % K4;
-            return new Mapping.Data(Math.min(maxLength, K4 - in), (i + 1L) * K4 + in, files[i]);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long guestOffset) {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public ImageInfo info() {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public void flush() {
-        }
-
-        @Override
-        protected void closeImage() {
-        }
-    }
+    private static final int K4 = ScriptedImage.PIECE;
 
     private static final UnitWalker.Rules RULES = new UnitWalker.Rules() {
         @Override
@@ -100,19 +47,28 @@ class OtherFileDataTest {
         }
     };
 
+    /** A file of {@code clusters} clusters, each holding a byte of data (no holes). */
     private static MemoryStorage written(String name, int clusters) throws IOException {
         MemoryStorage s = new MemoryStorage(name);
-        s.write(ByteBuffer.wrap(new byte[clusters * K4]).put(0, (byte) 1), 0);
         for (int c = 0; c < clusters; c++) {
-            s.write(ByteBuffer.wrap(new byte[]{7}), (long) c * K4 + 100); // data, not a hole
+            s.write(ByteBuffer.wrap(new byte[]{7}), (long) c * K4 + 100);
         }
         return s;
+    }
+
+    /** Guest cluster i at host cluster i + 1 of {@code files[i]} (null: the image's own file). */
+    private static ScriptedImage image(MemoryStorage self, Storage... files) {
+        Mapping.Data[] pieces = new Mapping.Data[files.length];
+        for (int i = 0; i < files.length; i++) {
+            pieces[i] = new Mapping.Data(K4, (i + 1L) * K4, files[i]);
+        }
+        return new ScriptedImage(self, null, pieces);
     }
 
     @Test
     void dataInTheImagesOwnFileIsKept() throws IOException {
         MemoryStorage self = written("self", 4);
-        try (ScriptedImage img = new ScriptedImage(self, self, null, self)) {
+        try (ScriptedImage img = image(self, self, null, self)) {
             UnitWalker w = new UnitWalker(img, RULES, false);
             int kept = 0;
             while (w.next()) {
@@ -127,7 +83,7 @@ class OtherFileDataTest {
     void dataInAnotherFileIsRefused() throws IOException {
         MemoryStorage self = written("self", 4);
         MemoryStorage extent = written("disk-s002.vmdk", 4);
-        try (ScriptedImage img = new ScriptedImage(self, self, extent, self)) {
+        try (ScriptedImage img = image(self, self, extent, self)) {
             UnitWalker w = new UnitWalker(img, RULES, false);
             assertTrue(w.next());
             assertEquals(UnitWalker.Kind.KEEP, w.kind);

@@ -2,6 +2,7 @@ package io.diskmorph.image;
 
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.storage.Storage;
+import io.diskmorph.testing.ScriptedImage;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -24,63 +25,6 @@ import static org.junit.jupiter.api.Assertions.assertSame;
  */
 class DataFileMappingTest {
     private static final int K4 = 4096;
-
-    /** An image that answers from a table of pieces (4 KiB each), and asks only {@code holesFile} for holes. */
-    private static final class ScriptedImage extends AbstractDiskImage {
-        private final Mapping.Data[] pieces;
-        private final Storage holesFile;
-
-        ScriptedImage(Storage self, Storage holesFile, Mapping.Data... pieces) {
-            super(self, OpenContext.readOnly(null));
-            this.pieces = pieces;
-            this.holesFile = holesFile;
-        }
-
-        @Override
-        public ImageFormat format() {
-            return FormatRegistry.plainFormat();
-        }
-
-        @Override
-        public long virtualSize() {
-            return (long) pieces.length * K4;
-        }
-
-        @Override
-        public long clusterSize() {
-            return 0;
-        }
-
-        @Override
-        public Mapping mapping(long guestOffset, long maxLength) {
-            Mapping.Data p = pieces[(int) (guestOffset / K4)];
-            long in = guestOffset % K4;
-            return new Mapping.Data(Math.min(maxLength, K4 - in), p.hostOffset() + in, p.file());
-        }
-
-        @Override
-        public boolean mapReportsHostHolesAsZero(Mapping.Data data) {
-            return dataStorage(data) == holesFile;
-        }
-
-        @Override
-        public void write(ByteBuffer src, long guestOffset) {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public ImageInfo info() {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public void flush() {
-        }
-
-        @Override
-        protected void closeImage() {
-        }
-    }
 
     private static MemoryStorage filled(String name, int length, int value) throws IOException {
         MemoryStorage s = new MemoryStorage(name);
