@@ -20,6 +20,7 @@ public abstract class AbstractDiskImage implements DiskImage {
     protected String backingFmt;
     private DiskImage backing;
     private boolean backingOpened;
+    private IOException backingFailure;
     private boolean closed;
 
     protected AbstractDiskImage(Storage storage, OpenContext context) {
@@ -49,11 +50,21 @@ public abstract class AbstractDiskImage implements DiskImage {
 
     @Override
     public DiskImage backing() throws IOException {
+        if (backingFailure != null) {
+            // a backing file that failed to open stays failed: answering null now would read zeros where
+            // the backing file's data should show
+            throw backingFailure;
+        }
         if (!backingOpened) {
-            backingOpened = true;
             if (backingName != null && context.backing() != null) {
-                backing = context.backing().open(context, backingName, backingFmt);
+                try {
+                    backing = context.backing().open(context, backingName, backingFmt);
+                } catch (IOException e) {
+                    backingFailure = e;
+                    throw e;
+                }
             }
+            backingOpened = true;
         }
         return backing;
     }
