@@ -112,7 +112,7 @@ final class VmdkChecker {
                     }
                     int k = (int) (extentSector % coverage / step);
                     int next = k;
-                    while (next < entries.length && entries[next] == 0) {
+                    while (next < s.header.gtEntries() && entries[next] == 0) {
                         next++; // unallocated grains: nothing for qemu's check to look at
                     }
                     if (next > k) {
@@ -247,7 +247,7 @@ final class VmdkChecker {
     private void compareTables(SparseExtent s, long index, long table, long redundant) throws IOException {
         long[] a = s.grainTable(table).clone(); // the cache may drop the first when it reads the second
         long[] b = s.grainTable(redundant);
-        for (int k = 0; k < a.length; k++) {
+        for (int k = 0; k < s.header.gtEntries(); k++) {
             if (a[k] != b[k]) {
                 problem(String.format("%s: grain table %d (0x%x) and its redundant copy (0x%x) disagree: entry %d "
                         + "is %d in one, %d in the other", s.where, index, table, redundant, k, a[k], b[k]));
@@ -279,7 +279,7 @@ final class VmdkChecker {
                 continue;
             }
             long[] entries = s.grainTable(table);
-            for (int k = 0; k < entries.length; k++) {
+            for (int k = 0; k < h.gtEntries(); k++) {
                 long guest = i * h.gtCoverage() + k * grainBytes; // inside the extent
                 if (guest >= s.length) {
                     break;

@@ -36,7 +36,7 @@ import java.util.Set;
  */
 final class VmdkImage extends AbstractDiskImage {
     static final int SECTOR = 512;
-    /** Grain tables and directory pages kept in memory, for all extents together. */
+    /** Grain tables (or directory pages) of one size class kept in memory, for all extents together. */
     private static final long TABLE_CACHE_BYTES = 4L << 20;
 
     /** createTypes of descriptor files whose extents this driver reads: qemu 7.2's list and the other VMFS flat disks. */

@@ -9,7 +9,10 @@ import java.util.function.Supplier;
  * A bounded cache of fixed-size metadata tables keyed by host offset, the
  * one every driver with tables uses (qemu's block/qcow2-cache.c): qcow2 L2
  * tables and refcount blocks, QED table pages, check's view of refcount
- * blocks.
+ * blocks, VMDK grain directory pages and grain tables. A driver whose
+ * tables live in several files (a VMDK's extents) keys them by file and
+ * host offset: {@link #addFile} numbers the files, and one bound covers
+ * them all.
  *
  * <p>Memory is {@code capacity} tables whatever the image size. Lookups go
  * through a hash index of offsets and an LRU list kept in arrays, and the
@@ -32,12 +35,16 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     private static final int NONE = -1;
 
     private final String name;
-    private final SyncTracker file;
+    /** The files tables are read from and written to, by number ({@link #addFile}). */
+    private SyncTracker[] files;
+    private int fileCount;
     private final int tableBytes;
     private final int capacity;
     private final Supplier<T> factory;
     private final CachedTable[] tables;
     private final long[] offsets;
+    /** The file number of each slot's table. */
+    private final int[] fileOf;
     private final boolean[] dirty;
     /** LRU list: the slot used just after / before each slot ({@link #NONE} at the ends). */
     private final int[] newer;
@@ -66,16 +73,27 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
      * @param factory   makes the (reused) object that holds one table
      */
     public MetadataCache(String name, SyncTracker file, int tableBytes, int capacity, Supplier<T> factory) {
+        this(name, tableBytes, capacity, factory);
+        addFile(file);
+    }
+
+    /**
+     * A cache of tables from several files, each added with {@link #addFile}
+     * and named by its number in the calls that take one; the calls without
+     * a file number use file 0.
+     */
+    public MetadataCache(String name, int tableBytes, int capacity, Supplier<T> factory) {
         if (capacity < 2 || tableBytes <= 0) {
             throw new IllegalArgumentException(name + " cache of " + capacity + " tables of " + tableBytes + " bytes");
         }
         this.name = name;
-        this.file = file;
+        this.files = new SyncTracker[1];
         this.tableBytes = tableBytes;
         this.capacity = capacity;
         this.factory = factory;
         this.tables = new CachedTable[capacity];
         this.offsets = new long[capacity];
+        this.fileOf = new int[capacity];
         this.dirty = new boolean[capacity];
         this.newer = new int[capacity];
         this.older = new int[capacity];
@@ -89,22 +107,41 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         return capacity;
     }
 
+    /** Adds a file whose tables this cache holds; returns its number. */
+    public int addFile(SyncTracker file) {
+        if (fileCount == files.length) {
+            files = Arrays.copyOf(files, fileCount * 2);
+        }
+        files[fileCount] = file;
+        return fileCount++;
+    }
+
+    /** The size of one table in bytes. */
+    public int tableBytes() {
+        return tableBytes;
+    }
+
     /** At least half the tables are dirty: a driver that batches its flushes flushes now. */
     public boolean isMostlyDirty() {
         return dirtyCount * 2 >= capacity;
     }
 
     /** The table at {@code hostOffset}, read on a miss. */
-    @SuppressWarnings("unchecked")
     public T get(long hostOffset) throws IOException {
+        return get(0, hostOffset);
+    }
+
+    /** The table at {@code hostOffset} of file number {@code file}, read on a miss. */
+    @SuppressWarnings("unchecked")
+    public T get(int file, long hostOffset) throws IOException {
         int s = lastSlot;
-        if (s != NONE && offsets[s] == hostOffset) {
+        if (s != NONE && offsets[s] == hostOffset && fileOf[s] == file) {
             return (T) tables[s];
         }
-        s = lookup(hostOffset);
+        s = lookup(file, hostOffset);
         if (s == NONE) {
-            file.storage().read(readBuffer.clear(), hostOffset);
-            s = takeSlot(hostOffset);
+            files[file].storage().read(readBuffer.clear(), hostOffset);
+            s = takeSlot(file, hostOffset);
             tables[s].read(readBuffer.flip());
         }
         touch(s);
@@ -112,9 +149,15 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     }
 
     /** The table at {@code hostOffset} if it is cached (its place in the LRU order unchanged), else null. */
-    @SuppressWarnings("unchecked")
     public T peek(long hostOffset) {
-        int s = lastSlot != NONE && offsets[lastSlot] == hostOffset ? lastSlot : lookup(hostOffset);
+        return peek(0, hostOffset);
+    }
+
+    /** The same in file number {@code file}. */
+    @SuppressWarnings("unchecked")
+    public T peek(int file, long hostOffset) {
+        int s = lastSlot != NONE && offsets[lastSlot] == hostOffset && fileOf[lastSlot] == file ? lastSlot
+                : lookup(file, hostOffset);
         return s == NONE ? null : (T) tables[s];
     }
 
@@ -135,30 +178,35 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         if (runBuffer == null || runBuffer.capacity() < bytes) {
             runBuffer = ByteBuffer.allocate(bytes);
         }
-        file.storage().read(runBuffer.clear().limit(bytes), hostOffset);
-        int first = lookup(hostOffset);
+        files[0].storage().read(runBuffer.clear().limit(bytes), hostOffset);
+        int first = lookup(0, hostOffset);
         if (first != NONE) {
             touch(first); // newest, so the tables read after it cannot evict it
         }
         for (int i = 0; i < count; i++) {
             long at = hostOffset + (long) i * tableBytes;
-            if (lookup(at) == NONE) {
-                int s = takeSlot(at);
+            if (lookup(0, at) == NONE) {
+                int s = takeSlot(0, at);
                 tables[s].read(runBuffer.limit((i + 1) * tableBytes).position(i * tableBytes));
                 touch(s);
             }
         }
-        first = lookup(hostOffset);
+        first = lookup(0, hostOffset);
         touch(first);
         return (T) tables[first];
     }
 
     /** A table that is not on disk yet (newly allocated): all zeros, dirty. */
-    @SuppressWarnings("unchecked")
     public T create(long hostOffset) throws IOException {
-        int s = lookup(hostOffset);
+        return create(0, hostOffset);
+    }
+
+    /** The same in file number {@code file}. */
+    @SuppressWarnings("unchecked")
+    public T create(int file, long hostOffset) throws IOException {
+        int s = lookup(file, hostOffset);
         if (s == NONE) {
-            s = takeSlot(hostOffset);
+            s = takeSlot(file, hostOffset);
         }
         if (zeros == null) {
             zeros = ByteBuffer.allocate(tableBytes);
@@ -172,7 +220,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     /** The driver changed {@code table}: it is written back before it leaves the cache. */
     public void markDirty(T table) {
         int s = table.slot;
-        if (s == NONE || tables[s] != table || offsets[s] != table.hostOffset) {
+        if (s == NONE || s >= used || tables[s] != table || offsets[s] != table.hostOffset) {
             throw new IllegalStateException(name + " at 0x" + Long.toHexString(table.hostOffset) + " is not cached");
         }
         setDirty(s);
@@ -195,19 +243,22 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     public void flush() throws IOException {
         before.flush();
         if (dirtyCount > 0) {
-            long[] order = new long[dirtyCount];
+            Integer[] order = new Integer[dirtyCount];
             int n = 0;
             for (int s = 0; s < used; s++) {
                 if (dirty[s]) {
-                    order[n++] = offsets[s];
+                    order[n++] = s;
                 }
             }
-            Arrays.sort(order);
-            for (long at : order) {
-                writeTable(lookup(at));
+            Arrays.sort(order, (x, y) -> fileOf[x] != fileOf[y] ? Integer.compare(fileOf[x], fileOf[y])
+                    : Long.compare(offsets[x], offsets[y]));
+            for (int s : order) {
+                writeTable(s);
             }
         }
-        file.flush();
+        for (int f = 0; f < fileCount; f++) {
+            files[f].flush();
+        }
     }
 
     /** Forgets every table (the file changed underneath, as after a check repair); none may be dirty. */
@@ -229,7 +280,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     // ---- slots ----
 
     /** A slot for a table at {@code hostOffset}: a free one, or the least recently used one, written back if dirty. */
-    private int takeSlot(long hostOffset) throws IOException {
+    private int takeSlot(int file, long hostOffset) throws IOException {
         int s;
         if (used < capacity) {
             s = used++;
@@ -249,6 +300,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
             }
         }
         offsets[s] = hostOffset;
+        fileOf[s] = file;
         tables[s].hostOffset = hostOffset;
         tables[s].slot = s;
         insertIndex(s);
@@ -261,7 +313,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
             writeBuffer = ByteBuffer.allocate(tableBytes);
         }
         tables[s].write(writeBuffer.clear());
-        file.write(writeBuffer.clear(), offsets[s]);
+        files[fileOf[s]].write(writeBuffer.clear(), offsets[s]);
         dirty[s] = false;
         dirtyCount--;
     }
@@ -302,18 +354,18 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
 
     // ---- hash index ----
 
-    private int home(long hostOffset) {
-        return (int) ((hostOffset * 0x9E37_79B9_7F4A_7C15L) >>> indexShift);
+    private int home(int file, long hostOffset) {
+        return (int) (((hostOffset + file * 0xC2B2_AE3D_27D4_EB4FL) * 0x9E37_79B9_7F4A_7C15L) >>> indexShift);
     }
 
-    private int lookup(long hostOffset) {
+    private int lookup(int file, long hostOffset) {
         int mask = index.length - 1;
-        for (int i = home(hostOffset); ; i = (i + 1) & mask) {
+        for (int i = home(file, hostOffset); ; i = (i + 1) & mask) {
             int e = index[i];
             if (e == 0) {
                 return NONE;
             }
-            if (offsets[e - 1] == hostOffset) {
+            if (offsets[e - 1] == hostOffset && fileOf[e - 1] == file) {
                 return e - 1;
             }
         }
@@ -321,7 +373,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
 
     private void insertIndex(int s) {
         int mask = index.length - 1;
-        int i = home(offsets[s]);
+        int i = home(fileOf[s], offsets[s]);
         while (index[i] != 0) {
             i = (i + 1) & mask;
         }
@@ -331,12 +383,12 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     /** Removes slot {@code s} and shifts back the entries that probed past it (no tombstones). */
     private void unindex(int s) {
         int mask = index.length - 1;
-        int hole = home(offsets[s]);
+        int hole = home(fileOf[s], offsets[s]);
         while (index[hole] != s + 1) {
             hole = (hole + 1) & mask;
         }
         for (int j = (hole + 1) & mask; index[j] != 0; j = (j + 1) & mask) {
-            int h = home(offsets[index[j] - 1]);
+            int h = home(fileOf[index[j] - 1], offsets[index[j] - 1]);
             boolean staysAfterHole = hole <= j ? h > hole && h <= j : h > hole || h <= j;
             if (!staysAfterHole) {
                 index[hole] = index[j];

@@ -179,4 +179,44 @@ class MetadataCacheTest {
         assertTrue(e.getMessage().contains("cycle"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> cache(file, 1));
     }
+
+    /**
+     * Tables of several files in one cache (VMDK extents): the same offset in
+     * two files is two tables, each read from and written back to its own
+     * file, and the files' writes wait for the dependencies like one file's.
+     */
+    @Test
+    void keysTablesByFileAndOffset() throws IOException {
+        Recording a = new Recording(new MemoryStorage("a"));
+        Recording b = new Recording(new MemoryStorage("b"));
+        ByteBuffer word = ByteBuffer.allocate(8);
+        a.write(word.clear().putLong(0, 11), 0);
+        b.write(word.clear().putLong(0, 22), 0);
+        a.ops.clear();
+        b.ops.clear();
+        MetadataCache<Words> c = new MetadataCache<>("test table", TABLE, 2, Words::new);
+        assertEquals(0, c.addFile(a.tracker()));
+        assertEquals(1, c.addFile(b.tracker()));
+        assertEquals(11, c.get(0, 0).words[0]);
+        assertEquals(22, c.get(1, 0).words[0]);
+        assertEquals(11, c.get(0, 0).words[0], "still cached, not taken for file b's table");
+        Words t = c.get(1, 0);
+        t.words[1] = 7;
+        c.markDirty(t);
+        Recording data = new Recording(new MemoryStorage("data"));
+        SyncTracker dataTracker = data.tracker();
+        dataTracker.write(word.clear(), 0);
+        c.dependOn(dataTracker);
+        c.get(0, 0);
+        c.get(0, TABLE); // evicts file b's dirty table, the least recently used: the dependency first
+        assertEquals(List.of("w 0", "sync"), data.ops);
+        assertEquals(List.of("w 0"), b.ops);
+        assertTrue(a.ops.isEmpty(), "nothing written to file a");
+        ByteBuffer back = ByteBuffer.allocate(8);
+        b.read(back, 8);
+        assertEquals(7, back.getLong(0));
+        c.flush();
+        assertEquals(List.of("w 0", "sync"), b.ops, "flush syncs the file written");
+        assertTrue(a.ops.isEmpty(), "and leaves the clean file alone");
+    }
 }
