@@ -131,7 +131,9 @@ public final class AotTraining {
                             run("measure", "-O", to, "--in-place", "--output=json", image(dir, from));
                         }
                     }
-                    run("measure", "-O", from, "--size", "1G");
+                    if (FormatRegistry.byName(from) instanceof io.diskmorph.image.MeasurableFormat) {
+                        run("measure", "-O", from, "--size", "1G"); // VMDK, like qemu, has no measure
+                    }
                 }
             }
             case "create" -> {
@@ -141,8 +143,8 @@ public final class AotTraining {
                         run("create", "-f", f.name(), "-o", "cluster_size=4k", dir.resolve("opts." + f.name())
                                 .toString(), "64M");
                     }
-                    if (hasOption(f, "backing_file")) {
-                        run("create", "-f", f.name(), "-b", "disk." + plain(), "-F", plain(),
+                    if (hasOption(f, "backing_file")) { // over the sample in its own format (VMDK takes no other)
+                        run("create", "-f", f.name(), "-b", "disk." + f.name(), "-F", f.name(),
                                 dir.resolve("new-overlay." + f.name()).toString());
                     }
                 }

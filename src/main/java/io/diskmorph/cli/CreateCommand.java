@@ -95,6 +95,8 @@ final class CreateCommand implements Cli.Command {
             // the options are judged before IMAGE is opened: creating truncates an existing file, and a
             // refused option must leave it as it was
             m.measure(cs, null);
+        } else {
+            f.checkCreateSpec(cs);
         }
         boolean existed = Files.exists(path);
         Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);

@@ -65,6 +65,14 @@ public interface ImageFormat {
      */
     DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException;
 
+    /**
+     * Judges {@code spec} as {@link #create} would, without touching a file:
+     * create calls it before it opens (and truncates) the image. Formats that
+     * are {@link MeasurableFormat}s are judged by their measure instead.
+     */
+    default void checkCreateSpec(CreateSpec spec) throws IOException {
+    }
+
     /** The -o options {@link #create} accepts, for help texts and validation. */
     List<OptionHelp> createOptions();
 

@@ -3,6 +3,7 @@ package io.diskmorph.format.vmdk;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -43,6 +44,8 @@ final class SparseExtent extends Extent {
     private byte[] grain;
     private int grainLength;
     private long grainHost = -1;
+    /** Where the next grain goes (-1: not asked yet). */
+    private long nextFree = -1;
 
     SparseExtent(long guestStart, String type, Storage file, SparseHeader header, TableCache tables)
             throws UnsupportedFeatureException {
@@ -310,6 +313,173 @@ final class SparseExtent extends Extent {
         }
         grainLength = produced;
         grainHost = host;
+    }
+
+    // ---- writes ---------------------------------------------------------------------------
+
+    /** Why this extent cannot take guest writes, or null when it can. */
+    String whyNotWritable() {
+        if (header.kind() == SparseHeader.Kind.ESX_COWD) {
+            return "ESX sparse extents (COWD) are read only";
+        }
+        if (header.kind() == SparseHeader.Kind.SE_SPARSE) {
+            return "seSparse extents are read only (as in qemu)";
+        }
+        if (header.compressed()) {
+            return "a streamOptimized (compressed) extent is written only as a whole, by 'diskmorph convert -O vmdk "
+                    + "-o subformat=streamOptimized'";
+        }
+        if (header.version() == 3) {
+            return "a version 3 sparse extent (changed block tracking) is read only, as in qemu";
+        }
+        if (header.gtEntries() != SparseHeader.MAX_HOSTED_GT_ENTRIES) {
+            return "grain tables of " + header.gtEntries() + " entries (diskmorph writes the usual 512)";
+        }
+        return null;
+    }
+
+    /**
+     * Writes {@code src} at {@code offset} of the extent (inside one grain at
+     * most: the caller splits at grain boundaries through {@link #grainBytes}).
+     */
+    void write(ByteBuffer src, long offset, VmdkImage image) throws IOException {
+        while (src.hasRemaining()) {
+            long inGrain = offset % grainBytes;
+            int n = (int) Math.min(src.remaining(), grainBytes - inGrain);
+            writeInGrain(src.slice(src.position(), n), offset, image);
+            src.position(src.position() + n);
+            offset += n;
+        }
+    }
+
+    private void writeInGrain(ByteBuffer src, long offset, VmdkImage image) throws IOException {
+        long index = offset / coverage;
+        int k = (int) (offset % coverage / grainBytes);
+        long inGrain = offset % grainBytes;
+        long table = tableForWrite(index);
+        long sector = grainSector(grainTable(table)[k], table + (long) k * header.entryBytes());
+        SyncTracker data = tables.tracker(file);
+        if (sector >= 0) {
+            if (sector < header.overheadSectors()) {
+                throw new CorruptImageException("VMDK grain table", table + (long) k * header.entryBytes(), where
+                        + ": grain at sector " + sector + " lies in the metadata before the grains (sector "
+                        + header.overheadSectors() + "); not written");
+            }
+            data.write(src, sector * SparseHeader.SECTOR + inGrain); // allocated: in place
+            return;
+        }
+        ByteBuffer whole;
+        if (inGrain == 0 && src.remaining() == grainBytes) {
+            whole = src;
+        } else {
+            whole = ByteBuffer.allocate((int) grainBytes);
+            long grainGuest = guestStart + offset - inGrain;
+            if (sector == ZEROED) {
+                // a zeroed grain reads zeros, whatever the parent holds
+            } else {
+                image.readBelow(whole, grainGuest);
+            }
+            whole.clear().position((int) inGrain);
+            whole.put(src).clear();
+        }
+        long host = allocate(grainBytes);
+        data.write(whole, host); // the grain first: no table names it before it is durable
+        setGrainEntry(index, table, k, host / SparseHeader.SECTOR);
+    }
+
+    /**
+     * A whole grain at {@code offset} (the last one may end with the disk)
+     * zeroed by its entry when the extent has zeroed grains, or left alone
+     * when it is unallocated and reads zeros ({@code noParent}); false when
+     * zeros must be written.
+     */
+    boolean zeroWholeGrain(long offset, boolean noParent, VmdkImage image) throws IOException {
+        long index = offset / coverage;
+        int k = (int) (offset % coverage / grainBytes);
+        long table = grainTableOffset(index);
+        long sector = table == 0 ? UNALLOCATED
+                : grainSector(grainTable(table)[k], table + (long) k * header.entryBytes());
+        if (sector == ZEROED || sector == UNALLOCATED && noParent) {
+            return true;
+        }
+        if (!header.zeroedGrains()) {
+            return false;
+        }
+        if (table == 0) {
+            table = tableForWrite(index);
+        }
+        // qemu's vmdk_pwritev: the entry becomes "zeroed"; an allocated grain is left unreferenced
+        setGrainEntry(index, table, k, 1);
+        return true;
+    }
+
+    /** Sets entry {@code k} of grain table {@code index} in both copies (written back later, after the data). */
+    private void setGrainEntry(long index, long table, int k, long value) throws IOException {
+        tables.setEntry(file, table, header.gtEntries(), header.entryBytes(), k, value);
+        long redundant = redundantGrainTableOffset(index);
+        if (redundant != 0) {
+            tables.setEntry(file, redundant, header.gtEntries(), header.entryBytes(), k, value);
+        }
+    }
+
+    /**
+     * The grain table of directory entry {@code index}, made when the
+     * directory has none (images qemu creates have all of them; other
+     * writers leave entries 0): a zeroed table (and a redundant one) at the
+     * end of the file, synced, then the directory entries, synced.
+     */
+    private long tableForWrite(long index) throws IOException {
+        long table = grainTableOffset(index);
+        long redundant = redundantGrainTableOffset(index);
+        if (table != 0 && (header.rgdOffset() == 0 || redundant != 0)) {
+            if (table >= tables.fileSize(file)) {
+                throw new CorruptImageException("VMDK grain directory", header.gdOffset() + index * 4, where
+                        + ": grain table " + index + " lies past the end of the file; 'diskmorph check' reports it");
+            }
+            return table;
+        }
+        int bytes = (int) header.gtBytes();
+        SyncTracker tracker = tables.tracker(file);
+        long slot = allocate(header.rgdOffset() != 0 && redundant == 0 ? 2L * bytes : bytes);
+        long at = slot;
+        ByteBuffer zeros = ByteBuffer.allocate(bytes);
+        if (table == 0) {
+            table = at;
+            tracker.write(zeros.clear(), table);
+            at += bytes;
+        }
+        if (header.rgdOffset() != 0 && redundant == 0) {
+            redundant = at;
+            tracker.write(zeros.clear(), redundant);
+        }
+        tracker.flush();
+        tables.writeDirectoryEntry(file, header.gdOffset(), header.gdEntries(), index, table / SparseHeader.SECTOR);
+        if (header.rgdOffset() != 0) {
+            tables.writeDirectoryEntry(file, header.rgdOffset(), header.gdEntries(), index,
+                    redundant / SparseHeader.SECTOR);
+        }
+        tracker.flush();
+        return table;
+    }
+
+    /**
+     * {@code bytes} at the end of the file, from a grain boundary (qemu's
+     * next_cluster_sector: the file size rounded up to a grain), so that
+     * grains stay aligned as qemu and in-place conversion want them.
+     */
+    private long allocate(long bytes) throws IOException {
+        if (nextFree < 0) {
+            nextFree = Math.ceilDiv(tables.fileSize(file), grainBytes) * grainBytes;
+        }
+        long at = nextFree;
+        long end = at + Math.ceilDiv(bytes, grainBytes) * grainBytes;
+        if (end / SparseHeader.SECTOR > 0xffffffffL) { // entries hold 32-bit sectors
+            throw new UnsupportedFeatureException(where + ": the extent file would grow past 2 TiB (sector 2^32), "
+                    + "where grain table entries cannot reach");
+        }
+        nextFree = end;
+        tables.grew(file, at + bytes);
+        return at;
     }
 
     void close() {

@@ -14,11 +14,13 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 
 /**
- * VMware's VMDK, read only for now: descriptor files and their extents
- * (flat, hosted sparse, streamOptimized, ESX sparse, seSparse, zero),
- * monolithic sparse files, snapshots through parentFileNameHint. Creating
- * images, guest writes and in-place conversion to VMDK are refused by name;
- * a single-file sparse VMDK is an in-place source ({@link
+ * VMware's VMDK: descriptor files and their extents (flat, hosted sparse,
+ * streamOptimized, ESX sparse, seSparse, zero), monolithic sparse files,
+ * snapshots through parentFileNameHint. Guest writes to flat and hosted
+ * sparse extents ({@link VmdkImage#write}); create with qemu-img's options
+ * and layout ({@link VmdkCreator}), streamOptimized written front to back
+ * ({@link StreamOptimizedImage}). Not an in-place target yet; a
+ * single-file sparse VMDK is an in-place source ({@link
  * VmdkImage#notInPlaceSource()}).
  */
 public final class VmdkFormat implements ImageFormat {
@@ -33,7 +35,7 @@ public final class VmdkFormat implements ImageFormat {
 
     @Override
     public boolean canWrite() {
-        return false;
+        return true;
     }
 
     /**
@@ -105,26 +107,29 @@ public final class VmdkFormat implements ImageFormat {
     }
 
     @Override
-    public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws UnsupportedFeatureException {
-        throw writingNotSupported(null);
+    public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
+        return VmdkCreator.create(this, storage, spec, context);
     }
 
     @Override
-    public UnsupportedFeatureException writingNotSupported() {
-        return writingNotSupported(null);
+    public void checkCreateSpec(CreateSpec spec) throws IOException {
+        VmdkCreator.options(spec);
     }
 
-    /** No options: nothing can be created yet. */
+    /** qemu-img 7.2's VMDK options (its file-protocol ones, preallocation, nocow and extent_size_hint, aside). */
     @Override
     public List<OptionHelp> createOptions() {
-        return List.of();
-    }
-
-    /** The one line every write, create or in-place conversion to VMDK gets. */
-    static UnsupportedFeatureException writingNotSupported(String file) {
-        return new UnsupportedFeatureException((file != null ? file + ": " : "")
-                + "VMDK writing is not supported yet: diskmorph reads VMDK images and converts single-file ones "
-                + "in place to other formats, but does not create or change VMDK images (a copy from VMDK works: "
-                + "'diskmorph convert -O qcow2 SRC DST')");
+        return List.of(
+                new OptionHelp("adapter_type", "Virtual adapter type, can be one of ide (default), lsilogic, "
+                        + "buslogic or legacyESX"),
+                new OptionHelp("backing_file", "File name of a base image"),
+                new OptionHelp("backing_fmt", "Must be 'vmdk' if present"),
+                new OptionHelp("compat6", "VMDK version 6 image (on/off, default off)"),
+                new OptionHelp("hwversion", "VMDK hardware version"),
+                new OptionHelp("subformat", "VMDK flat extent format, can be one of {monolithicSparse (default) | "
+                        + "monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized}"),
+                new OptionHelp("toolsversion", "VMware guest tools version"),
+                new OptionHelp("zeroed_grain", "Enable efficient zero writes using the zeroed-grain GTE feature "
+                        + "(on/off, default off)"));
     }
 }

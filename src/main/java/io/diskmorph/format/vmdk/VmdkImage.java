@@ -12,6 +12,8 @@ import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.LockMode;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -60,6 +62,14 @@ final class VmdkImage extends AbstractDiskImage {
     /** Files of flat extents: QEMU asks them for holes (BDRV_BLOCK_RECURSE), so map reports holes as zeros. */
     private final Set<Storage> flatFiles;
     private boolean parentChecked;
+    /** The grain tables of every sparse extent (null without one). */
+    private TableCache tables;
+    /** Where the descriptor text lies in this image's own file, and the text (for the CID a write changes). */
+    private long descriptorAt;
+    private byte[] descriptorText;
+    private Set<Extent> readOnlyLines = Set.of();
+    /** qemu's cid_updated: the first write of an open gives the disk a new CID. */
+    private boolean cidUpdated;
 
     private VmdkImage(VmdkFormat format, Storage storage, OpenContext context, String createType, long cid,
                       long parentCid, String parentHint, List<Extent> extents, List<Storage> extentFiles) {
@@ -93,9 +103,6 @@ final class VmdkImage extends AbstractDiskImage {
 
     static VmdkImage open(VmdkFormat format, Storage storage, OpenContext context) throws IOException {
         String name = storage.name();
-        if (!context.readOnly() && !context.forCheck()) {
-            throw VmdkFormat.writingNotSupported(name);
-        }
         long fileSize = storage.size();
         if (fileSize < 4) {
             throw new CorruptImageException("VMDK file", -1, name + ": file is too small to be a VMDK image ("
@@ -127,7 +134,10 @@ final class VmdkImage extends AbstractDiskImage {
         }
         byte[] text = storage.readBytes(descriptorAt, (int) descriptorBytes).array();
         Descriptor d = Descriptor.parse(text, text.length, name);
-        return openDescriptor(format, storage, context, d, tables);
+        VmdkImage image = openDescriptor(format, storage, context, d, tables);
+        image.descriptorAt = descriptorAt;
+        image.descriptorText = text;
+        return image;
     }
 
     /** A sparse extent that is the whole image (monolithicSparse, streamOptimized), its descriptor embedded. */
@@ -146,8 +156,12 @@ final class VmdkImage extends AbstractDiskImage {
         // qemu names the type after the header, whatever the embedded descriptor says
         String createType = h.compressed() ? "streamOptimized" : "monolithicSparse";
         List<Extent> extents = List.of(new SparseExtent(0, "", storage, h, tables));
-        return new VmdkImage(format, storage, context, createType, d.cid, d.parentCid, d.parentFileNameHint,
-                extents, List.of());
+        VmdkImage image = new VmdkImage(format, storage, context, createType, d.cid, d.parentCid,
+                d.parentFileNameHint, extents, List.of());
+        image.descriptorAt = h.descriptorOffset();
+        image.descriptorText = text;
+        image.tables = tables;
+        return image;
     }
 
     private static void requireCids(Descriptor d, String name) throws CorruptImageException {
@@ -217,6 +231,9 @@ final class VmdkImage extends AbstractDiskImage {
                         yield new SparseExtent(guest, line.type(), f, h, tables);
                     }
                 };
+                if (line.access() == Descriptor.Access.RDONLY) {
+                    files.readOnlyLines.add(e);
+                }
                 try {
                     guest = Math.addExact(guest, e.length);
                 } catch (ArithmeticException x) {
@@ -228,8 +245,11 @@ final class VmdkImage extends AbstractDiskImage {
                 throw new CorruptImageException("VMDK descriptor", -1, name + ": every extent is empty");
             }
             files.checkOverlaps();
-            return new VmdkImage(format, storage, context, d.createType, d.cid, d.parentCid, d.parentFileNameHint,
-                    List.copyOf(extents), files.opened());
+            VmdkImage image = new VmdkImage(format, storage, context, d.createType, d.cid, d.parentCid,
+                    d.parentFileNameHint, List.copyOf(extents), files.opened());
+            image.tables = tables;
+            image.readOnlyLines = files.readOnlyLines;
+            return image;
         } catch (IOException | RuntimeException e) {
             files.closeAll();
             throw e;
@@ -253,6 +273,8 @@ final class VmdkImage extends AbstractDiskImage {
         private final Map<Object, Storage> byKey = new LinkedHashMap<>();
         private final Map<Storage, List<Use>> uses = new IdentityHashMap<>();
         private final List<Storage> opened = new ArrayList<>();
+        /** Extents the descriptor marks RDONLY: never written. */
+        final Set<Extent> readOnlyLines = Collections.newSetFromMap(new IdentityHashMap<>());
 
         ExtentFiles(Storage descriptor, OpenContext context) {
             this.descriptor = descriptor;
@@ -262,7 +284,8 @@ final class VmdkImage extends AbstractDiskImage {
 
         Storage open(Descriptor.ExtentLine line, boolean sparse, long start, long length) throws IOException {
             String at = descriptor.name() + ": line " + line.line();
-            if (context.extents() == null || context.path() == null) {
+            boolean writable = !context.readOnly() && !context.forCheck();
+            if (context.path() == null || context.extents() == null && !writable) {
                 throw new UnsupportedFeatureException(at + ": the descriptor names extent file '"
                         + Descriptor.abbreviate(line.fileName()) + "', and extent files cannot be opened here "
                         + "(only a VMDK opened from its path reaches them)");
@@ -278,12 +301,21 @@ final class VmdkImage extends AbstractDiskImage {
             }
             Storage f = byKey.get(key);
             if (f == null) {
-                f = context.extents().open(context, line.fileName());
+                // an image opened for writing writes its extents: opened read-write and locked like it
+                f = writable ? openForWriting(path) : context.extents().open(context, line.fileName());
                 opened.add(f);
                 byKey.put(key, f);
             }
             uses.computeIfAbsent(f, k -> new ArrayList<>()).add(new Use(line.line(), sparse, start, length));
             return f;
+        }
+
+        private static Storage openForWriting(Path path) throws IOException {
+            try {
+                return FileStorage.open(path, false, LockMode.EXCLUSIVE);
+            } catch (java.nio.file.NoSuchFileException e) {
+                throw new java.nio.file.NoSuchFileException(path.toString(), null, "extent file not found");
+            }
         }
 
         /** A sparse file in two extents, or overlapping flat ranges of one file, is refused. */
@@ -372,10 +404,10 @@ final class VmdkImage extends AbstractDiskImage {
         return clusterSize;
     }
 
-    /** Always: this driver never writes. */
+    /** Opened read-only, for check (whose extents are read-only), or on a read-only file. */
     @Override
     public boolean isReadOnly() {
-        return true;
+        return context.readOnly() || context.forCheck() || storage.isReadOnly();
     }
 
     /**
@@ -490,24 +522,198 @@ final class VmdkImage extends AbstractDiskImage {
         }
     }
 
+    // ---- writes ---------------------------------------------------------------------------
+
+    /**
+     * Guest writes, as qemu's vmdk_pwritev: flat extents in place; sparse
+     * extents in place where the grain is allocated, else a new grain at the
+     * end of the extent file holding the whole grain (the rest from the
+     * parent, or zeros), then its grain table entry and the redundant
+     * table's, written back after the grain is durable. The first write of an
+     * open gives the disk a new CID first (synced), so that snapshots of it
+     * stop reading through it, as qemu does. What cannot be written (a ZERO
+     * or RDONLY extent, a compressed, ESX or seSparse extent, a version 3
+     * header) is refused before anything is written.
+     */
     @Override
     public void write(ByteBuffer src, long guestOffset) throws IOException {
-        throw VmdkFormat.writingNotSupported(storage.name());
+        checkWritable();
+        checkRange(guestOffset, src.remaining());
+        if (!src.hasRemaining()) {
+            return;
+        }
+        checkExtentsWritable(guestOffset, src.remaining());
+        updateCid();
+        long pos = guestOffset;
+        ByteBuffer rest = src.slice();
+        while (rest.hasRemaining()) {
+            Extent e = extentAt(pos);
+            long offset = pos - e.guestStart;
+            int n = (int) Math.min(rest.remaining(), e.length - offset);
+            ByteBuffer part = rest.slice(rest.position(), n);
+            if (e instanceof FlatExtent f) {
+                tables.tracker(f.file).write(part, f.fileStart + offset);
+            } else {
+                ((SparseExtent) e).write(part, offset, this);
+            }
+            rest.position(rest.position() + n);
+            pos += n;
+        }
+        src.position(src.limit());
     }
 
+    /**
+     * Zero writes: whole grains of an extent with zeroed grains (version 2
+     * with the flag) become zeroed-grain entries, as in qemu; grains that are
+     * unallocated without a parent already read as zeros and stay so; the
+     * rest is written as zeros.
+     */
     @Override
     public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
-        throw VmdkFormat.writingNotSupported(storage.name());
+        checkWritable();
+        checkRange(guestOffset, length);
+        if (length == 0) {
+            return;
+        }
+        checkExtentsWritable(guestOffset, length);
+        long pos = guestOffset;
+        long end = guestOffset + length;
+        while (pos < end) {
+            Extent e = extentAt(pos);
+            long offset = pos - e.guestStart;
+            long n = Math.min(end - pos, e.length - offset);
+            if (e instanceof SparseExtent sparse) {
+                long grain = sparse.grainBytes();
+                long inGrain = offset % grain;
+                n = Math.min(n, grain - inGrain);
+                boolean whole = inGrain == 0 && (n == grain || offset + n == e.length);
+                if (whole && sparse.zeroWholeGrain(offset, backingName == null, this)) {
+                    pos += n;
+                    continue;
+                }
+            }
+            super.writeZeroes(pos, n, mayUnmap);
+            pos += n;
+        }
     }
 
+    /** Every extent the range touches can be written, or nothing is. */
+    private void checkExtentsWritable(long guestOffset, long length) throws IOException {
+        long pos = guestOffset;
+        long end = guestOffset + length;
+        while (pos < end) {
+            Extent e = extentAt(pos);
+            String why = null;
+            if (e instanceof ZeroExtent) {
+                why = "a ZERO extent has no file to write to";
+            } else if (readOnlyLines.contains(e)) {
+                why = "the descriptor makes the extent of " + e.file.name() + " read-only (RDONLY)";
+            } else if (e instanceof SparseExtent sparse) {
+                why = sparse.whyNotWritable();
+            }
+            if (why != null) {
+                throw new UnsupportedFeatureException(storage.name() + ": cannot write guest offset " + pos + ": "
+                        + why + "; nothing was written");
+            }
+            pos = e.guestEnd();
+        }
+    }
+
+    /** The grain a partial write allocates: what the guest reads there now, from the parent (or zeros). */
+    void readBelow(ByteBuffer grain, long guestOffset) throws IOException {
+        long inDisk = Math.max(0, Math.min(grain.remaining(), size - guestOffset));
+        ByteBuffer part = grain.slice(grain.position(), (int) inDisk);
+        readBacking(part, guestOffset);
+        fillZero(grain.position(grain.position() + (int) inDisk));
+    }
+
+    TableCache tables() {
+        return tables;
+    }
+
+    /**
+     * qemu's vmdk_write_cid on the first write of an open: a new random CID
+     * in the descriptor, written in place with as many hex digits as the old
+     * one and synced before any guest data, so a snapshot that records the
+     * old CID as its parentCID never reads a changed disk unnoticed.
+     */
+    private void updateCid() throws IOException {
+        if (cidUpdated) {
+            return;
+        }
+        cidUpdated = true;
+        int[] span = cidDigits(descriptorText);
+        if (span == null) {
+            return; // no CID line to change (the open required one, so this does not happen)
+        }
+        int digits = span[1] - span[0];
+        long newCid;
+        do {
+            newCid = java.util.concurrent.ThreadLocalRandom.current().nextLong(1L << Math.min(32, 4 * digits));
+        } while (newCid == cid || newCid == Descriptor.NO_PARENT_CID);
+        byte[] hex = String.format("%0" + digits + "x", newCid).getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        System.arraycopy(hex, hex.length - digits, descriptorText, span[0], digits);
+        var tracker = tables.tracker(storage);
+        tracker.write(ByteBuffer.wrap(descriptorText, span[0], digits), descriptorAt + span[0]);
+        tracker.flush();
+    }
+
+    /** [start, end) of the hex digits of the descriptor's CID line (after an optional 0x), or null. */
+    static int[] cidDigits(byte[] text) {
+        if (text == null) {
+            return null;
+        }
+        int i = 0;
+        while (i < text.length && text[i] != 0) {
+            int lineEnd = i;
+            while (lineEnd < text.length && text[lineEnd] != '\n' && text[lineEnd] != 0) {
+                lineEnd++;
+            }
+            int p = i;
+            while (p < lineEnd && (text[p] == ' ' || text[p] == '\t')) {
+                p++;
+            }
+            if (p + 3 <= lineEnd && text[p] == 'C' && text[p + 1] == 'I' && text[p + 2] == 'D') {
+                int q = p + 3;
+                while (q < lineEnd && (text[q] == ' ' || text[q] == '\t')) {
+                    q++;
+                }
+                if (q < lineEnd && text[q] == '=') {
+                    q++;
+                    while (q < lineEnd && (text[q] == ' ' || text[q] == '\t')) {
+                        q++;
+                    }
+                    if (q + 1 < lineEnd && text[q] == '0' && (text[q + 1] == 'x' || text[q + 1] == 'X')) {
+                        q += 2;
+                    }
+                    int start = q;
+                    while (q < lineEnd && Character.digit(text[q], 16) >= 0) {
+                        q++;
+                    }
+                    return q > start ? new int[]{start, Math.min(q, start + 8)} : null;
+                }
+            }
+            i = lineEnd + 1;
+        }
+        return null;
+    }
+
+    /** Grain tables written back after the grains they name, then every file written synced. */
     @Override
-    public void flush() {
-        // nothing is ever written
+    public void flush() throws IOException {
+        if (tables != null && !isReadOnly()) {
+            tables.flush();
+        }
     }
 
     @Override
     protected void closeImage() throws IOException {
         IOException failure = null;
+        try {
+            flush();
+        } catch (IOException x) {
+            failure = x;
+        }
         for (Extent e : extents) {
             if (e instanceof SparseExtent s) {
                 s.close();

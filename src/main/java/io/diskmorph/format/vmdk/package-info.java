@@ -1,5 +1,5 @@
 /**
- * VMware's VMDK, read only: descriptor files (text: CID, parentCID,
+ * VMware's VMDK: descriptor files (text: CID, parentCID,
  * createType, extent lines, the disk database) and the extents they name:
  * flat (monolithicFlat, twoGbMaxExtentFlat, ESXi vmfs NAME-flat.vmdk),
  * hosted sparse "KDMV" v1-v3 (monolithicSparse with its embedded
@@ -11,6 +11,15 @@
  * conversion, which only reads it; a descriptor whose data lives in extent
  * files says why not (VmdkImage.notInPlaceSource).
  *
+ * <p>Writes: guest writes to flat extents (in place) and hosted sparse
+ * extents (version 1 and 2: new grains at the end of the extent file, the
+ * grain durable before its grain table entries, tables made where the
+ * directory has none, zeroed-grain entries), a new CID on the first write
+ * as qemu does; create with qemu-img's options and layout in every
+ * subformat qemu writes; streamOptimized written front to back in VMware's
+ * stream layout (copy conversion). ESX sparse, seSparse, compressed and
+ * version 3 extents, ZERO and RDONLY extents are not written.
+ *
  * <p>Follows QEMU 7.2's block/vmdk.c (what qemu-img reads, maps, reports and
  * checks; the tests compare with qemu-img 7.2, whose oracle this is), the
  * VMDK 1.1 technote ("Virtual Disk Format 1.1") and libyal's libvmdk
@@ -20,7 +29,11 @@
  *
  * <ul>
  * <li>{@link io.diskmorph.format.vmdk.VmdkFormat}: the driver (qemu's probe
- *     rule), refusing create and writes by name;</li>
+ *     rule, its create options);</li>
+ * <li>{@link io.diskmorph.format.vmdk.VmdkCreator}: create, as qemu-img
+ *     7.2 lays the files out;</li>
+ * <li>{@link io.diskmorph.format.vmdk.StreamOptimizedImage}: a new
+ *     streamOptimized file, written front to back;</li>
  * <li>{@link io.diskmorph.format.vmdk.VmdkImage}: an open disk, its extents
  *     and their files (opened through the context, like backing files),
  *     mapping, reads, info, the parent CID test;</li>
@@ -29,7 +42,8 @@
  * <li>{@link io.diskmorph.format.vmdk.SparseHeader},
  *     {@link io.diskmorph.format.vmdk.SparseExtent},
  *     {@link io.diskmorph.format.vmdk.TableCache}: sparse extents, grain
- *     tables read on demand through a bounded cache;</li>
+ *     tables through the shared metadata cache (image.cache), written
+ *     back after the grains they name;</li>
  * <li>{@link io.diskmorph.format.vmdk.FlatExtent},
  *     {@link io.diskmorph.format.vmdk.ZeroExtent}: the other extents;</li>
  * <li>{@link io.diskmorph.format.vmdk.VmdkChecker}: qemu's check and what it

@@ -6,15 +6,16 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * The driver conformance suite for VMDK, a driver that reads only: its
- * samples are monolithicSparse files qemu-img and qemu-io make (qemu's
- * 64 KiB grains, with and without zeroed grains, one and two grain
- * tables), guest writes must be refused, and the suite's in-place matrix
- * converts every sample to every in-place target. Not declared: backing
- * files (qemu gives a VMDK only a VMDK parent, the suite's base is raw;
- * VmdkInPlaceTest and VmdkSnapshotTest cover parents) and compressed
- * clusters (streamOptimized, whose grains qemu-io cannot overwrite as the
- * suite's compressed sample does; VmdkInPlaceTest covers it).
+ * The driver conformance suite for VMDK: its samples are monolithicSparse
+ * files qemu-img and qemu-io make (qemu's 64 KiB grains, with and without
+ * zeroed grains, one and two grain tables); guest writes and create are
+ * declared, so the suite's random writes run over images diskmorph creates
+ * and over every sample; the in-place matrix converts every sample to every
+ * in-place target. Not declared: backing files (qemu gives a VMDK only a
+ * VMDK parent, the suite's base is raw; VmdkInPlaceTest, VmdkSnapshotTest
+ * and VmdkCreateTest cover parents) and compressed clusters
+ * (streamOptimized is written whole by convert, not cluster by cluster;
+ * VmdkCreateTest covers it).
  */
 class VmdkConformanceTest extends DriverConformanceSuite {
     @Override
@@ -32,6 +33,6 @@ class VmdkConformanceTest extends DriverConformanceSuite {
 
     @Override
     protected Set<Feature> features() {
-        return Set.of();
+        return Set.of(Feature.WRITE);
     }
 }
