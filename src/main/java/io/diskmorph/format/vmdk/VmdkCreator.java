@@ -144,6 +144,9 @@ final class VmdkCreator {
             }
             String[] nameParts = splitName(context.path().getFileName().toString());
             long extentBytes = o.split() ? SPLIT_BYTES : o.size();
+            // a copy writes the descriptor under a temporary name and renames it when complete; the extent
+            // files it names cannot wait for that, so they must not replace files of an image that exists
+            boolean underTemporaryName = !Path.of(storage.name()).getFileName().equals(context.path().getFileName());
             List<Path> created = new ArrayList<>();
             try {
                 int index = 1;
@@ -154,6 +157,10 @@ final class VmdkCreator {
                             nameParts[1])
                             : nameParts[0] + "-flat" + nameParts[1];
                     Path p = context.path().resolveSibling(name);
+                    if (underTemporaryName && java.nio.file.Files.exists(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                        throw new UnsupportedFeatureException("extent file " + p + " exists (an image there would "
+                                + "lose its data before the copy is complete); remove it or choose another name");
+                    }
                     try (FileStorage f = FileStorage.create(p, LockMode.EXCLUSIVE)) {
                         created.add(p);
                         if (o.flat()) {

@@ -110,6 +110,29 @@ class VmdkCreateTest {
     }
 
     /**
+     * A copy publishes its descriptor by a rename when complete, but writes
+     * extent files under their final names: one that exists already (the
+     * data of the image being replaced) is refused, not overwritten.
+     */
+    @Test
+    void copyRefusesToOverwriteExtentFiles() throws Exception {
+        Path d = dir.resolve("old.vmdk");
+        Qemu.img("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", d, "1M").ok();
+        Qemu.io(d, "vmdk", "write -P 0x61 0 1M");
+        String flat = VmdkFiles.sha256(dir.resolve("old-flat.vmdk"));
+        String desc = VmdkFiles.sha256(d);
+        Dm.Result r = Dm.run("convert", "-O", "vmdk", "-o", "subformat=monolithicFlat", sample, d);
+        assertNotEquals(0, r.exitCode());
+        assertTrue(r.oneLineError().contains("old-flat.vmdk exists"), r.err());
+        assertEquals(flat, VmdkFiles.sha256(dir.resolve("old-flat.vmdk")));
+        assertEquals(desc, VmdkFiles.sha256(d));
+        try (Stream<Path> s = Files.list(dir)) {
+            assertEquals(List.of("old-flat.vmdk", "old.vmdk"), s.map(p -> p.getFileName().toString()).sorted()
+                    .toList());
+        }
+    }
+
+    /**
      * streamOptimized: version 3, compressed grains behind markers, the
      * directory at the end (the header says so, the footer says where), the
      * end-of-stream marker last; smaller than qemu-img's for the same data
