@@ -141,6 +141,11 @@ final class TableCache {
         t.entries[index] = value;
         c.markDirty(t);
         c.dependOn(f.tracker); // the grains this table may now name are durable before it is
+        if (c.isMostlyDirty()) {
+            // evicting dirty tables one at a time would sync the data once per table (a long copy:
+            // once per 32 MiB); half the cache at once syncs it once per half a cache of tables
+            c.flush();
+        }
     }
 
     /**

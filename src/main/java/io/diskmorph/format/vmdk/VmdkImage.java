@@ -39,7 +39,9 @@ import java.util.Set;
 final class VmdkImage extends AbstractDiskImage {
     static final int SECTOR = 512;
     /** Grain tables (or directory pages) of one size class kept in memory, for all extents together. */
-    private static final long TABLE_CACHE_BYTES = 4L << 20;
+    static final long TABLE_CACHE_BYTES = 4L << 20;
+    /** {@link #TABLE_CACHE_BYTES}; tests make it small to see tables evicted. */
+    static long tableCacheBytes = TABLE_CACHE_BYTES;
 
     /** createTypes of descriptor files whose extents this driver reads: qemu 7.2's list and the other VMFS flat disks. */
     private static final Set<String> DESCRIPTOR_CREATE_TYPES = Set.of("monolithicFlat", "twoGbMaxExtentFlat",
@@ -110,7 +112,7 @@ final class VmdkImage extends AbstractDiskImage {
         }
         ByteBuffer head = storage.readBytes(0, (int) Math.min(fileSize, SECTOR));
         int magic = head.order(ByteOrder.BIG_ENDIAN).getInt(0);
-        TableCache tables = new TableCache(TABLE_CACHE_BYTES);
+        TableCache tables = new TableCache(tableCacheBytes);
         if (magic == SparseHeader.MAGIC_COWD) {
             throw new UnsupportedFeatureException(name + ": an ESX sparse extent (COWD) on its own; open the "
                     + "descriptor file that names it (NAME.vmdk)");

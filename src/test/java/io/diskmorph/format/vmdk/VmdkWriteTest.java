@@ -107,17 +107,23 @@ class VmdkWriteTest {
      * Write order: every write into a grain table (or its redundant copy)
      * comes after a sync that follows every grain written before it, so a
      * crash never leaves a table naming a grain that is not on disk; the new
-     * CID is synced before the first grain.
+     * CID is synced before the first grain. With the usual cache, and with a
+     * cache of four grain tables, so that dirty tables are evicted and the
+     * cache flushes when half of it is dirty.
      */
-    @Test
-    void grainsAreDurableBeforeTheTablesNameThem() throws Exception {
+    @ParameterizedTest
+    @CsvSource({"4194304", "8192"})
+    void grainsAreDurableBeforeTheTablesNameThem(long cacheBytes) throws Exception {
         Path img = dir.resolve("order.vmdk");
-        Qemu.create(img, "vmdk", "40M");
+        Qemu.create(img, "vmdk", "120M");
         long overhead = VmdkFiles.u64(img, 64) * 512; // tables and directories lie before the grains
         Recording file = new Recording(MemoryStorage.of("order.vmdk", Files.readAllBytes(img)));
-        byte[] mirror = new byte[40 << 20];
+        byte[] mirror = new byte[120 << 20];
+        VmdkImage.tableCacheBytes = cacheBytes;
         try (DiskImage d = new VmdkFormat().open(file, new OpenContext(null, false, null, false))) {
-            GuestWrites.scribble(d, mirror, new Random(5), 60);
+            GuestWrites.scribble(d, mirror, new Random(5), 120);
+        } finally {
+            VmdkImage.tableCacheBytes = VmdkImage.TABLE_CACHE_BYTES;
         }
         List<String> ops = file.ops;
         assertTrue(ops.size() > 2 && ops.get(0).startsWith("w ") && ops.get(1).equals("sync"), ops.toString());
