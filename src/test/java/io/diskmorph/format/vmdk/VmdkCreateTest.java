@@ -110,6 +110,35 @@ class VmdkCreateTest {
     }
 
     /**
+     * convert -B: only what differs from the VMDK parent is copied (into
+     * monolithicSparse, where the map is qemu-img's for the same copy, and
+     * into streamOptimized, whose written zeros are stored so the parent does
+     * not show through).
+     */
+    @Test
+    void copiesOverAParent() throws Exception {
+        Path base = dir.resolve("base.vmdk");
+        Qemu.create(base, "vmdk", "8M");
+        Qemu.io(base, "vmdk", "write -P 1 0 4M");
+        Path top = dir.resolve("top.qcow2");
+        Qemu.img("create", "-q", "-f", "qcow2", "-b", "base.vmdk", "-F", "vmdk", top).ok();
+        Qemu.io(top, "qcow2", "write -P 2 1M 64k", "write -z 2M 64k", "write -P 3 3M 1000");
+        Path q = dir.resolve("q.vmdk");
+        Qemu.img("convert", "-O", "vmdk", "-B", "base.vmdk", "-F", "vmdk", top, q).ok();
+        for (String subformat : List.of("monolithicSparse", "streamOptimized")) {
+            Path d = dir.resolve(subformat + ".vmdk");
+            Dm.run("convert", "-O", "vmdk", "-o", "subformat=" + subformat, "-B", "base.vmdk", "-F", "vmdk", top, d)
+                    .ok();
+            assertEquals(0, Qemu.compare(top, d), subformat);
+            Oracles.assertCheckClean(d, "vmdk");
+            if (subformat.equals("monolithicSparse")) {
+                assertEquals(Qemu.map(q, "vmdk"), Qemu.map(d, "vmdk"), "the map of qemu-img's copy");
+            }
+            VmdkFiles.assertReadsLikeQemu(d, dir);
+        }
+    }
+
+    /**
      * A copy publishes its descriptor by a rename when complete, but writes
      * extent files under their final names: one that exists already (the
      * data of the image being replaced) is refused, not overwritten.
