@@ -339,6 +339,67 @@ final class SparseExtent extends Extent {
     }
 
     /**
+     * Refuses, before anything is written, a write of {@code length} bytes at
+     * {@code offset} that would write through damaged metadata: a grain
+     * table past the end of the file or over the header, descriptor or a
+     * directory, or (for writes up to 64 MiB; longer ones are checked grain
+     * by grain as they go) an allocated grain inside that metadata.
+     */
+    void checkWrite(long offset, long length) throws IOException {
+        long end = offset + length;
+        for (long index = offset / coverage; index * coverage < end; index++) {
+            long table = grainTableOffset(index);
+            checkTableWritable(index, table, false);
+            checkTableWritable(index, redundantGrainTableOffset(index), true);
+            if (table == 0 || length > 64L << 20) {
+                continue;
+            }
+            long from = Math.max(offset, index * coverage);
+            long to = Math.min(end, (index + 1) * coverage);
+            for (long g = from / grainBytes; g * grainBytes < to; g++) {
+                int k = (int) (g * grainBytes % coverage / grainBytes);
+                long sector = grainSector(grainTable(table)[k], table + (long) k * header.entryBytes());
+                if (sector >= 0 && sector < header.overheadSectors()) {
+                    throw grainInMetadata(table, k, sector);
+                }
+            }
+        }
+    }
+
+    private CorruptImageException grainInMetadata(long table, int k, long sector) {
+        return new CorruptImageException("VMDK grain table", table + (long) k * header.entryBytes(), where
+                + ": grain at sector " + sector + " lies in the metadata before the grains (sector "
+                + header.overheadSectors() + "); nothing written ('diskmorph check' reports it)");
+    }
+
+    /** A grain table a write would change: inside the file, clear of the header, descriptor and directories. */
+    private void checkTableWritable(long index, long table, boolean redundant) throws IOException {
+        if (table == 0) {
+            return;
+        }
+        long bytes = header.gtBytes();
+        long directoryBytes = header.gdEntries() * header.entryBytes();
+        String problem = null;
+        if (table + bytes > tables.fileSize(file)) {
+            problem = "lies past the end of the file";
+        } else if (table < SparseHeader.SECTOR
+                || overlaps(table, bytes, header.descriptorOffset(), header.descriptorBytes())
+                || overlaps(table, bytes, header.gdOffset(), directoryBytes)
+                || header.rgdOffset() != 0 && overlaps(table, bytes, header.rgdOffset(), directoryBytes)) {
+            problem = "overlaps the header, the descriptor or a grain directory";
+        }
+        if (problem != null) {
+            throw new CorruptImageException("VMDK grain directory", (redundant ? header.rgdOffset()
+                    : header.gdOffset()) + index * header.entryBytes(), where + ": " + (redundant ? "redundant " : "")
+                    + "grain table " + index + " " + problem + "; nothing written ('diskmorph check' reports it)");
+        }
+    }
+
+    private static boolean overlaps(long a, long aLength, long b, long bLength) {
+        return bLength > 0 && a < b + bLength && b < a + aLength;
+    }
+
+    /**
      * Writes {@code src} at {@code offset} of the extent (inside one grain at
      * most: the caller splits at grain boundaries through {@link #grainBytes}).
      */
@@ -361,9 +422,7 @@ final class SparseExtent extends Extent {
         SyncTracker data = tables.tracker(file);
         if (sector >= 0) {
             if (sector < header.overheadSectors()) {
-                throw new CorruptImageException("VMDK grain table", table + (long) k * header.entryBytes(), where
-                        + ": grain at sector " + sector + " lies in the metadata before the grains (sector "
-                        + header.overheadSectors() + "); not written");
+                throw grainInMetadata(table, k, sector);
             }
             data.write(src, sector * SparseHeader.SECTOR + inGrain); // allocated: in place
             return;
@@ -431,11 +490,9 @@ final class SparseExtent extends Extent {
     private long tableForWrite(long index) throws IOException {
         long table = grainTableOffset(index);
         long redundant = redundantGrainTableOffset(index);
+        checkTableWritable(index, table, false);
+        checkTableWritable(index, redundant, true);
         if (table != 0 && (header.rgdOffset() == 0 || redundant != 0)) {
-            if (table >= tables.fileSize(file)) {
-                throw new CorruptImageException("VMDK grain directory", header.gdOffset() + index * 4, where
-                        + ": grain table " + index + " lies past the end of the file; 'diskmorph check' reports it");
-            }
             return table;
         }
         int bytes = (int) header.gtBytes();

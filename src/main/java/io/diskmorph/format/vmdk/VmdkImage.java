@@ -612,6 +612,10 @@ final class VmdkImage extends AbstractDiskImage {
                 why = "the descriptor makes the extent of " + e.file.name() + " read-only (RDONLY)";
             } else if (e instanceof SparseExtent sparse) {
                 why = sparse.whyNotWritable();
+                if (why == null) {
+                    long from = pos - e.guestStart;
+                    sparse.checkWrite(from, Math.min(end, e.guestEnd()) - pos); // damaged tables: nothing written
+                }
             }
             if (why != null) {
                 throw new UnsupportedFeatureException(storage.name() + ": cannot write guest offset " + pos + ": "

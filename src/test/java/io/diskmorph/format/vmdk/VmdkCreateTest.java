@@ -191,6 +191,31 @@ class VmdkCreateTest {
         assertEquals(-1, Files.mismatch(raw, sample));
     }
 
+    /**
+     * A streamOptimized image is written in guest order: a write before a
+     * grain already started is refused in one line, and what was written
+     * before still makes a finished, readable stream.
+     */
+    @Test
+    void streamOptimizedRefusesWritesOutOfOrder() throws Exception {
+        Path p = dir.resolve("order.vmdk");
+        try (var file = io.diskmorph.storage.FileStorage.create(p, io.diskmorph.storage.LockMode.EXCLUSIVE);
+             var img = new VmdkFormat().create(file, new io.diskmorph.image.CreateSpec(4L << 20,
+                     java.util.Map.of("subformat", "streamOptimized"), null, null),
+                     new io.diskmorph.image.OpenContext(p, false, null, false))) {
+            img.write(java.nio.ByteBuffer.wrap(VmdkFiles.pattern(70_000, 5)), 1 << 20);
+            var e = org.junit.jupiter.api.Assertions.assertThrows(io.diskmorph.image.ImageException.class,
+                    () -> img.write(java.nio.ByteBuffer.wrap(new byte[512]), 0));
+            assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+        }
+        Oracles.assertCheckClean(p, "vmdk");
+        Path expected = dir.resolve("expected.raw");
+        byte[] guest = new byte[4 << 20];
+        System.arraycopy(VmdkFiles.pattern(70_000, 5), 0, guest, 1 << 20, 70_000);
+        Files.write(expected, guest);
+        assertEquals(0, Qemu.img("compare", "-f", "vmdk", "-F", "raw", p, expected).exitCode());
+    }
+
     /** -o help lists qemu-img's VMDK options (less the file protocol's: extent_size_hint, nocow, preallocation). */
     @Test
     void optionHelpListsQemusOptions() {

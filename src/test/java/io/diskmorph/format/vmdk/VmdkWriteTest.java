@@ -213,6 +213,43 @@ class VmdkWriteTest {
         }
     }
 
+    /**
+     * Damaged tables are not written through (a table over the header, a
+     * redundant table past the end, a grain inside the descriptor): the write
+     * is refused as corrupt (exit 65) before anything, the CID included, is
+     * written.
+     */
+    @ParameterizedTest
+    @CsvSource({"gd0-at-header", "rgd0-past-end", "grain-in-descriptor"})
+    void damagedTablesAreNotWrittenThrough(String damage) throws Exception {
+        Path img = dir.resolve("damaged.vmdk");
+        Qemu.create(img, "vmdk", "4M");
+        Qemu.io(img, "vmdk", "write -P 9 0 64k");
+        long gd = VmdkFiles.u64(img, 56) * 512;
+        long rgd = VmdkFiles.u64(img, 48) * 512;
+        switch (damage) {
+            case "gd0-at-header" -> VmdkFiles.putU32(img, gd, 0);
+            case "rgd0-past-end" -> VmdkFiles.putU32(img, rgd, Files.size(img) / 512 + 100);
+            default -> {
+                long table = VmdkFiles.u32(img, gd) * 512;
+                VmdkFiles.putU32(img, table, 2); // grain 0 at sector 2: inside the embedded descriptor
+                VmdkFiles.putU32(img, VmdkFiles.u32(img, rgd) * 512, 2);
+            }
+        }
+        if (damage.equals("gd0-at-header")) {
+            VmdkFiles.putU32(img, gd, 1); // sector 1: over the descriptor (0 would mean "no table")
+        }
+        byte[] before = Files.readAllBytes(img);
+        ImageException e = assertThrows(ImageException.class, () -> {
+            try (DiskImage d = Images.open(img, OpenOptions.forWriting().withFormat("vmdk"))) {
+                d.write(ByteBuffer.wrap(new byte[4096]), 4096);
+            }
+        });
+        assertEquals(65, e.exitCode(), e.getMessage());
+        assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+        assertArrayEquals(before, Files.readAllBytes(img), "nothing written: " + e.getMessage());
+    }
+
     // ---- helpers --------------------------------------------------------------------------
 
     private void assertWritesLand(Path img, long seed) throws Exception {
