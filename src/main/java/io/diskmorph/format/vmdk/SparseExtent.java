@@ -24,6 +24,9 @@ final class SparseExtent extends Extent {
     /** Compressed grains are inflated into memory: bounded (VMware writes 64 KiB; qemu would take 1 GiB). */
     static final long MAX_COMPRESSED_GRAIN = 2L << 20;
 
+    /** A new grain that is only partly written is filled from below in pieces of this size. */
+    private static final int GRAIN_PIECE = 1 << 20;
+
     /** Grain table entry decoded: not allocated here (falls through to the parent). */
     static final long UNALLOCATED = -1;
     /** Grain table entry decoded: a zeroed grain. */
@@ -427,22 +430,33 @@ final class SparseExtent extends Extent {
             data.write(src, sector * SparseHeader.SECTOR + inGrain); // allocated: in place
             return;
         }
-        ByteBuffer whole;
-        if (inGrain == 0 && src.remaining() == grainBytes) {
-            whole = src;
-        } else {
-            whole = ByteBuffer.allocate((int) grainBytes);
-            long grainGuest = guestStart + offset - inGrain;
-            if (sector == ZEROED) {
-                // a zeroed grain reads zeros, whatever the parent holds
-            } else {
-                image.readBelow(whole, grainGuest);
-            }
-            whole.clear().position((int) inGrain);
-            whole.put(src).clear();
-        }
         long host = allocate(grainBytes);
-        data.write(whole, host); // the grain first: no table names it before it is durable
+        if (inGrain == 0 && src.remaining() == grainBytes) {
+            data.write(src, host); // the grain first: no table names it before it is durable
+        } else {
+            // the rest of the grain from the parent (zeros for a zeroed grain), a piece at a time: grains
+            // may be up to 1 GiB
+            long grainGuest = guestStart + offset - inGrain;
+            long srcEnd = inGrain + src.remaining();
+            ByteBuffer piece = ByteBuffer.allocate((int) Math.min(grainBytes, GRAIN_PIECE));
+            for (long at = 0; at < grainBytes; at += piece.capacity()) {
+                int n = (int) Math.min(piece.capacity(), grainBytes - at);
+                piece.clear().limit(n);
+                if (at < inGrain || at + n > srcEnd) {
+                    if (sector == ZEROED) {
+                        java.util.Arrays.fill(piece.array(), 0, n, (byte) 0);
+                    } else {
+                        image.readBelow(piece, grainGuest + at);
+                    }
+                }
+                long from = Math.max(at, inGrain);
+                long to = Math.min(at + n, srcEnd);
+                if (from < to) {
+                    piece.put((int) (from - at), src, (int) (src.position() + from - inGrain), (int) (to - from));
+                }
+                data.write(piece.clear().limit(n), host + at);
+            }
+        }
         setGrainEntry(index, table, k, host / SparseHeader.SECTOR);
     }
 

@@ -214,6 +214,18 @@ class VmdkWriteTest {
     }
 
     /**
+     * Grains of 2 MiB (qemu reads grains up to 1 GiB): a partial write fills
+     * the rest of a new grain piece by piece, never holding a whole grain.
+     */
+    @Test
+    void largeGrainsAreFilledInPieces() throws Exception {
+        Path img = dir.resolve("big-grains.vmdk");
+        Qemu.create(img, "vmdk", "8M");
+        VmdkFiles.putU64(img, 20, 4096); // 2 MiB grains; the one grain table still covers the disk
+        assertWritesLand(img, 13);
+    }
+
+    /**
      * Damaged tables are not written through (a table over the header, a
      * redundant table past the end, a grain inside the descriptor): the write
      * is refused as corrupt (exit 65) before anything, the CID included, is
