@@ -100,6 +100,60 @@ final class Harness {
         assertUnchanged(file, s, "read-only operations");
     }
 
+    /**
+     * {@link ImageFuzzTest#vmdkWrite}: opens a writable copy and writes a
+     * pattern at the start, the middle and the end of the disk, then zeros
+     * over the first cluster: each write lands (reads back as written) or is
+     * refused in one line with the copy unchanged. Images with clusters over
+     * 1 MiB are left alone (a partial write fills a whole new cluster, which
+     * the allocation bound does not allow for), and so is the rest of an
+     * input once the copy would grow past the storage cap (a full disk).
+     */
+    static void writeAndReadBack(byte[] file, String format) {
+        MemoryStorage s = storage(file);
+        MemoryStorage copy = s.copy(false);
+        attempt("open for writing", () -> {
+            try (DiskImage img = Images.open(copy, format, false)) {
+                long size = img.virtualSize();
+                if (size <= 0 || img.clusterSize() > 1 << 20) {
+                    return;
+                }
+                long[] at = {0, size / 2 / 512 * 512, Math.max(0, size - 4096)};
+                for (int i = 0; i <= at.length; i++) {
+                    long off = i < at.length ? at[i] : 0;
+                    int len = (int) Math.min(i < at.length ? 4096 : Math.max(1, img.clusterSize()), size - off);
+                    byte[] data = new byte[len];
+                    Arrays.fill(data, i < at.length ? (byte) (i + 1) : 0);
+                    byte[] before = copy.toByteArray();
+                    try {
+                        if (i < at.length) {
+                            img.write(ByteBuffer.wrap(data), off);
+                        } else {
+                            img.writeZeroes(off, len, true);
+                        }
+                    } catch (ImageException e) {
+                        assertProperRefusal("write", e);
+                        if (!Arrays.equals(before, copy.toByteArray())) {
+                            throw new AssertionError("a refused write changed the file: " + e.getMessage());
+                        }
+                        continue;
+                    } catch (IOException e) {
+                        if (String.valueOf(e.getMessage()).contains("storage cap")) {
+                            return; // the medium is full
+                        }
+                        throw e;
+                    }
+                    ByteBuffer back = ByteBuffer.allocate(len);
+                    img.read(back, off);
+                    if (!Arrays.equals(back.array(), data)) {
+                        throw new AssertionError("the write at " + off + " reads back differently");
+                    }
+                }
+            }
+        });
+        assertUnchanged(file, s, "writes to a copy");
+    }
+
     /** Extent files a fuzzed descriptor may open (each a copy of the input's extent part). */
     private static final int MAX_FUZZ_EXTENT_FILES = 8;
 

@@ -68,6 +68,18 @@ class ImageFuzzTest {
     }
 
     /**
+     * VMDK guest writes on a sparse file that is the whole disk: writes at
+     * the start, middle and end and a zero write read back as written or are
+     * refused in one line with the file unchanged (damaged tables are never
+     * written through).
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vmdkWrite(byte[] file) {
+        bounded(file, () -> Harness.writeAndReadBack(file, "vmdk"));
+    }
+
+    /**
      * A VMDK descriptor file and its extents: the input is a descriptor's
      * length (u32, little endian), the descriptor, then one extent file that
      * every extent name opens (a copy per distinct name, up to eight): flat

@@ -76,6 +76,7 @@ put raw raw-data.raw qcow2-header.qcow2
 put planRaw raw-data.raw
 put planQed "${qed[@]}"
 vmdk=(vmdk-sparse.vmdk vmdk-zeroed.vmdk vmdk-stream.vmdk)
+put vmdkWrite "${vmdk[@]}"
 put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 "${vmdk[@]}"
 put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}"

@@ -160,6 +160,9 @@ final class TableCache {
         long pageOffset = directory + page * GD_PAGE_ENTRIES * 4;
         ByteBuffer b = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(0, (int) value);
         f.tracker.write(b, directory + index * 4);
+        // a directory page that lay past the end of the file read as zeros without being cached; it is in
+        // the file now, and must be read from it
+        f.size = Math.max(f.size, directory + index * 4 + 4);
         int count = (int) Math.min(GD_PAGE_ENTRIES, gdEntries - page * GD_PAGE_ENTRIES);
         Entries cached = cache(0, classShift(count, 4), 4).peek(f.number, pageOffset);
         if (cached != null) {
