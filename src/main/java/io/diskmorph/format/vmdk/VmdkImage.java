@@ -53,7 +53,8 @@ final class VmdkImage extends AbstractDiskImage {
 
     private final VmdkFormat format;
     private final String createType;
-    private final long cid;
+    /** The descriptor's CID (a write of this open changes it). */
+    private long cid;
     private final long parentCid;
     private final List<Extent> extents;
     private final long[] extentStarts;
@@ -662,6 +663,7 @@ final class VmdkImage extends AbstractDiskImage {
         var tracker = tables.tracker(storage);
         tracker.write(ByteBuffer.wrap(descriptorText, span[0], digits), descriptorAt + span[0]);
         tracker.flush();
+        cid = newCid;
     }
 
     /** [start, end) of the hex digits of the descriptor's CID line (after an optional 0x), or null. */

@@ -163,12 +163,15 @@ class VmdkWriteTest {
         long cid = Dm.run("info", "--output=json", base).ok().json().get("format-specific").get("data")
                 .get("cid").asLong();
         Dm.run("convert", "-O", "raw", top, dir.resolve("before.raw")).ok();
+        long reported;
         try (DiskImage d = Images.open(base, OpenOptions.forWriting().withFormat("vmdk"))) {
             d.write(ByteBuffer.wrap(new byte[]{1}), 1 << 20);
+            reported = ((Number) d.info().formatSpecific().get("cid")).longValue();
         }
         long now = Dm.run("info", "--output=json", base).ok().json().get("format-specific").get("data")
                 .get("cid").asLong();
         assertNotEquals(cid, now, "a new CID");
+        assertEquals(now, reported, "the open image reports the CID it wrote");
         Oracles.assertCheckClean(base, "vmdk");
         assertNotEquals(0, Qemu.img("convert", "-O", "raw", top, dir.resolve("q.raw")).exitCode(),
                 "qemu refuses the snapshot of a changed parent");
