@@ -170,8 +170,9 @@ class FormatOptionsHelpTest {
         Dm.Result vdi = Dm.run("convert", "-O", "vdi", "-o", "help"); // a format without a driver
         assertEquals(ExitCodes.UNSUPPORTED, vdi.exitCode());
         assertTrue(vdi.oneLineError().contains("vdi images are not supported"), vdi.err());
-        String vmdk = Dm.run("convert", "-O", "vmdk", "-o", "help").ok().out(); // a copy target, not in place
-        assertTrue(vmdk.contains("subformat") && vmdk.contains("--in-place: vmdk cannot be the target"), vmdk);
+        String vmdk = Dm.run("convert", "-O", "vmdk", "-o", "help").ok().out(); // in place, but no parent
+        assertTrue(vmdk.contains("subformat") && vmdk.contains("--in-place builds vmdk")
+                && vmdk.contains("refuses: backing_file, backing_fmt"), vmdk);
         // without help, IMAGE is still required
         Dm.Result missing = Dm.run("convert", "-O", "qcow2");
         assertEquals(ExitCodes.USAGE, missing.exitCode());

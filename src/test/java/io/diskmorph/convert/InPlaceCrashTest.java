@@ -51,7 +51,11 @@ class InPlaceCrashTest {
                 // zeroed grains leave a dead grain below the data: QED moves the data above it down
                 Arguments.of("vmdk", "qed", "zeroed_grain=on", ""),
                 // every grain deflated: all data moves, over the compressed grains it is read from
-                Arguments.of("vmdk", "qcow2", "subformat=streamOptimized", ""));
+                Arguments.of("vmdk", "qcow2", "subformat=streamOptimized", ""),
+                // to a monolithicSparse VMDK: the header zone's grain moves, tables and directories go past the data
+                Arguments.of("raw", "vmdk", "", ""),
+                Arguments.of("qcow2", "vmdk", "cluster_size=64k", "zeroed_grain=on"),
+                Arguments.of("qed", "vmdk", "cluster_size=4k", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")

@@ -2,7 +2,10 @@ package io.diskmorph.format.vmdk;
 
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -19,11 +22,11 @@ import java.util.List;
  * snapshots through parentFileNameHint. Guest writes to flat and hosted
  * sparse extents ({@link VmdkImage#write}); create with qemu-img's options
  * and layout ({@link VmdkCreator}), streamOptimized written front to back
- * ({@link StreamOptimizedImage}). Not an in-place target yet; a
- * single-file sparse VMDK is an in-place source ({@link
- * VmdkImage#notInPlaceSource()}).
+ * ({@link StreamOptimizedImage}). An in-place target as monolithicSparse
+ * ({@link VmdkLayoutBuilder}); a single-file sparse VMDK is an in-place
+ * source ({@link VmdkImage#notInPlaceSource()}).
  */
-public final class VmdkFormat implements ImageFormat {
+public final class VmdkFormat implements ImageFormat, LayoutTarget {
     public static final String NAME = "vmdk";
 
     private static final String[] VERSION_LINES = {"version=1", "version=2", "version=3"};
@@ -109,6 +112,26 @@ public final class VmdkFormat implements ImageFormat {
     @Override
     public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
         return VmdkCreator.create(this, storage, spec, context);
+    }
+
+    /** In place: a monolithicSparse file built around the data (VmdkLayoutBuilder). */
+    @Override
+    public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
+        return VmdkLayoutBuilder.create(spec, defaults, space);
+    }
+
+    @Override
+    public String notInPlace(String name) {
+        if (name.equals("backing_file") || name.equals("backing_fmt")) {
+            return LayoutTarget.super.notInPlace(name);
+        }
+        return null; // subformat: monolithicSparse only, said by the builder when another is asked for
+    }
+
+    /** qemu's VMDK check looks at grains only: space no table names is free, not leaked. */
+    @Override
+    public boolean unreferencedSpaceIsLeak() {
+        return false;
     }
 
     @Override

@@ -151,18 +151,6 @@ class VmdkCommandsTest {
         }
     }
 
-    @Test
-    void inPlaceToVmdkIsRefused() throws Exception {
-        Path img = dir.resolve("d.raw");
-        Files.copy(raw, img);
-        String before = VmdkFiles.sha256(img);
-        Dm.Result r = Dm.run("convert", "--in-place", "-O", "vmdk", img);
-        assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
-        r.oneLineError();
-        assertEquals(before, VmdkFiles.sha256(img));
-        assertFalse(Files.exists(dir.resolve("d.raw.dmjournal")));
-    }
-
     /** Through the library: guest writes on a read-only open are refused and change nothing. */
     @Test
     void writesOnReadOnlyOpensAreRefused() throws Exception {
