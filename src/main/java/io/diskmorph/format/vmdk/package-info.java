@@ -17,7 +17,9 @@
  * directory has none, zeroed-grain entries), a new CID on the first write
  * as qemu does; create with qemu-img's options and layout in every
  * subformat qemu writes; streamOptimized written front to back in VMware's
- * stream layout (copy conversion). ESX sparse, seSparse, compressed and
+ * stream layout (copy conversion); the target of an in-place conversion
+ * as monolithicSparse ({@link io.diskmorph.format.vmdk.VmdkLayoutBuilder}:
+ * 64 KiB grains, so aligned data stays). ESX sparse, seSparse, compressed and
  * version 3 extents, ZERO and RDONLY extents are not written.
  *
  * <p>Follows QEMU 7.2's block/vmdk.c (what qemu-img reads, maps, reports and
