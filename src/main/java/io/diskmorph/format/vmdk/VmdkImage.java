@@ -442,6 +442,23 @@ final class VmdkImage extends AbstractDiskImage {
         return cid;
     }
 
+    /**
+     * The create options this image has (for an in-place conversion to VMDK:
+     * options it already has change nothing, and the ones not given follow
+     * it): its subformat, and for a single sparse file whether it has zeroed
+     * grains.
+     */
+    @Override
+    public Map<String, String> creationOptions() {
+        Map<String, String> o = new LinkedHashMap<>();
+        o.put("subformat", createType);
+        if (extents.size() == 1 && extents.getFirst() instanceof SparseExtent s
+                && s.header.kind() == SparseHeader.Kind.HOSTED) {
+            o.put("zeroed_grain", s.header.zeroedGrains() ? "on" : "off");
+        }
+        return o;
+    }
+
     List<Extent> extents() {
         return extents;
     }

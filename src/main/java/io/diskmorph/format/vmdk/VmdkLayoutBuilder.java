@@ -62,7 +62,12 @@ final class VmdkLayoutBuilder implements LayoutBuilder {
                     + spec.backingFormat() + "), and a VMDK's parent can only be a VMDK named by its CID: convert "
                     + "in place without it (commit or rebase it first) or copy");
         }
-        VmdkCreator.Options o = VmdkCreator.options(new CreateSpec(spec.virtualSize(), spec.options(), null, null));
+        java.util.Map<String, String> given = new java.util.HashMap<>(spec.options());
+        String zeroed = defaults.sourceOption("zeroed_grain"); // a VMDK source's zeroed grains stay possible
+        if (zeroed != null && !given.containsKey("zeroed_grain")) {
+            given.put("zeroed_grain", zeroed);
+        }
+        VmdkCreator.Options o = VmdkCreator.options(new CreateSpec(spec.virtualSize(), given, null, null));
         if (!o.subformat().equals("monolithicSparse")) {
             throw new InvalidRequestException("in place, VMDK is monolithicSparse (the image is one file), not "
                     + o.subformat());

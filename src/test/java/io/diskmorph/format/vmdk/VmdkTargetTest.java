@@ -73,6 +73,33 @@ class VmdkTargetTest {
         assertArrayEquals(Files.readAllBytes(original), Files.readAllBytes(img), "rollback gives the source back");
     }
 
+    /**
+     * VMDK to VMDK: the options the image has change nothing (nothing
+     * written); streamOptimized to monolithicSparse decompresses every grain
+     * into the same file (an OVA's disk made writable), checks clean,
+     * compares equal, and rolls back byte for byte.
+     */
+    @Test
+    void vmdkToVmdkInPlace() throws Exception {
+        Path raw = dir.resolve("d.raw");
+        Qemu.create(raw, "raw", "8M");
+        Qemu.io(raw, "raw", "write -P 0x51 0 1M", "write -P 0x52 5M 70k");
+        Path s = dir.resolve("s.vmdk");
+        Qemu.img("convert", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, s).ok();
+        byte[] stream = Files.readAllBytes(s);
+        JsonNode same = Dm.run("convert", "--in-place", "--output=json", "-O", "vmdk", "-o",
+                "subformat=streamOptimized", s).ok().json();
+        assertTrue(same.get("nothing-to-change").asBoolean(), same.toString());
+        assertArrayEquals(stream, Files.readAllBytes(s));
+        Dm.run("convert", "--in-place", "--keep-rollback", "-O", "vmdk", "-o", "subformat=monolithicSparse", s).ok();
+        Oracles.assertCheckClean(s, "vmdk");
+        assertEquals(0, Qemu.img("compare", "-f", "vmdk", "-F", "raw", s, raw).exitCode());
+        assertEquals("monolithicSparse", Qemu.img("info", "--output=json", s).ok().json().get("format-specific")
+                .get("data").get("create-type").asText());
+        Dm.run("rollback", s).ok();
+        assertArrayEquals(stream, Files.readAllBytes(s), "rollback gives the stream back");
+    }
+
     /** What a VMDK cannot be in place: another subformat, a non-VMDK parent. One line, nothing written. */
     @Test
     void refusesWhatVmdkCannotBeInPlace() throws Exception {
