@@ -162,6 +162,21 @@ class ImageFuzzTest {
         bounded(file, () -> Conversions.convertAndCompare(file, "qcow2", Map.of("cluster_size", "64k")));
     }
 
+    /** The in-place planner over a VMDK source, to a monolithicSparse VMDK with zeroed grains. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planVmdk(byte[] file) {
+        bounded(file, () -> plan(file, "vmdk", "vmdk", Map.of("subformat", "monolithicSparse",
+                "zeroed_grain", "on")));
+    }
+
+    /** A real in-place conversion of whatever the file probes as, to a monolithicSparse VMDK. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void convertInPlaceVmdk(byte[] file) {
+        bounded(file, () -> Conversions.convertAndCompare(file, "vmdk", Map.of()));
+    }
+
     private static void plan(byte[] file, String source, String target, Map<String, String> options) {
         MemoryStorage s = Harness.storage(file);
         MemoryDir dir = new MemoryDir(Harness.STORAGE_CAP);

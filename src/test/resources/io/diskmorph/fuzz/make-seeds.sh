@@ -77,7 +77,10 @@ put planRaw raw-data.raw
 put planQed "${qed[@]}"
 vmdk=(vmdk-sparse.vmdk vmdk-zeroed.vmdk vmdk-stream.vmdk)
 put vmdkWrite "${vmdk[@]}"
+put planVmdk "${vmdk[@]}"
 put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 "${vmdk[@]}"
 put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
+  "${vmdk[@]}"
+put convertInPlaceVmdk "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}"
 du -sh "$out"

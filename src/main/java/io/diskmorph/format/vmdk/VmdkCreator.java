@@ -100,6 +100,12 @@ final class VmdkCreator {
                     + spec.backingFormat() + ")");
         }
         long size = Math.addExact(spec.virtualSize(), 511) & ~511L;
+        if (size == 0) {
+            // a sparse header of capacity 0 says "the descriptor names the extents": qemu-img creates such a
+            // file and then cannot open it
+            throw new UnsupportedFeatureException("a VMDK disk of 0 bytes cannot be read back (its header would "
+                    + "name no capacity); give it a size");
+        }
         Options opts = new Options(size, subformat, adapter, hw, tools, zeroed, backing);
         if (opts.flat() && backing != null) {
             throw new UnsupportedFeatureException("Flat image can't have backing file");
