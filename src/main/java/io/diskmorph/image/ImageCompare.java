@@ -32,8 +32,6 @@ public final class ImageCompare {
      * data failed. {@code image} is 1 or 2, the argument's position.
      */
     public static final class Failure extends ImageException {
-        public static final int ALLOCATION = 3;
-        public static final int READ = 4;
         private final int code;
         private final int image;
 
@@ -139,7 +137,7 @@ public final class ImageCompare {
         try {
             return BlockStatus.of(img, offset, length);
         } catch (IOException e) {
-            throw new Failure(Failure.ALLOCATION, which, "allocation test failed at offset " + offset
+            throw new Failure(ExitCodes.COMPARE_ALLOCATION_FAILED, which, "allocation test failed at offset " + offset
                     + ": " + e.getMessage(), e);
         }
     }
@@ -148,7 +146,7 @@ public final class ImageCompare {
         try {
             img.read(buf, offset);
         } catch (IOException e) {
-            throw new Failure(Failure.READ, which, "error while reading offset " + offset + ": " + e.getMessage(), e);
+            throw new Failure(ExitCodes.COMPARE_READ_FAILED, which, "error while reading offset " + offset + ": " + e.getMessage(), e);
         }
     }
 }
