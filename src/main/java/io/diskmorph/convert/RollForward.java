@@ -1,0 +1,332 @@
+package io.diskmorph.convert;
+
+import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+
+/**
+ * The rounds of the in-place conversion to raw ({@link ToRaw}): moves every
+ * guest unit to its home (the host unit at its guest offset), the source
+ * image valid after every round.
+ *
+ * <p>A unit moves home once its home is free. Homes held by other units form
+ * chains (B sits in A's home, C in B's, ...) that end at a free home, or
+ * cycles. A chain advances one unit per round, so alone a long chain (a
+ * sequentially written image whose data sits a few units above home is
+ * such a chain) would take one round per unit; a cycle never starts. Both
+ * are cut: the unit sitting in a blocked home is evacuated to a slot of the
+ * spare area past the end, which frees that home at once, and the
+ * evacuated unit goes home later like any other. Cuts are taken at a
+ * stride through the guest, so the chains that advance together are of
+ * similar length, and only when too few units are ready. The spare area
+ * bounds the extra disk space; a unit is moved at most twice.
+ *
+ * <p>Each round: destinations sorted, written in runs (units of zeros are
+ * punched instead), sync, the driver remaps (durable), then the old places
+ * are punched and the units whose homes they were become ready.
+ */
+final class RollForward {
+    private static final int COPY_UNITS_BYTES = 8 << 20;
+    private static final int ZERO_BLOCK = 4096;
+
+    private final Storage image;
+    private final RelocatableImage.Relocation rel;
+    private final long[] hostOf;
+    private final long unit;
+    private final int units;
+    private final long spareBase;
+    private final int spareUnits;
+    private final long oldEndUnits;
+    private final Cancellation cancel;
+    private final PhaseClock clock;
+    private final long totalBytes;
+
+    /** Guest unit held by each host unit below the metadata, -1 when free. */
+    private final int[] owner;
+    private final int[] ready;
+    private int readyHead;
+    private int readyTail;
+    private int readyCount;
+    private final int[] freeSpare;
+    private int freeSpareCount;
+    private final int[] movedIn;
+    private int round;
+    private long misplaced;
+    private long cursor = 1;
+    private long cursorPhase;
+    private long movedBytes;
+    /** Units copied (home moves and evacuations); for the report. */
+    long copies;
+    long evacuations;
+    long rounds;
+
+    RollForward(Storage image, RelocatableImage.Relocation rel, long[] hostOf, long unit, int units, long spareBase,
+                int spareUnits, long oldEndUnits, Cancellation cancel, PhaseClock clock, long totalBytes) {
+        this.image = image;
+        this.rel = rel;
+        this.hostOf = hostOf;
+        this.unit = unit;
+        this.units = units;
+        this.spareBase = spareBase;
+        this.spareUnits = spareUnits;
+        this.oldEndUnits = oldEndUnits;
+        this.cancel = cancel;
+        this.clock = clock;
+        this.totalBytes = totalBytes;
+        this.owner = new int[Math.toIntExact(spareBase + spareUnits)];
+        Arrays.fill(owner, -1);
+        for (int g = 0; g < units; g++) {
+            if (hostOf[g] >= 0) {
+                owner[(int) hostOf[g]] = g;
+            }
+        }
+        this.ready = new int[units];
+        this.freeSpare = new int[spareUnits];
+        for (int s = spareUnits - 1; s >= 0; s--) {
+            freeSpare[freeSpareCount++] = (int) (spareBase + s);
+        }
+        this.movedIn = new int[units];
+        Arrays.fill(movedIn, -1);
+        for (int g = 1; g < units; g++) {
+            if (misplaced(g)) {
+                misplaced++;
+                if (owner[g] < 0) {
+                    pushReady(g);
+                }
+            }
+        }
+    }
+
+    private boolean misplaced(int g) {
+        return g > 0 && hostOf[g] >= 0 && hostOf[g] != g;
+    }
+
+    private void pushReady(int g) {
+        ready[readyTail] = g;
+        readyTail = (readyTail + 1) % ready.length;
+        readyCount++;
+    }
+
+    private int popReady() {
+        int g = ready[readyHead];
+        readyHead = (readyHead + 1) % ready.length;
+        readyCount--;
+        return g;
+    }
+
+    /**
+     * After the metadata moved away: punches every unit of the old file that
+     * holds no data (the old tables, leaked or freed units) except the header.
+     */
+    void freeOldSpace() throws IOException {
+        long end = Math.min(oldEndUnits, owner.length);
+        for (long u = 1; u < end; ) {
+            if (owner[(int) u] >= 0) {
+                u++;
+                continue;
+            }
+            long from = u;
+            while (u < end && owner[(int) u] < 0) {
+                u++;
+            }
+            punchIfData(from * unit, u * unit);
+        }
+        image.sync();
+    }
+
+    private void punchIfData(long from, long to) throws IOException {
+        if (image.nextData(from) < to) {
+            image.punchHole(from, to - from);
+        }
+    }
+
+    void run() throws IOException {
+        int cap = spareUnits;
+        int[] guests = new int[2 * cap];
+        long[] dests = new long[2 * cap];
+        while (misplaced > 0) {
+            cancel.check();
+            round++;
+            int n = 0;
+            while (readyCount > 0 && n < cap) {
+                int g = popReady();
+                if (!misplaced(g) || owner[g] >= 0) {
+                    continue; // stale entry
+                }
+                owner[g] = g;
+                movedIn[g] = round;
+                guests[n] = g;
+                dests[n++] = g;
+            }
+            if (n < cap / 2 && freeSpareCount > 0) {
+                n = cut(guests, dests, n, 2 * cap, false);
+                if (n == 0) {
+                    n = cut(guests, dests, n, 2 * cap, true);
+                }
+            }
+            if (n == 0) {
+                throw new IllegalStateException("in-place conversion to raw: no unit can move ("
+                        + misplaced + " misplaced, " + freeSpareCount + " spare units free)");
+            }
+            execute(guests, dests, n);
+        }
+    }
+
+    /**
+     * Evacuates units that sit in blocked homes to free spare units, at a
+     * stride through the guest; {@code scan} looks at every unit instead (a
+     * round with nothing else to do: only cycles are left).
+     */
+    private int cut(int[] guests, long[] dests, int n, int max, boolean scan) {
+        long stride = Math.max(1, units / Math.max(1, spareUnits));
+        long tries = scan ? units : 4L * spareUnits;
+        for (long t = 0; t < tries && n < max && freeSpareCount > 0; t++) {
+            int g;
+            if (scan) {
+                g = (int) (1 + t % Math.max(1, units - 1));
+            } else {
+                g = (int) cursor;
+                cursor += stride;
+                if (cursor >= units) {
+                    cursorPhase = (cursorPhase + 1) % stride;
+                    cursor = 1 + cursorPhase;
+                }
+            }
+            if (g <= 0 || g >= units || !misplaced(g) || movedIn[g] == round) {
+                continue;
+            }
+            int o = owner[g];
+            if (o < 0 || o == g || movedIn[o] == round) {
+                continue;
+            }
+            if (misplaced(o) && owner[o] < 0) {
+                continue; // o can go home directly; it is in the ready queue
+            }
+            int slot = freeSpare[--freeSpareCount];
+            owner[slot] = o;
+            movedIn[o] = round;
+            guests[n] = o;
+            dests[n++] = slot;
+            evacuations++;
+        }
+        return n;
+    }
+
+    /** One round: copy, sync, remap (durable), punch the old places. */
+    private void execute(int[] guests, long[] dests, int n) throws IOException {
+        Integer[] order = new Integer[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, (a, b) -> Long.compare(dests[a], dests[b]));
+        ByteBuffer buf = ByteBuffer.allocate((int) Math.max(unit, COPY_UNITS_BYTES / unit * unit));
+        int maxRun = (int) (buf.capacity() / unit);
+        for (int i = 0; i < n; ) {
+            // a run: consecutive destinations whose sources are consecutive too
+            int j = i + 1;
+            while (j < n && j - i < maxRun && dests[order[j]] == dests[order[j - 1]] + 1
+                    && hostOf[guests[order[j]]] == hostOf[guests[order[j - 1]]] + 1) {
+                j++;
+            }
+            copyRun(buf, hostOf[guests[order[i]]], dests[order[i]], j - i);
+            i = j;
+        }
+        image.sync();
+        long[] guestOffsets = new long[n];
+        long[] hostOffsets = new long[n];
+        for (int i = 0; i < n; i++) {
+            guestOffsets[i] = guests[i] * unit;
+            hostOffsets[i] = dests[i] * unit;
+        }
+        rel.remap(guestOffsets, hostOffsets, n);
+        long[] freed = new long[n];
+        for (int i = 0; i < n; i++) {
+            int g = guests[i];
+            long src = hostOf[g];
+            freed[i] = src;
+            if (owner[(int) src] == g) {
+                owner[(int) src] = -1;
+            }
+            hostOf[g] = dests[i];
+            if (dests[i] == g) {
+                misplaced--;
+                movedBytes += unit;
+            }
+        }
+        Arrays.sort(freed);
+        for (int i = 0; i < n; ) {
+            int j = i + 1;
+            while (j < n && freed[j] == freed[j - 1] + 1) {
+                j++;
+            }
+            image.punchHole(freed[i] * unit, (freed[j - 1] - freed[i] + 1) * unit);
+            i = j;
+        }
+        for (long src : freed) {
+            if (src >= spareBase && src < spareBase + spareUnits) {
+                freeSpare[freeSpareCount++] = (int) src;
+            } else if (src < units && misplaced((int) src) && owner[(int) src] < 0) {
+                pushReady((int) src);
+            }
+        }
+        copies += n;
+        rounds++;
+        clock.update("move", movedBytes, totalBytes);
+    }
+
+    /**
+     * Copies {@code count} units from host unit {@code from} to {@code to}.
+     * Blocks of zeros (4 KiB, as qemu-img convert's default -S) are punched
+     * instead of written, so the raw file is as sparse as a copy would be.
+     */
+    private void copyRun(ByteBuffer buf, long from, long to, int count) throws IOException {
+        int len = (int) (count * unit);
+        buf.clear().limit(len);
+        image.read(buf, from * unit);
+        byte[] a = buf.array();
+        int block = (int) Math.min(unit, ZERO_BLOCK);
+        long at = to * unit;
+        for (int i = 0; i < len; ) {
+            boolean zero = ToRaw.allZero(a, i, i + block);
+            int j = i + block;
+            while (j < len && ToRaw.allZero(a, j, j + block) == zero) {
+                j += block;
+            }
+            if (zero) {
+                image.punchHole(at + i, j - i);
+            } else {
+                image.write(ByteBuffer.wrap(a, i, j - i), at + i);
+            }
+            i = j;
+        }
+    }
+
+    /** Punches the homes of units that read zeros (in [unit, virtual size)) where the file holds data. */
+    void punchZeroHomes(long virtualSize) throws IOException {
+        for (int g = 1; g < units; ) {
+            if (hostOf[g] >= 0) {
+                g++;
+                continue;
+            }
+            int from = g;
+            while (g < units && hostOf[g] < 0) {
+                g++;
+            }
+            long end = Math.min(virtualSize, g * unit);
+            long pos = from * unit;
+            while (pos < end) {
+                long data = image.nextData(pos);
+                if (data >= end) {
+                    break;
+                }
+                long hole = Math.min(end, image.nextHole(data));
+                image.punchHole(data, hole - data);
+                pos = hole;
+            }
+        }
+        image.sync();
+    }
+}
