@@ -39,7 +39,9 @@ class ToRawCrashTest {
     @CsvSource({
             "qcow2, cluster_size=64k, 3M",
             "qcow2, cluster_size=4k;compat=0.10, 520k",
-            "qcow2, cluster_size=4k;refcount_bits=1, 512k"})
+            "qcow2, cluster_size=4k;refcount_bits=1, 512k",
+            "qed, cluster_size=64k;table_size=2, 3M",
+            "qed, cluster_size=4k;table_size=2, 520k"})
     void survivesACrashAtAnyWrite(String format, String createOpts, String size) throws IOException {
         byte[] source = scrambled(format, createOpts.replace(';', ','), size, 11);
         byte[] guest = guestBytes(source, format);
