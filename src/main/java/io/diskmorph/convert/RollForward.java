@@ -173,6 +173,15 @@ final class RollForward {
             }
             execute(guests, dests, n);
         }
+        if (hostOf[0] >= 1 && hostOf[0] < units) {
+            // guest unit 0 goes home last, through the journal; it must not sit in another unit's home then,
+            // where the raw file would show it after the commit point
+            guests[0] = 0;
+            dests[0] = freeSpare[--freeSpareCount];
+            owner[(int) dests[0]] = 0;
+            evacuations++;
+            execute(guests, dests, 1);
+        }
     }
 
     /**
@@ -304,15 +313,23 @@ final class RollForward {
         }
     }
 
+    /**
+     * The home of a unit that reads zeros, holding no other unit's data
+     * (guest unit 0 may still sit there: it moves last, through the journal).
+     */
+    private boolean freeZeroHome(int g) {
+        return hostOf[g] < 0 && owner[g] < 0;
+    }
+
     /** Punches the homes of units that read zeros (in [unit, virtual size)) where the file holds data. */
     void punchZeroHomes(long virtualSize) throws IOException {
         for (int g = 1; g < units; ) {
-            if (hostOf[g] >= 0) {
+            if (!freeZeroHome(g)) {
                 g++;
                 continue;
             }
             int from = g;
-            while (g < units && hostOf[g] < 0) {
+            while (g < units && freeZeroHome(g)) {
                 g++;
             }
             long end = Math.min(virtualSize, g * unit);

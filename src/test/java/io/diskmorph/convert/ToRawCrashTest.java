@@ -63,6 +63,30 @@ class ToRawCrashTest {
         assertTrue(checker.recoveriesRun > 0, "some crash states fell in the journaled last step");
     }
 
+    /**
+     * Guest unit 0 written after others, so its data sits in the home of a
+     * unit that reads zeros (the conformance suite's qcow2 64k sample found
+     * it): it must leave that home before the last step, or the raw file
+     * would show it there.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2"})
+    void firstUnitParkedInAnEmptyHome(String format, String createOpts) throws IOException {
+        Path p = dir.resolve("first." + format);
+        Qemu.create(p, format, "2M", createOpts.replace(';', ','));
+        Qemu.io(p, format, "write -P 0x22 1M 64k", "write -P 0x11 0 64k", "write -P 0x33 1984k 64k");
+        byte[] source = Files.readAllBytes(p);
+        byte[] guest = guestBytes(source, format);
+        CrashSim sim = new CrashSim(Map.of(CrashChecker.IMAGE, source));
+        InPlaceConverter.convert(CrashChecker.file(sim), new InPlaceConverter.Request(format, "raw", Map.of(), false),
+                InPlaceConverter.Progress.NONE);
+        assertArrayEquals(guest, sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, true, 0)
+                .get(CrashChecker.IMAGE));
+        CrashChecker checker = new CrashChecker(Set.of(format, "raw"), guest, dir);
+        checker.leaksAllowed = Set.of(format);
+        checker.checkAll(sim, 8, 2);
+    }
+
     @Test
     void notEnoughSpaceIsRefusedBeforeAnyWrite() throws IOException {
         byte[] source = scrambled("qcow2", "cluster_size=4k", "512k", 3);
