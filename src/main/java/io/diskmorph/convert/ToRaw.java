@@ -208,6 +208,8 @@ final class ToRaw {
                     + "in-place conversion to raw");
         }
         units = (int) n;
+        long fileUnits = Math.ceilDiv(plan.originalLength, unit);
+        ClusterBitmap used = new ClusterBitmap();
         hostOf = new long[units];
         Arrays.fill(hostOf, -1);
         for (long pos = 0; pos < v; ) {
@@ -224,6 +226,12 @@ final class ToRaw {
                 }
                 for (long g = pos; g < pos + d.length(); g += unit) {
                     long host = (d.hostOffset() + g - pos) / unit;
+                    if (host < 1 || host >= fileUnits || !used.set(host)) {
+                        // the check passed, so only a hostile image gets here
+                        throw new CorruptImageException(plan.sourceFormat + " mapping", host * unit, "the data "
+                                + "of guest offset " + g + " lies " + (host < 1 ? "in the header" : host >= fileUnits
+                                ? "past the end of the file" : "in a unit another guest offset uses too"));
+                    }
                     hostOf[(int) (g / unit)] = host;
                     if (host == g / unit) {
                         plan.keptUnits++;
