@@ -24,9 +24,11 @@ import java.util.Arrays;
  * similar length, and only when too few units are ready. The spare area
  * bounds the extra disk space; a unit is moved at most twice.
  *
- * <p>Each round: destinations sorted, written in runs (units of zeros are
- * punched instead), sync, the driver remaps (durable), then the old places
- * are punched and the units whose homes they were become ready.
+ * <p>Each round: destinations sorted, written in runs (blocks of zeros are
+ * punched instead), then the driver remaps (syncing the data first, two
+ * syncs a round for qcow2 and QED), then the old places are punched and the
+ * units whose homes they were become ready. The rounds, and so the syncs,
+ * number about the units to move divided by the spare area's units.
  */
 final class RollForward {
     private static final int COPY_UNITS_BYTES = 8 << 20;
@@ -243,7 +245,7 @@ final class RollForward {
             copyRun(buf, hostOf[guests[order[i]]], dests[order[i]], j - i);
             i = j;
         }
-        image.sync();
+        // no sync here: the driver's remap makes the data durable before any entry points to it
         long[] guestOffsets = new long[n];
         long[] hostOffsets = new long[n];
         for (int i = 0; i < n; i++) {

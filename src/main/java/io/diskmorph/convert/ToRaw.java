@@ -38,8 +38,9 @@ import java.util.List;
  *     there; units blocking a home are evacuated to the spare area past the
  *     end, which breaks cycles (A's home holds B, B's home holds A) and
  *     splits long chains so that many advance at once. Per round: the data
- *     writes, sync, then the driver remaps the units (refcounts, sync,
- *     tables, sync), then the old places are punched. After every round
+ *     writes, then the driver remaps the units (qcow2: refcounts, sync,
+ *     tables, sync; QED: sync, tables, sync), then the old places are
+ *     punched. After every round
  *     the file is a valid source image with the same content; a crash
  *     leaves such a file, which a new run continues.</li>
  * <li>Holes: every home of a unit that reads zeros is punched.</li>
@@ -56,7 +57,8 @@ import java.util.List;
 final class ToRaw {
     static final String TARGET = "raw";
     private static final long FS_BLOCK = 4096;
-    private static final long MAX_SPARE_BYTES = 64L << 20;
+    /** The spare area: 1/256 of the virtual size, at least 16 units, at most this. */
+    private static final long MAX_SPARE_BYTES = 1L << 30;
     private static final int COPY_BUFFER = 8 << 20;
 
     private final ConversionFile file;
@@ -281,6 +283,8 @@ final class ToRaw {
         rf.freeOldSpace();
         clock.phase("move");
         rf.run();
+        plan.notes.add("moved in " + rf.rounds + " rounds: " + rf.copies + " unit copies, " + rf.evacuations
+                + " of them to the spare area");
         clock.phase("holes");
         rf.punchZeroHomes(plan.virtualSize);
         rel.sync();

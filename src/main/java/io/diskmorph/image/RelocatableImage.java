@@ -52,8 +52,9 @@ public interface RelocatableImage {
 
         /**
          * Points the guest units at {@code guestOffsets[i]} to the units at
-         * {@code hostOffsets[i]}, whose bytes the caller made durable first
-         * (the units are free now). Durable when it returns; a crash at any
+         * {@code hostOffsets[i]} (free until now), whose bytes the caller
+         * has written: the driver makes them durable before any entry points
+         * to them (its first sync). Durable when it returns; a crash at any
          * point leaves a valid image with the old or the new mapping of
          * each unit (at worst leaked units). The old host units are free
          * afterwards, so the caller may reuse or punch them.

@@ -28,8 +28,8 @@ import java.util.List;
  * in memory (for every L2 table that maps data: one cluster each, plus the
  * refcount blocks), and {@link #remap} changes entries and writes back only
  * the dirty pages of the tables, in qcow2's order: refcounts of the new
- * clusters, sync, L2 entries, sync, refcounts of the old clusters (made
- * durable by the next sync). A crash leaves the old or the new entry of
+ * clusters (with the caller's data writes), sync, L2 entries, sync,
+ * refcounts of the old clusters (made durable by the next sync). A crash leaves the old or the new entry of
  * each cluster, both with their data intact and a refcount of 1; at worst
  * clusters leak.
  *
@@ -334,7 +334,7 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
             setRefcount(host / c, 1);
         }
         writeDirty(refBlocks);
-        file.sync();
+        file.sync(); // the data and its refcounts; a crash before the L2 write leaks them at worst
         for (int k = 0; k < count; k++) {
             setEntry(guestOffsets[k], hostOffsets[k]);
         }

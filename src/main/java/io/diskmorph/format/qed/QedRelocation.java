@@ -22,8 +22,8 @@ import java.util.BitSet;
  * the file's end, as QED requires), syncs, and switches the header's
  * l1_table_offset with one 8-byte write in the first sector, synced. The
  * tables then stay in memory (the L1 table and one table per L2 that maps
- * data), and {@link #remap} writes the dirty pages of the L2 tables after
- * the caller made the data durable, then syncs. QED has no refcounts: the
+ * data), and {@link #remap} syncs the caller's data, writes the dirty
+ * pages of the L2 tables, then syncs. QED has no refcounts: the
  * old places are free once the new entries are durable (QED's check counts
  * free clusters below the end as leaks, which they are until the conversion
  * ends).
@@ -210,6 +210,7 @@ final class QedRelocation implements RelocatableImage.Relocation {
             }
             setEntry(guestOffsets[k], host);
         }
+        file.sync(); // the caller's data, before any entry points to it
         for (Table t : l2) {
             if (t == null) {
                 continue;
