@@ -37,10 +37,10 @@ class ToRawCrashTest {
 
     @ParameterizedTest(name = "{0} {1} -> raw")
     @CsvSource({
-            "qcow2, cluster_size=64k, 3M",
+            "qcow2, cluster_size=64k, 2M",
             "qcow2, cluster_size=4k;compat=0.10, 520k",
             "qcow2, cluster_size=4k;refcount_bits=1, 512k",
-            "qed, cluster_size=64k;table_size=2, 3M",
+            "qed, cluster_size=64k;table_size=2, 2M",
             "qed, cluster_size=4k;table_size=2, 520k"})
     void survivesACrashAtAnyWrite(String format, String createOpts, String size) throws IOException {
         byte[] source = scrambled(format, createOpts.replace(';', ','), size, 11);
@@ -61,6 +61,17 @@ class ToRawCrashTest {
                 checker.summary());
         assertTrue(checker.statesChecked >= sim.log.size(), "every prefix gave a state of its own");
         assertTrue(checker.recoveriesRun > 0, "some crash states fell in the journaled last step");
+
+        // a crash in the middle of the rounds leaves the source format, which a new run finishes
+        for (int k = 1; k <= 3; k++) {
+            Map<String, byte[]> state = sim.crashState(sim.log.size() * k / 4, CrashSim.FileFate.RANDOM, true, k);
+            assertEquals(Set.of(CrashChecker.IMAGE), state.keySet(), "mid-roll-forward: no journal");
+            CrashSim again = new CrashSim(state);
+            InPlaceConverter.convert(CrashChecker.file(again), new InPlaceConverter.Request(null, "raw", Map.of(),
+                    false), InPlaceConverter.Progress.NONE);
+            assertArrayEquals(guest, again.crashState(again.log.size(), CrashSim.FileFate.NONE, true, 0)
+                    .get(CrashChecker.IMAGE), "a new run after a crash at " + k + "/4 of the log");
+        }
     }
 
     /**
