@@ -8,8 +8,7 @@
 # / max, and the peak extra disk space over the source's own allocation
 # (du of the work directory sampled every 50 ms).
 # SIZE (default 4G) is the virtual size; CLUSTER (default 64k) the qcow2
-# cluster size; the image is fully written, in 64 KiB pieces in random order,
-# plus a second image written sequentially (SEQUENTIAL=1 adds that case).
+# cluster size; the image is fully written, in 64 KiB pieces in random order.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need python3
 SIZE="${SIZE:-4G}"
