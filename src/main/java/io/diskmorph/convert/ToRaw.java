@@ -274,6 +274,13 @@ final class ToRaw {
         }
         cancel.check();
         Storage image = file.image();
+        if (plan.virtualSize == 0) {
+            // an empty disk: one truncate, before it an empty source image, after it an empty raw file
+            clock.phase("cleanup");
+            image.truncate(0);
+            image.sync();
+            return;
+        }
         clock.phase("relocate");
         RelocatableImage.Relocation rel = ((RelocatableImage) source).relocate(image, metadataBase);
         // from here the file is the source image with its tables past the spare area

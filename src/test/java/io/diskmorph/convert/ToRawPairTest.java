@@ -63,6 +63,23 @@ class ToRawPairTest {
                 "qemu-img map: data where the copy has data");
     }
 
+    /** Disks of no size, and smaller than one cluster (guest unit 0 is the whole disk). */
+    @ParameterizedTest(name = "{0} {1} of {2}")
+    @CsvSource({"qcow2, cluster_size=64k, 0", "qed, cluster_size=4k, 0", "qcow2, cluster_size=2M, 1M",
+            "qcow2, cluster_size=64k, 1536", "qed, cluster_size=64k, 64k"})
+    void tinyDisks(String format, String opts, String size) throws Exception {
+        Path image = dir.resolve("tiny." + format);
+        Qemu.create(image, format, size, opts);
+        if (!size.equals("0")) {
+            Qemu.io(image, format, "write -P 9 0 512", "write -P 8 1024 512");
+        }
+        Path copy = dir.resolve("tiny.raw");
+        Qemu.img("convert", "-f", format, "-O", "raw", image, copy).ok();
+        Dm.run("convert", "--in-place", "-O", "raw", image).ok();
+        assertArrayEquals(Files.readAllBytes(copy), Files.readAllBytes(image));
+        assertEquals("raw", Qemu.img("info", "--output=json", image).ok().json().get("format").asText());
+    }
+
     @Test
     void refusalsLeaveTheFileAlone() throws Exception {
         Path vmdk = dir.resolve("a.vmdk");
