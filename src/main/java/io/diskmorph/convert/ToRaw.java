@@ -205,9 +205,13 @@ final class ToRaw {
     private void walk(DiskImage source) throws IOException {
         long v = plan.virtualSize;
         long n = Math.ceilDiv(v, unit);
-        if (n >= Integer.MAX_VALUE / 2) {
-            throw new UnsupportedFeatureException(file.displayName() + ": too many units (" + n + ") for an "
-                    + "in-place conversion to raw");
+        // the rounds keep per unit its place, its home's holder, a queue slot and a mark, and the driver its
+        // table entry and refcount: about 32 bytes (512 MiB for 1 TiB in 64 KiB clusters)
+        long memory = 32 * (n + Math.ceilDiv(plan.originalLength, unit));
+        if (n >= Integer.MAX_VALUE / 2 || memory > Runtime.getRuntime().maxMemory() / 2) {
+            throw new UnsupportedFeatureException(file.displayName() + ": an in-place conversion to raw of " + n
+                    + " units of " + unit + " bytes needs about " + Sizes.human(memory) + " of memory, more than "
+                    + "this JVM may use (raise -Xmx through DISKMORPH_JVM_OPTS, or use a copy conversion)");
         }
         units = (int) n;
         long fileUnits = Math.ceilDiv(plan.originalLength, unit);
