@@ -5,7 +5,13 @@ import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * The rounds of the in-place conversion to raw ({@link ToRaw}): moves every
@@ -33,6 +39,9 @@ import java.util.Arrays;
 final class RollForward {
     private static final int COPY_UNITS_BYTES = 8 << 20;
     private static final int ZERO_BLOCK = 4096;
+    /** A round's data is read and written in batches of at most this much memory. */
+    private static final long BATCH_BYTES = 32L << 20;
+    private static final int READERS = 8;
 
     private final Storage image;
     private final RelocatableImage.Relocation rel;
@@ -62,6 +71,8 @@ final class RollForward {
     private long movedBytes;
     /** Units copied (home moves and evacuations); for the report. */
     long copies;
+    private byte[] batch;
+    private ExecutorService readers;
     long evacuations;
     long rounds;
 
@@ -146,6 +157,16 @@ final class RollForward {
     }
 
     void run() throws IOException {
+        try {
+            rounds();
+        } finally {
+            if (readers != null) {
+                readers.shutdownNow();
+            }
+        }
+    }
+
+    private void rounds() throws IOException {
         int cap = spareUnits;
         int[] guests = new int[2 * cap];
         long[] dests = new long[2 * cap];
@@ -233,8 +254,8 @@ final class RollForward {
             order[i] = i;
         }
         Arrays.sort(order, (a, b) -> Long.compare(dests[a], dests[b]));
-        ByteBuffer buf = ByteBuffer.allocate((int) Math.max(unit, COPY_UNITS_BYTES / unit * unit));
-        int maxRun = (int) (buf.capacity() / unit);
+        int maxRun = (int) Math.max(1, COPY_UNITS_BYTES / unit);
+        List<long[]> runs = new ArrayList<>(); // {source unit, destination unit, units}
         for (int i = 0; i < n; ) {
             // a run: consecutive destinations whose sources are consecutive too
             int j = i + 1;
@@ -242,9 +263,10 @@ final class RollForward {
                     && hostOf[guests[order[j]]] == hostOf[guests[order[j - 1]]] + 1) {
                 j++;
             }
-            copyRun(buf, hostOf[guests[order[i]]], dests[order[i]], j - i);
+            runs.add(new long[]{hostOf[guests[order[i]]], dests[order[i]], j - i});
             i = j;
         }
+        copyRuns(runs);
         // no sync here: the driver's remap makes the data durable before any entry points to it
         long[] guestOffsets = new long[n];
         long[] hostOffsets = new long[n];
@@ -254,10 +276,13 @@ final class RollForward {
         }
         rel.remap(guestOffsets, hostOffsets, n);
         long[] freed = new long[n];
+        long[] sources = new long[n];
+        int punched = 0;
+        int cap = spareUnits;
         for (int i = 0; i < n; i++) {
             int g = guests[i];
             long src = hostOf[g];
-            freed[i] = src;
+            sources[i] = src;
             if (owner[(int) src] == g) {
                 owner[(int) src] = -1;
             }
@@ -267,21 +292,30 @@ final class RollForward {
                 movedBytes += unit;
             }
         }
-        Arrays.sort(freed);
-        for (int i = 0; i < n; ) {
+        for (int i = 0; i < n; i++) {
+            long src = sources[i];
+            if (src >= spareBase && src < spareBase + spareUnits) {
+                freeSpare[freeSpareCount++] = (int) src;
+                freed[punched++] = src;
+            } else if (src < units && misplaced((int) src) && owner[(int) src] < 0) {
+                pushReady((int) src);
+                // its unit fills it next round (the queue is short): the write replaces every byte, so a
+                // punch would only free blocks to allocate them again
+                if (readyCount > cap) {
+                    freed[punched++] = src;
+                }
+            } else {
+                freed[punched++] = src;
+            }
+        }
+        Arrays.sort(freed, 0, punched);
+        for (int i = 0; i < punched; ) {
             int j = i + 1;
-            while (j < n && freed[j] == freed[j - 1] + 1) {
+            while (j < punched && freed[j] == freed[j - 1] + 1) {
                 j++;
             }
             image.punchHole(freed[i] * unit, (freed[j - 1] - freed[i] + 1) * unit);
             i = j;
-        }
-        for (long src : freed) {
-            if (src >= spareBase && src < spareBase + spareUnits) {
-                freeSpare[freeSpareCount++] = (int) src;
-            } else if (src < units && misplaced((int) src) && owner[(int) src] < 0) {
-                pushReady((int) src);
-            }
         }
         copies += n;
         rounds++;
@@ -289,21 +323,82 @@ final class RollForward {
     }
 
     /**
+     * Copies the runs: sources read in parallel (a round's sources are
+     * scattered, and one reader waits on each in turn; qemu-img keeps eight
+     * requests in flight too), in batches of at most {@link #BATCH_BYTES},
+     * then written in destination order.
+     */
+    private void copyRuns(List<long[]> runs) throws IOException {
+        for (int first = 0; first < runs.size(); ) {
+            int last = first;
+            long bytes = 0;
+            while (last < runs.size() && (last == first || bytes + runs.get(last)[2] * unit <= BATCH_BYTES)) {
+                bytes += runs.get(last)[2] * unit;
+                last++;
+            }
+            if (batch == null || batch.length < bytes) {
+                batch = new byte[(int) Math.max(bytes, Math.min(BATCH_BYTES, COPY_UNITS_BYTES))];
+            }
+            List<Future<?>> reads = new ArrayList<>();
+            long at = 0;
+            for (int r = first; r < last; r++) {
+                long[] run = runs.get(r);
+                ByteBuffer dst = ByteBuffer.wrap(batch, (int) at, (int) (run[2] * unit));
+                long from = run[0] * unit;
+                reads.add(readers().submit(() -> {
+                    image.read(dst, from);
+                    return null;
+                }));
+                at += run[2] * unit;
+            }
+            for (Future<?> f : reads) {
+                try {
+                    f.get();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while reading units", e);
+                } catch (ExecutionException e) {
+                    if (e.getCause() instanceof IOException io) {
+                        throw io;
+                    }
+                    throw new IOException("reading units: " + e.getCause(), e.getCause());
+                }
+            }
+            at = 0;
+            for (int r = first; r < last; r++) {
+                long[] run = runs.get(r);
+                writeRun((int) at, run[1], (int) run[2]);
+                at += run[2] * unit;
+            }
+            first = last;
+        }
+    }
+
+    private ExecutorService readers() {
+        if (readers == null) {
+            readers = Executors.newFixedThreadPool(READERS, r -> {
+                Thread t = new Thread(r, "diskmorph-raw-reader");
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        return readers;
+    }
+
+    /**
      * Copies {@code count} units from host unit {@code from} to {@code to}.
      * Blocks of zeros (4 KiB, as qemu-img convert's default -S) are punched
      * instead of written, so the raw file is as sparse as a copy would be.
      */
-    private void copyRun(ByteBuffer buf, long from, long to, int count) throws IOException {
+    private void writeRun(int offset, long to, int count) throws IOException {
         int len = (int) (count * unit);
-        buf.clear().limit(len);
-        image.read(buf, from * unit);
-        byte[] a = buf.array();
+        byte[] a = batch;
         int block = (int) Math.min(unit, ZERO_BLOCK);
-        long at = to * unit;
-        for (int i = 0; i < len; ) {
+        long at = to * unit - offset;
+        for (int i = offset; i < offset + len; ) {
             boolean zero = ToRaw.allZero(a, i, i + block);
             int j = i + block;
-            while (j < len && ToRaw.allZero(a, j, j + block) == zero) {
+            while (j < offset + len && ToRaw.allZero(a, j, j + block) == zero) {
                 j += block;
             }
             if (zero) {
