@@ -98,6 +98,39 @@ class ToRawCrashTest {
         checker.checkAll(sim, 8, 2);
     }
 
+    /**
+     * A cancel request (SIGINT) between rounds stops the run there: the file
+     * is the source format, checked clean but for leaks, with the same guest
+     * content, and no journal; a new run finishes it.
+     */
+    @Test
+    void cancelBetweenRoundsLeavesTheSourceFormat() throws IOException {
+        byte[] source = scrambled("qcow2", "cluster_size=4k", "512k", 5);
+        byte[] guest = guestBytes(source, "qcow2");
+        CrashSim sim = new CrashSim(Map.of(CrashChecker.IMAGE, source));
+        Cancellation cancel = new Cancellation();
+        int[] rounds = {0};
+        InPlaceConverter.Progress progress = (phase, done, total) -> {
+            if (phase.equals("move") && done > 0 && ++rounds[0] == 3) {
+                cancel.request("SIGINT");
+            }
+        };
+        assertThrows(Cancellation.CancelledException.class, () -> InPlaceConverter.convert(CrashChecker.file(sim),
+                new InPlaceConverter.Request("qcow2", "raw", Map.of(), false), progress, cancel));
+        Map<String, byte[]> state = sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, true, 0);
+        assertEquals(Set.of(CrashChecker.IMAGE), state.keySet(), "no journal");
+        assertFalse(java.util.Arrays.equals(source, state.get(CrashChecker.IMAGE)), "some units moved");
+        CrashChecker checker = new CrashChecker(Set.of("qcow2"), guest, dir);
+        checker.leaksAllowed = Set.of("qcow2");
+        checker.verifyImage(state.get(CrashChecker.IMAGE), "cancelled", true);
+
+        CrashSim again = new CrashSim(state);
+        InPlaceConverter.convert(CrashChecker.file(again), new InPlaceConverter.Request("qcow2", "raw", Map.of(),
+                false), InPlaceConverter.Progress.NONE);
+        assertArrayEquals(guest, again.crashState(again.log.size(), CrashSim.FileFate.NONE, true, 0)
+                .get(CrashChecker.IMAGE));
+    }
+
     @Test
     void notEnoughSpaceIsRefusedBeforeAnyWrite() throws IOException {
         byte[] source = scrambled("qcow2", "cluster_size=4k", "512k", 3);
