@@ -10,7 +10,10 @@ import io.diskmorph.storage.LockMode;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 
-/** qemu-img compare: exit 0 identical, 1 different, 2 error. */
+/**
+ * qemu-img compare: exit 0 identical, 1 different, 2 an image could not be
+ * opened, 3 asking an image's allocation failed, 4 reading it failed.
+ */
 final class CompareCommand implements Cli.Command, Main.FailureCode {
     private Cli.CommandSpec spec;
     String format1;
@@ -45,7 +48,14 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
         OpenOptions base = OpenOptions.forReading().withLock(forceShare ? LockMode.NONE : LockMode.SHARED);
         try (DiskImage a = Images.open(first, base.withFormat(format1));
              DiskImage b = Images.open(second, base.withFormat(format2))) {
-            ImageCompare.Result r = ImageCompare.compare(a, b, strict);
+            ImageCompare.Result r;
+            try {
+                r = ImageCompare.compare(a, b, strict);
+            } catch (ImageCompare.Failure f) {
+                // qemu-img's codes 3 and 4 say the images opened and the walk failed on one of them
+                spec.getErr().println("diskmorph: " + (f.image() == 1 ? first : second) + ": " + f.getMessage());
+                return f.exitCode();
+            }
             if (!quiet) {
                 out.println(r.message());
             }

@@ -55,7 +55,9 @@ final class ConvertCommand implements Cli.Command {
                 + "content into a new image, like qemu-img convert: holes and zeros are not read or written, "
                 + "DST appears only once complete (it is built as DST.part-<pid>).", "With --in-place the image "
                 + "is converted inside its own file: guest data stays where it is, only new metadata is "
-                + "written, and the header is switched last (crash-safe; see 'recover').")
+                + "written, and the header is switched last (crash-safe; see 'recover'). To raw (-O raw, from qcow2 "
+                + "or QED) every unit moves to its guest offset in small steps, the file a valid source image "
+                + "after each; only the first unit goes through the journal, and no rollback record is kept.")
                 .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
                 .option("-O", "FMT", "Target format (copy default: raw, as qemu-img).", v -> targetFormat = v)
                 .option("-o", "OPTIONS", "Target format options k=v[,k=v...] ('-o help' lists them).",
@@ -63,7 +65,8 @@ final class ConvertCommand implements Cli.Command {
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
-                        + "original format exactly, as long as the image is not written.", () -> keepRollback = true)
+                        + "original format exactly, as long as the image is not written (not with -O raw).",
+                        () -> keepRollback = true)
                 .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise).", () -> progress = true)
                 .option("--progress", "json", "Copy: print progress as one JSON object per line "
                         + "({\"bytes-done\": N, \"bytes-total\": M}).", v -> progressFormat = v)
@@ -137,6 +140,12 @@ final class ConvertCommand implements Cli.Command {
                         plan = InPlaceConverter.convert(file, req,
                                 progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE, signals.cancel);
                     } catch (Cancellation.CancelledException e) {
+                        if (targetFormat.equalsIgnoreCase("raw")) { // a roll-forward: valid at every round
+                            err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the "
+                                    + "switch; the image is still its source format with the same content, part "
+                                    + "of its data moved (run the conversion again to continue)");
+                            return signals.exitCode();
+                        }
                         err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the switch; "
                                 + "the original image is back, unchanged");
                         return signals.exitCode();

@@ -51,6 +51,12 @@ final class FormatOptionsHelp {
         if (!inPlace) {
             return;
         }
+        if (f.name().equals("raw")) {
+            out.println("--in-place: raw takes no options; every guest unit is moved to its guest offset (qcow2 "
+                    + "and QED sources), with no rollback record (the way back is an in-place conversion to the "
+                    + "source format).");
+            return;
+        }
         if (!(f instanceof LayoutTarget target)) {
             out.println("--in-place: " + f.name() + " cannot be the target of an in-place conversion.");
             return;

@@ -78,6 +78,9 @@ public final class InPlaceConverter {
 
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
+        if (ToRaw.handles(request)) {
+            return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
+        }
         return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE)).plan();
     }
 
@@ -97,6 +100,9 @@ public final class InPlaceConverter {
     public static ConversionPlan convert(ConversionFile file, Request request, Progress progress,
                                          Cancellation cancel) throws IOException {
         PhaseClock clock = new PhaseClock(progress);
+        if (ToRaw.handles(request)) { // a roll-forward of its own, see ToRaw
+            return ToRaw.convert(file, request, cancel, clock);
+        }
         PreparedConversion prepared = Planner.plan(file, request, cancel, clock);
         if (prepared.plan().nothingToChange()) {
             return prepared.plan();

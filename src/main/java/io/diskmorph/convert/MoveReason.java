@@ -8,7 +8,8 @@ public enum MoveReason {
     COMPRESSED("compressed"),
     MATERIALIZED("partly zero or unallocated over a backing file"),
     OUT_OF_RANGE("at a host offset the target cannot address"),
-    COMPACTED("moved down to leave no unreferenced space");
+    COMPACTED("moved down to leave no unreferenced space"),
+    TO_GUEST_OFFSET("to its guest offset (raw target)");
 
     private final String text;
 

@@ -38,4 +38,8 @@ public final class ExitCodes {
     public static final int COMPARE_SAME = 0;
     public static final int COMPARE_DIFFERENT = 1;
     public static final int COMPARE_ERROR = 2;
+    /** An image's allocation could not be asked while walking it. */
+    public static final int COMPARE_ALLOCATION_FAILED = 3;
+    /** An image's guest data could not be read while walking it. */
+    public static final int COMPARE_READ_FAILED = 4;
 }

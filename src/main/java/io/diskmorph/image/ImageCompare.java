@@ -26,6 +26,31 @@ public final class ImageCompare {
     public record Result(boolean identical, long mismatchOffset, String message) {
     }
 
+    /**
+     * A comparison that could not finish, with qemu-img compare's exit code:
+     * 3 when asking an image's allocation failed, 4 when reading its guest
+     * data failed. {@code image} is 1 or 2, the argument's position.
+     */
+    public static final class Failure extends ImageException {
+        private final int code;
+        private final int image;
+
+        Failure(int code, int image, String message, IOException cause) {
+            super(message, cause);
+            this.code = code;
+            this.image = image;
+        }
+
+        @Override
+        public int exitCode() {
+            return code;
+        }
+
+        public int image() {
+            return image;
+        }
+    }
+
     /** qemu-img prints this before the result when the virtual sizes differ (non-strict). */
     public static final String SIZE_WARNING = "Warning: Image size mismatch!";
 
@@ -41,8 +66,8 @@ public final class ImageCompare {
         long pos = 0;
         while (pos < common) {
             // each image is asked up to its own end, as qemu-img does: that decides its EOF flag
-            BlockStatus sa = BlockStatus.of(a, pos, sizeA - pos);
-            BlockStatus sb = BlockStatus.of(b, pos, sizeB - pos);
+            BlockStatus sa = status(a, 1, pos, sizeA - pos);
+            BlockStatus sb = status(b, 2, pos, sizeB - pos);
             long n = Math.min(sa.length(), sb.length());
             if (strict && sa.flags() != sb.flags()) {
                 return new Result(false, pos, "Strict mode: Offset " + pos + " block status mismatch!");
@@ -54,8 +79,8 @@ public final class ImageCompare {
                     n = Math.min(n, CHUNK);
                     bufA.clear().limit((int) n);
                     bufB.clear().limit((int) n);
-                    a.read(bufA, pos);
-                    b.read(bufB, pos);
+                    read(a, 1, bufA, pos);
+                    read(b, 2, bufB, pos);
                     int diff = Arrays.mismatch(bufA.array(), 0, (int) n, bufB.array(), 0, (int) n);
                     if (diff >= 0) {
                         long at = pos + (diff / SECTOR) * (long) SECTOR;
@@ -65,7 +90,7 @@ public final class ImageCompare {
             } else {
                 // allocated in one chain only: it must read zeros there
                 n = Math.min(n, CHUNK);
-                long at = firstNonZero(sa.allocated() ? a : b, pos, n, bufA);
+                long at = sa.allocated() ? firstNonZero(a, 1, pos, n, bufA) : firstNonZero(b, 2, pos, n, bufA);
                 if (at >= 0) {
                     return new Result(false, at, "Content mismatch at offset " + at + "!");
                 }
@@ -75,13 +100,14 @@ public final class ImageCompare {
         if (sizeA != sizeB) {
             // qemu-img warns only once it reaches the longer image's tail
             DiskImage longer = sizeA > sizeB ? a : b;
+            int which = sizeA > sizeB ? 1 : 2;
             long end = longer.virtualSize();
             while (pos < end) {
-                BlockStatus s = BlockStatus.of(longer, pos, end - pos);
+                BlockStatus s = status(longer, which, pos, end - pos);
                 long n = s.length();
                 if (s.allocated() && !s.zero()) {
                     n = Math.min(n, CHUNK);
-                    long at = firstNonZero(longer, pos, n, bufA);
+                    long at = firstNonZero(longer, which, pos, n, bufA);
                     if (at >= 0) {
                         return new Result(false, at, SIZE_WARNING + "\nContent mismatch at offset " + at + "!");
                     }
@@ -94,9 +120,10 @@ public final class ImageCompare {
     }
 
     /** First sector of guest content in [from, from + n) (n at most CHUNK) holding a non-zero byte, or -1. */
-    private static long firstNonZero(DiskImage img, long from, long n, ByteBuffer buf) throws IOException {
+    private static long firstNonZero(DiskImage img, int which, long from, long n, ByteBuffer buf)
+            throws IOException {
         buf.clear().limit((int) n);
-        img.read(buf, from);
+        read(img, which, buf, from);
         byte[] arr = buf.array();
         for (int i = 0; i < n; i++) {
             if (arr[i] != 0) {
@@ -104,5 +131,22 @@ public final class ImageCompare {
             }
         }
         return -1;
+    }
+
+    private static BlockStatus status(DiskImage img, int which, long offset, long length) throws IOException {
+        try {
+            return BlockStatus.of(img, offset, length);
+        } catch (IOException e) {
+            throw new Failure(ExitCodes.COMPARE_ALLOCATION_FAILED, which, "allocation test failed at offset " + offset
+                    + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void read(DiskImage img, int which, ByteBuffer buf, long offset) throws IOException {
+        try {
+            img.read(buf, offset);
+        } catch (IOException e) {
+            throw new Failure(ExitCodes.COMPARE_READ_FAILED, which, "error while reading offset " + offset + ": " + e.getMessage(), e);
+        }
     }
 }

@@ -39,6 +39,12 @@ final class CrashChecker {
     int recoveriesRun;
     int recoveryCrashStates;
     int qemuChecks;
+    /**
+     * Formats whose crash states may leak clusters (the roll-forward of the
+     * conversion to raw crashes between a refcount and a table write like
+     * any qcow2 writer): leaks are allowed there, corruption never.
+     */
+    Set<String> leaksAllowed = Set.of();
 
     CrashChecker(Set<String> acceptableFormats, byte[] expectedGuest, Path scratch) {
         this.acceptableFormats = acceptableFormats;
@@ -127,7 +133,9 @@ final class CrashChecker {
                 CheckReport r = img.check(RepairMode.NONE);
                 assertEquals(0, r.corruptions, where + ": corruptions " + r.messages);
                 assertEquals(0, r.checkErrors, where + ": check errors " + r.messages);
-                assertEquals(0, r.leaks, where + ": leaks " + r.messages);
+                if (!leaksAllowed.contains(format)) {
+                    assertEquals(0, r.leaks, where + ": leaks " + r.messages);
+                }
             } catch (UnsupportedFeatureException e) {
                 // raw: nothing to check
             }
@@ -138,7 +146,8 @@ final class CrashChecker {
             Files.write(p, image);
             if (!format.equals("raw")) {
                 Qemu.Result r = Qemu.check(p, format);
-                assertEquals(0, r.exitCode(), where + ": qemu-img check: " + r.out() + r.err());
+                boolean clean = r.exitCode() == 0 || (r.exitCode() == 3 && leaksAllowed.contains(format));
+                assertTrue(clean, where + ": qemu-img check: " + r.out() + r.err());
             }
             Path ref = scratch.resolve("expected.raw");
             if (!Files.exists(ref)) {

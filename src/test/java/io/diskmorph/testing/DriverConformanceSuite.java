@@ -11,6 +11,7 @@ import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.ExitCodes;
 import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenOptions;
@@ -798,6 +799,58 @@ public abstract class DriverConformanceSuite {
         List<Qemu.MapLine> after = Qemu.map(img, target);
         Oracles.assertKeptInPlace(before, after, plan.get("moved-bytes").asLong());
         assertEquals(after, Dm.map(img, target), "diskmorph maps the converted image as qemu does");
+    }
+
+    /**
+     * In place to raw, from every sample (issue 17): the file becomes the
+     * guest's bytes (what qemu-img convert -O raw makes, byte for byte, its
+     * length the virtual size), or, where raw cannot hold the image (a
+     * backing file, compressed clusters) or the driver cannot move its units
+     * ({@link io.diskmorph.image.RelocatableImage}, and its notRelocatable),
+     * the run is refused with
+     * one line, exit 66, the file byte-identical. Every other refusal fails.
+     */
+    @TestFactory
+    Stream<DynamicTest> inPlaceToRawKeepsTheGuestOrRefuses() {
+        return samples().stream().map(s -> DynamicTest.dynamicTest(s.name() + " -> raw",
+                () -> named(s.name() + " -> raw", () -> assertConvertsToRaw(s))));
+    }
+
+    private void assertConvertsToRaw(Sample s) throws IOException {
+        Path img = copyOf(s);
+        byte[] original = Files.readAllBytes(img);
+        boolean mayRefuse = format().equals("raw") || s.backed() || s.name().endsWith("compressed")
+                || !relocatable(original);
+        List<String> filesBefore = listing(img.getParent());
+        Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-f", format(), "-O", "raw",
+                img);
+        assertArrayEquals(original, Files.readAllBytes(img), "a dry run leaves the file byte-identical");
+        Dm.Result run = Dm.run("convert", "--in-place", "--output=json", "-f", format(), "-O", "raw", img);
+        assertEquals(filesBefore, listing(img.getParent()), "no journal or other file left behind");
+        if (format().equals("raw")) {
+            assertTrue(run.ok().json().get("nothing-to-change").asBoolean(), run.out());
+            return;
+        }
+        if (run.exitCode() != 0) {
+            assertTrue(mayRefuse, s.name() + " -> raw refused: " + run.err());
+            assertEquals(ExitCodes.UNSUPPORTED, run.exitCode(), run.err());
+            assertEquals(dry.exitCode(), run.exitCode(), "the dry run refuses as the run does");
+            run.oneLineError();
+            assertArrayEquals(original, Files.readAllBytes(img), "a refusal leaves the file byte-identical");
+            return;
+        }
+        dry.ok();
+        assertEquals(dry.json().get("final-length"), run.json().get("final-length"), "the dry run predicted it");
+        assertArrayEquals(Files.readAllBytes(s.guest()), Files.readAllBytes(img), "the file is the guest's bytes");
+        assertEquals("raw", Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
+    }
+
+    /** The driver can move this image's units (or says in one line why not). */
+    private boolean relocatable(byte[] image) throws IOException {
+        try (io.diskmorph.image.DiskImage d = io.diskmorph.image.Images.open(
+                io.diskmorph.storage.MemoryStorage.of("sample", image), format(), true)) {
+            return d instanceof io.diskmorph.image.RelocatableImage r && r.notRelocatable() == null;
+        }
     }
 
     private static List<String> listing(Path d) throws IOException {

@@ -10,6 +10,7 @@ import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
+import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
@@ -38,7 +39,7 @@ import static io.diskmorph.format.qcow2.L2Entry.ZERO_PLAIN;
  * tables), compressed and extended-L2 clusters, info. Writing lives in
  * {@link Qcow2Writer}.
  */
-final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter {
+final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter, RelocatableImage {
     /** Bytes of L2 tables and of refcount blocks kept cached (qemu's l2-cache-size, refcount-cache-size). */
     static final long L2_CACHE_BYTES = 8L << 20;
     static final long REFCOUNT_CACHE_BYTES = 4L << 20;
@@ -612,5 +613,27 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
         m.put("corrupt", header.has(Qcow2Header.INCOMPAT_CORRUPT));
         m.put("extended-l2", geo.extendedL2);
         return m;
+    }
+
+    // ---- relocation (in place to raw) ----
+
+    @Override
+    public long unitSize() {
+        return geo.clusterSize;
+    }
+
+    @Override
+    public String notRelocatable() throws IOException {
+        return Qcow2Relocation.whyNot(this);
+    }
+
+    @Override
+    public long relocatedMetadataBytes(long metadataOffset) throws IOException {
+        return Qcow2Relocation.layout(this, metadataOffset).bytes();
+    }
+
+    @Override
+    public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
+        return Qcow2Relocation.start(this, writable, metadataOffset);
     }
 }

@@ -9,6 +9,7 @@ import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
+import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.cache.MetadataCache;
@@ -29,7 +30,7 @@ import java.util.List;
  * set (and synced) before the first allocating write of an image without a
  * backing file, and cleared once a flush has made the tables consistent.
  */
-final class QedImage extends AbstractDiskImage {
+final class QedImage extends AbstractDiskImage implements RelocatableImage {
     static final long UNALLOCATED = 0;
     static final long ZERO_CLUSTER = 1;
 
@@ -553,5 +554,27 @@ final class QedImage extends AbstractDiskImage {
         }
         result.repaired = changed;
         return result;
+    }
+
+    // ---- relocation (in place to raw) ----
+
+    @Override
+    public long unitSize() {
+        return c;
+    }
+
+    @Override
+    public String notRelocatable() {
+        return QedRelocation.whyNot(this);
+    }
+
+    @Override
+    public long relocatedMetadataBytes(long metadataOffset) throws IOException {
+        return QedRelocation.metadataBytes(this);
+    }
+
+    @Override
+    public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
+        return QedRelocation.start(this, writable, metadataOffset);
     }
 }

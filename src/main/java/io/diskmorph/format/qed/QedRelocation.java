@@ -1,0 +1,232 @@
+package io.diskmorph.format.qed;
+
+import io.diskmorph.image.Mapping;
+import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.UnsupportedFeatureException;
+import io.diskmorph.storage.Storage;
+
+import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.BitSet;
+
+/**
+ * Moving a QED image's clusters inside its file, the image valid after every
+ * durable step (the driver's side of the in-place conversion to raw, {@link
+ * RelocatableImage}).
+ *
+ * <p>{@link #start} writes a new L1 table and the L2 tables that map data in
+ * one region past every cluster the image uses (so every offset stays below
+ * the file's end, as QED requires), syncs, and switches the header's
+ * l1_table_offset with one 8-byte write in the first sector, synced. The
+ * tables then stay in memory (the L1 table and one table per L2 that maps
+ * data), and {@link #remap} syncs the caller's data, writes the dirty
+ * pages of the L2 tables, then syncs. QED has no refcounts: the
+ * old places are free once the new entries are durable (QED's check counts
+ * free clusters below the end as leaks, which they are until the conversion
+ * ends).
+ *
+ * <p>Zero clusters become unallocated entries: without a backing file
+ * (refused) both read zeros.
+ */
+final class QedRelocation implements RelocatableImage.Relocation {
+    private static final VarHandle LE64 = MethodHandles.byteArrayViewVarHandle(long[].class,
+            ByteOrder.LITTLE_ENDIAN);
+    /** Header field l1_table_offset. */
+    private static final int L1_OFFSET_FIELD = 40;
+
+    private final Storage file;
+    private final long clusterSize;
+    private final long tableBytes;
+    private final long entries;
+    private final int pageSize;
+    private final long base;
+    private final long end;
+    private final Table[] l2;
+
+    private static final class Table {
+        final long host;
+        final byte[] bytes;
+        final BitSet dirty = new BitSet();
+
+        Table(long host, int size) {
+            this.host = host;
+            this.bytes = new byte[size];
+        }
+    }
+
+    private QedRelocation(Storage file, QedHeader h, long base, int[] slot, int count) {
+        this.file = file;
+        this.clusterSize = h.clusterSize;
+        this.tableBytes = h.tableBytes();
+        this.entries = h.tableEntries();
+        this.pageSize = 4096;
+        this.base = base;
+        this.end = base + tableBytes * (1 + count);
+        this.l2 = new Table[slot.length];
+        for (int i = 0; i < slot.length; i++) {
+            if (slot[i] >= 0) {
+                l2[i] = new Table(base + tableBytes * (1 + slot[i]), Math.toIntExact(tableBytes));
+            }
+        }
+    }
+
+    static String whyNot(QedImage img) {
+        QedHeader h = img.header();
+        if (h.hasBackingFile() || img.backingFileName() != null) {
+            return "the image has a backing file (" + img.backingFileName() + "), which a raw file cannot refer "
+                    + "to; use a copy conversion, which reads the whole chain";
+        }
+        if (h.needsCheck()) {
+            return "the image needs a check (not cleanly closed); run 'diskmorph check -r all' first";
+        }
+        if (h.headerSize != 1) {
+            return "the QED header spans " + h.headerSize + " clusters, whose guest data could not be moved to "
+                    + "their offsets";
+        }
+        if (h.autoclearFeatures != 0) {
+            return "the image has autoclear features set";
+        }
+        return null;
+    }
+
+    /** L2 slot per L1 index (-1: the range maps no data). */
+    private static int[] slots(QedImage img) throws IOException {
+        QedHeader h = img.header();
+        long coverage = h.l2Coverage();
+        long v = img.virtualSize();
+        int n = Math.toIntExact(Math.ceilDiv(v, coverage));
+        int[] slot = new int[n];
+        int count = 0;
+        for (int i = 0; i < n; i++) {
+            slot[i] = -1;
+            long from = i * coverage;
+            long to = Math.min(v, from + coverage);
+            for (long pos = from; pos < to; ) {
+                Mapping m = img.mapping(pos, to - pos);
+                if (m instanceof Mapping.Data) {
+                    slot[i] = count++;
+                    break;
+                }
+                pos += m.length();
+            }
+        }
+        return slot;
+    }
+
+    static long metadataBytes(QedImage img) throws IOException {
+        int count = 0;
+        for (int s : slots(img)) {
+            count += s >= 0 ? 1 : 0;
+        }
+        return img.header().tableBytes() * (1 + count);
+    }
+
+    static QedRelocation start(QedImage img, Storage file, long base) throws IOException {
+        String why = whyNot(img);
+        if (why != null) {
+            throw new UnsupportedFeatureException(why);
+        }
+        QedHeader h = img.header();
+        if (base % h.clusterSize != 0) {
+            throw new IllegalArgumentException("metadata offset " + base + " is not cluster aligned");
+        }
+        int[] slot = slots(img);
+        int count = 0;
+        for (int s : slot) {
+            count += s >= 0 ? 1 : 0;
+        }
+        QedRelocation r = new QedRelocation(file, h, base, slot, count);
+        long c = h.clusterSize;
+        long v = img.virtualSize();
+        for (long pos = 0; pos < v; ) {
+            Mapping m = img.mapping(pos, v - pos);
+            if (m instanceof Mapping.Data d) {
+                if (pos % c != 0 || d.hostOffset() % c != 0) {
+                    throw new UnsupportedFeatureException("a data cluster at guest offset " + pos
+                            + " is not cluster aligned in the file");
+                }
+                for (long g = pos; g < pos + d.length(); g += c) {
+                    long host = d.hostOffset() + (g - pos);
+                    if (host < c || host + c > base) {
+                        throw new IllegalStateException("data cluster at host offset " + host
+                                + " overlaps the header or the relocated tables");
+                    }
+                    r.setEntry(g, host);
+                }
+            }
+            pos += m.length();
+        }
+        byte[] l1 = new byte[Math.toIntExact(h.tableBytes())];
+        for (int i = 0; i < r.l2.length; i++) {
+            if (r.l2[i] != null) {
+                LE64.set(l1, 8 * i, r.l2[i].host);
+            }
+        }
+        file.write(ByteBuffer.wrap(l1), base);
+        for (Table t : r.l2) {
+            if (t != null) {
+                file.write(ByteBuffer.wrap(t.bytes), t.host);
+                t.dirty.clear();
+            }
+        }
+        file.sync();
+        ByteBuffer field = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, base);
+        file.write(field, L1_OFFSET_FIELD);
+        file.sync();
+        return r;
+    }
+
+    private void setEntry(long guest, long host) {
+        long cluster = guest / clusterSize;
+        Table t = l2[(int) (cluster / entries)];
+        int at = (int) (cluster % entries) * 8;
+        LE64.set(t.bytes, at, host);
+        t.dirty.set(at / pageSize);
+    }
+
+    private long entryHost(long guest) {
+        long cluster = guest / clusterSize;
+        Table t = l2[(int) (cluster / entries)];
+        return t == null ? 0 : (long) LE64.get(t.bytes, (int) (cluster % entries) * 8);
+    }
+
+    @Override
+    public long metadataEnd() {
+        return end;
+    }
+
+    @Override
+    public void remap(long[] guestOffsets, long[] hostOffsets, int count) throws IOException {
+        long c = clusterSize;
+        for (int k = 0; k < count; k++) {
+            long host = hostOffsets[k];
+            long was = entryHost(guestOffsets[k]);
+            if (was < c || host % c != 0 || host < c || host + c > base || guestOffsets[k] % c != 0) {
+                throw new IllegalStateException(String.format("remap of guest 0x%x from 0x%x to 0x%x",
+                        guestOffsets[k], was, host));
+            }
+            setEntry(guestOffsets[k], host);
+        }
+        file.sync(); // the caller's data, before any entry points to it
+        for (Table t : l2) {
+            if (t == null) {
+                continue;
+            }
+            for (int p = t.dirty.nextSetBit(0); p >= 0; ) {
+                int e = t.dirty.nextClearBit(p);
+                file.write(ByteBuffer.wrap(t.bytes, p * pageSize, (e - p) * pageSize), t.host + (long) p * pageSize);
+                p = t.dirty.nextSetBit(e);
+            }
+            t.dirty.clear();
+        }
+        file.sync();
+    }
+
+    @Override
+    public void sync() throws IOException {
+        file.sync();
+    }
+}
