@@ -51,7 +51,15 @@ class InPlaceCrashTest {
                 // zeroed grains leave a dead grain below the data: QED moves the data above it down
                 Arguments.of("vmdk", "qed", "zeroed_grain=on", ""),
                 // every grain deflated: all data moves, over the compressed grains it is read from
-                Arguments.of("vmdk", "qcow2", "subformat=streamOptimized", ""));
+                Arguments.of("vmdk", "qcow2", "subformat=streamOptimized", ""),
+                // a dynamic VHDX: payload blocks stay, the header section, log, BAT and metadata become space
+                // (qcow2 at 64 KiB clusters: at the default, which follows the 1 MiB block, most writes clear
+                // metadata clusters in the zeros of the old log, giving no crash state of their own)
+                Arguments.of("vhdx", "qcow2", "block_size=1M", "cluster_size=64k"),
+                Arguments.of("vhdx", "qed", "block_size=1M", ""),
+                // a fixed VHDX: unwritten blocks are holes of the file, left unallocated
+                Arguments.of("vhdx", "qcow2", "subformat=fixed,block_size=1M,block_state_zero=off",
+                        "cluster_size=64k"));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")
