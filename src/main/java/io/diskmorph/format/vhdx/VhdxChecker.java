@@ -40,6 +40,10 @@ final class VhdxChecker {
 
     static CheckReport run(VhdxImage image) throws IOException {
         VhdxChecker c = new VhdxChecker(image);
+        if (image.log != null) {
+            c.report.error("The VHDX log holds " + image.log.entries() + " entries not yet applied: the image is "
+                    + "checked as their replay would leave it (the file is not changed)");
+        }
         c.headers();
         c.bat();
         if (c.unprinted > 0) {

@@ -26,7 +26,8 @@ import java.util.Locale;
  * BAT (read in 64 KiB pages through a bounded cache, so a sparse 64 TiB disk
  * maps in a few MiB), partially present blocks of a differencing image
  * through their chunk's sector bitmap, and the parent through the parent
- * locator's relative path, read like a backing file.
+ * locator's relative path, read like a backing file. An active log is read
+ * through ({@link VhdxLog}), never replayed.
  */
 final class VhdxImage extends AbstractDiskImage {
     // payload block states (the low 3 bits of a BAT entry)
@@ -53,13 +54,20 @@ final class VhdxImage extends AbstractDiskImage {
     final VhdxLayout layout;
     private final MetadataCache<BatPage> bat;
     private MetadataCache<BitmapPage> bitmaps;
+    /** The file as its log's replay would leave it (the file itself when the log is empty). */
+    private final Storage view;
+    /** The log's active sequence, read through; null when the log holds none. */
+    final VhdxLog.Sequence log;
     private boolean parentChecked;
 
-    private VhdxImage(VhdxFormat format, Storage storage, OpenContext context, VhdxLayout layout) {
+    private VhdxImage(VhdxFormat format, Storage storage, OpenContext context, VhdxLayout layout, Storage view,
+                      VhdxLog.Sequence log) {
         super(storage, context);
         this.format = format;
         this.layout = layout;
-        SyncTracker file = new SyncTracker(storage);
+        this.view = view;
+        this.log = log;
+        SyncTracker file = new SyncTracker(view);
         this.bat = new MetadataCache<>("VHDX BAT page", file, BatPage.BYTES,
                 (int) (BAT_CACHE_BYTES / BatPage.BYTES), BatPage::new);
         if (layout.hasParent) {
@@ -76,12 +84,16 @@ final class VhdxImage extends AbstractDiskImage {
             throw VhdxFormat.writingNotSupported(name);
         }
         VhdxLayout layout = VhdxLayout.read(storage);
+        Storage view = storage;
+        VhdxLog.Sequence log = null;
         if (!layout.logGuid.isZero()) {
-            // the log may hold writes the BAT, metadata or payload do not show yet: reading past it would
-            // give stale data (qemu refuses a read-only open too, and replays on a writable one)
-            throw new UnsupportedFeatureException(name + ": the VHDX log is active (log GUID " + layout.logGuid
-                    + "): the image was not closed cleanly and may hold writes not yet applied; diskmorph does not "
-                    + "replay or read through a VHDX log yet (Hyper-V, or 'qemu-img check -r all', replays it)");
+            // the log may hold writes the BAT, metadata or payload do not show yet: reads go through them (qemu
+            // refuses a read-only open, and replays on a writable one); the file itself is never written
+            log = VhdxLog.find(storage, layout);
+            if (log != null) {
+                view = new VhdxLog.Overlay(storage, log);
+                layout = VhdxLayout.read(view);
+            }
         }
         if (layout.hasParent) {
             if (!VhdxLayout.VHDX_PARENT_TYPE.equals(layout.parentLocatorType)) {
@@ -93,7 +105,7 @@ final class VhdxImage extends AbstractDiskImage {
                         + "parent locator names no path (relative_path, absolute_win32_path, volume_path)");
             }
         }
-        return new VhdxImage(format, storage, context, layout);
+        return new VhdxImage(format, storage, context, layout, view, log);
     }
 
     /**
@@ -143,6 +155,12 @@ final class VhdxImage extends AbstractDiskImage {
      */
     @Override
     public String notInPlaceSource() {
+        if (log != null) {
+            return "the VHDX log holds " + log.entries() + " entries not yet applied to the file (the image was not "
+                    + "closed cleanly): converting it in place would need a replay first, which diskmorph does not do "
+                    + "yet (Hyper-V, or 'qemu-img check -r all', replays it; a copy works: 'diskmorph convert -O "
+                    + "qcow2 SRC DST')";
+        }
         if (layout.hasParent) {
             return "a differencing VHDX, whose unchanged data lives in its parent " + backingName + ": converting "
                     + "differencing VHDX images in place is not supported yet (a copy works: 'diskmorph convert "
@@ -243,7 +261,7 @@ final class VhdxImage extends AbstractDiskImage {
         }
         long length = end - guestOffset;
         return switch (kind) {
-            case DATA -> new Mapping.Data(length, blockStart + inBlock);
+            case DATA -> new Mapping.Data(length, blockStart + inBlock, dataFile());
             case ZERO -> new Mapping.Zero(length);
             case UNALLOCATED -> new Mapping.Unallocated(length);
         };
@@ -284,7 +302,17 @@ final class VhdxImage extends AbstractDiskImage {
         }
         long end = Math.min(limit, block * layout.blockSize + (b - (block % layout.chunkRatio) * sectorsPerBlock) * ls);
         long length = end - guestOffset;
-        return here ? new Mapping.Data(length, blockStart + inBlock) : new Mapping.Unallocated(length);
+        return here ? new Mapping.Data(length, blockStart + inBlock, dataFile()) : new Mapping.Unallocated(length);
+    }
+
+    /**
+     * The file data answers name: the image's own (null) unless the log
+     * holds writes, whose overlay they are read through then (an in-place
+     * conversion, which rewrites the file itself, is refused before:
+     * {@link #notInPlaceSource()}).
+     */
+    private Storage dataFile() {
+        return log == null ? null : view;
     }
 
     private boolean bit(long bitmapAt, long bit) throws IOException {

@@ -7,8 +7,11 @@
  * entries, and the payload block states. A differencing image reads its
  * partially present blocks through the sector bitmap and the rest through
  * its parent (the locator's relative path, opened like a backing file and
- * checked against parent_linkage). An image whose log is active is refused
- * with one line: its log is not replayed or read through yet.
+ * checked against parent_linkage). An image whose log is active (a host
+ * that lost power) is read through its log: the active sequence's writes
+ * are laid over the file in memory, so reads see what a replay would leave,
+ * and the file is never written (qemu refuses such an image read-only);
+ * it is not an in-place source until replayed.
  *
  * <p>Follows [MS-VHDX] (Microsoft's VHDX format specification 1.0), libyal's
  * libvhdi documentation ("Virtual Hard Disk version 2 (VHDX) image format")
@@ -24,6 +27,8 @@
  *     through the BAT (pages in a bounded cache, {@link
  *     io.diskmorph.format.vhdx.BatPage}) and sector bitmaps ({@link
  *     io.diskmorph.format.vhdx.BitmapPage}), the parent, info;</li>
+ * <li>{@link io.diskmorph.format.vhdx.VhdxLog}: the log's active sequence
+ *     and its overlay;</li>
  * <li>{@link io.diskmorph.format.vhdx.VhdxChecker}: qemu's check and what it
  *     misses;</li>
  * <li>{@link io.diskmorph.format.vhdx.Guid}: GUIDs in Microsoft's byte

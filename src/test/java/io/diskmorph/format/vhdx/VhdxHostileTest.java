@@ -165,14 +165,15 @@ class VhdxHostileTest {
         refused(ExitCodes.UNSUPPORTED, "marked required");
     }
 
-    /** A log to replay: refused by name, never read past (its writes may be missing from the BAT and data). */
+    /** An active log whose region is not whole MiBs: refused, never guessed at. */
     @Test
-    void activeLog() throws Exception {
+    void activeLogOfAnOddSize() throws Exception {
         for (long h : new long[]{VhdxFiles.HEADER1, VhdxFiles.HEADER2}) {
             VhdxFiles.putLong(img, h + 48, 0x0123456789abcdefL);
+            VhdxFiles.putInt(img, h + 68, 4096);
         }
         VhdxFiles.fixHeaders(img);
-        refused(ExitCodes.UNSUPPORTED, "the VHDX log is active");
+        refused(ExitCodes.CORRUPT, "not a whole number of MiB");
     }
 
     /**
