@@ -33,8 +33,8 @@ final class VhdxLog {
     private static final int SIG_ZERO = 0x6f72657a; // "zero"
     private static final int SIG_DESC = 0x63736564; // "desc"
     private static final int SIG_DATA = 0x61746164; // "data"
-    /** Larger logs are refused rather than scanned (qemu makes 1 MiB; Hyper-V 1 MiB too). */
-    static final long MAX_LOG_BYTES = 256L << 20;
+    /** Larger logs are refused rather than read through (qemu and Hyper-V make 1 MiB logs). */
+    static final long MAX_LOG_BYTES = 64L << 20;
 
     /** One write of the sequence: {@code length} bytes at {@code fileOffset}; zeros, or a sector from the log. */
     record Write(long fileOffset, long length, long logSectorAt, long leading, int trailing) {
@@ -205,19 +205,42 @@ final class VhdxLog {
     }
 
     /**
-     * The file as the log's replay would leave it, read only: every read is
-     * patched with the sequence's writes in order (later ones win), and the
-     * file is as long as the head entry's last file offset at least.
+     * The file as the log's replay would leave it, read only: the
+     * sequence's writes are folded once into non-overlapping pieces (later
+     * writes cut earlier ones), each read is patched from the pieces it
+     * meets, and the file is as long as the head entry's last file offset
+     * at least.
      */
     static final class Overlay implements Storage {
+        /** What one range of the file reads after the replay: zeros, or (part of) a sector of the log. */
+        private record Piece(long end, Write write) {
+        }
+
         private final Storage file;
-        private final List<Write> writes;
+        private final java.util.TreeMap<Long, Piece> pieces = new java.util.TreeMap<>();
         private final long size;
 
         Overlay(Storage file, Sequence s) throws IOException {
             this.file = file;
-            this.writes = s.writes();
             this.size = Math.max(file.size(), s.lastFileOffset());
+            for (Write w : s.writes()) {
+                long from = w.fileOffset();
+                long to = w.fileOffset() + w.length();
+                var before = pieces.floorEntry(from);
+                if (before != null && before.getValue().end() > from) {
+                    pieces.put(before.getKey(), new Piece(from, before.getValue().write()));
+                    if (before.getValue().end() > to) {
+                        pieces.put(to, before.getValue());
+                    }
+                }
+                var inside = pieces.subMap(from, true, to, false);
+                var last = inside.isEmpty() ? null : inside.lastEntry();
+                if (last != null && last.getValue().end() > to) {
+                    pieces.put(to, last.getValue());
+                }
+                inside.clear();
+                pieces.put(from, new Piece(to, w));
+            }
         }
 
         @Override
@@ -225,14 +248,18 @@ final class VhdxLog {
             int start = dst.position();
             int n = dst.remaining();
             file.read(dst, position);
-            for (Write w : writes) {
-                long from = Math.max(position, w.fileOffset());
-                long to = Math.min(position + n, w.fileOffset() + w.length());
-                if (from >= to) {
+            long end = position + n;
+            var first = pieces.floorEntry(position);
+            Long from = first != null && first.getValue().end() > position ? first.getKey() : position;
+            for (var e : pieces.subMap(from, true, end, false).entrySet()) {
+                long a = Math.max(position, e.getKey());
+                long b = Math.min(end, e.getValue().end());
+                if (a >= b) {
                     continue;
                 }
-                int into = start + (int) (from - position);
-                int len = (int) (to - from);
+                Write w = e.getValue().write();
+                int into = start + (int) (a - position);
+                int len = (int) (b - a);
                 if (w.zero()) {
                     for (int i = 0; i < len; i++) {
                         dst.put(into + i, (byte) 0);
@@ -241,9 +268,7 @@ final class VhdxLog {
                     ByteBuffer sector = file.readBytes(w.logSectorAt(), SECTOR).order(ByteOrder.LITTLE_ENDIAN);
                     sector.putLong(0, w.leading());
                     sector.putInt(SECTOR - 4, w.trailing());
-                    for (int i = 0; i < len; i++) {
-                        dst.put(into + i, sector.get((int) (from - w.fileOffset()) + i));
-                    }
+                    dst.put(into, sector, (int) (a - w.fileOffset()), len);
                 }
             }
         }
