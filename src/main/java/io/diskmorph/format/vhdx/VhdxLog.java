@@ -35,6 +35,8 @@ final class VhdxLog {
     private static final int SIG_DATA = 0x61746164; // "data"
     /** Larger logs are refused rather than read through (qemu and Hyper-V make 1 MiB logs). */
     static final long MAX_LOG_BYTES = 64L << 20;
+    /** Descriptors kept in memory at most (a 1 MiB log holds a few hundred). */
+    static final int MAX_WRITES = 1 << 18;
 
     /** One write of the sequence: {@code length} bytes at {@code fileOffset}; zeros, or a sector from the log. */
     record Write(long fileOffset, long length, long logSectorAt, long leading, int trailing) {
@@ -156,6 +158,10 @@ final class VhdxLog {
         for (Entry e : chain) {
             long descriptorBytes = ((64L + 32L * e.descriptors + SECTOR - 1) / SECTOR) * SECTOR;
             long dataSectors = 0;
+            if (writes.size() + e.descriptors > MAX_WRITES) {
+                throw new UnsupportedFeatureException(l.name + ": the VHDX log's active sequence holds more than "
+                        + MAX_WRITES + " descriptors; logs this large are not read through");
+            }
             for (int d = 0; d < e.descriptors; d++) {
                 long off = 64L + 32L * d;
                 ByteBuffer desc = read(file, l, e.slot, off, 32, slots);
