@@ -138,9 +138,17 @@ final class VhdxImage extends AbstractDiskImage {
         return layout.virtualSize;
     }
 
+    /**
+     * The alignment every payload block keeps, 1 MiB (the spec's
+     * FileOffsetMB), or the block size when smaller (never): what an
+     * in-place target's cluster follows, so that every payload byte stays
+     * wherever the blocks lie (Hyper-V places blocks at any MiB; a 2 MiB
+     * qcow2 cluster would split a block at an odd MiB). {@code info} gives
+     * qemu's cluster size, the block size.
+     */
     @Override
     public long clusterSize() {
-        return layout.blockSize;
+        return Math.min(layout.blockSize, VhdxLayout.MIB);
     }
 
     @Override

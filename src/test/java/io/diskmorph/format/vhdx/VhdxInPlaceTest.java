@@ -113,6 +113,41 @@ class VhdxInPlaceTest {
         assertFalse(Files.exists(dir.resolve("s.vhdx.dmrollback")));
     }
 
+    /**
+     * Blocks at odd MiB offsets (the spec allows any MiB; Hyper-V does not
+     * keep blocks aligned to their size): the target cluster follows the
+     * 1 MiB alignment, not the block size, so every payload byte stays.
+     */
+    @org.junit.jupiter.api.Test
+    void blocksAtOddMiBOffsetsStay() throws Exception {
+        Path img = dir.resolve("odd.vhdx");
+        Qemu.create(img, "vhdx", "24M", "block_size=4M");
+        Qemu.io(img, "vhdx", "write -P 0x11 0 4M", "write -P 0x22 8M 3M", "write -P 0x33 20M 4M");
+        Path original = dir.resolve("odd-original.vhdx");
+        Files.copy(img, original);
+        long end = Math.ceilDiv(Files.size(img), VhdxFiles.MIB) * VhdxFiles.MIB + VhdxFiles.MIB; // an odd MiB
+        for (long block : new long[]{0, 2, 5}) {
+            long entry = VhdxFiles.batEntry(img, block);
+            assertEquals(6, entry & 7);
+            java.nio.ByteBuffer data = VhdxFiles.read(img, entry & 0xFFFFFFFFFFF00000L, 4 << 20);
+            VhdxFiles.write(img, end, data);
+            VhdxFiles.setBatEntry(img, block, end | 6);
+            end += 5 * VhdxFiles.MIB; // odd MiB offsets each
+        }
+        assertEquals(0, Qemu.img("compare", "-f", "vhdx", "-F", "vhdx", img, original).exitCode());
+        VhdxReadTest.assertHostOffsetsAreTheBats(img);
+        List<Qemu.MapLine> before = written(Dm.map(img, "vhdx"), Files.readAllBytes(img));
+        JsonNode plan = run(img, "qcow2", "", "--keep-rollback").ok().json();
+        assertEquals(12L << 20, plan.get("kept-bytes").asLong(), "three whole blocks: " + plan);
+        assertEquals(0, plan.get("moved-bytes").asLong(), plan.toString());
+        assertEquals(1L << 20, plan.get("cluster-size").asLong(), "the target cluster follows the 1 MiB alignment");
+        Oracles.assertCheckClean(img, "qcow2");
+        assertEquals(0, Qemu.img("compare", "-f", "qcow2", "-F", "vhdx", img, original).exitCode());
+        Oracles.assertKeptInPlace(before, Qemu.map(img, "qcow2"), 0);
+        Dm.run("rollback", img).ok();
+        assertEquals(0, Qemu.img("compare", "-f", "vhdx", "-F", "vhdx", img, original).exitCode());
+    }
+
     private static Dm.Result run(Path img, String target, String options, String... flags) {
         List<Object> cmd = new java.util.ArrayList<>(List.of("convert", "--in-place"));
         cmd.addAll(List.of(flags));
