@@ -94,7 +94,12 @@ class VhdxReadTest {
 
     /** Every data run of diskmorph's map starts where the BAT says its block lies. */
     static void assertHostOffsetsAreTheBats(Path img) throws Exception {
-        long bs = VhdxFiles.blockSize(img);
+        assertHostOffsetsAreTheBatsOf(img, VhdxFiles.blockSize(img), 512);
+    }
+
+    /** The same for a block size and logical sector size (which set the chunk ratio) the test knows. */
+    static void assertHostOffsetsAreTheBatsOf(Path img, long bs, int logicalSector) throws Exception {
+        long chunkRatio = (8L << 20) * logicalSector / bs;
         int dataRuns = 0;
         for (Qemu.MapLine l : Dm.map(img, "vhdx")) {
             if (!l.data()) {
@@ -102,7 +107,8 @@ class VhdxReadTest {
             }
             dataRuns++;
             for (long g = l.start(); g < l.start() + l.length(); g = (g / bs + 1) * bs) {
-                long entry = VhdxFiles.batEntry(img, VhdxFiles.payloadIndex(img, g / bs));
+                long block = g / bs;
+                long entry = VhdxFiles.batEntry(img, block + block / chunkRatio);
                 assertEquals(6, entry & 7, "a data run over a fully present block: " + l);
                 assertEquals((entry & 0xFFFFFFFFFFF00000L) + g % bs, l.offset() + (g - l.start()),
                         "host offset of guest " + g + " in " + l);
