@@ -173,6 +173,10 @@ class VhdxReadTest {
         Dm.Result check = Dm.run("check", img);
         assertEquals(ExitCodes.CHECK_CORRUPT, check.exitCode(), check.err());
         assertTrue(check.err().contains("VHDX header " + (current == VhdxFiles.HEADER1 ? 1 : 2)), check.err());
+        byte[] damaged = Files.readAllBytes(img);
+        Dm.Result inPlace = Dm.run("convert", "--in-place", "-O", "qcow2", img);
+        assertEquals(ExitCodes.CORRUPT, inPlace.exitCode(), "a damaged source is refused: " + inPlace.err());
+        assertArrayEquals(damaged, Files.readAllBytes(img), "and left as it was");
         // both damaged: refused
         long other = current == VhdxFiles.HEADER1 ? VhdxFiles.HEADER2 : VhdxFiles.HEADER1;
         VhdxFiles.putInt(img, other + 100, 0x12345678);
