@@ -219,6 +219,7 @@ class VhdxReadTest {
         byte[] before = Files.readAllBytes(img);
         for (List<Object> cmd : List.<List<Object>>of(List.of("create", "-f", "vhdx", dir.resolve("n.vhdx"), "1M"),
                 List.of("convert", "--in-place", "-f", "raw", "-O", "vhdx", dir.resolve("nothing.raw")),
+                List.of("convert", "-O", "vhdx", img, dir.resolve("n.vhdx")),
                 List.of("check", "-r", "all", img))) {
             if (cmd.contains(dir.resolve("nothing.raw"))) {
                 Files.write(dir.resolve("nothing.raw"), new byte[1 << 20]);
