@@ -53,7 +53,8 @@ final class VhdxImage extends AbstractDiskImage {
     private final VhdxFormat format;
     final VhdxLayout layout;
     private final MetadataCache<BatPage> bat;
-    private MetadataCache<BitmapPage> bitmaps;
+    /** Sector bitmap pages, for a differencing image's partially present blocks; null without a parent. */
+    private final MetadataCache<BitmapPage> bitmaps;
     /** The file as its log's replay would leave it (the file itself when the log is empty). */
     private final Storage view;
     /** The log's active sequence, read through; null when the log holds none. */
@@ -75,6 +76,8 @@ final class VhdxImage extends AbstractDiskImage {
                     (int) (BITMAP_CACHE_BYTES / BitmapPage.BYTES), BitmapPage::new);
             this.backingName = parentName(layout);
             this.backingFmt = VhdxFormat.NAME;
+        } else {
+            this.bitmaps = null;
         }
     }
 
