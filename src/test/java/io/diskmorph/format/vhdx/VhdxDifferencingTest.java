@@ -177,7 +177,19 @@ class VhdxDifferencingTest {
         assertTrue(r.oneLineError().contains("the parent changed"), r.err());
     }
 
-    /** Without its parent (--no-backing, or a missing file) a child says so or reads only its own sectors. */
+    /** --no-backing: the parent is not opened; what the child does not hold is unallocated. */
+    @Test
+    void noBacking() throws Exception {
+        Files.delete(parent); // not even looked for
+        List<Qemu.MapLine> map = Qemu.MapLine.parse(Dm.run("map", "--no-backing", "--output=json", child).ok()
+                .json());
+        assertTrue(map.stream().allMatch(l -> l.depth() == 0), map.toString());
+        assertTrue(map.stream().anyMatch(l -> !l.present() && l.start() == 0), "block 0 is the parent's: " + map);
+        assertTrue(map.stream().anyMatch(l -> l.data() && l.start() == 2 * MIB), "block 2 is here: " + map);
+        assertTrue(map.stream().anyMatch(l -> l.data() && l.start() == 4 * MIB + 100 * 512), "the bitmap's: " + map);
+    }
+
+    /** A missing parent is named, not read as zeros. */
     @Test
     void missingParent() throws Exception {
         Files.delete(parent);
