@@ -25,6 +25,17 @@ record Guid(byte[] bytes) {
         return new Guid(b.array());
     }
 
+    private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
+
+    /** A new random (version 4) GUID, as Hyper-V and qemu make file write, data write and log GUIDs. */
+    static Guid random() {
+        byte[] g = new byte[16];
+        RANDOM.nextBytes(g);
+        g[7] = (byte) ((g[7] & 0x0f) | 0x40); // version 4: the high nibble of the third field (little endian)
+        g[8] = (byte) ((g[8] & 0x3f) | 0x80); // RFC 4122 variant
+        return new Guid(g);
+    }
+
     /** The 16 bytes at {@code at} of {@code b}. */
     static Guid read(ByteBuffer b, int at) {
         byte[] g = new byte[16];

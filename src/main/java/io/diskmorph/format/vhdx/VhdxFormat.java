@@ -12,11 +12,12 @@ import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
- * Hyper-V's VHDX, read only for now: dynamic, fixed and differencing
- * images, 512 and 4096-byte logical sectors, block sizes 1-256 MiB.
- * Creating images, guest writes and in-place conversion to VHDX are refused
- * by name; a VHDX that is not differencing is an in-place source ({@link
- * VhdxImage#notInPlaceSource()}).
+ * Hyper-V's VHDX: dynamic, fixed and differencing images (read), 512 and
+ * 4096-byte logical sectors, block sizes 1-256 MiB; create (qemu-img's
+ * options and layout) and guest writes for dynamic and fixed images. A VHDX
+ * that is not differencing is an in-place source ({@link
+ * VhdxImage#notInPlaceSource()}); in-place conversion to VHDX is not
+ * supported yet.
  */
 public final class VhdxFormat implements ImageFormat {
     public static final String NAME = "vhdx";
@@ -24,11 +25,6 @@ public final class VhdxFormat implements ImageFormat {
     @Override
     public String name() {
         return NAME;
-    }
-
-    @Override
-    public boolean canWrite() {
-        return false;
     }
 
     /** qemu's vhdx_probe: the file identifier's signature "vhdxfile" at offset 0. */
@@ -51,27 +47,28 @@ public final class VhdxFormat implements ImageFormat {
         return VhdxImage.open(this, storage, context);
     }
 
+    /** qemu-img's layout ({@link VhdxCreator}), then opened for writing. */
     @Override
-    public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws UnsupportedFeatureException {
-        throw writingNotSupported(null);
+    public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
+        VhdxCreator.create(storage, VhdxCreator.Options.parse(spec));
+        return open(storage, context.withReadOnly(false));
     }
 
     @Override
-    public UnsupportedFeatureException writingNotSupported() {
-        return writingNotSupported(null);
+    public void checkCreateSpec(CreateSpec spec) throws IOException {
+        VhdxCreator.Options.parse(spec);
     }
 
-    /** No options: nothing can be created yet. */
+    /** qemu-img 7.2's VHDX options (its file protocol's nocow, extent_size_hint and preallocation are not). */
     @Override
     public List<OptionHelp> createOptions() {
-        return List.of();
-    }
-
-    /** The one line every write, create or in-place conversion to VHDX gets. */
-    static UnsupportedFeatureException writingNotSupported(String file) {
-        return new UnsupportedFeatureException((file != null ? file + ": " : "")
-                + "VHDX writing is not supported yet: diskmorph reads VHDX images and converts them in place to "
-                + "other formats, but does not create or change VHDX images (a copy from VHDX works: "
-                + "'diskmorph convert -O qcow2 SRC DST')");
+        return List.of(
+                new OptionHelp("subformat", "dynamic (default) or fixed (the payload preallocated)"),
+                new OptionHelp("block_size", "Block size, 1 MiB to 256 MiB, a power of two (rounded up to whole "
+                        + "MiBs; 0 or unset: 8 MiB up to 1 GiB, 16 MiB up to 100 GiB, 32 MiB up to 32 TiB, then 64 MiB)"),
+                new OptionHelp("log_size", "Log size, at least 1 MiB (rounded up to whole MiBs; default 1 MiB)"),
+                new OptionHelp("block_state_zero", "on (default): every block starts in the 'zero' state, as "
+                        + "qemu-img makes them (for subformat=fixed too, leaving the preallocated blocks unused); "
+                        + "off: dynamic blocks start 'not present', fixed ones 'fully present'"));
     }
 }

@@ -22,12 +22,21 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * An open VHDX disk, read only: guest offsets to payload blocks through the
+ * An open VHDX disk: guest offsets to payload blocks through the
  * BAT (read in 64 KiB pages through a bounded cache, so a sparse 64 TiB disk
  * maps in a few MiB), partially present blocks of a differencing image
  * through their chunk's sector bitmap, and the parent through the parent
  * locator's relative path, read like a backing file. An active log is read
- * through ({@link VhdxLog}), never replayed.
+ * through ({@link VhdxLog}) by a reader, and replayed when the image is
+ * opened for writing.
+ *
+ * <p>Writes (dynamic and fixed images; a differencing image is refused):
+ * a block that is not fully present gets a new block at the end of the file,
+ * 1 MiB-aligned and a whole block long (as qemu's vhdx_allocate_block), the
+ * guest data is written into it, and its BAT entry is set in the cached BAT
+ * page, which reaches the file only after the data is synced (the cache
+ * depends on the data). The first write of a session writes a new header
+ * with new file write and data write GUIDs first.
  */
 final class VhdxImage extends AbstractDiskImage {
     // payload block states (the low 3 bits of a BAT entry)
@@ -51,7 +60,8 @@ final class VhdxImage extends AbstractDiskImage {
     private enum Kind { DATA, ZERO, UNALLOCATED }
 
     private final VhdxFormat format;
-    final VhdxLayout layout;
+    /** Re-read after each header this driver writes (the GUIDs and sequence number change). */
+    VhdxLayout layout;
     private final MetadataCache<BatPage> bat;
     /** Sector bitmap pages, for a differencing image's partially present blocks; null without a parent. */
     private final MetadataCache<BitmapPage> bitmaps;
@@ -60,6 +70,12 @@ final class VhdxImage extends AbstractDiskImage {
     /** The log's active sequence, read through; null when the log holds none. */
     final VhdxLog.Sequence log;
     private boolean parentChecked;
+    /** Guest data and BAT pages go through it: syncs happen only when something was written. */
+    private final SyncTracker file;
+    /** Where the file ends: new blocks go at the next MiB from here. */
+    private long fileEnd;
+    /** The header with this session's file and data write GUIDs is written. */
+    private boolean writeGuidsUpdated;
 
     private VhdxImage(VhdxFormat format, Storage storage, OpenContext context, VhdxLayout layout, Storage view,
                       VhdxLog.Sequence log) {
@@ -68,9 +84,12 @@ final class VhdxImage extends AbstractDiskImage {
         this.layout = layout;
         this.view = view;
         this.log = log;
-        SyncTracker file = new SyncTracker(view);
+        this.file = new SyncTracker(view);
+        this.fileEnd = layout.fileSize;
         this.bat = new MetadataCache<>("VHDX BAT page", file, BatPage.BYTES,
                 (int) (BAT_CACHE_BYTES / BatPage.BYTES), BatPage::new);
+        // a BAT entry never reaches the file before the block data it points at is durable
+        this.bat.dependOn(file);
         if (layout.hasParent) {
             this.bitmaps = new MetadataCache<>("VHDX sector bitmap page", file, BitmapPage.BYTES,
                     (int) (BITMAP_CACHE_BYTES / BitmapPage.BYTES), BitmapPage::new);
@@ -83,17 +102,24 @@ final class VhdxImage extends AbstractDiskImage {
 
     static VhdxImage open(VhdxFormat format, Storage storage, OpenContext context) throws IOException {
         String name = storage.name();
-        if (!context.readOnly() && !context.forCheck()) {
-            throw VhdxFormat.writingNotSupported(name);
-        }
+        boolean writable = !context.readOnly();
         VhdxLayout layout = VhdxLayout.read(storage);
+        if (writable && !context.forCheck() && layout.hasParent) {
+            throw new UnsupportedFeatureException(name + ": writing to a differencing VHDX is not supported yet "
+                    + "(diskmorph reads it; a copy works: 'diskmorph convert -O vhdx SRC DST')");
+        }
         Storage view = storage;
         VhdxLog.Sequence log = null;
         if (!layout.logGuid.isZero()) {
-            // the log may hold writes the BAT, metadata or payload do not show yet: reads go through them (qemu
-            // refuses a read-only open, and replays on a writable one); the file itself is never written
+            // the log may hold writes the BAT, metadata or payload do not show yet. A writer replays them into
+            // the file first (as qemu does on a writable open, and [MS-VHDX] 2.3.3 asks); a reader reads through
+            // them and leaves the file as it is (qemu refuses a read-only open)
             log = VhdxLog.find(storage, layout);
-            if (log != null) {
+            if (log != null && writable) {
+                VhdxLog.replay(storage, layout, log);
+                layout = VhdxLayout.read(storage);
+                log = null;
+            } else if (log != null) {
                 view = new VhdxLog.Overlay(storage, log);
                 layout = VhdxLayout.read(view);
             }
@@ -156,7 +182,7 @@ final class VhdxImage extends AbstractDiskImage {
 
     @Override
     public boolean isReadOnly() {
-        return true;
+        return context.readOnly();
     }
 
     /**
@@ -168,9 +194,8 @@ final class VhdxImage extends AbstractDiskImage {
     public String notInPlaceSource() {
         if (log != null) {
             return "the VHDX log holds " + log.entries() + " entries not yet applied to the file (the image was not "
-                    + "closed cleanly): converting it in place would need a replay first, which diskmorph does not do "
-                    + "yet (Hyper-V, or 'qemu-img check -r all', replays it; a copy works: 'diskmorph convert -O "
-                    + "qcow2 SRC DST')";
+                    + "closed cleanly): replay it first with 'diskmorph check -r all " + storage.name() + "' (or any "
+                    + "write; a copy works too: 'diskmorph convert -O qcow2 SRC DST')";
         }
         if (layout.hasParent) {
             return "a differencing VHDX, whose unchanged data lives in its parent " + backingName + ": converting "
@@ -223,9 +248,9 @@ final class VhdxImage extends AbstractDiskImage {
         if (off < VhdxLayout.HEADER_SECTION) {
             return "payload block " + block + " at offset " + off + " lies in the header section";
         }
-        if (off > layout.fileSize - length) {
+        if (off > fileEnd - length) {
             return "payload block " + block + " (offset " + Long.toUnsignedString(off) + ", " + length
-                    + " bytes) ends past the end of the file (" + layout.fileSize + " bytes): the image has "
+                    + " bytes) ends past the end of the file (" + fileEnd + " bytes): the image has "
                     + "probably been truncated";
         }
         for (VhdxLayout.Region r : layout.regions) {
@@ -295,7 +320,7 @@ final class VhdxImage extends AbstractDiskImage {
         long bitmapEntry = batEntry(bitmapIndex);
         long bitmapAt = bitmapEntry & OFFSET_MASK;
         if ((bitmapEntry & 7) != BITMAP_PRESENT || bitmapAt < VhdxLayout.HEADER_SECTION
-                || bitmapAt > layout.fileSize - VhdxLayout.MIB) {
+                || bitmapAt > fileEnd - VhdxLayout.MIB) {
             throw new CorruptImageException("VHDX BAT", layout.batOffset + 8 * bitmapIndex, storage.name()
                     + ": payload block " + block + " is partially present, but its sector bitmap (state "
                     + (bitmapEntry & 7) + ", offset " + Long.toUnsignedString(bitmapAt) + ") is not present in the "
@@ -374,22 +399,115 @@ final class VhdxImage extends AbstractDiskImage {
 
     @Override
     public void write(ByteBuffer src, long guestOffset) throws IOException {
-        throw VhdxFormat.writingNotSupported(storage.name());
+        checkWritable();
+        checkRange(guestOffset, src.remaining());
+        if (!src.hasRemaining()) {
+            return;
+        }
+        beforeFirstWrite();
+        long bs = layout.blockSize;
+        long pos = guestOffset;
+        while (src.hasRemaining()) {
+            long block = pos / bs;
+            long inBlock = pos % bs;
+            int n = (int) Math.min(src.remaining(), bs - inBlock);
+            long host = blockForWrite(block);
+            file.write(src.slice(src.position(), n), host + inBlock);
+            src.position(src.position() + n);
+            pos += n;
+        }
     }
 
+    /**
+     * Zeros: blocks that are not fully present already read as zeros (a
+     * differencing image is never written), so only fully present blocks
+     * are written, with real zeros in place.
+     */
     @Override
     public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
-        throw VhdxFormat.writingNotSupported(storage.name());
+        checkWritable();
+        checkRange(guestOffset, length);
+        long bs = layout.blockSize;
+        ByteBuffer zeros = null;
+        for (long pos = guestOffset, end = guestOffset + length; pos < end; ) {
+            long block = pos / bs;
+            long n = Math.min(end - pos, (block + 1) * bs - pos);
+            long entry = batEntry(layout.payloadEntry(block));
+            if ((entry & 7) == FULLY_PRESENT) {
+                beforeFirstWrite();
+                long host = payloadOffset(block, entry) + pos % bs;
+                if (zeros == null) {
+                    zeros = ByteBuffer.allocate((int) Math.min(VhdxLayout.MIB, length));
+                }
+                for (long done = 0; done < n; ) {
+                    int k = (int) Math.min(zeros.capacity(), n - done);
+                    file.write(zeros.clear().limit(k), host + done);
+                    done += k;
+                }
+            } else if (kind((int) (entry & 7)) == null) {
+                throw unknownState(block, entry);
+            }
+            pos += n;
+        }
+    }
+
+    /**
+     * [MS-VHDX] 2.2.2.1: the file write GUID changes when the file is first
+     * written after it was opened, the data write GUID when the guest's data
+     * first changes (a child whose parent_linkage names the old one must
+     * not read the new data as its parent's). One durable header update
+     * before any data.
+     */
+    private void beforeFirstWrite() throws IOException {
+        if (writeGuidsUpdated) {
+            return;
+        }
+        layout.writeNextHeader(storage, Guid.random(), Guid.random(), Guid.ZERO);
+        layout = VhdxLayout.read(storage);
+        writeGuidsUpdated = true;
+    }
+
+    /** The file offset of payload block {@code block}, allocated when it is not fully present. */
+    private long blockForWrite(long block) throws IOException {
+        long index = layout.payloadEntry(block);
+        long entry = batEntry(index);
+        int state = (int) (entry & 7);
+        if (state == FULLY_PRESENT) {
+            return payloadOffset(block, entry);
+        }
+        if (kind(state) == null) {
+            throw unknownState(block, entry);
+        }
+        // not present, zero, unmapped or undefined: all read as zeros without a parent, as a new block does
+        long host = Math.addExact(fileEnd, VhdxLayout.MIB - 1) & -VhdxLayout.MIB;
+        long end = Math.addExact(host, layout.blockSize);
+        storage.truncate(end); // a whole block of zeros, as qemu grows the file; durable with the data's sync
+        fileEnd = end;
+        BatPage p = bat.get(layout.batOffset + (index / BatPage.ENTRIES) * BatPage.BYTES);
+        p.entries[(int) (index % BatPage.ENTRIES)] = host | FULLY_PRESENT;
+        bat.markDirty(p);
+        return host;
+    }
+
+    private CorruptImageException unknownState(long block, long entry) {
+        return new CorruptImageException("VHDX BAT", layout.batOffset + 8 * layout.payloadEntry(block),
+                storage.name() + ": payload block " + block + " has the state " + (entry & 7) + ", which this "
+                + "driver does not write over");
+    }
+
+    /** Data first, then the BAT pages that point at it, then a sync: the crash-safe order. */
+    @Override
+    public void flush() throws IOException {
+        if (isReadOnly()) {
+            return;
+        }
+        bat.flush();
+        file.flush();
     }
 
     @Override
-    public void flush() {
-        // nothing is ever written
-    }
-
-    @Override
-    protected void closeImage() {
-        // the caches hold nothing dirty
+    protected void closeImage() throws IOException {
+        flush();
     }
 
     // ---- info, check ----------------------------------------------------------------------
@@ -405,14 +523,11 @@ final class VhdxImage extends AbstractDiskImage {
     /**
      * qemu-img check's test (fully present blocks past the end of the file
      * or over the log, BAT or metadata: one corruption each) and what it
-     * misses; no repairs (this driver never writes).
+     * misses; with -r, the log was replayed when the image was opened.
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
-        if (repair != RepairMode.NONE) {
-            throw new UnsupportedFeatureException(storage.name() + ": VHDX repair is not supported yet "
-                    + "(diskmorph does not write VHDX images)");
-        }
+        // qemu's only VHDX repair is the log's replay, which a writable open (check -r) has done already
         return VhdxChecker.run(this);
     }
 }

@@ -309,6 +309,23 @@ final class VhdxLayout {
         }
     }
 
+    /**
+     * Writes the next header ([MS-VHDX] 2.2.2.1): the current one with these
+     * GUIDs and the next sequence number, into the slot that is not current,
+     * and syncs. A crash before the sync leaves the old header current (a
+     * torn new one fails its CRC), so every update is atomic.
+     */
+    void writeNextHeader(Storage storage, Guid fileWrite, Guid dataWrite, Guid log) throws IOException {
+        ByteBuffer h = storage.readBytes(activeHeader == 0 ? HEADER1_OFFSET : HEADER2_OFFSET, HEADER_BYTES)
+                .order(ByteOrder.LITTLE_ENDIAN);
+        h.putLong(8, sequence + 1);
+        h.put(16, fileWrite.bytes()).put(32, dataWrite.bytes()).put(48, log.bytes());
+        h.putInt(4, 0);
+        h.putInt(4, checksum(h));
+        storage.write(h.clear(), activeHeader == 0 ? HEADER2_OFFSET : HEADER1_OFFSET);
+        storage.sync();
+    }
+
     static VhdxLayout read(Storage storage) throws IOException {
         return new VhdxLayout(storage);
     }

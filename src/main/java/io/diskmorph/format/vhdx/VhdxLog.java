@@ -13,10 +13,11 @@ import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
- * The VHDX log ([MS-VHDX] 2.3), read, never replayed: the active sequence
- * (valid entries of the header's log GUID with consecutive sequence
- * numbers, the one whose head names its own first entry as the tail and has
- * the highest sequence number), and its writes as a list that {@link
+ * The VHDX log ([MS-VHDX] 2.3), read through, and replayed only before a
+ * write ({@link #replay}): the active sequence (valid entries of the
+ * header's log GUID with consecutive sequence numbers, the one whose head
+ * names its own first entry as the tail and has the highest sequence
+ * number), and its writes as a list that {@link
  * Overlay} lays over the file, so that read-only commands see the image as
  * a replay would leave it while the file stays as it is.
  *
@@ -108,6 +109,37 @@ final class VhdxLog {
                     + ": writes the log relies on are missing");
         }
         return best;
+    }
+
+    /**
+     * Replays the active sequence into the file ([MS-VHDX] 2.3.3): every
+     * zero and data descriptor in log order, the file grown to the head's
+     * last file offset, a sync; then a new header without the log GUID (the
+     * next sequence number, the other slot) and a sync. Replaying is
+     * idempotent: a crash at any point leaves the log active and the next
+     * writer replays it again from the start.
+     */
+    static void replay(Storage file, VhdxLayout l, Sequence s) throws IOException {
+        ByteBuffer zeros = ByteBuffer.allocate((int) VhdxLayout.MIB);
+        for (Write w : s.writes()) {
+            if (w.zero()) {
+                for (long done = 0; done < w.length(); ) {
+                    int n = (int) Math.min(zeros.capacity(), w.length() - done);
+                    file.write(zeros.clear().limit(n), w.fileOffset() + done);
+                    done += n;
+                }
+            } else {
+                ByteBuffer sector = file.readBytes(w.logSectorAt(), SECTOR).order(ByteOrder.LITTLE_ENDIAN);
+                sector.putLong(0, w.leading());
+                sector.putInt(SECTOR - 4, w.trailing());
+                file.write(sector.clear(), w.fileOffset());
+            }
+        }
+        if (file.size() < s.lastFileOffset()) {
+            file.truncate(s.lastFileOffset());
+        }
+        file.sync();
+        l.writeNextHeader(file, l.fileWriteGuid, l.dataWriteGuid, Guid.ZERO);
     }
 
     private record Entry(int slot, long length, long tail, long sequence, int descriptors, long flushed,

@@ -31,7 +31,7 @@ class VhdxConformanceTest extends DriverConformanceSuite {
 
     @Override
     protected Set<Feature> features() {
-        return Set.of();
+        return Set.of(Feature.WRITE);
     }
 
     @Override

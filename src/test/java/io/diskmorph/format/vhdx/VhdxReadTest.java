@@ -212,22 +212,14 @@ class VhdxReadTest {
         assertTrue(info.oneLineError().contains("region table"), info.err());
     }
 
-    /** Reads never write: every command leaves a sample byte-identical, and writes are refused by name. */
+    /** In-place conversion to VHDX is not supported yet: refused by name (66), the file byte-identical. */
     @Test
-    void writesAreRefused() throws Exception {
-        Path img = sample("block_size=1M", "6291456");
-        byte[] before = Files.readAllBytes(img);
-        for (List<Object> cmd : List.<List<Object>>of(List.of("create", "-f", "vhdx", dir.resolve("n.vhdx"), "1M"),
-                List.of("convert", "--in-place", "-f", "raw", "-O", "vhdx", dir.resolve("nothing.raw")),
-                List.of("convert", "-O", "vhdx", img, dir.resolve("n.vhdx")),
-                List.of("check", "-r", "all", img))) {
-            if (cmd.contains(dir.resolve("nothing.raw"))) {
-                Files.write(dir.resolve("nothing.raw"), new byte[1 << 20]);
-            }
-            Dm.Result r = Dm.run(cmd.toArray());
-            assertTrue(r.exitCode() != 0, cmd + ": " + r.out());
-        }
-        assertArrayEquals(before, Files.readAllBytes(img));
-        assertTrue(!Files.exists(dir.resolve("n.vhdx")), "no file created");
+    void inPlaceToVhdxIsRefused() throws Exception {
+        Path raw = dir.resolve("nothing.raw");
+        Files.write(raw, new byte[1 << 20]);
+        byte[] before = Files.readAllBytes(raw);
+        Dm.Result r = Dm.run("convert", "--in-place", "-f", "raw", "-O", "vhdx", raw);
+        assertEquals(io.diskmorph.image.ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertArrayEquals(before, Files.readAllBytes(raw));
     }
 }
