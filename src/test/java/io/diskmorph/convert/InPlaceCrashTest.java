@@ -63,7 +63,11 @@ class InPlaceCrashTest {
                 Arguments.of("vhdx", "qed", "block_size=1M", ""),
                 // a fixed VHDX: unwritten blocks are holes of the file, left unallocated
                 Arguments.of("vhdx", "qcow2", "subformat=fixed,block_size=1M,block_state_zero=off",
-                        "cluster_size=64k"));
+                        "cluster_size=64k"),
+                // to a dynamic VHDX: the header section's MiB moves, the BAT, metadata and log go past the data
+                Arguments.of("raw", "vhdx", "", ""),
+                Arguments.of("qcow2", "vhdx", "cluster_size=64k", ""),
+                Arguments.of("qed", "vhdx", "cluster_size=64k", "block_size=2M"));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")

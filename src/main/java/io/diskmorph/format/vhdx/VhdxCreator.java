@@ -126,28 +126,28 @@ final class VhdxCreator {
         storage.truncate(0);
         storage.truncate(o.fileLength());
         storage.write(fileIdentifier(), 0);
-        ByteBuffer regions = regionTable(o);
+        ByteBuffer regions = regionTable(o.batOffset(), o.batLength(), o.metadataOffset());
         storage.write(regions.duplicate(), VhdxLayout.REGION_TABLE1_OFFSET);
         storage.write(regions.duplicate(), VhdxLayout.REGION_TABLE2_OFFSET);
-        storage.write(metadata(o), o.metadataOffset());
+        storage.write(metadata(o, Guid.random()), o.metadataOffset());
         writeBat(storage, o);
         storage.sync();
         long sequence = Guid.random().hashCode() & 0x7fffffffL; // qemu starts from a random number too
         Guid fileWrite = Guid.random();
         Guid dataWrite = Guid.random();
-        storage.write(header(o, sequence, fileWrite, dataWrite), VhdxLayout.HEADER1_OFFSET);
-        storage.write(header(o, sequence + 1, fileWrite, dataWrite), VhdxLayout.HEADER2_OFFSET);
+        storage.write(header(o, o.logOffset(), sequence, fileWrite, dataWrite), VhdxLayout.HEADER1_OFFSET);
+        storage.write(header(o, o.logOffset(), sequence + 1, fileWrite, dataWrite), VhdxLayout.HEADER2_OFFSET);
         storage.sync();
     }
 
-    private static ByteBuffer fileIdentifier() {
+    static ByteBuffer fileIdentifier() {
         ByteBuffer b = ByteBuffer.allocate(520);
         b.put("vhdxfile".getBytes(StandardCharsets.US_ASCII));
         b.put(CREATOR.getBytes(StandardCharsets.UTF_16LE));
         return b.clear();
     }
 
-    private static ByteBuffer header(Options o, long sequence, Guid fileWrite, Guid dataWrite) {
+    static ByteBuffer header(Options o, long logOffset, long sequence, Guid fileWrite, Guid dataWrite) {
         ByteBuffer h = ByteBuffer.allocate(VhdxLayout.HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         h.put(0, "head".getBytes(StandardCharsets.US_ASCII));
         h.putLong(8, sequence);
@@ -155,17 +155,17 @@ final class VhdxCreator {
         h.putShort(64, (short) 0); // log version
         h.putShort(66, (short) 1); // version
         h.putInt(68, (int) o.logSize);
-        h.putLong(72, o.logOffset());
+        h.putLong(72, logOffset);
         h.putInt(4, VhdxLayout.checksum(h));
         return h.clear();
     }
 
-    private static ByteBuffer regionTable(Options o) {
+    static ByteBuffer regionTable(long batOffset, long batLength, long metadataOffset) {
         ByteBuffer r = ByteBuffer.allocate(VhdxLayout.REGION_TABLE_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         r.put(0, "regi".getBytes(StandardCharsets.US_ASCII));
         r.putInt(8, 2);
-        r.put(16, VhdxLayout.BAT_REGION.bytes()).putLong(32, o.batOffset()).putInt(40, (int) o.batLength());
-        r.put(48, VhdxLayout.METADATA_REGION.bytes()).putLong(64, o.metadataOffset()).putInt(72, MIB_INT);
+        r.put(16, VhdxLayout.BAT_REGION.bytes()).putLong(32, batOffset).putInt(40, (int) batLength);
+        r.put(48, VhdxLayout.METADATA_REGION.bytes()).putLong(64, metadataOffset).putInt(72, MIB_INT);
         // the required bits stay clear, as qemu-img writes them (every reader knows both regions)
         r.putInt(4, VhdxLayout.checksum(r));
         return r.clear();
@@ -173,7 +173,7 @@ final class VhdxCreator {
 
     private static final int MIB_INT = (int) MIB;
 
-    private static ByteBuffer metadata(Options o) {
+    static ByteBuffer metadata(Options o, Guid page83) {
         ByteBuffer m = ByteBuffer.allocate(VhdxLayout.METADATA_TABLE_BYTES + 64).order(ByteOrder.LITTLE_ENDIAN);
         m.put(0, "metadata".getBytes(StandardCharsets.US_ASCII));
         m.putShort(10, (short) 5);
@@ -185,7 +185,7 @@ final class VhdxCreator {
         item(m, 4, VhdxLayout.PHYSICAL_SECTOR_SIZE, items + 36, 4, 0x6);
         m.putInt(items, (int) o.blockSize).putInt(items + 4, o.fixed ? 1 : 0); // fixed: leave blocks allocated
         m.putLong(items + 8, o.virtualSize);
-        m.put(items + 16, Guid.random().bytes());
+        m.put(items + 16, page83.bytes());
         m.putInt(items + 32, 512).putInt(items + 36, 512);
         return m.clear();
     }

@@ -2,7 +2,10 @@ package io.diskmorph.format.vhdx;
 
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
+import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
+import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -16,10 +19,10 @@ import java.util.List;
  * 4096-byte logical sectors, block sizes 1-256 MiB; create (qemu-img's
  * options and layout) and guest writes for dynamic and fixed images. A VHDX
  * that is not differencing is an in-place source ({@link
- * VhdxImage#notInPlaceSource()}); in-place conversion to VHDX is not
- * supported yet.
+ * VhdxImage#notInPlaceSource()}) and an in-place target ({@link
+ * VhdxLayoutBuilder}).
  */
-public final class VhdxFormat implements ImageFormat {
+public final class VhdxFormat implements ImageFormat, LayoutTarget {
     public static final String NAME = "vhdx";
 
     @Override
@@ -70,5 +73,26 @@ public final class VhdxFormat implements ImageFormat {
                 new OptionHelp("block_state_zero", "on (default): every block starts in the 'zero' state, as "
                         + "qemu-img makes them (for subformat=fixed too, leaving the preallocated blocks unused); "
                         + "off: dynamic blocks start 'not present', fixed ones 'fully present'"));
+    }
+
+    /** In place: a dynamic VHDX built around the data ({@link VhdxLayoutBuilder}). */
+    @Override
+    public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
+        return VhdxLayoutBuilder.create(spec, defaults, space);
+    }
+
+    @Override
+    public String notInPlace(String name) {
+        return switch (name) {
+            case "subformat" -> "in place, a VHDX is dynamic: its blocks stay where the data is";
+            case "block_state_zero" -> "in place, each block's state follows the source (data, zero, unallocated)";
+            default -> LayoutTarget.super.notInPlace(name);
+        };
+    }
+
+    /** qemu's VHDX check looks at BAT entries only: space no entry names is free, not leaked. */
+    @Override
+    public boolean unreferencedSpaceIsLeak() {
+        return false;
     }
 }
