@@ -91,6 +91,18 @@ class ImageFuzzTest {
         bounded(file, () -> Harness.openAndExercise(file, "vhdx"));
     }
 
+    /**
+     * A VHDX (a {@link SparseInput}) opened for writing (its log replayed
+     * first, if any) and written: each write lands and reads back, or is
+     * refused in one line with the file unchanged.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vhdxWrite(byte[] input) {
+        byte[] file = SparseInput.expand(input);
+        bounded(file, () -> Harness.writeAndReadBack(file, "vhdx"));
+    }
+
     /** A VHDX (a {@link SparseInput}) converted in place to qcow2, as convertInPlaceQcow2. */
     @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
     @FuzzTest

@@ -146,4 +146,5 @@ putSparse() { # putSparse TARGET FILE...: the .sparse form, named like the file
 }
 putSparse vhdx "${vhdx[@]}"
 putSparse convertInPlaceVhdx vhdx-dynamic.vhdx vhdx-fixed.vhdx vhdx-log2m.vhdx
+putSparse vhdxWrite "${vhdx[@]}"
 du -sh "$out"

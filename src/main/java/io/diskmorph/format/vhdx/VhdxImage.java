@@ -404,8 +404,9 @@ final class VhdxImage extends AbstractDiskImage {
         if (!src.hasRemaining()) {
             return;
         }
-        beforeFirstWrite();
         long bs = layout.blockSize;
+        validateBlocks(guestOffset, src.remaining());
+        beforeFirstWrite();
         long pos = guestOffset;
         while (src.hasRemaining()) {
             long block = pos / bs;
@@ -428,6 +429,7 @@ final class VhdxImage extends AbstractDiskImage {
         checkWritable();
         checkRange(guestOffset, length);
         long bs = layout.blockSize;
+        validateBlocks(guestOffset, length);
         ByteBuffer zeros = null;
         for (long pos = guestOffset, end = guestOffset + length; pos < end; ) {
             long block = pos / bs;
@@ -448,6 +450,24 @@ final class VhdxImage extends AbstractDiskImage {
                 throw unknownState(block, entry);
             }
             pos += n;
+        }
+    }
+
+    /**
+     * Refuses a write over a block whose BAT entry is damaged (an unknown
+     * state, a payload offset outside the file or over metadata) before
+     * anything is written: a refused write leaves the file as it was.
+     */
+    private void validateBlocks(long guestOffset, long length) throws IOException {
+        long bs = layout.blockSize;
+        for (long block = guestOffset / bs; block * bs < guestOffset + length; block++) {
+            long entry = batEntry(layout.payloadEntry(block));
+            int state = (int) (entry & 7);
+            if (state == FULLY_PRESENT) {
+                payloadOffset(block, entry);
+            } else if (kind(state) == null) {
+                throw unknownState(block, entry);
+            }
         }
     }
 
