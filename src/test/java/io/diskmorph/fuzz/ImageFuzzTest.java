@@ -209,6 +209,13 @@ class ImageFuzzTest {
         bounded(file, () -> Conversions.convertAndCompare(file, "vmdk", Map.of()));
     }
 
+    /** A real in-place conversion of whatever the file probes as, to a dynamic VHDX. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void convertInPlaceToVhdx(byte[] file) {
+        bounded(file, () -> Conversions.convertAndCompare(file, "vhdx", Map.of()));
+    }
+
     private static void plan(byte[] file, String source, String target, Map<String, String> options) {
         MemoryStorage s = Harness.storage(file);
         MemoryDir dir = new MemoryDir(Harness.STORAGE_CAP);

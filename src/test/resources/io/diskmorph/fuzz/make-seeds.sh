@@ -139,6 +139,8 @@ put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compress
   "${vmdk[@]}"
 put convertInPlaceVmdk "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}"
+put convertInPlaceToVhdx "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
+  "${vmdk[@]}"
 putSparse() { # putSparse TARGET FILE...: the .sparse form, named like the file
   mkdir -p "$out/$1"
   local t="$1"; shift
