@@ -6,9 +6,10 @@
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 8 GiB monolithicSparse VMDK (fully written, made by qemu-img convert) -> qcow2
 #  (e) 8 GiB dynamic VHDX (fully written, made by qemu-img convert: qemu's default block size) -> qcow2
+#  (f) 8 GiB fully written raw -> dynamic VHDX (KVM to Hyper-V; qemu-img convert -O vhdx: its defaults)
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
 # Between runs the in-place result is rolled back (--keep-rollback, rollback).
-# CASES picks some of them (default "raw qed vmdk vhdx sparse").
+# CASES picks some of them (default "raw qed vmdk vhdx sparse"; "tovhdx" runs (f)).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE="${SIZE:-8G}"
 raw="$BENCH_DIR/full-$SIZE.raw"
@@ -46,19 +47,21 @@ drop_caches
 cold=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
 echo "JVM start-up (diskmorph --version): ${startup}s warm, ${cold}s from a cold page cache"
 
-# one LABEL FMT IMAGE: RUNS pairs, the two tools alternating; each run from a cold page cache until durable
+# one LABEL FMT IMAGE [TARGET]: RUNS pairs, the two tools alternating; each run from a cold page cache until
+# durable; TARGET defaults to qcow2
 one() {
-  local label="$1" fmt="$2" img="$3" qs=() ds=() tq td
+  local label="$1" fmt="$2" img="$3" target="${4:-qcow2}" qs=() ds=() tq td
+  local copy="$BENCH_DIR/copy.$target"
   for run in $(seq "${RUNS:-3}"); do
     rm -f "$copy"; drop_caches
     local t0; t0=$(date +%s.%N)
-    qemu-img convert -f "$fmt" -O qcow2 "$img" "$copy"; sync "$copy"
+    qemu-img convert -f "$fmt" -O "$target" "$img" "$copy"; sync "$copy"
     tq=$(echo "$(date +%s.%N) - $t0" | bc)
     rm -f "$copy"; drop_caches
     t0=$(date +%s.%N)
-    "$DM" convert --in-place --keep-rollback -f "$fmt" -O qcow2 --output=json "$img" > "$BENCH_DIR/plan.json"
+    "$DM" convert --in-place --keep-rollback -f "$fmt" -O "$target" --output=json "$img" > "$BENCH_DIR/plan.json"
     td=$(echo "$(date +%s.%N) - $t0" | bc)
-    qemu-img check -q "$img"
+    qemu-img check -q -f "$target" "$img"
     "$DM" rollback "$img" >/dev/null
     echo "  run $run: qemu-img convert ${tq}s, in place ${td}s ($(ratio "$tq" "$td")x)"
     qs+=("$tq"); ds+=("$td")
@@ -87,6 +90,10 @@ fi
 if [[ " $CASES " == *" vhdx "* ]]; then
   echo "== $SIZE dynamic VHDX -> qcow2"
   one "vhdx->qcow2 $SIZE" vhdx "$vhdx"
+fi
+if [[ " $CASES " == *" tovhdx "* ]]; then
+  echo "== $SIZE fully written raw -> dynamic VHDX"
+  one "raw->vhdx $SIZE" raw "$raw" vhdx
 fi
 [[ " $CASES " == *" sparse "* ]] || exit 0
 
