@@ -88,8 +88,6 @@ final class VhdxImage extends AbstractDiskImage {
         this.fileEnd = layout.fileSize;
         this.bat = new MetadataCache<>("VHDX BAT page", file, BatPage.BYTES,
                 (int) (BAT_CACHE_BYTES / BatPage.BYTES), BatPage::new);
-        // a BAT entry never reaches the file before the block data it points at is durable
-        this.bat.dependOn(file);
         if (layout.hasParent) {
             this.bitmaps = new MetadataCache<>("VHDX sector bitmap page", file, BitmapPage.BYTES,
                     (int) (BITMAP_CACHE_BYTES / BitmapPage.BYTES), BitmapPage::new);
@@ -506,6 +504,9 @@ final class VhdxImage extends AbstractDiskImage {
         BatPage p = bat.get(layout.batOffset + (index / BatPage.ENTRIES) * BatPage.BYTES);
         p.entries[(int) (index % BatPage.ENTRIES)] = host | FULLY_PRESENT;
         bat.markDirty(p);
+        // the entry reaches the file only after the block's data is durable (a dependency holds for one flush:
+        // it is declared again for every entry)
+        bat.dependOn(file);
         return host;
     }
 
