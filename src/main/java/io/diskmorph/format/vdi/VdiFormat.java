@@ -54,7 +54,7 @@ public final class VdiFormat implements ImageFormat {
     @Override
     public DiskImage create(Storage storage, CreateSpec spec, OpenContext context) throws IOException {
         boolean fixed = parseOptions(spec);
-        long size = spec.virtualSize();
+        long size = (spec.virtualSize() + VdiHeader.SECTOR - 1) & -VdiHeader.SECTOR; // qemu-img rounds up to a sector
         long blocks = Math.ceilDiv(size, VdiImage.BLOCK);
         long mapBytes = (blocks * 4 + VdiHeader.SECTOR - 1) & -VdiHeader.SECTOR;
         long mapOffset = VdiHeader.BYTES;

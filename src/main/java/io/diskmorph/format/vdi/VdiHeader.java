@@ -149,13 +149,13 @@ final class VdiHeader {
                     + "inside the 512-byte header", h.offsetBmap));
         }
         long bmapEnd = h.offsetBmap + 4 * h.blocksInImage;
-        if (h.offsetData < bmapEnd) {
-            throw new CorruptImageException("VDI header", OFF_DATA, String.format("data offset 0x%x lies inside "
-                    + "the block map (0x%x to 0x%x)", h.offsetData, h.offsetBmap, bmapEnd));
-        }
         if (bmapEnd > fileLength) {
             throw new CorruptImageException("VDI block map", h.offsetBmap, String.format("the map of %d blocks "
                     + "ends at 0x%x, past the end of the file (%d bytes)", h.blocksInImage, bmapEnd, fileLength));
+        }
+        if (h.offsetData < bmapEnd) {
+            throw new CorruptImageException("VDI header", OFF_DATA, String.format("data offset 0x%x lies inside "
+                    + "the block map (0x%x to 0x%x)", h.offsetData, h.offsetBmap, bmapEnd));
         }
         return h;
     }
