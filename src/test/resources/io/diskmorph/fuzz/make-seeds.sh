@@ -60,6 +60,16 @@ qemu-img create -q -f vmdk -o zeroed_grain=on vmdk-zeroed.vmdk 1M
 io vmdk vmdk-zeroed.vmdk -c 'write -P 0x11 0 4k' -c 'write -P 0x22 600k 1k' -c 'write -z 0 64k' -c 'write -z 900k 64k'
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw vmdk-stream.vmdk
 
+# VDI (1 MiB blocks, so a block with data makes a 1 MiB seed): an empty dynamic image; data in a partial last
+# block and a written-zero block; a discarded entry (patched: qemu never writes one); a small static image
+qemu-img create -q -f vdi vdi-empty.vdi 4M
+qemu-img create -q -f vdi vdi-data.vdi 2000k
+io vdi vdi-data.vdi -c 'write -P 0x11 1536k 4k' -c 'write -z 0 4k'
+cp vdi-data.vdi vdi-discarded.vdi
+printf '\xfe\xff\xff\xff' | dd of=vdi-discarded.vdi bs=1 seek=512 conv=notrunc status=none
+qemu-img create -q -f vdi -o static=on vdi-static.vdi 1M
+io vdi vdi-static.vdi -c 'write -P 0x22 4k 2k'
+
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
   local t="$1"; shift
@@ -79,4 +89,9 @@ vmdk=(vmdk-sparse.vmdk vmdk-zeroed.vmdk vmdk-stream.vmdk)
 put convertInPlace "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 "${vmdk[@]}"
 put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}"
+vdi=(vdi-empty.vdi vdi-data.vdi vdi-discarded.vdi vdi-static.vdi)
+put vdi "${vdi[@]}"
+put probe "${vdi[@]}"
+put convertInPlace vdi-data.vdi vdi-static.vdi
+put convertInPlaceQcow2 vdi-data.vdi vdi-static.vdi
 du -sh "$out"
