@@ -6,13 +6,15 @@
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 8 GiB monolithicSparse VMDK (fully written, made by qemu-img convert) -> qcow2
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
+#  (e) 8 GiB VDI laid out as VirtualBox lays it out (map at 1 MiB, data at 2 MiB; bench/vbox-vdi.py) -> qcow2
 # Between runs the in-place result is rolled back (--keep-rollback, rollback).
-# CASES picks some of them (default "raw qed vmdk sparse").
+# CASES picks some of them (default "raw qed vmdk sparse"; "vdi" for (e)).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE="${SIZE:-8G}"
 raw="$BENCH_DIR/full-$SIZE.raw"
 qed="$BENCH_DIR/full-$SIZE.qed"
 vmdk="$BENCH_DIR/full-$SIZE.vmdk"
+vdi="$BENCH_DIR/full-$SIZE.vdi"
 CASES="${CASES:-raw qed vmdk sparse}"
 copy="$BENCH_DIR/copy.qcow2"
 
@@ -28,6 +30,10 @@ fi
 if [[ " $CASES " == *" vmdk "* ]] && [ ! -f "$vmdk" ]; then
   echo "creating $vmdk (monolithicSparse, qemu's 64 KiB grains)"
   qemu-img convert -f raw -O vmdk "$raw" "$vmdk.tmp" && mv "$vmdk.tmp" "$vmdk"
+fi
+if [[ " $CASES " == *" vdi "* ]] && [ ! -f "$vdi" ]; then
+  echo "creating $vdi (VirtualBox layout: map at 1 MiB, data at 2 MiB, 1 MiB blocks in guest order)"
+  "$(dirname "${BASH_SOURCE[0]}")/vbox-vdi.py" "$raw" "$vdi"
 fi
 # the launcher's ahead-of-time caches for 'convert' and 'rollback' are trained at their first runs
 warm="$BENCH_DIR/warm-64m.raw"
@@ -77,6 +83,10 @@ fi
 if [[ " $CASES " == *" vmdk "* ]]; then
   echo "== $SIZE monolithicSparse VMDK -> qcow2"
   one "vmdk->qcow2 $SIZE" vmdk "$vmdk"
+fi
+if [[ " $CASES " == *" vdi "* ]]; then
+  echo "== $SIZE VirtualBox-layout VDI -> qcow2"
+  one "vdi->qcow2 $SIZE" vdi "$vdi"
 fi
 [[ " $CASES " == *" sparse "* ]] || exit 0
 
