@@ -56,7 +56,10 @@ class InPlaceCrashTest {
                 Arguments.of("vdi", "qcow2", "", ""),
                 // a VDI as VirtualBox lays it out: map at 1 MiB, data at 2 MiB; every block stays
                 Arguments.of("vdi", "qcow2", "virtualbox", ""),
-                Arguments.of("vdi", "qed", "virtualbox", "cluster_size=64k"));
+                Arguments.of("vdi", "qed", "virtualbox", "cluster_size=64k"),
+                // VDI targets: the block under the header moves, host blocks are packed densely after the map
+                Arguments.of("raw", "vdi", "", ""),
+                Arguments.of("qcow2", "vdi", "cluster_size=64k", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")

@@ -129,6 +129,13 @@ class ImageFuzzTest {
         bounded(file, () -> plan(file, "raw", "qed", Map.of()));
     }
 
+    /** The in-place planner over a qcow2 source, to VDI (1 MiB blocks, laid out densely after the map). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planVdi(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "vdi", Map.of()));
+    }
+
     /** The in-place planner over a QED source, to QED with other cluster and table sizes. */
     @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
     @FuzzTest

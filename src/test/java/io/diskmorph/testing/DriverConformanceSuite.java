@@ -758,6 +758,20 @@ public abstract class DriverConformanceSuite {
         List<String> filesBefore = listing(img.getParent());
         List<Qemu.MapLine> before = Qemu.map(img, format());
 
+        if (s.backed() && !takesBackingFiles(target)) {
+            // a target without backing files (VDI) cannot keep the image's: refused, dry run too, nothing written
+            for (boolean dryRun : new boolean[]{true, false}) {
+                Dm.Result r = dryRun
+                        ? Dm.run("convert", "--in-place", "--dry-run", "-f", format(), "-O", target, img)
+                        : Dm.run("convert", "--in-place", "-f", format(), "-O", target, img);
+                assertEquals(io.diskmorph.image.ExitCodes.UNSUPPORTED, r.exitCode(), "refused: " + r.err());
+                r.oneLineError();
+                assertArrayEquals(original, Files.readAllBytes(img), "a refusal leaves the file byte-identical");
+                assertEquals(filesBefore, listing(img.getParent()), "a refusal creates no file");
+            }
+            return;
+        }
+
         Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-f", format(), "-O", target,
                 img).ok();
         assertArrayEquals(original, Files.readAllBytes(img), "a dry run leaves the file byte-identical");
@@ -785,6 +799,18 @@ public abstract class DriverConformanceSuite {
         List<Qemu.MapLine> after = Qemu.map(img, target);
         Oracles.assertKeptInPlace(before, after, plan.get("moved-bytes").asLong());
         assertEquals(after, Dm.map(img, target), "diskmorph maps the converted image as qemu does");
+    }
+
+    /** Whether the target's builder takes a backing file (asked with one; VDI refuses it). */
+    private static boolean takesBackingFiles(String target) throws IOException {
+        LayoutTarget t = (LayoutTarget) FormatRegistry.byName(target);
+        try {
+            t.layoutBuilder(new CreateSpec(4L << 20, Map.of(), "base.raw", "raw"), LayoutTarget.TargetDefaults.NONE,
+                    new KeptDataSpace(null, Set.of(), 512, 1L << 30));
+            return true;
+        } catch (io.diskmorph.image.UnsupportedFeatureException e) {
+            return false;
+        }
     }
 
     private static List<String> listing(Path d) throws IOException {

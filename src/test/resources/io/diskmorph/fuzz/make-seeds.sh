@@ -91,6 +91,7 @@ put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compress
   "${vmdk[@]}"
 vdi=(vdi-empty.vdi vdi-data.vdi vdi-discarded.vdi vdi-static.vdi)
 put vdi "${vdi[@]}"
+put planVdi "${qcow2[@]}"
 put probe "${vdi[@]}"
 put convertInPlace vdi-data.vdi vdi-static.vdi
 put convertInPlaceQcow2 vdi-data.vdi vdi-static.vdi

@@ -3,8 +3,11 @@ package io.diskmorph.format.vdi;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -18,9 +21,11 @@ import java.util.List;
 /**
  * VirtualBox's VDI, as qemu 7.2's block/vdi.c reads, writes and creates it:
  * version 1.1 headers, dynamic and static (fixed) images, 1 MiB blocks,
- * no differencing images (link and parent UUIDs must be null).
+ * no differencing images (link and parent UUIDs must be null). An in-place
+ * target ({@link VdiLayoutBuilder}): 1 MiB blocks that sit contiguous and
+ * aligned in the file stay, laid out densely after the map.
  */
-public final class VdiFormat implements ImageFormat {
+public final class VdiFormat implements ImageFormat, LayoutTarget {
     public static final String NAME = "vdi";
     /** Map bytes written per request by create. */
     private static final int MAP_CHUNK = 64 * 1024;
@@ -109,6 +114,25 @@ public final class VdiFormat implements ImageFormat {
                     + "fit the header's 32-bit data offset");
         }
         return fixed;
+    }
+
+    @Override
+    public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
+        return VdiLayoutBuilder.create(spec, space);
+    }
+
+    /** Host blocks are numbered densely (blocks_allocated): no free MiB may lie between the map and the end. */
+    @Override
+    public boolean unreferencedSpaceIsLeak() {
+        return true;
+    }
+
+    @Override
+    public String notInPlace(String name) {
+        if (name.equals("static") || name.equals("preallocation")) {
+            return "a VDI made in place is dynamic: it maps the blocks that hold data, not every block";
+        }
+        return LayoutTarget.super.notInPlace(name);
     }
 
     @Override

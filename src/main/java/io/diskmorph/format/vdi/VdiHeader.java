@@ -193,7 +193,8 @@ final class VdiHeader {
     /**
      * A header laid out as qemu-img create writes one: its text, header size
      * 0x180, the map right after the header and the data right after the map
-     * (rounded to a sector), random image and snapshot UUIDs.
+     * (rounded to a sector), random image and snapshot UUIDs (none when
+     * {@code random} is null: the caller sets them).
      */
     static ByteBuffer qemuLayout(long diskSize, boolean fixed, long mapOffset, long dataOffset,
                                  java.util.Random random) {
@@ -207,8 +208,10 @@ final class VdiHeader {
                 .putInt(OFF_BMAP, (int) mapOffset).putInt(OFF_DATA, (int) dataOffset)
                 .putInt(OFF_SECTOR_SIZE, SECTOR).putLong(OFF_DISK_SIZE, diskSize).putInt(OFF_BLOCK_SIZE, BLOCK_SIZE)
                 .putInt(OFF_BLOCKS, (int) blocks).putInt(OFF_ALLOCATED, fixed ? (int) blocks : 0);
-        randomUuid(raw, OFF_UUID_IMAGE, random);
-        randomUuid(raw, OFF_UUID_LAST_SNAP, random);
+        if (random != null) {
+            randomUuid(raw, OFF_UUID_IMAGE, random);
+            randomUuid(raw, OFF_UUID_LAST_SNAP, random);
+        }
         return ByteBuffer.wrap(raw);
     }
 

@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -134,4 +135,18 @@ final class VdiFiles {
         Qemu.img("convert", "-O", "raw", image, q).ok();
         assertEquals(-1, Files.mismatch(o, q), "guest bytes of " + image);
     }
+
+    /** Guest bytes of the {@code c}-sized clusters that hold data (not reported as zeros) in the map. */
+    static long unitBytes(List<Qemu.MapLine> map, long c, long size) {
+        java.util.TreeSet<Long> clusters = new java.util.TreeSet<>();
+        for (Qemu.MapLine l : map) {
+            if (l.data() && !l.zero()) {
+                for (long k = l.start() / c; k * c < l.start() + l.length(); k++) {
+                    clusters.add(k);
+                }
+            }
+        }
+        return clusters.stream().mapToLong(k -> Math.min(c, size - k * c)).sum();
+    }
+
 }

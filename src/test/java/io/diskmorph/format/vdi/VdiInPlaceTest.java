@@ -86,7 +86,7 @@ class VdiInPlaceTest {
         long kept = plan.get("kept-bytes").asLong();
         long moved = plan.get("moved-bytes").asLong();
         // units are target clusters: kept + moved are the clusters that hold data by qemu's map, no other
-        long units = unitBytes(before, plan.get("cluster-size").asLong(), plan.get("virtual-size").asLong());
+        long units = VdiFiles.unitBytes(before, plan.get("cluster-size").asLong(), plan.get("virtual-size").asLong());
         assertEquals(units, kept + moved, "kept + moved are the target clusters holding data (" + data
                 + " bytes), nothing that reads as zeros: " + plan);
         long compacted = plan.get("moved-by-reason").path("compacted").asLong(0);
@@ -116,19 +116,6 @@ class VdiInPlaceTest {
         Dm.run("rollback", img).ok();
         assertEquals(VdiFiles.sha256(original), VdiFiles.sha256(img), "rollback gives the original VDI back");
         assertEquals(0, Qemu.img("check", img).exitCode(), "qemu-img checks the rolled-back VDI");
-    }
-
-    /** Guest bytes of the {@code c}-sized clusters that hold data (not reported as zeros) in the map. */
-    private static long unitBytes(List<Qemu.MapLine> map, long c, long size) {
-        java.util.TreeSet<Long> clusters = new java.util.TreeSet<>();
-        for (Qemu.MapLine l : map) {
-            if (l.data() && !l.zero()) {
-                for (long k = l.start() / c; k * c < l.start() + l.length(); k++) {
-                    clusters.add(k);
-                }
-            }
-        }
-        return clusters.stream().mapToLong(k -> Math.min(c, size - k * c)).sum();
     }
 
     private static Dm.Result run(Path img, String target, String options, String... flags) {

@@ -69,6 +69,27 @@ class VdiReadTest {
         assertEquals(Qemu.img("compare", img, fixed).exitCode(), compare.exitCode(), compare.out() + compare.err());
     }
 
+    /** measure with a VDI source: qemu-img's figures, for a VirtualBox layout, a qemu-made and a static image. */
+    @Test
+    void measureAsASourceEqualsQemus() throws Exception {
+        Path vbox = dir.resolve("vbox.vdi");
+        VdiFiles.virtualBox(vbox, 6L * VdiFiles.MIB + 512, Map.of(0L, 1L, 2L, 0L, 3L, -2L, 6L, 2L),
+                g -> VdiFiles.pattern(VdiFiles.MIB, g));
+        Path dyn = dir.resolve("q.vdi");
+        Qemu.create(dyn, "vdi", "9M");
+        Qemu.io(dyn, "vdi", "write -P 7 5M 4k", "write -z 8M 1M");
+        Path fixed = dir.resolve("s.vdi");
+        Qemu.create(fixed, "vdi", "3M", "static=on");
+        Qemu.io(fixed, "vdi", "write -P 7 1M 8k");
+        for (Path img : new Path[]{vbox, dyn, fixed}) {
+            for (String target : new String[]{"qcow2", "raw"}) {
+                assertEquals(Qemu.img("measure", "--output=json", "-f", "vdi", "-O", target, img).ok().json(),
+                        Dm.run("measure", "--output=json", "-f", "vdi", "-O", target, img).ok().json(),
+                        "measure -O " + target + " " + img.getFileName());
+            }
+        }
+    }
+
     /** create writes what qemu-img create writes, byte for byte but the two random UUIDs. */
     @ParameterizedTest
     @CsvSource({"5M, ''", "1000, ''", "0, ''", "3145216, static=on", "64M, static=on", "300G, ''"})
