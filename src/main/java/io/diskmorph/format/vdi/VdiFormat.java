@@ -8,6 +8,7 @@ import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.MeasurableFormat;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -25,7 +26,7 @@ import java.util.List;
  * target ({@link VdiLayoutBuilder}): 1 MiB blocks that sit contiguous and
  * aligned in the file stay, laid out densely after the map.
  */
-public final class VdiFormat implements ImageFormat, LayoutTarget {
+public final class VdiFormat implements ImageFormat, LayoutTarget, MeasurableFormat {
     public static final String NAME = "vdi";
     /** Map bytes written per request by create. */
     private static final int MAP_CHUNK = 64 * 1024;
@@ -114,6 +115,29 @@ public final class VdiFormat implements ImageFormat, LayoutTarget {
                     + "fit the header's 32-bit data offset");
         }
         return fixed;
+    }
+
+    /**
+     * qemu-img 7.2 cannot measure for VDI ("does not support size
+     * measurement"), so these are diskmorph's own figures, by qemu's rule for
+     * other formats: the header and the map as qemu-img create lays them out,
+     * and one 1 MiB block per block the source maps as data (every block for
+     * static=on, and fully allocated). A copy may write less: it skips blocks
+     * it finds all zeros.
+     */
+    @Override
+    public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
+        long size = source != null ? source.virtualSize() : spec.virtualSize();
+        boolean fixed = parseOptions(new CreateSpec(size, spec.options(), spec.backingFile(), spec.backingFormat()));
+        long rounded = (size + VdiHeader.SECTOR - 1) & -VdiHeader.SECTOR;
+        long blocks = Math.ceilDiv(rounded, VdiImage.BLOCK);
+        long metadata = VdiHeader.BYTES + ((blocks * 4 + VdiHeader.SECTOR - 1) & -VdiHeader.SECTOR);
+        long full = metadata + blocks * VdiImage.BLOCK;
+        if (fixed) {
+            return new Measurement(full, full, -1);
+        }
+        long data = source == null ? 0 : MeasurableFormat.dataBytes(source, VdiImage.BLOCK);
+        return new Measurement(metadata + data, full, -1);
     }
 
     @Override

@@ -1,5 +1,6 @@
 package io.diskmorph.format.vdi;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Oracles;
 import io.diskmorph.testing.Qemu;
@@ -88,6 +89,30 @@ class VdiReadTest {
                         "measure -O " + target + " " + img.getFileName());
             }
         }
+    }
+
+    /**
+     * measure -O vdi (qemu-img 7.2 has none): the file sizes a copy and create then write, for an empty disk,
+     * a static one, and a raw source with data in 3 of its 6 blocks and a partial last block.
+     */
+    @Test
+    void measureForAVdiTarget() throws Exception {
+        JsonNode empty = Dm.run("measure", "--output=json", "-O", "vdi", "--size", "1G").ok().json();
+        assertEquals(512 + 4096, empty.get("required").asLong());
+        assertEquals(512 + 4096 + (1L << 30), empty.get("fully-allocated").asLong());
+        JsonNode fixed = Dm.run("measure", "--output=json", "-O", "vdi", "-o", "static=on", "--size", "1G").ok().json();
+        assertEquals(512 + 4096 + (1L << 30), fixed.get("required").asLong());
+        Path raw = dir.resolve("m.raw");
+        Qemu.create(raw, "raw", String.valueOf(5L * VdiFiles.MIB + 512));
+        Qemu.io(raw, "raw", "write -P 1 0 4k", "write -P 2 2M 1M", "write -P 3 5M 512");
+        JsonNode m = Dm.run("measure", "--output=json", "-f", "raw", "-O", "vdi", raw).ok().json();
+        Path copy = dir.resolve("m.vdi");
+        Dm.run("convert", "-f", "raw", "-O", "vdi", raw, copy).ok();
+        assertEquals(Files.size(copy), m.get("required").asLong(), "what the copy wrote");
+        assertEquals(512 + 512 + 6L * VdiFiles.MIB, m.get("fully-allocated").asLong());
+        Path q = dir.resolve("q.vdi");
+        Qemu.img("convert", "-f", "raw", "-O", "vdi", raw, q).ok();
+        assertEquals(Files.size(q), Files.size(copy), "qemu-img convert writes as much");
     }
 
     /** create writes what qemu-img create writes, byte for byte but the two random UUIDs. */
