@@ -8,7 +8,7 @@
  * <ul>
  * <li>{@link io.diskmorph.format.vdi.VdiFormat}: the driver (qemu's probe:
  *     the signature at 0x40), create as qemu-img lays it out (dynamic, or
- *     static=on);</li>
+ *     static=on), measure (qemu-img 7.2 has none for VDI);</li>
  * <li>{@link io.diskmorph.format.vdi.VdiHeader}: the header, with qemu's
  *     open checks and the bounds qemu skips (a map inside the header, past
  *     the end of the file or over the data area; extra bytes per block);</li>
@@ -19,7 +19,11 @@
  *     (new blocks appended at blocks_allocated, as qemu), the flush order
  *     data, header, map;</li>
  * <li>{@link io.diskmorph.format.vdi.VdiChecker}: qemu's check with its
- *     messages, and what it misses.</li>
+ *     messages, and what it misses;</li>
+ * <li>{@link io.diskmorph.format.vdi.VdiLayoutBuilder}: a dynamic VDI built
+ *     over blocks that stay where they are (the target of in-place
+ *     conversion): map after the header, data from the next MiB, host
+ *     blocks dense.</li>
  * </ul>
  */
 package io.diskmorph.format.vdi;
