@@ -108,6 +108,33 @@ class VdiWriteTest {
         }
     }
 
+    /**
+     * convert -O vdi (the copy engine over VdiImage.write): the same file as qemu-img convert -O vdi writes,
+     * byte for byte after the header (whose UUIDs are random), dynamic and static.
+     */
+    @Test
+    void copyConvertWritesWhatQemuImgConvertWrites() throws Exception {
+        Path src = dir.resolve("src.qcow2");
+        Qemu.create(src, "qcow2", "20M");
+        Qemu.io(src, "qcow2", "write -P 1 0 64k", "write -P 2 3M 2M", "write -z 8M 1M", "write -P 3 19M 512k");
+        for (String options : new String[]{"static=off", "static=on"}) {
+            Path q = dir.resolve("q.vdi");
+            Path d = dir.resolve("d.vdi");
+            Files.deleteIfExists(q);
+            Files.deleteIfExists(d);
+            Qemu.img("convert", "-O", "vdi", "-o", options, src, q).ok();
+            Dm.run("convert", "-O", "vdi", "-o", options, src, d).ok();
+            byte[] a = Files.readAllBytes(q);
+            byte[] b = Files.readAllBytes(d);
+            assertEquals(a.length, b.length, options + ": file length");
+            assertEquals(-1, java.util.Arrays.mismatch(a, 512, a.length, b, 512, b.length), options + ": map and data");
+            java.util.Arrays.fill(a, 0x188, 0x1a8, (byte) 0);
+            java.util.Arrays.fill(b, 0x188, 0x1a8, (byte) 0);
+            assertEquals(-1, java.util.Arrays.mismatch(a, b), options + ": the header but its UUIDs");
+            Oracles.assertCheckClean(d, "vdi");
+        }
+    }
+
     /** New blocks go at offset_data + blocks_allocated * 1 MiB: 1 MiB aligned in a VirtualBox-layout file. */
     @Test
     void writesToAVirtualBoxLayoutAppendBlocks() throws Exception {
