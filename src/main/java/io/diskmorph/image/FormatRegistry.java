@@ -37,7 +37,8 @@ public final class FormatRegistry {
     private static final List<ImageFormat> FORMATS = all();
 
     private static List<ImageFormat> all() {
-        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(), new VdiFormat(), PLAIN));
+        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(),
+                new VdiFormat(), PLAIN));
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }

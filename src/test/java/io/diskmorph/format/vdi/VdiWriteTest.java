@@ -149,7 +149,8 @@ class VdiWriteTest {
         assertEquals(2, VdiFiles.u32(img, (1 << 20) + 4 * 3), "guest block 3 -> host block 2");
         assertEquals((2L << 20) + (3L << 20), Files.size(img), "the file ends after host block 2");
         Oracles.assertCheckClean(img, "vdi");
-        Qemu.io(img, "vdi", "read -P 0 " + (3L << 20) + " 8192", "read -P 0 " + ((3L << 20) + 12288) + " " + ((1 << 20) - 12288));
+        Qemu.io(img, "vdi", "read -P 0 " + (3L << 20) + " 8192",
+                "read -P 0 " + ((3L << 20) + 12288) + " " + ((1 << 20) - 12288));
         VdiFiles.assertReadsLikeQemu(img, dir);
     }
 
