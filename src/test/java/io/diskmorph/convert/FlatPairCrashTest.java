@@ -1,0 +1,181 @@
+package io.diskmorph.convert;
+
+import io.diskmorph.image.Images;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Crash states of the descriptor + flat data file switch ({@link
+ * FlatPairSwitch}): every prefix of the logged file and directory
+ * operations (renames, hard links, directory syncs included), with unsynced
+ * writes dropped, kept, reordered, torn or randomly kept, and unsynced
+ * directory changes lost or kept. After {@link Recovery#recover} (itself
+ * crashed at every step and run again) the directory must hold exactly the
+ * pair (descriptor and data file, byte for byte) or the raw file at the
+ * descriptor's path (with its rollback record when one was asked for), and
+ * nothing else. Conversion, and rollback after a conversion kept with
+ * --keep-rollback.
+ */
+class FlatPairCrashTest {
+    private static final String DESC = "d.vmdk";
+    private static final String DATA = "d-flat.vmdk";
+    private static final String JOURNAL = DESC + Images.JOURNAL_SUFFIX;
+    private static final String RECORD = DESC + Images.ROLLBACK_SUFFIX;
+
+    private final byte[] descriptor = ("# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+            + "createType=\"monolithicFlat\"\nRW 128 FLAT \"" + DATA + "\" 0\n").getBytes(StandardCharsets.UTF_8);
+    private final byte[] data = new byte[64 << 10];
+    private final Set<String> seen = new HashSet<>();
+    private int states;
+    private int recoverCrashStates;
+    private final java.util.EnumMap<Recovery.Outcome, Integer> outcomes = new java.util.EnumMap<>(Recovery.Outcome.class);
+
+    FlatPairCrashTest() {
+        new Random(7).nextBytes(data);
+    }
+
+    private FlatPairSwitch.Spec join(boolean keep) {
+        return new FlatPairSwitch.Spec(FlatPairSwitch.Direction.JOIN, DATA, descriptor, data.length, "vmdk", "raw",
+                keep);
+    }
+
+    @ParameterizedTest(name = "keep rollback {0}")
+    @ValueSource(booleans = {false, true})
+    void everyCrashStateOfTheConversionRecovers(boolean keep) throws IOException {
+        CrashSim sim = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        FlatPairSwitch.execute(sim.dir(), DESC, join(keep), Cancellation.NONE);
+        assertEquals(keep ? Set.of(DESC, RECORD) : Set.of(DESC), names(sim));
+        assertTrue(sim.log.stream().anyMatch(o -> o instanceof CrashSim.Rename), "the switch is a rename");
+        checkAll(sim, keep);
+        assertTrue(states >= 5, "distinct crash states checked: " + states);
+        assertTrue(recoverCrashStates > 0);
+        // every kind of state was met: untouched, torn journal, before and after the rename
+        for (Recovery.Outcome o : new Recovery.Outcome[]{Recovery.Outcome.NOTHING_TO_DO,
+                Recovery.Outcome.DISCARDED_TORN_JOURNAL, Recovery.Outcome.RESTORED_SOURCE,
+                Recovery.Outcome.COMPLETED_TARGET}) {
+            assertTrue(outcomes.getOrDefault(o, 0) > 0, o + " in " + outcomes);
+        }
+    }
+
+    @Test
+    void everyCrashStateOfTheRollbackRecovers() throws IOException {
+        CrashSim converted = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        FlatPairSwitch.execute(converted.dir(), DESC, join(true), Cancellation.NONE);
+        Map<String, byte[]> after = converted.crashState(converted.log.size(), CrashSim.FileFate.NONE, false, 0);
+        CrashSim sim = new CrashSim(after);
+        try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+            Recovery.rollback(f);
+        }
+        assertEquals(Set.of(DESC, DATA), names(sim));
+        assertTrue(sim.log.stream().anyMatch(o -> o instanceof CrashSim.Link), "the raw file is linked back");
+        checkAll(sim, true);
+        assertTrue(outcomes.getOrDefault(Recovery.Outcome.ROLLED_BACK, 0) > 0, "interrupted rollbacks finished: "
+                + outcomes);
+        Map<String, byte[]> end = sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0);
+        assertArrayEquals(descriptor, end.get(DESC));
+        assertArrayEquals(data, end.get(DATA));
+    }
+
+    /** A cancel request before the rename: the journal goes, the pair is untouched. */
+    @Test
+    void cancelBeforeTheRenameLeavesThePair() throws IOException {
+        CrashSim sim = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        Cancellation cancel = new Cancellation();
+        cancel.request("test");
+        assertThrows(Cancellation.CancelledException.class,
+                () -> FlatPairSwitch.execute(sim.dir(), DESC, join(true), cancel));
+        assertEquals(Set.of(DESC, DATA), names(sim));
+    }
+
+    /** A journal whose descriptor is not what the path holds, with the data file present: refused, kept. */
+    @Test
+    void aForeignJournalIsRefused() throws IOException {
+        CrashSim converted = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        FlatPairSwitch.execute(converted.dir(), DESC, join(true), Cancellation.NONE);
+        Map<String, byte[]> after = converted.crashState(converted.log.size(), CrashSim.FileFate.NONE, false, 0);
+        Map<String, byte[]> other = new HashMap<>();
+        other.put(DESC, "something else".getBytes(StandardCharsets.UTF_8));
+        other.put(DATA, data);
+        other.put(JOURNAL, after.get(RECORD));
+        CrashSim sim = new CrashSim(other);
+        try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+            assertThrows(io.diskmorph.image.JournalMismatchException.class, () -> Recovery.recover(f));
+        }
+        assertTrue(sim.log.isEmpty(), "nothing written");
+    }
+
+    private void checkAll(CrashSim sim, boolean keep) throws IOException {
+        for (int prefix = 0; prefix <= sim.log.size(); prefix++) {
+            for (CrashSim.FileFate fate : CrashSim.FileFate.values()) {
+                for (boolean dirOps : new boolean[]{false, true}) {
+                    Map<String, byte[]> state = sim.crashState(prefix, fate, dirOps, prefix * 31L + fate.ordinal());
+                    if (seen.add(CrashSim.fingerprint(state))) {
+                        states++;
+                        recoverAndJudge(state, keep, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /** Recovers a crash state and checks the outcome; with {@code crashRecover} also every crash of the recover. */
+    private void recoverAndJudge(Map<String, byte[]> state, boolean keep, boolean crashRecover) throws IOException {
+        CrashSim sim = new CrashSim(state);
+        assertTrue(state.containsKey(DESC), "the descriptor's path always names a file: " + state.keySet());
+        try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+            Recovery.Outcome o = Recovery.recover(f);
+            if (crashRecover) {
+                outcomes.merge(o, 1, Integer::sum);
+            }
+            Recovery.Outcome again = Recovery.recover(f);
+            assertEquals(Recovery.Outcome.NOTHING_TO_DO, again, "recover is done after one run");
+        }
+        judge(sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0), keep);
+        if (crashRecover) {
+            for (int prefix = 0; prefix < sim.log.size(); prefix++) {
+                for (boolean dirOps : new boolean[]{false, true}) {
+                    for (CrashSim.FileFate fate : new CrashSim.FileFate[]{CrashSim.FileFate.NONE,
+                            CrashSim.FileFate.TORN_LAST}) {
+                        recoverCrashStates++;
+                        recoverAndJudge(sim.crashState(prefix, fate, dirOps, prefix), keep, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /** The pair, or the raw file (with its record when kept): nothing else, no byte changed. */
+    private void judge(Map<String, byte[]> s, boolean keep) {
+        String what = s.keySet().toString();
+        assertFalse(s.containsKey(JOURNAL) || s.containsKey(DESC + FlatPairSwitch.TEMP_SUFFIX), what);
+        if (s.containsKey(DATA)) {
+            assertEquals(Set.of(DESC, DATA), s.keySet(), what);
+            assertArrayEquals(descriptor, s.get(DESC), "the descriptor, byte for byte");
+            assertArrayEquals(data, s.get(DATA), "the data file, byte for byte");
+        } else {
+            assertTrue(Arrays.equals(data, s.get(DESC)), "the raw image at the descriptor's path: " + what);
+            if (keep) {
+                assertEquals(Set.of(DESC, RECORD), s.keySet(), "raw with its rollback record");
+            } else {
+                assertEquals(Set.of(DESC), s.keySet(), what);
+            }
+        }
+    }
+
+    private static Set<String> names(CrashSim sim) {
+        return sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0).keySet().stream()
+                .filter(n -> !n.isEmpty()).collect(java.util.stream.Collectors.toSet());
+    }
+}
