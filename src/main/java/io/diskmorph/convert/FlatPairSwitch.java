@@ -2,6 +2,7 @@ package io.diskmorph.convert;
 
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FlatDataImage;
+import io.diskmorph.image.FlatDescriptorFormat;
 import io.diskmorph.image.FormatRegistry;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
@@ -193,6 +194,83 @@ final class FlatPairSwitch {
                 + " and is the raw image; the descriptor's text is kept in the journal"
                 + (request.keepRollback() ? " (and in the rollback record: 'rollback' restores both files)"
                 : " until the rename is durable"));
+        clock.phase("check");
+        return new Planned(spec, plan.freeze(clock.stop()));
+    }
+
+    /** {@link #planJoin} or {@link #planSplit}: null when the request is no switch of a pair. */
+    static Planned plan(ConversionFile file, InPlaceConverter.Request request, PhaseClock clock) throws IOException {
+        Planned p = planJoin(file, request, clock);
+        return p != null ? p : planSplit(file, request, clock);
+    }
+
+    /**
+     * Plans a conversion of a raw file to a descriptor + flat data pair
+     * (VMDK monolithicFlat): the raw file keeps every byte and takes the
+     * data file's name, the descriptor takes the path. Null when the target
+     * cannot describe a raw file ({@link FlatDescriptorFormat}) or the
+     * options ask for another layout, or the file is not raw.
+     */
+    static Planned planSplit(ConversionFile file, InPlaceConverter.Request request, PhaseClock clock)
+            throws IOException {
+        if (file.path() == null) {
+            return null;
+        }
+        ImageFormat target = FormatRegistry.byName(request.targetFormat());
+        if (!(target instanceof FlatDescriptorFormat describer)) {
+            return null;
+        }
+        Storage image = file.image();
+        ImageFormat sourceFormat = request.sourceFormat() != null ? FormatRegistry.byName(request.sourceFormat())
+                : FormatRegistry.probe(image);
+        if (sourceFormat != FormatRegistry.plainFormat()) {
+            return null; // only a raw file is the disk as it is
+        }
+        long virtualSize = image.size();
+        FlatDescriptorFormat.FlatDescriptor fd = describer.flatDescriptor(file.name(), virtualSize,
+                request.options());
+        if (fd == null) {
+            return null;
+        }
+        String name = file.displayName();
+        StorageDir dir = file.dir();
+        if (dir.exists(file.journalName())) {
+            throw new InterruptedConversionException(name, file.journalName());
+        }
+        if (java.nio.file.Files.isSymbolicLink(file.path())) {
+            throw new UnsupportedFeatureException(name + " is a symbolic link: the descriptor would replace the "
+                    + "link's target, not this name (convert the image by its real path)");
+        }
+        FileIdentity id = dir.identity(file.name());
+        if (id.links() > 1) {
+            throw new UnsupportedFeatureException(name + " has " + id.links() + " hard links; the other names "
+                    + "would keep naming the data file, not the descriptor (remove the other links, or convert a "
+                    + "copy)");
+        }
+        if (dir.exists(fd.dataName()) || dir.isSymbolicLink(fd.dataName())) {
+            throw new UnsupportedFeatureException(name + ": the raw file would be renamed to " + fd.dataName()
+                    + ", which exists; move that file away first");
+        }
+        Spec spec = new Spec(Direction.SPLIT, fd.dataName(), fd.descriptor(), virtualSize, sourceFormat.name(),
+                target.name(), request.keepRollback());
+        ConversionPlan.Draft plan = new ConversionPlan.Draft();
+        plan.sourceFormat = sourceFormat.name();
+        plan.targetFormat = target.name();
+        plan.virtualSize = virtualSize;
+        plan.originalLength = virtualSize;
+        plan.finalLength = fd.descriptor().length;
+        plan.keptBytes = virtualSize;
+        plan.metadataBytes = fd.descriptor().length;
+        plan.journalBytes = journalBytes(spec);
+        // the journal, the descriptor and its temporary copy
+        plan.extraSpace = roundUp(plan.journalBytes, 4096) + 2 * roundUp(fd.descriptor().length, 4096);
+        plan.availableSpace = dir.usableSpace();
+        plan.policy = "rename";
+        plan.keepRollback = request.keepRollback();
+        plan.replacesRollbackRecord = dir.exists(file.rollbackName());
+        plan.notes.add("nothing moves: " + file.name() + " is renamed to " + fd.dataName() + " (the flat "
+                + "extent, every byte as it is) and a " + fd.descriptor().length + "-byte descriptor naming it "
+                + "takes the name " + file.name());
         clock.phase("check");
         return new Planned(spec, plan.freeze(clock.stop()));
     }

@@ -78,7 +78,7 @@ public final class InPlaceConverter {
 
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
-        FlatPairSwitch.Planned pair = FlatPairSwitch.planJoin(file, request, new PhaseClock(Progress.NONE));
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             return pair.plan();
         }
@@ -104,7 +104,7 @@ public final class InPlaceConverter {
     public static ConversionPlan convert(ConversionFile file, Request request, Progress progress,
                                          Cancellation cancel) throws IOException {
         PhaseClock clock = new PhaseClock(progress);
-        FlatPairSwitch.Planned pair = FlatPairSwitch.planJoin(file, request, clock);
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, clock);
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             if (!pair.plan().enoughSpace()) {
                 throw new NotEnoughSpaceException("the in-place conversion", pair.plan().extraSpace(),

@@ -58,6 +58,7 @@ class FlatPairCrashTest {
         FlatPairSwitch.execute(sim.dir(), DESC, join(keep), Cancellation.NONE);
         assertEquals(keep ? Set.of(DESC, RECORD) : Set.of(DESC), names(sim));
         assertTrue(sim.log.stream().anyMatch(o -> o instanceof CrashSim.Rename), "the switch is a rename");
+        recordWithRaw = keep;
         checkAll(sim, keep);
         assertTrue(states >= 5, "distinct crash states checked: " + states);
         assertTrue(recoverCrashStates > 0);
@@ -80,6 +81,7 @@ class FlatPairCrashTest {
         }
         assertEquals(Set.of(DESC, DATA), names(sim));
         assertTrue(sim.log.stream().anyMatch(o -> o instanceof CrashSim.Link), "the raw file is linked back");
+        recordWithRaw = true;
         checkAll(sim, true);
         assertTrue(outcomes.getOrDefault(Recovery.Outcome.ROLLED_BACK, 0) > 0, "interrupted rollbacks finished: "
                 + outcomes);
@@ -116,6 +118,10 @@ class FlatPairCrashTest {
         assertTrue(sim.log.isEmpty(), "nothing written");
     }
 
+    /** Where a rollback record belongs when the state is raw / the pair. */
+    private boolean recordWithRaw;
+    private boolean recordWithPair;
+
     private void checkAll(CrashSim sim, boolean keep) throws IOException {
         for (int prefix = 0; prefix <= sim.log.size(); prefix++) {
             for (CrashSim.FileFate fate : CrashSim.FileFate.values()) {
@@ -142,7 +148,7 @@ class FlatPairCrashTest {
             Recovery.Outcome again = Recovery.recover(f);
             assertEquals(Recovery.Outcome.NOTHING_TO_DO, again, "recover is done after one run");
         }
-        judge(sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0), keep);
+        judge(sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0));
         if (crashRecover) {
             for (int prefix = 0; prefix < sim.log.size(); prefix++) {
                 for (boolean dirOps : new boolean[]{false, true}) {
@@ -156,22 +162,54 @@ class FlatPairCrashTest {
         }
     }
 
-    /** The pair, or the raw file (with its record when kept): nothing else, no byte changed. */
-    private void judge(Map<String, byte[]> s, boolean keep) {
+    /** The pair, or the raw file, each with its record where one belongs: nothing else, no byte changed. */
+    private void judge(Map<String, byte[]> s) {
         String what = s.keySet().toString();
         assertFalse(s.containsKey(JOURNAL) || s.containsKey(DESC + FlatPairSwitch.TEMP_SUFFIX), what);
         if (s.containsKey(DATA)) {
-            assertEquals(Set.of(DESC, DATA), s.keySet(), what);
+            assertEquals(recordWithPair ? Set.of(DESC, DATA, RECORD) : Set.of(DESC, DATA), s.keySet(), what);
             assertArrayEquals(descriptor, s.get(DESC), "the descriptor, byte for byte");
             assertArrayEquals(data, s.get(DATA), "the data file, byte for byte");
         } else {
             assertTrue(Arrays.equals(data, s.get(DESC)), "the raw image at the descriptor's path: " + what);
-            if (keep) {
-                assertEquals(Set.of(DESC, RECORD), s.keySet(), "raw with its rollback record");
-            } else {
-                assertEquals(Set.of(DESC), s.keySet(), what);
-            }
+            assertEquals(recordWithRaw ? Set.of(DESC, RECORD) : Set.of(DESC), s.keySet(), what);
         }
+    }
+
+    private FlatPairSwitch.Spec split(boolean keep) {
+        return new FlatPairSwitch.Spec(FlatPairSwitch.Direction.SPLIT, DATA, descriptor, data.length, "raw",
+                "vmdk", keep);
+    }
+
+    /** Raw to the pair (VMDK monolithicFlat in place): hard link, temporary descriptor, rename. */
+    @ParameterizedTest(name = "keep rollback {0}")
+    @ValueSource(booleans = {false, true})
+    void everyCrashStateOfTheSplitRecovers(boolean keep) throws IOException {
+        CrashSim sim = new CrashSim(Map.of(DESC, data));
+        FlatPairSwitch.execute(sim.dir(), DESC, split(keep), Cancellation.NONE);
+        assertEquals(keep ? Set.of(DESC, DATA, RECORD) : Set.of(DESC, DATA), names(sim));
+        recordWithPair = keep;
+        checkAll(sim, keep);
+        for (Recovery.Outcome o : new Recovery.Outcome[]{Recovery.Outcome.NOTHING_TO_DO,
+                Recovery.Outcome.DISCARDED_TORN_JOURNAL, Recovery.Outcome.RESTORED_SOURCE,
+                Recovery.Outcome.COMPLETED_TARGET}) {
+            assertTrue(outcomes.getOrDefault(o, 0) > 0, o + " in " + outcomes);
+        }
+    }
+
+    @Test
+    void everyCrashStateOfTheSplitsRollbackRecovers() throws IOException {
+        CrashSim converted = new CrashSim(Map.of(DESC, data));
+        FlatPairSwitch.execute(converted.dir(), DESC, split(true), Cancellation.NONE);
+        CrashSim sim = new CrashSim(converted.crashState(converted.log.size(), CrashSim.FileFate.NONE, false, 0));
+        try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+            Recovery.rollback(f);
+        }
+        assertEquals(Set.of(DESC), names(sim));
+        recordWithPair = true;
+        checkAll(sim, true);
+        assertTrue(outcomes.getOrDefault(Recovery.Outcome.ROLLED_BACK, 0) > 0, "interrupted rollbacks finished: "
+                + outcomes);
     }
 
     private static Set<String> names(CrashSim sim) {

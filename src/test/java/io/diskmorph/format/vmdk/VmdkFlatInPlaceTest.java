@@ -98,6 +98,75 @@ class VmdkFlatInPlaceTest {
         }
     }
 
+    /**
+     * Raw to a VMDK flat pair in place: the path becomes the descriptor, the
+     * raw file (every byte as it was) takes qemu's extent name beside it
+     * (NAME-flat.EXT; NAME-f001.EXT for a one-extent twoGbMaxExtentFlat);
+     * qemu-img check and compare and vmdkinfo read the pair. Then back to
+     * raw in place (the rename the other way) gives the original bytes,
+     * or, when kept, rollback does.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({"monolithicFlat, disk.img, disk-flat.img, false", "monolithicFlat, d.vmdk, d-flat.vmdk, true",
+            "twoGbMaxExtentFlat, d.vmdk, d-f001.vmdk, true", "monolithicFlat, plain, plain-flat, false"})
+    void rawBecomesAFlatPair(String subformat, String name, String extent, boolean keepRollback) throws Exception {
+        Path img = VmdkFiles.sampleRaw(dir, name, "6M", "write -P 0x21 0 64k", "write -P 0x22 3M 1M",
+                "write -P 0x23 6291456 0");
+        byte[] original = Files.readAllBytes(img);
+        Map<String, byte[]> before = everyFile();
+        Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-O", "vmdk", "-o",
+                "subformat=" + subformat, img).ok();
+        assertEquals(0, dry.json().get("moved-bytes").asLong());
+        assertSame(before, everyFile(), "a dry run writes nothing");
+
+        if (keepRollback) {
+            Dm.run("convert", "--in-place", "-O", "vmdk", "-o", "subformat=" + subformat, "--keep-rollback", img).ok();
+        } else {
+            Dm.run("convert", "--in-place", "-O", "vmdk", "-o", "subformat=" + subformat, img).ok();
+        }
+        Set<String> expected = keepRollback ? Set.of(name, extent, name + ".dmrollback") : Set.of(name, extent);
+        assertEquals(expected, everyFile().keySet());
+        assertArrayEquals(original, Files.readAllBytes(dir.resolve(extent)), "the raw file's bytes, renamed");
+        assertTrue(Files.readString(img).contains("createType=\"" + subformat + "\"")
+                && Files.readString(img).contains("RW 12288 FLAT \"" + extent + "\" 0"), Files.readString(img));
+        Qemu.check(img, "vmdk").ok();
+        Path ref = Files.createDirectory(dir.resolve("ref")).resolve("ref.raw");
+        Files.write(ref, original);
+        assertEquals(0, Qemu.img("compare", "-f", "vmdk", "-F", "raw", img, ref).exitCode());
+        VmdkFiles.assertVmdkinfoAgrees(img);
+
+        if (keepRollback) {
+            Dm.run("rollback", img).ok();
+        } else {
+            Dm.run("convert", "--in-place", "-O", "raw", img).ok();
+        }
+        Files.delete(ref);
+        Files.delete(ref.getParent());
+        assertSame(before, everyFile(), "the raw file back under its name, nothing else");
+    }
+
+    /** Raw to VMDK flat is refused in one line when the extent's name is taken or the size is not whole sectors. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"taken, exists", "sectors, 512-byte sectors"})
+    void rawRefusals(String what, String says) throws Exception {
+        Path img = VmdkFiles.sampleRaw(dir, "d.vmdk", what.equals("sectors") ? "1000000" : "1M", "write -P 1 0 4k");
+        if (what.equals("taken")) {
+            Files.writeString(dir.resolve("d-flat.vmdk"), "someone else's file");
+        } else { // qemu-img create rounds up to whole sectors: cut it
+            try (var ch = java.nio.channels.FileChannel.open(img, java.nio.file.StandardOpenOption.WRITE)) {
+                ch.truncate(1000000);
+            }
+        }
+        Map<String, byte[]> before = everyFile();
+        for (Object[] cmd : new Object[][]{{"convert", "--in-place", "-O", "vmdk", "-o", "subformat=monolithicFlat",
+                img}, {"convert", "--in-place", "--dry-run", "-O", "vmdk", "-o", "subformat=monolithicFlat", img}}) {
+            Dm.Result r = Dm.run(cmd);
+            assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+            assertTrue(r.oneLineError().contains(says), r.err());
+            assertSame(before, everyFile(), "nothing written");
+        }
+    }
+
     /** A rollback record refuses when the raw image was written since (the write would be lost). */
     @Test
     void rollbackRefusesAfterAWrite() throws Exception {
