@@ -290,7 +290,7 @@ final class FlatPairSwitch {
             if (cancel.requested()) {
                 dir.delete(journal);
                 dir.sync();
-                throw new Cancellation.CancelledException(cancel.reason());
+                throw new Cancellation.CancelledException(cancel.reason(), true);
             }
             if (spec.direction() == Direction.JOIN) {
                 toRaw(dir, name, spec);
