@@ -88,8 +88,29 @@ final class FlatPairSwitch {
 
     // ---- plan ----
 
-    /** A planned JOIN: the spec and the figures a dry run prints. */
-    record Planned(Spec spec, ConversionPlan plan) {
+    /**
+     * A planned switch: the spec and the figures a dry run prints; for a
+     * descriptor + data pair to another format than raw, the conversion of
+     * the data file (as raw, in place, under its own journal) that comes
+     * before the rename.
+     */
+    record Planned(Spec spec, ConversionPlan plan, InPlaceConverter.Request dataConversion) {
+        Planned(Spec spec, ConversionPlan plan) {
+            this(spec, plan, null);
+        }
+    }
+
+    /**
+     * Opens the data file for its own in-place conversion (locked
+     * exclusively); storages without a path (the crash tests) open it
+     * through the directory.
+     */
+    interface DataFileOpener {
+        DataFileOpener DEFAULT = (dir, name, forWriting) -> dir instanceof FileStorageDir fd
+                ? ConversionFile.open(fd.path(name), forWriting ? LockMode.EXCLUSIVE : LockMode.SHARED, null)
+                : new ConversionFile(dir.open(name, !forWriting), dir, name, null, null);
+
+        ConversionFile open(StorageDir dir, String name, boolean forWriting) throws IOException;
     }
 
     /**
@@ -100,7 +121,7 @@ final class FlatPairSwitch {
      */
     static Planned planJoin(ConversionFile file, InPlaceConverter.Request request, PhaseClock clock)
             throws IOException {
-        if (!"raw".equalsIgnoreCase(request.targetFormat()) || file.extents() == null) {
+        if (file.extents() == null) {
             return null;
         }
         Storage image = file.image();
@@ -115,10 +136,20 @@ final class FlatPairSwitch {
             }
             virtualSize = source.virtualSize();
         }
+        boolean toRaw = "raw".equalsIgnoreCase(request.targetFormat());
+        if (!toRaw && request.targetFormat().equals(sourceFormat.name())) {
+            return null; // to the same format: refused as a descriptor with extent files
+        }
         String name = file.displayName();
         StorageDir dir = file.dir();
-        if (!request.options().isEmpty()) {
+        if (toRaw && !request.options().isEmpty()) {
             throw new InvalidRequestException("in-place conversion to raw takes no -o options");
+        }
+        if (!toRaw && request.keepRollback()) {
+            throw new InvalidRequestException("--keep-rollback: not offered yet for a flat VMDK converted to "
+                    + request.targetFormat() + " in one step; for a way back, convert it in two: '-O raw "
+                    + "--keep-rollback' (rollback gives both files back), then '-O " + request.targetFormat()
+                    + " --keep-rollback'");
         }
         if (dir.exists(file.journalName())) {
             throw new InterruptedConversionException(name, file.journalName());
@@ -175,6 +206,9 @@ final class FlatPairSwitch {
                     + "VMDK-sized descriptor (at most " + MAX_DESCRIPTOR_BYTES + ")");
         }
         byte[] descriptor = readAll(dir, file.name());
+        if (!toRaw) {
+            return planJoinConverting(file, request, clock, sourceFormat.name(), dataName, descriptor, dataLength);
+        }
         Spec spec = new Spec(Direction.JOIN, dataName, descriptor, dataLength, sourceFormat.name(), "raw",
                 request.keepRollback());
         ConversionPlan.Draft plan = new ConversionPlan.Draft();
@@ -196,6 +230,114 @@ final class FlatPairSwitch {
                 : " until the rename is durable"));
         clock.phase("check");
         return new Planned(spec, plan.freeze(clock.stop()));
+    }
+
+    /**
+     * The pair to another format: the data file is planned as a raw image
+     * converted in place (its own journal and, until the rename, its own
+     * rollback record, so that a crash before the rename is undone to the
+     * untouched pair), then renamed over the descriptor.
+     */
+    private static Planned planJoinConverting(ConversionFile file, InPlaceConverter.Request request,
+                                              PhaseClock clock, String sourceFormat, String dataName,
+                                              byte[] descriptor, long dataLength) throws IOException {
+        StorageDir dir = file.dir();
+        for (String sidecar : new String[]{dataName + io.diskmorph.image.Images.JOURNAL_SUFFIX,
+                dataName + io.diskmorph.image.Images.ROLLBACK_SUFFIX}) {
+            if (dir.exists(sidecar)) {
+                throw new UnsupportedFeatureException(file.displayName() + ": the flat extent has a journal or "
+                        + "rollback record of its own (" + sidecar + "); run 'diskmorph recover' on it or remove "
+                        + "the record first");
+            }
+        }
+        InPlaceConverter.Request inner = new InPlaceConverter.Request("raw", request.targetFormat(),
+                request.options(), true);
+        ConversionPlan dataPlan;
+        try (ConversionFile data = DataFileOpener.DEFAULT.open(dir, dataName, false)) {
+            dataPlan = InPlaceConverter.plan(data, inner);
+        }
+        Spec spec = new Spec(Direction.JOIN, dataName, descriptor, dataLength, sourceFormat,
+                request.targetFormat(), false);
+        ConversionPlan plan = dataPlan.relabeled(sourceFormat, journalBytes(spec), "the flat extent " + dataName
+                + " is converted in place like a raw file (these figures), then renamed over "
+                + file.name() + "; the descriptor's text is kept in the journal until the rename is durable");
+        clock.phase("check");
+        return new Planned(spec, plan, inner);
+    }
+
+    /**
+     * Carries out a planned pair -> another format: journal; the data file
+     * converted in place (with its own rollback record); the rename (the
+     * commit point); the records go. A cancel or failure before the rename
+     * leaves the data file raw again (the inner conversion restores it) and
+     * the journal goes.
+     */
+    static ConversionPlan executeJoinConverting(StorageDir dir, String name, Planned planned,
+                                                InPlaceConverter.Progress progress, Cancellation cancel,
+                                                DataFileOpener opener) throws IOException {
+        Spec spec = planned.spec();
+        String journal = name + io.diskmorph.image.Images.JOURNAL_SUFFIX;
+        String dataJournal = spec.dataName() + io.diskmorph.image.Images.JOURNAL_SUFFIX;
+        String dataRecord = spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
+        ConversionPlan done;
+        try (ConversionFile data = opener.open(dir, spec.dataName(), true)) {
+            writeJournal(dir, journal, spec, new State(MODE_CONVERT, 0, 0, 0, 0));
+            dir.sync();
+            try {
+                done = InPlaceConverter.convert(data, planned.dataConversion(), progress, cancel);
+            } catch (Cancellation.CancelledException e) {
+                dir.delete(journal);
+                dir.sync();
+                throw new Cancellation.CancelledException(e.reason(), true);
+            } catch (IOException | RuntimeException e) {
+                if (!dir.exists(dataJournal) && !dir.exists(dataRecord)) { // restored: the pair as it was
+                    dir.delete(journal);
+                    dir.sync();
+                }
+                throw e;
+            }
+            dir.rename(spec.dataName(), name);
+            dir.sync();
+            dir.delete(dataRecord);
+            dir.delete(journal);
+            dir.delete(name + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
+            dir.sync();
+        }
+        return planned.plan().withPhases(done.phaseSeconds());
+    }
+
+    /** Recover of a pair -> another format: before the rename the data file is put back as raw. */
+    private static Recovery.Outcome recoverJoinConverting(StorageDir dir, String name, String displayName,
+                                                          Spec spec, boolean pathHoldsDescriptor,
+                                                          DataFileOpener opener) throws IOException {
+        String journal = name + io.diskmorph.image.Images.JOURNAL_SUFFIX;
+        String dataJournal = spec.dataName() + io.diskmorph.image.Images.JOURNAL_SUFFIX;
+        String dataRecord = spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
+        String keep = "; the journal " + journal + " is kept (remove it by hand if it belongs to no file)";
+        boolean dataExists = dir.exists(spec.dataName());
+        if (dataExists != pathHoldsDescriptor) {
+            throw new JournalMismatchException(displayName + (dataExists ? " is not the descriptor its journal "
+                    + "saved, and " + spec.dataName() + " still exists" : " still holds the descriptor, but its "
+                    + "flat extent " + spec.dataName() + " is gone") + ": not a state the conversion leaves" + keep);
+        }
+        if (dataExists) { // before the rename: the data file back to raw, byte for byte
+            try (ConversionFile data = opener.open(dir, spec.dataName(), true)) {
+                if (dir.exists(dataJournal)) {
+                    Recovery.recover(data, true);
+                }
+                if (dir.exists(dataRecord)) {
+                    Recovery.rollback(data, true);
+                }
+            }
+            dir.delete(journal);
+            dir.sync();
+            return Recovery.Outcome.RESTORED_SOURCE;
+        }
+        dir.delete(dataRecord);
+        dir.delete(journal);
+        dir.delete(name + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
+        dir.sync();
+        return Recovery.Outcome.COMPLETED_TARGET;
     }
 
     /** {@link #planJoin} or {@link #planSplit}: null when the request is no switch of a pair. */
@@ -391,6 +533,11 @@ final class FlatPairSwitch {
 
     /** {@link Recovery#recover} for a journal of this kind. */
     static Recovery.Outcome recover(StorageDir dir, String name, String displayName) throws IOException {
+        return recover(dir, name, displayName, DataFileOpener.DEFAULT);
+    }
+
+    static Recovery.Outcome recover(StorageDir dir, String name, String displayName, DataFileOpener opener)
+            throws IOException {
         String journal = name + io.diskmorph.image.Images.JOURNAL_SUFFIX;
         Spec spec;
         State state;
@@ -404,6 +551,9 @@ final class FlatPairSwitch {
             return Recovery.Outcome.DISCARDED_TORN_JOURNAL;
         }
         boolean pathHoldsDescriptor = holds(dir, name, spec.descriptor());
+        if (spec.direction() == Direction.JOIN && !spec.targetFormat().equals("raw")) {
+            return recoverJoinConverting(dir, name, displayName, spec, pathHoldsDescriptor, opener);
+        }
         boolean dataExists = dir.exists(spec.dataName());
         if (state.mode() == MODE_ROLLBACK) {
             if (spec.direction() == Direction.JOIN) {

@@ -110,6 +110,10 @@ public final class InPlaceConverter {
                 throw new NotEnoughSpaceException("the in-place conversion", pair.plan().extraSpace(),
                         pair.plan().availableSpace());
             }
+            if (pair.dataConversion() != null) { // the data file converted like a raw file, then renamed
+                return FlatPairSwitch.executeJoinConverting(file.dir(), file.name(), pair, progress, cancel,
+                        FlatPairSwitch.DataFileOpener.DEFAULT);
+            }
             FlatPairSwitch.execute(file.dir(), file.name(), pair.spec(), cancel);
             return pair.plan();
         }

@@ -36,7 +36,9 @@ class FlatPairCrashTest {
 
     private final byte[] descriptor = ("# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
             + "createType=\"monolithicFlat\"\nRW 128 FLAT \"" + DATA + "\" 0\n").getBytes(StandardCharsets.UTF_8);
-    private final byte[] data = new byte[64 << 10];
+    private byte[] data = new byte[64 << 10];
+    /** When set: the raw side of a state is this format (the pair converted to qcow2), judged by content. */
+    private String convertedFormat;
     private final Set<String> seen = new HashSet<>();
     private int states;
     private int recoverCrashStates;
@@ -166,6 +168,21 @@ class FlatPairCrashTest {
     private void judge(Map<String, byte[]> s) {
         String what = s.keySet().toString();
         assertFalse(s.containsKey(JOURNAL) || s.containsKey(DESC + FlatPairSwitch.TEMP_SUFFIX), what);
+        if (convertedFormat != null && !s.containsKey(DATA)) {
+            assertEquals(Set.of(DESC), s.keySet(), "the converted extent alone: " + what);
+            try (io.diskmorph.image.DiskImage img = Images.open(io.diskmorph.storage.MemoryStorage.sparseOf(DESC,
+                    s.get(DESC)), convertedFormat, true)) {
+                assertEquals(data.length, img.virtualSize());
+                java.nio.ByteBuffer guest = java.nio.ByteBuffer.allocate(data.length);
+                img.read(guest, 0);
+                assertArrayEquals(data, guest.array(), "the guest content");
+                io.diskmorph.image.CheckReport r = img.check(io.diskmorph.image.RepairMode.NONE);
+                assertTrue(r.corruptions == 0 && r.failure == null, "check clean");
+            } catch (IOException e) {
+                throw new AssertionError(what + ": " + e, e);
+            }
+            return;
+        }
         if (s.containsKey(DATA)) {
             assertEquals(recordWithPair ? Set.of(DESC, DATA, RECORD) : Set.of(DESC, DATA), s.keySet(), what);
             assertArrayEquals(descriptor, s.get(DESC), "the descriptor, byte for byte");
@@ -173,6 +190,41 @@ class FlatPairCrashTest {
         } else {
             assertTrue(Arrays.equals(data, s.get(DESC)), "the raw image at the descriptor's path: " + what);
             assertEquals(recordWithRaw ? Set.of(DESC, RECORD) : Set.of(DESC), s.keySet(), what);
+        }
+    }
+
+    /**
+     * The pair to qcow2: the data file converted in place under its own
+     * journal and record, then renamed; every crash state recovers to the
+     * untouched pair or to the qcow2 image alone with the same content.
+     */
+    @Test
+    void everyCrashStateOfThePairToQcow2Recovers() throws IOException {
+        data = new byte[320 << 10];
+        Random rnd = new Random(11);
+        for (int off : new int[]{0, 100 << 10, 256 << 10}) {
+            byte[] chunk = new byte[40 << 10];
+            rnd.nextBytes(chunk);
+            System.arraycopy(chunk, 0, data, off, chunk.length);
+        }
+        CrashSim sim = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        InPlaceConverter.Request inner = new InPlaceConverter.Request("raw", "qcow2",
+                Map.of("cluster_size", "64k"), true);
+        ConversionPlan plan;
+        try (ConversionFile f = new ConversionFile(sim.file(DATA), sim.dir(), DATA, null, null)) {
+            plan = InPlaceConverter.plan(f, inner);
+        }
+        FlatPairSwitch.Spec spec = new FlatPairSwitch.Spec(FlatPairSwitch.Direction.JOIN, DATA, descriptor,
+                data.length, "vmdk", "qcow2", false);
+        FlatPairSwitch.executeJoinConverting(sim.dir(), DESC, new FlatPairSwitch.Planned(spec, plan, inner),
+                InPlaceConverter.Progress.NONE, Cancellation.NONE, FlatPairSwitch.DataFileOpener.DEFAULT);
+        assertEquals(Set.of(DESC), names(sim));
+        convertedFormat = "qcow2";
+        checkAll(sim, false);
+        for (Recovery.Outcome o : new Recovery.Outcome[]{Recovery.Outcome.NOTHING_TO_DO,
+                Recovery.Outcome.DISCARDED_TORN_JOURNAL, Recovery.Outcome.RESTORED_SOURCE,
+                Recovery.Outcome.COMPLETED_TARGET}) {
+            assertTrue(outcomes.getOrDefault(o, 0) > 0, o + " in " + outcomes);
         }
     }
 

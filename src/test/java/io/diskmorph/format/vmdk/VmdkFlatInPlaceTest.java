@@ -167,6 +167,37 @@ class VmdkFlatInPlaceTest {
         }
     }
 
+    /**
+     * A flat pair to qcow2 / QED in place: the extent is converted like a
+     * raw file, then takes the descriptor's path; nothing else remains,
+     * qemu-img check is clean and compare equal to qemu-img's copy. Without
+     * --keep-rollback (refused in one line, files unchanged: convert to raw
+     * with a record first).
+     */
+    @ParameterizedTest(name = "{0} -> {1}")
+    @CsvSource({"monolithicFlat, qcow2", "monolithicFlat, qed", "vmfs-thin, qcow2", "twoGbMaxExtentFlat, qed"})
+    void theFlatExtentConvertsLikeARawFile(String kind, String target) throws Exception {
+        Path img = pair(kind);
+        Path copy = Files.createDirectory(dir.resolve("ref")).resolve("copy.raw");
+        Qemu.img("convert", "-f", "vmdk", "-O", "raw", img, copy).ok();
+        Map<String, byte[]> before = everyFile();
+        Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-O", target, img).ok();
+        assertEquals("vmdk", dry.json().get("source-format").asText());
+        assertSame(before, everyFile(), "a dry run writes nothing");
+        Dm.Result keep = Dm.run("convert", "--in-place", "--keep-rollback", "-O", target, img);
+        assertEquals(ExitCodes.USAGE, keep.exitCode(), keep.err());
+        assertTrue(keep.oneLineError().contains("-O raw --keep-rollback"), keep.err());
+        assertSame(before, everyFile(), "refused: nothing written");
+
+        Dm.run("convert", "--in-place", "-O", target, img).ok();
+        assertEquals(Set.of("d.vmdk"), everyFile().keySet(), "the converted extent at the descriptor's path only");
+        assertEquals(target, Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
+        Qemu.check(img, target).ok();
+        assertEquals(0, Qemu.img("compare", "-f", target, "-F", "raw", img, copy).exitCode());
+        assertEquals("no interrupted conversion; nothing to do", Dm.run("recover", img).ok().out().strip()
+                .replace(img + ": ", ""));
+    }
+
     /** A rollback record refuses when the raw image was written since (the write would be lost). */
     @Test
     void rollbackRefusesAfterAWrite() throws Exception {
