@@ -29,14 +29,14 @@ public final class ConversionPlan {
      * format, the pair journal added to the journal and the extra space,
      * and a note first.
      */
-    ConversionPlan relabeled(String sourceFormat, long pairJournalBytes, String note) {
+    ConversionPlan relabeled(String sourceFormat, long pairJournalBytes, String note, boolean keepRollback) {
         Draft c = d.copy();
         c.sourceFormat = sourceFormat;
         if (note != null) {
             c.journalBytes += pairJournalBytes;
             c.extraSpace += Math.ceilDiv(pairJournalBytes, 4096) * 4096;
             c.notes.add(0, note);
-            c.keepRollback = false; // the data file's own record goes with the rename
+            c.keepRollback = keepRollback; // the data file's own record goes with the rename unless kept
             c.replacesRollbackRecord = false;
         }
         return new ConversionPlan(c, phaseSeconds);

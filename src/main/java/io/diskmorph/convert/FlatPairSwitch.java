@@ -106,11 +106,18 @@ final class FlatPairSwitch {
      * through the directory.
      */
     interface DataFileOpener {
-        DataFileOpener DEFAULT = (dir, name, forWriting) -> dir instanceof FileStorageDir fd
-                ? ConversionFile.open(fd.path(name), forWriting ? LockMode.EXCLUSIVE : LockMode.SHARED, null)
-                : new ConversionFile(dir.open(name, !forWriting), dir, name, null, null);
+        DataFileOpener DEFAULT = (dir, name, lock) -> dir instanceof FileStorageDir fd
+                ? (lock == LockMode.NONE
+                ? new ConversionFile(FileStorage.open(fd.path(name), false, LockMode.NONE), fd, name,
+                fd.path(name), null)
+                : ConversionFile.open(fd.path(name), lock, null))
+                : new ConversionFile(dir.open(name, lock == LockMode.SHARED), dir, name, null, null);
 
-        ConversionFile open(StorageDir dir, String name, boolean forWriting) throws IOException;
+        /**
+         * @param lock EXCLUSIVE to convert, SHARED to plan, NONE for a second name of the image's own
+         *             file (a rollback's hard link), which the image's lock covers already
+         */
+        ConversionFile open(StorageDir dir, String name, LockMode lock) throws IOException;
     }
 
     /**
@@ -144,12 +151,6 @@ final class FlatPairSwitch {
         StorageDir dir = file.dir();
         if (toRaw && !request.options().isEmpty()) {
             throw new InvalidRequestException("in-place conversion to raw takes no -o options");
-        }
-        if (!toRaw && request.keepRollback()) {
-            throw new InvalidRequestException("--keep-rollback: not offered yet for a flat VMDK converted to "
-                    + request.targetFormat() + " in one step; for a way back, convert it in two: '-O raw "
-                    + "--keep-rollback' (rollback gives both files back), then '-O " + request.targetFormat()
-                    + " --keep-rollback'");
         }
         if (dir.exists(file.journalName())) {
             throw new InterruptedConversionException(name, file.journalName());
@@ -253,14 +254,17 @@ final class FlatPairSwitch {
         InPlaceConverter.Request inner = new InPlaceConverter.Request("raw", request.targetFormat(),
                 request.options(), true);
         ConversionPlan dataPlan;
-        try (ConversionFile data = DataFileOpener.DEFAULT.open(dir, dataName, false)) {
+        try (ConversionFile data = DataFileOpener.DEFAULT.open(dir, dataName, LockMode.SHARED)) {
             dataPlan = InPlaceConverter.plan(data, inner);
         }
         Spec spec = new Spec(Direction.JOIN, dataName, descriptor, dataLength, sourceFormat,
-                request.targetFormat(), false);
+                request.targetFormat(), request.keepRollback());
         ConversionPlan plan = dataPlan.relabeled(sourceFormat, journalBytes(spec), "the flat extent " + dataName
                 + " is converted in place like a raw file (these figures), then renamed over "
-                + file.name() + "; the descriptor's text is kept in the journal until the rename is durable");
+                + file.name() + "; the descriptor's text is kept in the journal" + (request.keepRollback()
+                ? ", and with the extent's own record (" + dataName + io.diskmorph.image.Images.ROLLBACK_SUFFIX
+                + ") in the rollback record: 'rollback' restores both files" : " until the rename is durable"),
+                request.keepRollback());
         clock.phase("check");
         return new Planned(spec, plan, inner);
     }
@@ -280,7 +284,7 @@ final class FlatPairSwitch {
         String dataJournal = spec.dataName() + io.diskmorph.image.Images.JOURNAL_SUFFIX;
         String dataRecord = spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
         ConversionPlan done;
-        try (ConversionFile data = opener.open(dir, spec.dataName(), true)) {
+        try (ConversionFile data = opener.open(dir, spec.dataName(), LockMode.EXCLUSIVE)) {
             writeJournal(dir, journal, spec, new State(MODE_CONVERT, 0, 0, 0, 0));
             dir.sync();
             try {
@@ -298,30 +302,77 @@ final class FlatPairSwitch {
             }
             dir.rename(spec.dataName(), name);
             dir.sync();
-            dir.delete(dataRecord);
-            dir.delete(journal);
-            dir.delete(name + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
-            dir.sync();
+            finishConverting(dir, name, spec);
         }
         return planned.plan().withPhases(done.phaseSeconds());
     }
 
+    /**
+     * After the rename of a pair -> another format: with a rollback record,
+     * the journal becomes NAME.dmrollback and the data file's own record
+     * stays under its name (DATA.dmrollback): a rollback needs both; without,
+     * both go.
+     */
+    private static void finishConverting(StorageDir dir, String name, Spec spec) throws IOException {
+        if (spec.keepRollback()) {
+            finish(dir, name, spec);
+            return;
+        }
+        dir.delete(spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
+        dir.delete(name + io.diskmorph.image.Images.JOURNAL_SUFFIX);
+        dir.delete(name + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
+        dir.sync();
+    }
+
+    /**
+     * The rollback of a pair -> another format, idempotent: the converted
+     * file gets the data file's name again (a hard link), is rolled back to
+     * raw with its own record (or its interrupted rollback finished), and
+     * the descriptor takes the path.
+     */
+    private static void rollbackConverting(StorageDir dir, String name, Spec spec, DataFileOpener opener)
+            throws IOException {
+        if (holds(dir, name, spec.descriptor())) {
+            dir.delete(name + TEMP_SUFFIX);
+            return;
+        }
+        if (!dir.exists(spec.dataName())) {
+            dir.link(name, spec.dataName());
+            dir.sync();
+        }
+        // the data file is the image's own file under a second name now: the image's lock covers it
+        try (ConversionFile data = opener.open(dir, spec.dataName(), LockMode.NONE)) {
+            if (dir.exists(spec.dataName() + io.diskmorph.image.Images.JOURNAL_SUFFIX)) {
+                Recovery.recover(data, true);
+            } else if (dir.exists(spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX)) {
+                Recovery.rollback(data, true);
+            }
+        }
+        toPair(dir, name, spec);
+    }
+
     /** Recover of a pair -> another format: before the rename the data file is put back as raw. */
     private static Recovery.Outcome recoverJoinConverting(StorageDir dir, String name, String displayName,
-                                                          Spec spec, boolean pathHoldsDescriptor,
+                                                          Spec spec, int mode, boolean pathHoldsDescriptor,
                                                           DataFileOpener opener) throws IOException {
         String journal = name + io.diskmorph.image.Images.JOURNAL_SUFFIX;
         String dataJournal = spec.dataName() + io.diskmorph.image.Images.JOURNAL_SUFFIX;
         String dataRecord = spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
         String keep = "; the journal " + journal + " is kept (remove it by hand if it belongs to no file)";
         boolean dataExists = dir.exists(spec.dataName());
+        if (mode == MODE_ROLLBACK) {
+            rollbackConverting(dir, name, spec, opener);
+            dir.delete(journal);
+            dir.sync();
+            return Recovery.Outcome.ROLLED_BACK;
+        }
         if (dataExists != pathHoldsDescriptor) {
             throw new JournalMismatchException(displayName + (dataExists ? " is not the descriptor its journal "
                     + "saved, and " + spec.dataName() + " still exists" : " still holds the descriptor, but its "
                     + "flat extent " + spec.dataName() + " is gone") + ": not a state the conversion leaves" + keep);
         }
         if (dataExists) { // before the rename: the data file back to raw, byte for byte
-            try (ConversionFile data = opener.open(dir, spec.dataName(), true)) {
+            try (ConversionFile data = opener.open(dir, spec.dataName(), LockMode.EXCLUSIVE)) {
                 if (dir.exists(dataJournal)) {
                     Recovery.recover(data, true);
                 }
@@ -333,10 +384,7 @@ final class FlatPairSwitch {
             dir.sync();
             return Recovery.Outcome.RESTORED_SOURCE;
         }
-        dir.delete(dataRecord);
-        dir.delete(journal);
-        dir.delete(name + io.diskmorph.image.Images.ROLLBACK_SUFFIX);
-        dir.sync();
+        finishConverting(dir, name, spec);
         return Recovery.Outcome.COMPLETED_TARGET;
     }
 
@@ -552,7 +600,7 @@ final class FlatPairSwitch {
         }
         boolean pathHoldsDescriptor = holds(dir, name, spec.descriptor());
         if (spec.direction() == Direction.JOIN && !spec.targetFormat().equals("raw")) {
-            return recoverJoinConverting(dir, name, displayName, spec, pathHoldsDescriptor, opener);
+            return recoverJoinConverting(dir, name, displayName, spec, state.mode(), pathHoldsDescriptor, opener);
         }
         boolean dataExists = dir.exists(spec.dataName());
         if (state.mode() == MODE_ROLLBACK) {
@@ -597,6 +645,11 @@ final class FlatPairSwitch {
 
     /** {@link Recovery#rollback} for a record of this kind: both files back, byte for byte. */
     static void rollback(StorageDir dir, String name, String displayName) throws IOException {
+        rollback(dir, name, displayName, DataFileOpener.DEFAULT);
+    }
+
+    static void rollback(StorageDir dir, String name, String displayName, DataFileOpener opener)
+            throws IOException {
         String journal = name + io.diskmorph.image.Images.JOURNAL_SUFFIX;
         String record = name + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
         Spec spec;
@@ -619,6 +672,12 @@ final class FlatPairSwitch {
                 throw new ImageException(displayName + ": " + spec.dataName() + " exists again; the rollback "
                         + "would need that name for the flat extent (refusing; the rollback record is kept)");
             }
+            String dataRecord = spec.dataName() + io.diskmorph.image.Images.ROLLBACK_SUFFIX;
+            if (converting(spec) && !dir.exists(dataRecord)) {
+                throw new ImageException(displayName + ": the flat extent's own rollback record " + dataRecord
+                        + " is missing; without it the " + spec.targetFormat() + " image cannot become the raw "
+                        + "extent again (refusing; the rollback record is kept)");
+            }
             try (Storage js = dir.open(record, false)) {
                 js.write(ByteBuffer.wrap(encodeState(new State(MODE_ROLLBACK, state.pathSize(), state.pathStamp(),
                         state.dataSize(), state.dataStamp()))), 0);
@@ -628,13 +687,20 @@ final class FlatPairSwitch {
         // as a journal in rollback mode it blocks other users until done, and recover finishes it
         dir.rename(record, journal);
         dir.sync();
-        if (spec.direction() == Direction.JOIN) {
+        if (converting(spec)) {
+            rollbackConverting(dir, name, spec, opener);
+        } else if (spec.direction() == Direction.JOIN) {
             toPair(dir, name, spec);
         } else {
             toRaw(dir, name, spec);
         }
         dir.delete(journal);
         dir.sync();
+    }
+
+    /** A pair converted to another format than raw (its data file converted in place, then renamed). */
+    private static boolean converting(Spec spec) {
+        return spec.direction() == Direction.JOIN && !spec.targetFormat().equals("raw");
     }
 
     // ---- the journal ----

@@ -169,7 +169,8 @@ class FlatPairCrashTest {
         String what = s.keySet().toString();
         assertFalse(s.containsKey(JOURNAL) || s.containsKey(DESC + FlatPairSwitch.TEMP_SUFFIX), what);
         if (convertedFormat != null && !s.containsKey(DATA)) {
-            assertEquals(Set.of(DESC), s.keySet(), "the converted extent alone: " + what);
+            assertEquals(recordWithRaw ? Set.of(DESC, RECORD, DATA + Images.ROLLBACK_SUFFIX) : Set.of(DESC),
+                    s.keySet(), "the converted extent (and both records when kept): " + what);
             try (io.diskmorph.image.DiskImage img = Images.open(io.diskmorph.storage.MemoryStorage.sparseOf(DESC,
                     s.get(DESC)), convertedFormat, true)) {
                 assertEquals(data.length, img.virtualSize());
@@ -198,8 +199,39 @@ class FlatPairCrashTest {
      * journal and record, then renamed; every crash state recovers to the
      * untouched pair or to the qcow2 image alone with the same content.
      */
+    @ParameterizedTest(name = "keep rollback {0}")
+    @ValueSource(booleans = {false, true})
+    void everyCrashStateOfThePairToQcow2Recovers(boolean keep) throws IOException {
+        CrashSim sim = pairToQcow2(keep);
+        assertEquals(keep ? Set.of(DESC, RECORD, DATA + Images.ROLLBACK_SUFFIX) : Set.of(DESC), names(sim));
+        recordWithRaw = keep;
+        checkAll(sim, keep);
+        for (Recovery.Outcome o : new Recovery.Outcome[]{Recovery.Outcome.NOTHING_TO_DO,
+                Recovery.Outcome.DISCARDED_TORN_JOURNAL, Recovery.Outcome.RESTORED_SOURCE,
+                Recovery.Outcome.COMPLETED_TARGET}) {
+            assertTrue(outcomes.getOrDefault(o, 0) > 0, o + " in " + outcomes);
+        }
+    }
+
+    /** The rollback of pair -> qcow2: link back, the extent's own rollback, the descriptor back. */
     @Test
-    void everyCrashStateOfThePairToQcow2Recovers() throws IOException {
+    void everyCrashStateOfThePairToQcow2RollbackRecovers() throws IOException {
+        CrashSim converted = pairToQcow2(true);
+        CrashSim sim = new CrashSim(converted.crashState(converted.log.size(), CrashSim.FileFate.NONE, false, 0));
+        try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+            Recovery.rollback(f);
+        }
+        Map<String, byte[]> end = sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0);
+        assertEquals(Set.of(DESC, DATA), end.keySet());
+        assertArrayEquals(descriptor, end.get(DESC));
+        assertArrayEquals(data, end.get(DATA), "the extent byte for byte");
+        recordWithRaw = true;
+        checkAll(sim, true);
+        assertTrue(outcomes.getOrDefault(Recovery.Outcome.ROLLED_BACK, 0) > 0, "interrupted rollbacks finished: "
+                + outcomes);
+    }
+
+    private CrashSim pairToQcow2(boolean keep) throws IOException {
         data = new byte[320 << 10];
         Random rnd = new Random(11);
         for (int off : new int[]{0, 100 << 10, 256 << 10}) {
@@ -215,17 +247,11 @@ class FlatPairCrashTest {
             plan = InPlaceConverter.plan(f, inner);
         }
         FlatPairSwitch.Spec spec = new FlatPairSwitch.Spec(FlatPairSwitch.Direction.JOIN, DATA, descriptor,
-                data.length, "vmdk", "qcow2", false);
+                data.length, "vmdk", "qcow2", keep);
         FlatPairSwitch.executeJoinConverting(sim.dir(), DESC, new FlatPairSwitch.Planned(spec, plan, inner),
                 InPlaceConverter.Progress.NONE, Cancellation.NONE, FlatPairSwitch.DataFileOpener.DEFAULT);
-        assertEquals(Set.of(DESC), names(sim));
         convertedFormat = "qcow2";
-        checkAll(sim, false);
-        for (Recovery.Outcome o : new Recovery.Outcome[]{Recovery.Outcome.NOTHING_TO_DO,
-                Recovery.Outcome.DISCARDED_TORN_JOURNAL, Recovery.Outcome.RESTORED_SOURCE,
-                Recovery.Outcome.COMPLETED_TARGET}) {
-            assertTrue(outcomes.getOrDefault(o, 0) > 0, o + " in " + outcomes);
-        }
+        return sim;
     }
 
     private FlatPairSwitch.Spec split(boolean keep) {

@@ -170,13 +170,14 @@ class VmdkFlatInPlaceTest {
     /**
      * A flat pair to qcow2 / QED in place: the extent is converted like a
      * raw file, then takes the descriptor's path; nothing else remains,
-     * qemu-img check is clean and compare equal to qemu-img's copy. Without
-     * --keep-rollback (refused in one line, files unchanged: convert to raw
-     * with a record first).
+     * qemu-img check is clean and compare equal to qemu-img's copy. With
+     * --keep-rollback the extent's own record stays beside the image's, and
+     * rollback gives both files back byte for byte.
      */
-    @ParameterizedTest(name = "{0} -> {1}")
-    @CsvSource({"monolithicFlat, qcow2", "monolithicFlat, qed", "vmfs-thin, qcow2", "twoGbMaxExtentFlat, qed"})
-    void theFlatExtentConvertsLikeARawFile(String kind, String target) throws Exception {
+    @ParameterizedTest(name = "{0} -> {1}, keep rollback {2}")
+    @CsvSource({"monolithicFlat, qcow2, false", "monolithicFlat, qed, true", "vmfs-thin, qcow2, true",
+            "vmfs-thick, qed, false", "twoGbMaxExtentFlat, qed, false", "twoGbMaxExtentFlat, qcow2, true"})
+    void theFlatExtentConvertsLikeARawFile(String kind, String target, boolean keepRollback) throws Exception {
         Path img = pair(kind);
         Path copy = Files.createDirectory(dir.resolve("ref")).resolve("copy.raw");
         Qemu.img("convert", "-f", "vmdk", "-O", "raw", img, copy).ok();
@@ -184,18 +185,27 @@ class VmdkFlatInPlaceTest {
         Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-O", target, img).ok();
         assertEquals("vmdk", dry.json().get("source-format").asText());
         assertSame(before, everyFile(), "a dry run writes nothing");
-        Dm.Result keep = Dm.run("convert", "--in-place", "--keep-rollback", "-O", target, img);
-        assertEquals(ExitCodes.USAGE, keep.exitCode(), keep.err());
-        assertTrue(keep.oneLineError().contains("-O raw --keep-rollback"), keep.err());
-        assertSame(before, everyFile(), "refused: nothing written");
+        String extent = before.keySet().stream().filter(n -> !n.equals("d.vmdk")).findFirst().orElseThrow();
 
-        Dm.run("convert", "--in-place", "-O", target, img).ok();
-        assertEquals(Set.of("d.vmdk"), everyFile().keySet(), "the converted extent at the descriptor's path only");
+        if (keepRollback) {
+            Dm.run("convert", "--in-place", "--keep-rollback", "-O", target, img).ok();
+            assertEquals(Set.of("d.vmdk", "d.vmdk.dmrollback", extent + ".dmrollback"), everyFile().keySet(),
+                    "the converted extent at the descriptor's path and the two records");
+        } else {
+            Dm.run("convert", "--in-place", "-O", target, img).ok();
+            assertEquals(Set.of("d.vmdk"), everyFile().keySet(), "the converted extent at the descriptor's path only");
+        }
         assertEquals(target, Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
         Qemu.check(img, target).ok();
         assertEquals(0, Qemu.img("compare", "-f", target, "-F", "raw", img, copy).exitCode());
         assertEquals("no interrupted conversion; nothing to do", Dm.run("recover", img).ok().out().strip()
                 .replace(img + ": ", ""));
+        if (keepRollback) {
+            Dm.run("rollback", img).ok();
+            assertSame(before, everyFile(), "rollback restores both files byte for byte");
+            Qemu.check(img, "vmdk").ok();
+            VmdkFiles.assertVmdkinfoAgrees(img);
+        }
     }
 
     /** A rollback record refuses when the raw image was written since (the write would be lost). */
