@@ -103,6 +103,45 @@ class FlatPairCrashTest {
         assertEquals(Set.of(DESC, DATA), names(sim));
     }
 
+    /**
+     * A damaged journal (bit flips anywhere in it, before and after the
+     * rename): recover never fails with an internal error and leaves the
+     * pair or the raw file, never anything else.
+     */
+    @Test
+    void damagedJournalsRecoverToAValidState() throws IOException {
+        CrashSim converted = new CrashSim(Map.of(DESC, descriptor, DATA, data));
+        FlatPairSwitch.execute(converted.dir(), DESC, join(false), Cancellation.NONE);
+        int renameAt = -1;
+        for (int i = 0; i < converted.log.size(); i++) {
+            if (converted.log.get(i) instanceof CrashSim.Rename) {
+                renameAt = i;
+            }
+        }
+        Random rnd = new Random(5);
+        int damaged = 0;
+        for (int prefix : new int[]{renameAt, renameAt + 2}) { // journal durable, rename not yet / done
+            Map<String, byte[]> state = converted.crashState(prefix, CrashSim.FileFate.ALL, false, 0);
+            byte[] journal = state.get(JOURNAL);
+            assertNotNull(journal, "a state with the journal: " + state.keySet());
+            for (int k = 0; k < 150; k++) {
+                byte[] bad = journal.clone();
+                bad[rnd.nextInt(bad.length)] ^= (byte) (1 << rnd.nextInt(8));
+                Map<String, byte[]> s = new HashMap<>(state);
+                s.put(JOURNAL, bad);
+                CrashSim sim = new CrashSim(s);
+                try (ConversionFile f = new ConversionFile(sim.file(DESC), sim.dir(), DESC, null, null)) {
+                    Recovery.recover(f);
+                } catch (io.diskmorph.image.ImageException e) {
+                    continue; // refused in one line, the journal kept
+                }
+                judge(sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, false, 0));
+                damaged++;
+            }
+        }
+        assertTrue(damaged > 100, "recovered damaged journals: " + damaged);
+    }
+
     /** A journal whose descriptor is not what the path holds, with the data file present: refused, kept. */
     @Test
     void aForeignJournalIsRefused() throws IOException {
