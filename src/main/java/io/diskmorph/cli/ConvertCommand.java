@@ -275,9 +275,16 @@ final class ConvertCommand implements Cli.Command {
         }
         out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat(), p.targetFormat(), dryRun ? " (dry run: "
                 + "nothing written)" : "");
-        out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize()), p.clusterSize());
-        out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes()), p.keptUnits());
-        out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits());
+        if ("rename".equals(p.policy())) { // a descriptor + flat data file switched by renames: nothing moves
+            out.printf("  virtual size:      %s, every byte stays in its file%n", Sizes.human(p.virtualSize()));
+        } else {
+            out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize()),
+                    p.clusterSize());
+            out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes()), p.keptUnits());
+        }
+        if (!"rename".equals(p.policy())) {
+            out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits());
+        }
         for (Map.Entry<MoveReason, Long> e : p.movedBytes().entrySet()) {
             out.printf("    %-16s %s%n", Sizes.human(e.getValue()), e.getKey().text());
         }
