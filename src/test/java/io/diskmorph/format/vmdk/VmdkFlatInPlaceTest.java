@@ -208,6 +208,28 @@ class VmdkFlatInPlaceTest {
         }
     }
 
+    /** Names a rename would not change as the user thinks: a descriptor given by a link, a raw file with two names. */
+    @Test
+    void linksAreRefused() throws Exception {
+        Path img = pair("monolithicFlat");
+        Path link = dir.resolve("link.vmdk");
+        Files.createSymbolicLink(link, img.getFileName());
+        Map<String, byte[]> before = everyFile();
+        Dm.Result r = Dm.run("convert", "--in-place", "-O", "raw", link);
+        assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains("is a symbolic link"), r.err());
+        assertSame(before, everyFile(), "nothing written");
+        Files.delete(link);
+
+        Path raw = VmdkFiles.sampleRaw(dir, "r.img", "1M", "write -P 3 0 4k");
+        Files.createLink(dir.resolve("r2.img"), raw);
+        before = everyFile();
+        r = Dm.run("convert", "--in-place", "-O", "vmdk", "-o", "subformat=monolithicFlat", raw);
+        assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains("2 hard links"), r.err());
+        assertSame(before, everyFile(), "nothing written");
+    }
+
     /** A rollback record refuses when the raw image was written since (the write would be lost). */
     @Test
     void rollbackRefusesAfterAWrite() throws Exception {
