@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need (qemu-utils for the
 # qemu-img oracle, libvmdk-utils for vmdkinfo, a second VMDK reader,
+# libvhdi-utils for vhdiinfo, a second VHDX reader,
 # e2fsprogs for filesystem content, gcc for the JNI shim the build makes and
 # the tests expect, bsdutils for `script`, which gives the progress bar test a
 # terminal) when it is missing.
@@ -11,6 +12,7 @@ need=()
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
 command -v vmdkinfo >/dev/null 2>&1 || need+=(libvmdk-utils)
+command -v vhdiinfo >/dev/null 2>&1 || need+=(libvhdi-utils)
 command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 [ -x /usr/bin/cc ] || need+=(gcc)

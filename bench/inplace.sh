@@ -5,15 +5,17 @@
 #  (a) 8 GiB fully written raw -> qcow2
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 8 GiB monolithicSparse VMDK (fully written, made by qemu-img convert) -> qcow2
+#  (e) 8 GiB dynamic VHDX (fully written, made by qemu-img convert: qemu's default block size) -> qcow2
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
 # Between runs the in-place result is rolled back (--keep-rollback, rollback).
-# CASES picks some of them (default "raw qed vmdk sparse").
+# CASES picks some of them (default "raw qed vmdk vhdx sparse").
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE="${SIZE:-8G}"
 raw="$BENCH_DIR/full-$SIZE.raw"
 qed="$BENCH_DIR/full-$SIZE.qed"
 vmdk="$BENCH_DIR/full-$SIZE.vmdk"
-CASES="${CASES:-raw qed vmdk sparse}"
+vhdx="$BENCH_DIR/full-$SIZE.vhdx"
+CASES="${CASES:-raw qed vmdk vhdx sparse}"
 copy="$BENCH_DIR/copy.qcow2"
 
 if [ ! -f "$raw" ]; then
@@ -28,6 +30,10 @@ fi
 if [[ " $CASES " == *" vmdk "* ]] && [ ! -f "$vmdk" ]; then
   echo "creating $vmdk (monolithicSparse, qemu's 64 KiB grains)"
   qemu-img convert -f raw -O vmdk "$raw" "$vmdk.tmp" && mv "$vmdk.tmp" "$vmdk"
+fi
+if [[ " $CASES " == *" vhdx "* ]] && [ ! -f "$vhdx" ]; then
+  echo "creating $vhdx (dynamic, qemu's default block size)"
+  qemu-img convert -f raw -O vhdx "$raw" "$vhdx.tmp" && mv "$vhdx.tmp" "$vhdx"
 fi
 # the launcher's ahead-of-time caches for 'convert' and 'rollback' are trained at their first runs
 warm="$BENCH_DIR/warm-64m.raw"
@@ -77,6 +83,10 @@ fi
 if [[ " $CASES " == *" vmdk "* ]]; then
   echo "== $SIZE monolithicSparse VMDK -> qcow2"
   one "vmdk->qcow2 $SIZE" vmdk "$vmdk"
+fi
+if [[ " $CASES " == *" vhdx "* ]]; then
+  echo "== $SIZE dynamic VHDX -> qcow2"
+  one "vhdx->qcow2 $SIZE" vhdx "$vhdx"
 fi
 [[ " $CASES " == *" sparse "* ]] || exit 0
 

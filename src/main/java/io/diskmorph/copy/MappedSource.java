@@ -118,6 +118,7 @@ final class MappedSource implements AutoCloseable {
             if (below == null || pos + length > below.virtualSize()) {
                 return null;
             }
+            layer.checkBackingReadable(); // its data would come from below without the layer's read
             layer = below;
         }
     }

@@ -107,6 +107,16 @@ public interface DiskImage extends Closeable {
     /** The backing image, opened read-only on first use; null without one (or with --no-backing). */
     DiskImage backing() throws IOException;
 
+    /**
+     * Throws when this layer refuses to show its backing image's data, as
+     * {@link #read} would where it reads through (a VMDK snapshot whose
+     * parent changed since: qemu's vmdk_is_cid_valid). Readers that take
+     * data from {@link #backing()}'s mapping directly instead of through
+     * {@code read} (copy conversion's mapped source) ask this first.
+     */
+    default void checkBackingReadable() throws IOException {
+    }
+
     ImageInfo info() throws IOException;
 
     /**

@@ -8,6 +8,7 @@ import io.diskmorph.format.qcow2.Qcow2Format;
 import io.diskmorph.format.qed.QedFormat;
 import io.diskmorph.format.raw.RawFormat;
 import io.diskmorph.format.unsupported.UnsupportedFormats;
+import io.diskmorph.format.vhdx.VhdxFormat;
 import io.diskmorph.format.vmdk.VmdkFormat;
 
 import java.util.ArrayList;
@@ -36,7 +37,7 @@ public final class FormatRegistry {
     private static final List<ImageFormat> FORMATS = all();
 
     private static List<ImageFormat> all() {
-        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(), PLAIN));
+        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(), new VhdxFormat(), PLAIN));
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }

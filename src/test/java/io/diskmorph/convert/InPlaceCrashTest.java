@@ -55,7 +55,15 @@ class InPlaceCrashTest {
                 // to a monolithicSparse VMDK: the header zone's grain moves, tables and directories go past the data
                 Arguments.of("raw", "vmdk", "", ""),
                 Arguments.of("qcow2", "vmdk", "cluster_size=64k", "zeroed_grain=on"),
-                Arguments.of("qed", "vmdk", "cluster_size=4k", ""));
+                Arguments.of("qed", "vmdk", "cluster_size=4k", ""),
+                // a dynamic VHDX: payload blocks stay, the header section, log, BAT and metadata become space
+                // (qcow2 at 64 KiB clusters: at the default, which follows the 1 MiB block, most writes clear
+                // metadata clusters in the zeros of the old log, giving no crash state of their own)
+                Arguments.of("vhdx", "qcow2", "block_size=1M", "cluster_size=64k"),
+                Arguments.of("vhdx", "qed", "block_size=1M", ""),
+                // a fixed VHDX: unwritten blocks are holes of the file, left unallocated
+                Arguments.of("vhdx", "qcow2", "subformat=fixed,block_size=1M,block_state_zero=off",
+                        "cluster_size=64k"));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")

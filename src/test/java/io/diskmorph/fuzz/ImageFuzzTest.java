@@ -80,6 +80,26 @@ class ImageFuzzTest {
     }
 
     /**
+     * VHDX forced with -f vhdx, the file described by a {@link SparseInput}
+     * (a VHDX is MiBs of zeros around its headers, tables and data): open,
+     * info, map, read (differencing images without their parent), check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vhdx(byte[] input) {
+        byte[] file = SparseInput.expand(input);
+        bounded(file, () -> Harness.openAndExercise(file, "vhdx"));
+    }
+
+    /** A VHDX (a {@link SparseInput}) converted in place to qcow2, as convertInPlaceQcow2. */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void convertInPlaceVhdx(byte[] input) {
+        byte[] file = SparseInput.expand(input);
+        bounded(file, () -> Conversions.convertAndCompare(file, "qcow2", Map.of("cluster_size", "64k")));
+    }
+
+    /**
      * A VMDK descriptor file and its extents: the input is a descriptor's
      * length (u32, little endian), the descriptor, then one extent file that
      * every extent name opens (a copy per distinct name, up to eight): flat

@@ -60,6 +60,62 @@ qemu-img create -q -f vmdk -o zeroed_grain=on vmdk-zeroed.vmdk 1M
 io vmdk vmdk-zeroed.vmdk -c 'write -P 0x11 0 4k' -c 'write -P 0x22 600k 1k' -c 'write -z 0 64k' -c 'write -z 900k 64k'
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw vmdk-stream.vmdk
 
+# VHDX (1 MiB blocks, the smallest): dynamic with data and zero blocks, fixed, a bigger log, and one whose log
+# is active (qemu killed after writes leaves log entries; the headers then name the entries' log GUID, as a
+# Hyper-V host that lost power leaves them). Stored as sparse inputs (SparseInput: the non-zero sectors).
+qemu-img create -q -f vhdx -o block_size=1M vhdx-dynamic.vhdx 3M
+io vhdx vhdx-dynamic.vhdx -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1M 1k' -c 'write -z 2M 64k'
+qemu-img create -q -f vhdx -o subformat=fixed,block_size=1M,block_state_zero=off vhdx-fixed.vhdx 2M
+io vhdx vhdx-fixed.vhdx -c 'write -P 0x33 4k 4k'
+qemu-img create -q -f vhdx -o block_size=1M,block_state_zero=off,log_size=2M vhdx-log2m.vhdx 1M
+io vhdx vhdx-log2m.vhdx -c 'write -P 0x44 512 512'
+qemu-img create -q -f vhdx -o block_size=1M vhdx-active-log.vhdx 3M
+(qemu-io -f vhdx -c 'write -P 0x55 0 4k' -c 'write -P 0x66 2M 4k' -c 'sigraise 9' vhdx-active-log.vhdx \
+  >/dev/null 2>&1 && exit 1; exit 0) 2>/dev/null
+python3 - vhdx-active-log.vhdx <<'PY'
+import struct, sys
+def crc32c(data):
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    crc = 0xffffffff
+    for b in data:
+        crc = t[(crc ^ b) & 0xff] ^ (crc >> 8)
+    return crc ^ 0xffffffff
+d = bytearray(open(sys.argv[1], 'rb').read())
+log = struct.unpack_from('<Q', d, 64 * 1024 + 72)[0]
+assert d[log:log + 4] == b'loge', 'qemu left no log entry'
+for h in (64 * 1024, 128 * 1024):
+    d[h + 48:h + 64] = d[log + 32:log + 48]
+    struct.pack_into('<I', d, h + 4, 0)
+    struct.pack_into('<I', d, h + 4, crc32c(bytes(d[h:h + 4096])))
+open(sys.argv[1], 'wb').write(d)
+PY
+sparse() { # sparse FILE: the file as SparseInput records of its non-zero 512-byte sectors, in FILE.sparse
+  python3 - "$1" <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+out = bytearray()
+s, n = 0, len(d)
+while s < n:
+    if not any(d[s:s + 512]):
+        s += 512
+        continue
+    e = s
+    while e < n and e - s < 65024 and any(d[e:e + 512]):
+        e += 512
+    out += struct.pack('<IH', s, e - s) + d[s:e]
+    s = e
+out += struct.pack('<IH', n - 1, 1) + d[n - 1:n]  # the file's length
+open(sys.argv[1] + '.sparse', 'wb').write(out)
+PY
+}
+vhdx=(vhdx-dynamic.vhdx vhdx-fixed.vhdx vhdx-log2m.vhdx vhdx-active-log.vhdx)
+for f in "${vhdx[@]}"; do sparse "$f"; done
+
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
   local t="$1"; shift
@@ -83,4 +139,11 @@ put convertInPlaceQcow2 "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compress
   "${vmdk[@]}"
 put convertInPlaceVmdk "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}"
+putSparse() { # putSparse TARGET FILE...: the .sparse form, named like the file
+  mkdir -p "$out/$1"
+  local t="$1"; shift
+  for f in "$@"; do cp "$f.sparse" "$out/$t/seed-${f%.*}"; done
+}
+putSparse vhdx "${vhdx[@]}"
+putSparse convertInPlaceVhdx vhdx-dynamic.vhdx vhdx-fixed.vhdx vhdx-log2m.vhdx
 du -sh "$out"

@@ -557,6 +557,11 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage {
         super.readBacking(part, guestOffset);
     }
 
+    @Override
+    public void checkBackingReadable() throws IOException {
+        checkParent();
+    }
+
     /** The parent CID test of {@link #readBacking}, once; nothing without a parent or with --no-backing. */
     private void checkParent() throws IOException {
         DiskImage parent = backing();

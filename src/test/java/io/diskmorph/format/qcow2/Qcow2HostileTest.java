@@ -127,7 +127,9 @@ class Qcow2HostileTest {
         Dm.Result r = Dm.run("map", img);
         assertEquals(ExitCodes.CORRUPT, r.exitCode());
         assertTrue(r.oneLineError().contains("not cluster-aligned"), r.err());
-        assertEquals(ExitCodes.COMPARE_ERROR, Dm.run("compare", img, img).exitCode());
+        // the allocation test fails on the damaged entry: qemu-img's code 3, as qemu-img itself answers
+        assertEquals(ExitCodes.COMPARE_ALLOCATION_FAILED, Qemu.img("compare", img, img).exitCode());
+        assertEquals(ExitCodes.COMPARE_ALLOCATION_FAILED, Dm.run("compare", img, img).exitCode());
         // L1 entry misaligned
         patch(img, l1, be(b.getLong((int) l1) + 512, 8));
         r = Dm.run("map", img);

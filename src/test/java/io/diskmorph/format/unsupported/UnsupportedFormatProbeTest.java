@@ -37,7 +37,6 @@ class UnsupportedFormatProbeTest {
     @CsvSource({
             "vdi, '', VDI",
             "vdi, static=on, VDI",
-            "vhdx, '', VHDX",
             "vpc, '', VHD",
             "qcow, '', qcow",
             "parallels, '', Parallels",
