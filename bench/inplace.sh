@@ -6,16 +6,18 @@
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 8 GiB monolithicSparse VMDK (fully written, made by qemu-img convert) -> qcow2
 #  (e) 8 GiB dynamic VHDX (fully written, made by qemu-img convert: qemu's default block size) -> qcow2
-#  (f) 8 GiB fully written raw -> dynamic VHDX (KVM to Hyper-V; qemu-img convert -O vhdx: its defaults)
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
+#  (e) 8 GiB VDI laid out as VirtualBox lays it out (map at 1 MiB, data at 2 MiB; bench/vbox-vdi.py) -> qcow2
+#  (g) 8 GiB fully written raw -> dynamic VHDX (KVM to Hyper-V; qemu-img convert -O vhdx: its defaults)
 # Between runs the in-place result is rolled back (--keep-rollback, rollback).
-# CASES picks some of them (default "raw qed vmdk vhdx sparse"; "tovhdx" runs (f)).
+# CASES picks some of them (default "raw qed vmdk vhdx sparse"; "vdi" for (e), "tovhdx" for (g)).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE="${SIZE:-8G}"
 raw="$BENCH_DIR/full-$SIZE.raw"
 qed="$BENCH_DIR/full-$SIZE.qed"
 vmdk="$BENCH_DIR/full-$SIZE.vmdk"
 vhdx="$BENCH_DIR/full-$SIZE.vhdx"
+vdi="$BENCH_DIR/full-$SIZE.vdi"
 CASES="${CASES:-raw qed vmdk vhdx sparse}"
 copy="$BENCH_DIR/copy.qcow2"
 
@@ -35,6 +37,10 @@ fi
 if [[ " $CASES " == *" vhdx "* ]] && [ ! -f "$vhdx" ]; then
   echo "creating $vhdx (dynamic, qemu's default block size)"
   qemu-img convert -f raw -O vhdx "$raw" "$vhdx.tmp" && mv "$vhdx.tmp" "$vhdx"
+fi
+if [[ " $CASES " == *" vdi "* ]] && [ ! -f "$vdi" ]; then
+  echo "creating $vdi (VirtualBox layout: map at 1 MiB, data at 2 MiB, 1 MiB blocks in guest order)"
+  "$(dirname "${BASH_SOURCE[0]}")/vbox-vdi.py" "$raw" "$vdi"
 fi
 # the launcher's ahead-of-time caches for 'convert' and 'rollback' are trained at their first runs
 warm="$BENCH_DIR/warm-64m.raw"
@@ -90,6 +96,10 @@ fi
 if [[ " $CASES " == *" vhdx "* ]]; then
   echo "== $SIZE dynamic VHDX -> qcow2"
   one "vhdx->qcow2 $SIZE" vhdx "$vhdx"
+fi
+if [[ " $CASES " == *" vdi "* ]]; then
+  echo "== $SIZE VirtualBox-layout VDI -> qcow2"
+  one "vdi->qcow2 $SIZE" vdi "$vdi"
 fi
 if [[ " $CASES " == *" tovhdx "* ]]; then
   echo "== $SIZE fully written raw -> dynamic VHDX"

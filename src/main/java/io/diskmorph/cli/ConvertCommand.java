@@ -57,7 +57,9 @@ final class ConvertCommand implements Cli.Command {
                 + "is converted inside its own file: guest data stays where it is, only new metadata is "
                 + "written, and the header is switched last (crash-safe; see 'recover'). To raw (-O raw, from qcow2 "
                 + "or QED) every unit moves to its guest offset in small steps, the file a valid source image "
-                + "after each; only the first unit goes through the journal, and no rollback record is kept.")
+                + "after each; only the first unit goes through the journal, and no rollback record is kept. A VMDK descriptor with one flat "
+                + "extent becomes raw (-O raw), and a raw file a VMDK monolithicFlat pair (-O vmdk -o "
+                + "subformat=monolithicFlat), by renames alone: IMAGE names the converted image afterwards.")
                 .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
                 .option("-O", "FMT", "Target format (copy default: raw, as qemu-img).", v -> targetFormat = v)
                 .option("-o", "OPTIONS", "Target format options k=v[,k=v...] ('-o help' lists them).",
@@ -65,7 +67,8 @@ final class ConvertCommand implements Cli.Command {
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
-                        + "original format exactly, as long as the image is not written (not with -O raw).",
+                        + "original format exactly, as long as the image is not written (not with -O raw from qcow2 "
+                        + "or QED).",
                         () -> keepRollback = true)
                 .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise).", () -> progress = true)
                 .option("--progress", "json", "Copy: print progress as one JSON object per line "
@@ -140,7 +143,7 @@ final class ConvertCommand implements Cli.Command {
                         plan = InPlaceConverter.convert(file, req,
                                 progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE, signals.cancel);
                     } catch (Cancellation.CancelledException e) {
-                        if (targetFormat.equalsIgnoreCase("raw")) { // a roll-forward: valid at every round
+                        if (targetFormat.equalsIgnoreCase("raw") && !e.untouched()) { // a roll-forward: valid at every round
                             err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the "
                                     + "switch; the image is still its source format with the same content, part "
                                     + "of its data moved (run the conversion again to continue)");
@@ -272,9 +275,16 @@ final class ConvertCommand implements Cli.Command {
         }
         out.printf("%s: %s -> %s in place%s%n", path, p.sourceFormat(), p.targetFormat(), dryRun ? " (dry run: "
                 + "nothing written)" : "");
-        out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize()), p.clusterSize());
-        out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes()), p.keptUnits());
-        out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits());
+        if ("rename".equals(p.policy())) { // a descriptor + flat data file switched by renames: nothing moves
+            out.printf("  virtual size:      %s, every byte stays in its file%n", Sizes.human(p.virtualSize()));
+        } else {
+            out.printf("  virtual size:      %s, target cluster size %d%n", Sizes.human(p.virtualSize()),
+                    p.clusterSize());
+            out.printf("  kept in place:     %s (%d clusters)%n", Sizes.human(p.keptBytes()), p.keptUnits());
+        }
+        if (!"rename".equals(p.policy())) {
+            out.printf("  moved:             %s (%d clusters)%n", Sizes.human(p.movedBytesTotal()), p.movedUnits());
+        }
         for (Map.Entry<MoveReason, Long> e : p.movedBytes().entrySet()) {
             out.printf("    %-16s %s%n", Sizes.human(e.getValue()), e.getKey().text());
         }

@@ -14,8 +14,9 @@ final class RollbackCommand implements Cli.Command {
     public Cli.Declaration declare(Cli.CommandSpec io) {
         spec = io;
         return new Cli.Declaration("rollback", "Restore the original format of an image converted in place with "
-                + "--keep-rollback (byte-identical), as long as it was not written since. A conversion to raw keeps "
-                + "no rollback record: convert it back in place instead.")
+                + "--keep-rollback (byte-identical), as long as it was not written since. A conversion to raw from "
+                + "qcow2 or QED keeps no rollback record: convert it back in place instead. After a VMDK flat switch "
+                + "both files come back.")
                 .flag("--accept-moved", "The image was moved or copied to another file together with its "
                         + "rollback record: identify it by its content, not by its inode.", () -> acceptMoved = true)
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));

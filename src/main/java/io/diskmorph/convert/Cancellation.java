@@ -42,14 +42,26 @@ public final class Cancellation {
     /** The operation stopped on request before its commit point; the image is as it was before. */
     public static final class CancelledException extends ImageException {
         private final String reason;
+        private final boolean untouched;
 
         CancelledException(String reason) {
+            this(reason, false);
+        }
+
+        /** @param untouched nothing of the image was changed (a rename switch stopped before its rename) */
+        CancelledException(String reason, boolean untouched) {
             super("interrupted (" + reason + ")");
             this.reason = reason;
+            this.untouched = untouched;
         }
 
         public String reason() {
             return reason;
+        }
+
+        /** True when every file of the image is as it was (not merely the same content). */
+        public boolean untouched() {
+            return untouched;
         }
     }
 }

@@ -23,6 +23,25 @@ public final class ConversionPlan {
         this.phaseSeconds = Collections.unmodifiableMap(new LinkedHashMap<>(phases));
     }
 
+    /**
+     * The plan of a data file's conversion shown as the conversion of the
+     * image it belongs to (a VMDK descriptor + flat extent): its source
+     * format, the pair journal added to the journal and the extra space,
+     * and a note first.
+     */
+    ConversionPlan relabeled(String sourceFormat, long pairJournalBytes, String note, boolean keepRollback) {
+        Draft c = d.copy();
+        c.sourceFormat = sourceFormat;
+        if (note != null) {
+            c.journalBytes += pairJournalBytes;
+            c.extraSpace += Math.ceilDiv(pairJournalBytes, 4096) * 4096;
+            c.notes.add(0, note);
+            c.keepRollback = keepRollback; // the data file's own record goes with the rename unless kept
+            c.replacesRollbackRecord = false;
+        }
+        return new ConversionPlan(c, phaseSeconds);
+    }
+
     /** The same plan with the timings of every phase, planning's and execution's ({@link PhaseClock#stop}). */
     ConversionPlan withPhases(Map<String, Double> all) {
         return new ConversionPlan(d, all);
@@ -188,6 +207,34 @@ public final class ConversionPlan {
         void addMoved(MoveReason why, long bytes) {
             movedBytes.merge(why, bytes, Long::sum);
             movedUnits++;
+        }
+
+        Draft copy() {
+            Draft c = new Draft();
+            c.sourceFormat = sourceFormat;
+            c.targetFormat = targetFormat;
+            c.virtualSize = virtualSize;
+            c.clusterSize = clusterSize;
+            c.originalLength = originalLength;
+            c.finalLength = finalLength;
+            c.keptBytes = keptBytes;
+            c.keptUnits = keptUnits;
+            c.movedBytes.putAll(movedBytes);
+            c.movedUnits = movedUnits;
+            c.zeroClusters = zeroClusters;
+            c.zeroedDataBytes = zeroedDataBytes;
+            c.metadataBytes = metadataBytes;
+            c.headerBytes = headerBytes;
+            c.overwrittenBytes = overwrittenBytes;
+            c.journalBytes = journalBytes;
+            c.extraSpace = extraSpace;
+            c.availableSpace = availableSpace;
+            c.policy = policy;
+            c.keepRollback = keepRollback;
+            c.nothingToChange = nothingToChange;
+            c.replacesRollbackRecord = replacesRollbackRecord;
+            c.notes.addAll(notes);
+            return c;
         }
 
         ConversionPlan freeze(Map<String, Double> phases) {

@@ -78,6 +78,10 @@ public final class InPlaceConverter {
 
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
+        if (pair != null) { // a descriptor + flat data file: renames, nothing moves
+            return pair.plan();
+        }
         if (ToRaw.handles(request)) {
             return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
         }
@@ -100,6 +104,19 @@ public final class InPlaceConverter {
     public static ConversionPlan convert(ConversionFile file, Request request, Progress progress,
                                          Cancellation cancel) throws IOException {
         PhaseClock clock = new PhaseClock(progress);
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, clock);
+        if (pair != null) { // a descriptor + flat data file: renames, nothing moves
+            if (!pair.plan().enoughSpace()) {
+                throw new NotEnoughSpaceException("the in-place conversion", pair.plan().extraSpace(),
+                        pair.plan().availableSpace());
+            }
+            if (pair.dataConversion() != null) { // the data file converted like a raw file, then renamed
+                return FlatPairSwitch.executeJoinConverting(file.dir(), file.name(), pair, progress, cancel,
+                        FlatPairSwitch.DataFileOpener.DEFAULT);
+            }
+            FlatPairSwitch.execute(file.dir(), file.name(), pair.spec(), cancel);
+            return pair.plan();
+        }
         if (ToRaw.handles(request)) { // a roll-forward of its own, see ToRaw
             return ToRaw.convert(file, request, cancel, clock);
         }

@@ -55,6 +55,9 @@ public final class Recovery {
         if (!file.dir().exists(file.journalName())) {
             return Outcome.NOTHING_TO_DO;
         }
+        if (FlatPairSwitch.isPairJournal(file.dir(), file.journalName())) { // a descriptor + data file switch
+            return FlatPairSwitch.recover(file.dir(), file.name(), file.displayName());
+        }
         Journal journal;
         Journal.State state;
         try (Storage js = file.dir().open(file.journalName(), true)) {
@@ -186,6 +189,10 @@ public final class Recovery {
         }
         if (!file.dir().exists(file.rollbackName())) {
             throw new ImageException(file.name() + ": no rollback record (convert with --keep-rollback to keep one)");
+        }
+        if (FlatPairSwitch.isPairJournal(file.dir(), file.rollbackName())) {
+            FlatPairSwitch.rollback(file.dir(), file.name(), file.displayName());
+            return;
         }
         Journal journal;
         Journal.State state;

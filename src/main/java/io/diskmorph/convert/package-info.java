@@ -10,7 +10,9 @@
  * format versions and the file it belongs to), {@link io.diskmorph.convert.Recovery}
  * (recover and rollback), {@link io.diskmorph.convert.OverlayStorage} (the
  * source read through the journal while it is overwritten) and
- * {@link io.diskmorph.convert.Allocators} (first-fit and dense placement). The
+ * {@link io.diskmorph.convert.Allocators} (first-fit and dense placement);
+ * {@link io.diskmorph.convert.FlatPairSwitch} switches a descriptor + flat
+ * data file pair to and from raw by renames under a journal of its own. The
  * design comes from QEMU's unmerged in-place conversion RFC (QED &lt;-&gt; qcow2);
  * docs/ARCHITECTURE.md describes the protocol. No class here names a format.
  */

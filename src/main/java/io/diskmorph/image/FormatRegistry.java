@@ -9,6 +9,7 @@ import io.diskmorph.format.qed.QedFormat;
 import io.diskmorph.format.raw.RawFormat;
 import io.diskmorph.format.unsupported.UnsupportedFormats;
 import io.diskmorph.format.vhdx.VhdxFormat;
+import io.diskmorph.format.vdi.VdiFormat;
 import io.diskmorph.format.vmdk.VmdkFormat;
 
 import java.util.ArrayList;
@@ -37,7 +38,8 @@ public final class FormatRegistry {
     private static final List<ImageFormat> FORMATS = all();
 
     private static List<ImageFormat> all() {
-        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(), new VhdxFormat(), PLAIN));
+        List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(),
+                new VhdxFormat(), new VdiFormat(), PLAIN));
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }

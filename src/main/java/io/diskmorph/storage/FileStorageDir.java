@@ -50,6 +50,16 @@ public final class FileStorageDir implements StorageDir {
                 StandardCopyOption.REPLACE_EXISTING);
     }
 
+    @Override
+    public boolean isSymbolicLink(String name) {
+        return Files.isSymbolicLink(dir.resolve(name));
+    }
+
+    @Override
+    public void link(String existing, String name) throws IOException {
+        Files.createLink(dir.resolve(name), dir.resolve(existing));
+    }
+
     /** Java has no directory fsync call; opening the directory for reading and forcing it does one on Linux. */
     @Override
     public void sync() throws IOException {

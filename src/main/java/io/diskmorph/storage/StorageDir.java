@@ -23,6 +23,19 @@ public interface StorageDir {
     /** Atomically renames, replacing {@code to} if it exists. */
     void rename(String from, String to) throws IOException;
 
+    /**
+     * Gives the file {@code existing} a second name {@code name} (a hard
+     * link; {@code name} must not exist). Durable only after {@link #sync()}.
+     */
+    default void link(String existing, String name) throws IOException {
+        throw new IOException("hard links are not supported here");
+    }
+
+    /** True when {@code name} is a symbolic link (not followed). */
+    default boolean isSymbolicLink(String name) throws IOException {
+        return false;
+    }
+
     /** Makes entry changes (create, delete, rename) durable: fsync of the directory. */
     void sync() throws IOException;
 

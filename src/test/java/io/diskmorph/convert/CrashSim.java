@@ -27,7 +27,7 @@ import java.util.Random;
 final class CrashSim {
     static final int SECTOR = 512;
 
-    sealed interface Op permits Write, Punch, Sync, Truncate, Create, Delete, Rename, DirSync {
+    sealed interface Op permits Write, Punch, Sync, Truncate, Create, Delete, Rename, Link, DirSync {
     }
 
     record Write(int inode, long offset, byte[] data) implements Op {
@@ -50,6 +50,10 @@ final class CrashSim {
     }
 
     record Rename(String from, String to) implements Op {
+    }
+
+    /** A hard link: {@code to} becomes a second name of the file {@code from} names. */
+    record Link(String from, String to) implements Op {
     }
 
     record DirSync() implements Op {
@@ -117,6 +121,7 @@ final class CrashSim {
                 case Create c -> pendingDir.add(c);
                 case Delete d -> pendingDir.add(d);
                 case Rename r -> pendingDir.add(r);
+                case Link l -> pendingDir.add(l);
                 case DirSync ds -> {
                     pendingDir.forEach(p -> applyDir(names, p));
                     pendingDir.clear();
@@ -202,6 +207,12 @@ final class CrashSim {
                 Integer ino = names.remove(r.from);
                 if (ino != null) {
                     names.put(r.to, ino);
+                }
+            }
+            case Link l -> {
+                Integer ino = names.get(l.from);
+                if (ino != null) {
+                    names.put(l.to, ino);
                 }
             }
             default -> throw new IllegalStateException(op.toString());
@@ -344,6 +355,19 @@ final class CrashSim {
             }
             liveNames.put(to, ino);
             log.add(new Rename(from, to));
+        }
+
+        @Override
+        public void link(String existing, String name) throws IOException {
+            Integer ino = liveNames.get(existing);
+            if (ino == null) {
+                throw new java.nio.file.NoSuchFileException(existing);
+            }
+            if (liveNames.containsKey(name)) {
+                throw new java.nio.file.FileAlreadyExistsException(name);
+            }
+            liveNames.put(name, ino);
+            log.add(new Link(existing, name));
         }
 
         @Override

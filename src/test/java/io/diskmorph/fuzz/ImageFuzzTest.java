@@ -57,6 +57,17 @@ class ImageFuzzTest {
     }
 
     /**
+     * VDI forced with -f vdi: header, block map (unallocated, discarded and
+     * allocated entries), static and dynamic images: open, info, map, read,
+     * check, check -r all (refused, as qemu refuses it).
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vdi(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "vdi"));
+    }
+
+    /**
      * VMDK forced with -f vmdk: a sparse file that is the whole disk (header,
      * embedded descriptor, grain directories and tables, grains; compressed
      * grains and the footer of streamOptimized): open, info, map, read, check.
@@ -160,6 +171,13 @@ class ImageFuzzTest {
     @FuzzTest
     void planRaw(byte[] file) {
         bounded(file, () -> plan(file, "raw", "qed", Map.of()));
+    }
+
+    /** The in-place planner over a qcow2 source, to VDI (1 MiB blocks, laid out densely after the map). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planVdi(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "vdi", Map.of()));
     }
 
     /** The in-place planner over a QED source, to QED with other cluster and table sizes. */

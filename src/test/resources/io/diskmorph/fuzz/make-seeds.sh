@@ -115,6 +115,15 @@ PY
 }
 vhdx=(vhdx-dynamic.vhdx vhdx-fixed.vhdx vhdx-log2m.vhdx vhdx-active-log.vhdx)
 for f in "${vhdx[@]}"; do sparse "$f"; done
+# VDI (1 MiB blocks, so a block with data makes a 1 MiB seed): an empty dynamic image; data in a partial last
+# block and a written-zero block; a discarded entry (patched: qemu never writes one); a small static image
+qemu-img create -q -f vdi vdi-empty.vdi 4M
+qemu-img create -q -f vdi vdi-data.vdi 2000k
+io vdi vdi-data.vdi -c 'write -P 0x11 1536k 4k' -c 'write -z 0 4k'
+cp vdi-data.vdi vdi-discarded.vdi
+printf '\xfe\xff\xff\xff' | dd of=vdi-discarded.vdi bs=1 seek=512 conv=notrunc status=none
+qemu-img create -q -f vdi -o static=on vdi-static.vdi 1M
+io vdi vdi-static.vdi -c 'write -P 0x22 4k 2k'
 
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
@@ -148,5 +157,11 @@ putSparse() { # putSparse TARGET FILE...: the .sparse form, named like the file
 }
 putSparse vhdx "${vhdx[@]}"
 putSparse convertInPlaceVhdx vhdx-dynamic.vhdx vhdx-fixed.vhdx vhdx-log2m.vhdx
+vdi=(vdi-empty.vdi vdi-data.vdi vdi-discarded.vdi vdi-static.vdi)
+put vdi "${vdi[@]}"
+put planVdi "${qcow2[@]}"
+put probe "${vdi[@]}"
+put convertInPlace vdi-data.vdi vdi-static.vdi
+put convertInPlaceQcow2 vdi-data.vdi vdi-static.vdi
 putSparse vhdxWrite "${vhdx[@]}"
 du -sh "$out"

@@ -21,7 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                new UnsupportedFormat("vdi", "VDI", (h, n) -> le32(h, 0x40) == 0xBEDA107F ? 100 : 0),
                 // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
                 // only) probes as raw in qemu too
                 new UnsupportedFormat("vpc", "VHD (vpc)", (h, n) -> startsWith(h, 0, "conectix") ? 100 : 0),

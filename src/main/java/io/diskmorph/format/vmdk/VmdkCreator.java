@@ -1,6 +1,7 @@
 package io.diskmorph.format.vmdk;
 
 import io.diskmorph.image.CreateSpec;
+import io.diskmorph.image.FlatDescriptorFormat;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.Images;
@@ -303,6 +304,33 @@ final class VmdkCreator {
             b.limit(n * 4);
             file.write(b, sector * 512 + i * 4);
         }
+    }
+
+    /**
+     * An in-place conversion from raw: the descriptor of a monolithicFlat
+     * disk (or a twoGbMaxExtentFlat one of a single extent) whose extent is
+     * the raw file as it is, renamed as qemu names a new disk's extent
+     * (NAME-flat.vmdk, NAME-f001.vmdk); null for the other subformats.
+     */
+    static FlatDescriptorFormat.FlatDescriptor flatDescriptor(String imageName, long virtualSize,
+                                                            java.util.Map<String, String> options)
+            throws IOException {
+        Options o = options(new CreateSpec(virtualSize, options, null, null));
+        boolean oneFlatExtent = o.subformat().equals("monolithicFlat")
+                || o.subformat().equals("twoGbMaxExtentFlat") && o.size() <= SPLIT_BYTES;
+        if (!oneFlatExtent) {
+            return null;
+        }
+        if (virtualSize % 512 != 0) {
+            throw new UnsupportedFeatureException("a raw file of " + virtualSize + " bytes is not a whole number of "
+                    + "512-byte sectors, which a VMDK extent counts in (a copy rounds it up)");
+        }
+        String[] parts = splitName(imageName);
+        String dataName = o.split() ? parts[0] + "-f001" + parts[1] : parts[0] + "-flat" + parts[1];
+        long cid = ThreadLocalRandom.current().nextLong(1L << 32);
+        String text = descriptor(o, cid, Descriptor.NO_PARENT_CID, List.of("RW " + o.size() / 512 + " FLAT \""
+                + dataName + "\" 0"));
+        return new FlatDescriptorFormat.FlatDescriptor(dataName, text.getBytes(StandardCharsets.US_ASCII));
     }
 
     /** The name the descriptor gives the image's own file (qemu: the base name). */

@@ -1,6 +1,7 @@
 package io.diskmorph.format.vmdk;
 
 import io.diskmorph.image.CreateSpec;
+import io.diskmorph.image.FlatDescriptorFormat;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
@@ -14,6 +15,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
 import java.util.List;
 
 /**
@@ -26,7 +28,7 @@ import java.util.List;
  * ({@link VmdkLayoutBuilder}); a single-file sparse VMDK is an in-place
  * source ({@link VmdkImage#notInPlaceSource()}).
  */
-public final class VmdkFormat implements ImageFormat, LayoutTarget {
+public final class VmdkFormat implements ImageFormat, LayoutTarget, FlatDescriptorFormat {
     public static final String NAME = "vmdk";
 
     private static final String[] VERSION_LINES = {"version=1", "version=2", "version=3"};
@@ -118,6 +120,13 @@ public final class VmdkFormat implements ImageFormat, LayoutTarget {
     @Override
     public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
         return VmdkLayoutBuilder.create(spec, defaults, space);
+    }
+
+    /** In place from raw: monolithicFlat, the raw file renamed to the extent (FlatPairSwitch). */
+    @Override
+    public FlatDescriptor flatDescriptor(String imageName, long virtualSize, Map<String, String> options)
+            throws IOException {
+        return VmdkCreator.flatDescriptor(imageName, virtualSize, options);
     }
 
     @Override

@@ -1,6 +1,7 @@
 package io.diskmorph.format.vmdk;
 
 import io.diskmorph.image.AbstractDiskImage;
+import io.diskmorph.image.FlatDataImage;
 import io.diskmorph.image.CheckReport;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.DiskImage;
@@ -36,7 +37,7 @@ import java.util.Set;
  * file, which every data answer names), and the parent of a snapshot as the
  * backing image (parentFileNameHint, format vmdk, as qemu).
  */
-final class VmdkImage extends AbstractDiskImage {
+final class VmdkImage extends AbstractDiskImage implements FlatDataImage {
     static final int SECTOR = 512;
     /** Grain tables (or directory pages) of one size class kept in memory, for all extents together. */
     static final long TABLE_CACHE_BYTES = 4L << 20;
@@ -57,6 +58,8 @@ final class VmdkImage extends AbstractDiskImage {
     private long cid;
     private final long parentCid;
     private final List<Extent> extents;
+    /** The extent file names as the descriptor writes them (null for ZERO extents), in extent order; empty without a descriptor. */
+    private List<String> extentNames = List.of();
     private final long[] extentStarts;
     private final long size;
     private final long clusterSize;
@@ -195,6 +198,7 @@ final class VmdkImage extends AbstractDiskImage {
         }
         ExtentFiles files = new ExtentFiles(storage, context);
         List<Extent> extents = new ArrayList<>();
+        List<String> names = new ArrayList<>();
         try {
             long guest = 0;
             for (Descriptor.ExtentLine line : d.extents) {
@@ -243,6 +247,7 @@ final class VmdkImage extends AbstractDiskImage {
                     throw new CorruptImageException("VMDK descriptor", -1, at + ": the disk grows past 2^63 bytes");
                 }
                 extents.add(e);
+                names.add(line.fileName());
             }
             if (extents.isEmpty()) {
                 throw new CorruptImageException("VMDK descriptor", -1, name + ": every extent is empty");
@@ -252,6 +257,7 @@ final class VmdkImage extends AbstractDiskImage {
                     d.parentFileNameHint, List.copyOf(extents), files.opened());
             image.tables = tables;
             image.readOnlyLines = files.readOnlyLines;
+            image.extentNames = java.util.Collections.unmodifiableList(names);
             return image;
         } catch (IOException | RuntimeException e) {
             files.closeAll();
@@ -440,6 +446,29 @@ final class VmdkImage extends AbstractDiskImage {
 
     long cid() {
         return cid;
+    }
+
+    /**
+     * A descriptor over one FLAT or VMFS extent that starts at offset 0 of
+     * its file: that file is the disk as raw (what ESXi's NAME-flat.vmdk,
+     * qemu's monolithicFlat and a one-extent twoGbMaxExtentFlat hold).
+     */
+    @Override
+    public String flatDataFile() throws IOException {
+        if (extents.size() != 1 || extentNames.isEmpty() || !(extents.getFirst() instanceof FlatExtent flat)) {
+            return null;
+        }
+        if (parentCid != Descriptor.NO_PARENT_CID) {
+            throw new UnsupportedFeatureException(storage.name() + ": a VMDK snapshot (parentCID "
+                    + Long.toHexString(parentCid) + "): its parent's data would be lost by a conversion of the "
+                    + "flat extent alone (a copy works: 'diskmorph convert -O raw SRC DST')");
+        }
+        if (flat.fileStart != 0) {
+            throw new UnsupportedFeatureException(storage.name() + ": the flat extent starts at byte "
+                    + flat.fileStart + " of " + extentNames.getFirst() + ": its data would have to move, which "
+                    + "in-place conversion does not do for VMDK flat extents (a copy works)");
+        }
+        return extentNames.getFirst();
     }
 
     /**

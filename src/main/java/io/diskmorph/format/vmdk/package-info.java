@@ -9,7 +9,11 @@
  * parentFileNameHint, read like a backing file. A VMDK that is one file
  * (monolithicSparse, streamOptimized) may be the source of an in-place
  * conversion, which only reads it; a descriptor whose data lives in extent
- * files says why not (VmdkImage.notInPlaceSource).
+ * files says why not (VmdkImage.notInPlaceSource), except one flat extent
+ * at offset 0 of a file beside it, which is the raw disk as it is
+ * (VmdkImage.flatDataFile: switched to raw, qcow2 or QED by renames in
+ * convert/FlatPairSwitch; and VmdkFormat.flatDescriptor describes a raw
+ * file as monolithicFlat for the way back).
  *
  * <p>Writes: guest writes to flat extents (in place) and hosted sparse
  * extents (version 1 and 2: new grains at the end of the extent file, the

@@ -35,8 +35,6 @@ class UnsupportedFormatProbeTest {
     /** Images qemu-img makes: our probe names the format qemu's does, and every command refuses it. */
     @ParameterizedTest
     @CsvSource({
-            "vdi, '', VDI",
-            "vdi, static=on, VDI",
             "vpc, '', VHD",
             "qcow, '', qcow",
             "parallels, '', Parallels",

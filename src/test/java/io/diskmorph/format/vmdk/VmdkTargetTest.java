@@ -100,7 +100,7 @@ class VmdkTargetTest {
         assertArrayEquals(stream, Files.readAllBytes(s), "rollback gives the stream back");
     }
 
-    /** What a VMDK cannot be in place: another subformat, a non-VMDK parent. One line, nothing written. */
+    /** What a VMDK cannot be in place: another subformat (but monolithicFlat from raw), a non-VMDK parent. One line, nothing written. */
     @Test
     void refusesWhatVmdkCannotBeInPlace() throws Exception {
         Path raw = dir.resolve("d.raw");
@@ -108,10 +108,13 @@ class VmdkTargetTest {
         Qemu.io(raw, "raw", "write -P 1 0 1M");
         Path top = dir.resolve("top.qcow2");
         Qemu.img("create", "-q", "-f", "qcow2", "-b", "d.raw", "-F", "raw", top).ok();
+        Path q = dir.resolve("q.qcow2"); // raw -> monolithicFlat is a rename (VmdkFlatInPlaceTest); qcow2 has to move
+        Qemu.create(q, "qcow2", "4M");
+        Qemu.io(q, "qcow2", "write -P 1 0 1M");
         record Case(Path image, String from, String options) {
         }
         for (Case c : List.of(new Case(raw, "raw", "subformat=streamOptimized"),
-                new Case(raw, "raw", "subformat=monolithicFlat"), new Case(top, "qcow2", ""))) {
+                new Case(q, "qcow2", "subformat=monolithicFlat"), new Case(top, "qcow2", ""))) {
             byte[] before = Files.readAllBytes(c.image());
             List<Object> args = new java.util.ArrayList<>(List.of("convert", "--in-place", "-f", c.from(), "-O",
                     "vmdk"));
