@@ -106,6 +106,12 @@ final class VhdxImage extends AbstractDiskImage {
             throw new UnsupportedFeatureException(name + ": writing to a differencing VHDX is not supported yet "
                     + "(diskmorph reads it; a copy works: 'diskmorph convert -O vhdx SRC DST')");
         }
+        if (writable && !context.forCheck()
+                && (layout.batOffset % VhdxLayout.MIB != 0 || layout.batLength % VhdxLayout.MIB != 0)) {
+            // BAT pages are written whole (64 KiB): a region that is not whole MiBs could end inside one
+            throw new UnsupportedFeatureException(name + ": the BAT region (" + layout.batLength + " bytes at offset "
+                    + layout.batOffset + ") is not whole MiBs at a MiB boundary, as [MS-VHDX] requires: not written");
+        }
         Storage view = storage;
         VhdxLog.Sequence log = null;
         if (!layout.logGuid.isZero()) {

@@ -257,4 +257,30 @@ class VhdxWriteTest {
         assertEquals(0, Qemu.img("compare", "-f", "qcow2", "-F", "vhdx", src, dst).exitCode());
         assertEquals(0, Qemu.run("vhdiinfo", dst.toString()).exitCode());
     }
+
+    /**
+     * A BAT region that is not whole MiBs (the spec's rule) could end inside
+     * a 64 KiB BAT page, whose write would reach the metadata after it:
+     * writes are refused in one line, the file byte-identical; reads work.
+     */
+    @Test
+    void aBatRegionOfPartialMibsIsNotWritten() throws Exception {
+        Path img = dir.resolve("odd.vhdx");
+        Qemu.create(img, "vhdx", "4M", "block_size=1M");
+        for (long table : new long[]{VhdxFiles.REGION1, VhdxFiles.REGION2}) {
+            ByteBuffer t = VhdxFiles.read(img, table, 65536);
+            for (int i = 0; i < t.getInt(8); i++) {
+                if (VhdxFiles.guid(t, 16 + 32 * i).equals(VhdxFiles.BAT_GUID)) {
+                    VhdxFiles.putInt(img, table + 16 + 32 * i + 24, 4096);
+                }
+            }
+        }
+        VhdxFiles.fixRegionTables(img);
+        byte[] before = Files.readAllBytes(img);
+        Dm.run("info", img).ok();
+        var e = org.junit.jupiter.api.Assertions.assertThrows(io.diskmorph.image.UnsupportedFeatureException.class,
+                () -> Images.open(img, OpenOptions.forWriting().withFormat("vhdx")).close());
+        assertTrue(e.getMessage().contains("not whole MiBs"), e.getMessage());
+        assertArrayEquals(before, Files.readAllBytes(img));
+    }
 }
