@@ -75,6 +75,39 @@ class MetadataCacheTest {
         return new MetadataCache<>("test table", file, TABLE, capacity, Words::new);
     }
 
+    /**
+     * A cache clipped at an end (VDI's block map, whose last page is
+     * followed by guest data): the bytes past the end read as zeros, and no
+     * write, by flush or eviction, reaches them.
+     */
+    @Test
+    void clippedTablesNeverReadOrWritePastTheEnd() throws IOException {
+        MemoryStorage m = new MemoryStorage("m");
+        byte[] fill = new byte[4 * TABLE];
+        java.util.Arrays.fill(fill, (byte) 0x5a);
+        m.write(ByteBuffer.wrap(fill), 0);
+        Recording r = new Recording(m);
+        MetadataCache<Words> c = cache(r.tracker(), 2);
+        long end = TABLE + 20; // the second table's first 20 bytes
+        c.clipAt(end);
+        Words w = c.get(TABLE);
+        assertEquals(0x5a5a5a5a5a5a5a5aL, w.words[0]);
+        assertEquals(0x5a5a5a5a00000000L, w.words[2], "bytes past the end read as zeros");
+        assertEquals(0, w.words[7]);
+        w.words[0] = 1;
+        w.words[7] = 7; // past the end: kept in memory, never written
+        c.markDirty(w);
+        c.flush();
+        c.get(2 * TABLE); // evicts nothing yet
+        c.markDirty(c.get(TABLE));
+        c.get(3 * TABLE); // evicts the dirty clipped table
+        ByteBuffer file = m.readBytes(0, 4 * TABLE);
+        assertEquals(1, file.getLong(TABLE));
+        for (long at = end; at < 4 * TABLE; at++) {
+            assertEquals(0x5a, file.get((int) at), "byte " + at + " past the end is untouched");
+        }
+    }
+
     @Test
     void behavesLikeAMapOverTheFileUnderRandomUse() throws IOException {
         MemoryStorage m = new MemoryStorage("m");
