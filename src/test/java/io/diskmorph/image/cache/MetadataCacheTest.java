@@ -1,12 +1,11 @@
 package io.diskmorph.image.cache;
 
-import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
+import io.diskmorph.testing.RecordingStorage;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -37,40 +36,6 @@ class MetadataCacheTest {
         }
     }
 
-    /** Records writes (as "w OFFSET") and syncs ("sync") in order. */
-    static final class Recording extends ForwardingStorage {
-        final List<String> ops = new ArrayList<>();
-
-        Recording(MemoryStorage inner) {
-            super(inner);
-        }
-
-        SyncTracker tracker() {
-            return new SyncTracker(this);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long position) throws IOException {
-            ops.add("w " + position);
-            super.write(src, position);
-        }
-
-        @Override
-        public void sync() throws IOException {
-            ops.add("sync");
-            super.sync();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return false;
-        }
-
-        @Override
-        public void close() {
-        }
-    }
-
     private static MetadataCache<Words> cache(SyncTracker file, int capacity) {
         return new MetadataCache<>("test table", file, TABLE, capacity, Words::new);
     }
@@ -86,7 +51,7 @@ class MetadataCacheTest {
         byte[] fill = new byte[4 * TABLE];
         java.util.Arrays.fill(fill, (byte) 0x5a);
         m.write(ByteBuffer.wrap(fill), 0);
-        Recording r = new Recording(m);
+        RecordingStorage r = new RecordingStorage(m);
         MetadataCache<Words> c = cache(r.tracker(), 2);
         long end = TABLE + 20; // the second table's first 20 bytes
         c.clipAt(end);
@@ -165,7 +130,7 @@ class MetadataCacheTest {
 
     @Test
     void evictingADirtyTableFlushesWhatItDependsOnFirst() throws IOException {
-        Recording rec = new Recording(new MemoryStorage("m"));
+        RecordingStorage rec = new RecordingStorage(new MemoryStorage("m"));
         MetadataCache<Words> refcounts = cache(rec.tracker(), 4);
         MetadataCache<Words> tables = cache(rec.tracker(), 2);
         refcounts.create(1000 * TABLE); // a new table is dirty
@@ -173,15 +138,15 @@ class MetadataCacheTest {
         tables.dependOn(refcounts);
         tables.get(TABLE);
         tables.get(2 * TABLE); // evicts the dirty table at 0
-        assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops);
-        rec.ops.clear();
+        assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops());
+        rec.events.clear();
         tables.flush();
-        assertEquals(List.of("sync"), rec.ops, "the written table made durable, the dependency forgotten");
+        assertEquals(List.of("sync"), rec.ops(), "the written table made durable, the dependency forgotten");
     }
 
     @Test
     void aFlushWritesDependenciesThenTablesInFileOrder() throws IOException {
-        Recording rec = new Recording(new MemoryStorage("m"));
+        RecordingStorage rec = new RecordingStorage(new MemoryStorage("m"));
         SyncTracker file = rec.tracker();
         MetadataCache<Words> l2 = cache(file, 8);
         MetadataCache<Words> l1 = cache(file, 2);
@@ -193,7 +158,7 @@ class MetadataCacheTest {
         l1.create(0);
         l1.flush();
         assertEquals(List.of("w " + (1 << 20), "sync", "w " + 3 * TABLE, "w " + 5 * TABLE, "sync", "w 0", "sync"),
-                rec.ops);
+                rec.ops());
     }
 
     @Test
@@ -220,13 +185,13 @@ class MetadataCacheTest {
      */
     @Test
     void keysTablesByFileAndOffset() throws IOException {
-        Recording a = new Recording(new MemoryStorage("a"));
-        Recording b = new Recording(new MemoryStorage("b"));
+        RecordingStorage a = new RecordingStorage(new MemoryStorage("a"));
+        RecordingStorage b = new RecordingStorage(new MemoryStorage("b"));
         ByteBuffer word = ByteBuffer.allocate(8);
         a.write(word.clear().putLong(0, 11), 0);
         b.write(word.clear().putLong(0, 22), 0);
-        a.ops.clear();
-        b.ops.clear();
+        a.events.clear();
+        b.events.clear();
         MetadataCache<Words> c = new MetadataCache<>("test table", TABLE, 2, Words::new);
         assertEquals(0, c.addFile(a.tracker()));
         assertEquals(1, c.addFile(b.tracker()));
@@ -236,20 +201,20 @@ class MetadataCacheTest {
         Words t = c.get(1, 0);
         t.words[1] = 7;
         c.markDirty(t);
-        Recording data = new Recording(new MemoryStorage("data"));
+        RecordingStorage data = new RecordingStorage(new MemoryStorage("data"));
         SyncTracker dataTracker = data.tracker();
         dataTracker.write(word.clear(), 0);
         c.dependOn(dataTracker);
         c.get(0, 0);
         c.get(0, TABLE); // evicts file b's dirty table, the least recently used: the dependency first
-        assertEquals(List.of("w 0", "sync"), data.ops);
-        assertEquals(List.of("w 0"), b.ops);
-        assertTrue(a.ops.isEmpty(), "nothing written to file a");
+        assertEquals(List.of("w 0", "sync"), data.ops());
+        assertEquals(List.of("w 0"), b.ops());
+        assertTrue(a.ops().isEmpty(), "nothing written to file a");
         ByteBuffer back = ByteBuffer.allocate(8);
         b.read(back, 8);
         assertEquals(7, back.getLong(0));
         c.flush();
-        assertEquals(List.of("w 0", "sync"), b.ops, "flush syncs the file written");
-        assertTrue(a.ops.isEmpty(), "and leaves the clean file alone");
+        assertEquals(List.of("w 0", "sync"), b.ops(), "flush syncs the file written");
+        assertTrue(a.ops().isEmpty(), "and leaves the clean file alone");
     }
 }
