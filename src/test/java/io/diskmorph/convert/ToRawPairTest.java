@@ -89,6 +89,12 @@ class ToRawPairTest {
         Qemu.create(stream, "vmdk", "4M", "subformat=streamOptimized");
         Qemu.io(stream, "vmdk", "write -P 7 1M 64k");
         refused(stream, ExitCodes.UNSUPPORTED, "streamOptimized");
+        // the two steps the refusal names
+        Path streamRaw = dir.resolve("stream.raw");
+        Qemu.img("convert", "-O", "raw", stream, streamRaw).ok();
+        Dm.run("convert", "--in-place", "-O", "qcow2", stream).ok();
+        Dm.run("convert", "--in-place", "-O", "raw", stream).ok();
+        assertArrayEquals(Files.readAllBytes(streamRaw), Files.readAllBytes(stream), "streamOptimized via qcow2");
 
         Path parent = dir.resolve("parent.vmdk");
         Qemu.create(parent, "vmdk", "4M");

@@ -103,9 +103,8 @@ final class VmdkRelocation implements RelocatableImage.Relocation {
             return "the sparse extent is not a hosted one ('KDMV'), whose grains the driver cannot move";
         }
         if (h.compressed() || h.markers()) {
-            return "the VMDK is streamOptimized: every grain is compressed, so none can stay or simply move; "
-                    + "in place to raw is not supported for it yet (a copy works: 'diskmorph convert -O raw SRC "
-                    + "DST')";
+            return "the VMDK is streamOptimized (every grain compressed): in place to raw is not supported for it "
+                    + "directly; convert it in place to qcow2 first ('convert --in-place -O qcow2'), then to raw";
         }
         if (h.descriptorOffset() + h.descriptorBytes() > h.grainBytes()) {
             return "the embedded descriptor reaches past the first grain (" + h.grainBytes() + " bytes), where "
