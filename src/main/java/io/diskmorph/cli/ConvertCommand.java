@@ -55,8 +55,8 @@ final class ConvertCommand implements Cli.Command {
                 + "content into a new image, like qemu-img convert: holes and zeros are not read or written, "
                 + "DST appears only once complete (it is built as DST.part-<pid>).", "With --in-place the image "
                 + "is converted inside its own file: guest data stays where it is, only new metadata is "
-                + "written, and the header is switched last (crash-safe; see 'recover'). To raw (-O raw, from qcow2 "
-                + "or QED) every unit moves to its guest offset in small steps, the file a valid source image "
+                + "written, and the header is switched last (crash-safe; see 'recover'). To raw (-O raw, from qcow2, "
+                + "QED or a monolithicSparse VMDK) every unit moves to its guest offset in small steps, the file a valid source image "
                 + "after each; only the first unit goes through the journal, and no rollback record is kept. A VMDK descriptor with one flat "
                 + "extent becomes raw (-O raw), and a raw file a VMDK monolithicFlat pair (-O vmdk -o "
                 + "subformat=monolithicFlat), by renames alone: IMAGE names the converted image afterwards.")
@@ -67,8 +67,8 @@ final class ConvertCommand implements Cli.Command {
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
-                        + "original format exactly, as long as the image is not written (not with -O raw from qcow2 "
-                        + "or QED).",
+                        + "original format exactly, as long as the image is not written (not with -O raw from qcow2, "
+                        + "QED or VMDK: convert back in place instead).",
                         () -> keepRollback = true)
                 .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise).", () -> progress = true)
                 .option("--progress", "json", "Copy: print progress as one JSON object per line "

@@ -27,7 +27,7 @@ final class MeasureCommand implements Cli.Command {
         return new Cli.Declaration("measure", "How large an image of the target format would be (qemu-img "
                 + "measure): the file size needed for the source's data, and with every cluster "
                 + "allocated.", "With --in-place, also the extra disk space and the bytes moved by converting "
-                + "IMAGE inside its own file.")
+                + "IMAGE inside its own file (-O vmdk: only those, as qemu-img measures no VMDK).")
                 .option("-f", "FMT", "Source format (default: probe).", v -> sourceFormat = v)
                 .option("-O", "FMT", "Target format.", v -> targetFormat = v)
                 .required()
@@ -69,8 +69,10 @@ final class MeasureCommand implements Cli.Command {
         if (output == OutputFormat.json) {
             out.println(Json.pretty(toJson(r)));
         } else {
-            out.println("required size: " + r.required());
-            out.println("fully allocated size: " + r.fullyAllocated());
+            if (r.required() >= 0) {
+                out.println("required size: " + r.required());
+                out.println("fully allocated size: " + r.fullyAllocated());
+            }
             if (r.bitmaps() >= 0) {
                 out.println("bitmaps size: " + r.bitmaps());
             }
@@ -89,8 +91,10 @@ final class MeasureCommand implements Cli.Command {
         if (r.bitmaps() >= 0) {
             m.put("bitmaps", r.bitmaps());
         }
-        m.put("required", r.required());
-        m.put("fully-allocated", r.fullyAllocated());
+        if (r.required() >= 0) { // not for an in-place plan into VMDK, which qemu-img cannot measure
+            m.put("required", r.required());
+            m.put("fully-allocated", r.fullyAllocated());
+        }
         if (r.inPlace() != null) {
             Map<String, Object> ip = new LinkedHashMap<>();
             ip.put("extra-space", r.inPlace().extraSpace());

@@ -226,7 +226,8 @@ final class ToRaw {
                         + "(at guest offset " + pos + "), which cannot be moved in place yet; use a copy conversion");
             }
             if (m instanceof Mapping.Data d) {
-                if (pos % unit != 0 || d.hostOffset() % unit != 0 || d.file() != null) {
+                // a driver may name the file holding the data (VMDK's extents): only the image's own will do
+                if (pos % unit != 0 || d.hostOffset() % unit != 0 || d.file() != null && d.file() != source.storage()) {
                     throw new UnsupportedFeatureException(file.displayName() + ": the data at guest offset " + pos
                             + " is not unit-aligned in the file");
                 }

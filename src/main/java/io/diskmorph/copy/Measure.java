@@ -30,7 +30,11 @@ public final class Measure {
     private Measure() {
     }
 
-    /** Sizes; {@code bitmaps} is -1 when not reported, {@code inPlace} null unless asked for. */
+    /**
+     * Sizes; {@code bitmaps} is -1 when not reported, {@code inPlace} null
+     * unless asked for. {@code required} and {@code fullyAllocated} are -1
+     * only for an in-place plan into a format qemu-img cannot measure (VMDK).
+     */
     public record Result(long required, long fullyAllocated, long bitmaps, InPlace inPlace) {
     }
 
@@ -51,6 +55,10 @@ public final class Measure {
      */
     public static Result image(Path image, String sourceFormat, String targetFormat, Map<String, String> options,
                                boolean inPlace) throws IOException {
+        if (inPlace && !(FormatRegistry.byName(targetFormat) instanceof MeasurableFormat)) {
+            // qemu-img measures no VMDK, so neither does diskmorph; the in-place plan has figures all the same
+            return new Result(-1, -1, -1, inPlace(image, sourceFormat, targetFormat, options));
+        }
         MeasurableFormat f = measurable(targetFormat);
         MeasurableFormat.Measurement m;
         try (DiskImage source = Images.open(image, OpenOptions.forReading().withFormat(sourceFormat))) {

@@ -5,8 +5,9 @@ import io.diskmorph.storage.FileStorage;
 import io.diskmorph.storage.LockMode;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Qemu;
-import org.junit.jupiter.api.AfterEach;
+import io.diskmorph.testing.SmallFileSystem;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -26,14 +27,8 @@ import static org.junit.jupiter.api.Assertions.*;
 class InPlaceSpaceTest {
     @TempDir
     Path dir;
-    private Path mount;
-
-    @AfterEach
-    void unmount() {
-        if (mount != null) {
-            Qemu.run("umount", mount.toString());
-        }
-    }
+    @RegisterExtension
+    final SmallFileSystem fs = new SmallFileSystem();
 
     /**
      * Sparse sources, where tables go into holes: the blocks the image and
@@ -70,8 +65,7 @@ class InPlaceSpaceTest {
      */
     @Test
     void tooLittleSpaceIsFoundByThePlan() throws Exception {
-        mount = Files.createDirectories(dir.resolve("fs"));
-        Qemu.run("mount", "-t", "tmpfs", "-o", "size=24M", "tmpfs", mount.toString()).ok();
+        Path mount = fs.mount(dir, "24M");
         Path img = mount.resolve("d.raw");
         Qemu.img("create", "-q", "-f", "raw", img, "2G").ok();
         Qemu.io(img, "raw", "write -P 1 0 1M", "write -P 2 1G 1M", "write -P 3 2047M 1M");
@@ -97,8 +91,7 @@ class InPlaceSpaceTest {
     /** ENOSPC met by any command is reported as such (exit 68), never as an internal error. */
     @Test
     void aFullDiskDuringACopyExits68() throws Exception {
-        mount = Files.createDirectories(dir.resolve("fs"));
-        Qemu.run("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", mount.toString()).ok();
+        Path mount = fs.mount(dir, "8M");
         Path src = dir.resolve("big.raw");
         Qemu.img("create", "-q", "-f", "raw", src, "64M").ok();
         Qemu.io(src, "raw", "write -P 7 0 48M");

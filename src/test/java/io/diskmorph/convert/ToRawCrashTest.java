@@ -41,7 +41,9 @@ class ToRawCrashTest {
             "qcow2, cluster_size=4k;compat=0.10, 520k",
             "qcow2, cluster_size=4k;refcount_bits=1, 512k",
             "qed, cluster_size=64k;table_size=2, 2M",
-            "qed, cluster_size=4k;table_size=2, 520k"})
+            "qed, cluster_size=4k;table_size=2, 520k",
+            "vmdk, zeroed_grain=on, 2M",
+            "vmdk, subformat=monolithicSparse, 1500k"})
     void survivesACrashAtAnyWrite(String format, String createOpts, String size) throws IOException {
         byte[] source = scrambled(format, createOpts.replace(';', ','), size, 11);
         byte[] guest = guestBytes(source, format);
@@ -81,7 +83,7 @@ class ToRawCrashTest {
      * would show it there.
      */
     @ParameterizedTest(name = "{0}")
-    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2"})
+    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2", "vmdk, zeroed_grain=on"})
     void firstUnitParkedInAnEmptyHome(String format, String createOpts) throws IOException {
         Path p = dir.resolve("first." + format);
         Qemu.create(p, format, "2M", createOpts.replace(';', ','));
@@ -126,6 +128,48 @@ class ToRawCrashTest {
 
         CrashSim again = new CrashSim(state);
         InPlaceConverter.convert(CrashChecker.file(again), new InPlaceConverter.Request("qcow2", "raw", Map.of(),
+                false), InPlaceConverter.Progress.NONE);
+        assertArrayEquals(guest, again.crashState(again.log.size(), CrashSim.FileFate.NONE, true, 0)
+                .get(CrashChecker.IMAGE));
+    }
+
+    /**
+     * A VMDK cancelled mid-way is a monolithicSparse VMDK that qemu-img
+     * checks clean and reads as the guest, with its tables past the end and
+     * no redundant directory, and libvmdk's vmdkinfo (a second reader) opens
+     * it; a new run finishes it.
+     */
+    @Test
+    void aVmdkStoppedBetweenRoundsIsAValidVmdk() throws IOException {
+        byte[] source = scrambled("vmdk", "zeroed_grain=on", "2M", 7);
+        byte[] guest = guestBytes(source, "vmdk");
+        CrashSim sim = new CrashSim(Map.of(CrashChecker.IMAGE, source));
+        Cancellation cancel = new Cancellation();
+        int[] rounds = {0};
+        InPlaceConverter.Progress progress = (phase, done, total) -> {
+            if (phase.equals("move") && done > 0 && ++rounds[0] == 2) {
+                cancel.request("SIGINT");
+            }
+        };
+        assertThrows(Cancellation.CancelledException.class, () -> InPlaceConverter.convert(CrashChecker.file(sim),
+                new InPlaceConverter.Request("vmdk", "raw", Map.of(), false), progress, cancel));
+        byte[] state = sim.crashState(sim.log.size(), CrashSim.FileFate.NONE, true, 0).get(CrashChecker.IMAGE);
+        assertFalse(java.util.Arrays.equals(source, state), "some grains moved");
+        ByteBuffer header = ByteBuffer.wrap(state).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        assertEquals(0, header.getInt(8) & 2, "redundant directory flag cleared");
+        assertEquals(0, header.getLong(48), "no redundant directory");
+        assertTrue(header.getLong(56) * 512 >= source.length, "the directory lies past the old end");
+        CrashChecker checker = new CrashChecker(Set.of("vmdk"), guest, dir);
+        checker.leaksAllowed = Set.of("vmdk");
+        checker.verifyImage(state, "cancelled", true);
+        Path p = dir.resolve("stopped.vmdk");
+        Files.write(p, state);
+        Qemu.Result info = Qemu.run("vmdkinfo", p.toString());
+        assertEquals(0, info.exitCode(), info.out() + info.err());
+        assertTrue(info.out().contains("(" + guest.length + " bytes)"), info.out());
+
+        CrashSim again = new CrashSim(Map.of(CrashChecker.IMAGE, state));
+        InPlaceConverter.convert(CrashChecker.file(again), new InPlaceConverter.Request("vmdk", "raw", Map.of(),
                 false), InPlaceConverter.Progress.NONE);
         assertArrayEquals(guest, again.crashState(again.log.size(), CrashSim.FileFate.NONE, true, 0)
                 .get(CrashChecker.IMAGE));

@@ -31,7 +31,7 @@ class ToRawHostileTest {
     Path dir;
 
     @ParameterizedTest(name = "{0}")
-    @CsvSource({"qcow2, cluster_size=4k", "qed, cluster_size=4k;table_size=2"})
+    @CsvSource({"qcow2, cluster_size=4k", "qed, cluster_size=4k;table_size=2", "vmdk, zeroed_grain=on"})
     void damagedTablesAreConvertedOrRefused(String format, String opts) throws IOException {
         Path p = dir.resolve("h." + format);
         Qemu.create(p, format, "256k", opts.replace(';', ','));

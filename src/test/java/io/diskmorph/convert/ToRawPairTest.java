@@ -36,7 +36,10 @@ class ToRawPairTest {
             "qcow2, cluster_size=512, 1M",
             "qcow2, cluster_size=2M, 7M",
             "qed, cluster_size=64k;table_size=2, 6M",
-            "qed, cluster_size=4k, 5000k"})
+            "qed, cluster_size=4k, 5000k",
+            "vmdk, subformat=monolithicSparse, 5000k",
+            "vmdk, zeroed_grain=on, 6M",
+            "vmdk, hwversion=4;zeroed_grain=on, 3M"})
     void becomesWhatACopyToRawMakes(String format, String opts, String size) throws Exception {
         Path image = scrambled(format, opts.replace(';', ','), size);
         Path copy = dir.resolve("copy.raw");
@@ -82,10 +85,28 @@ class ToRawPairTest {
 
     @Test
     void refusalsLeaveTheFileAlone() throws Exception {
-        Path vmdk = dir.resolve("a.vmdk");
-        Qemu.create(vmdk, "vmdk", "4M");
-        Qemu.io(vmdk, "vmdk", "write -P 7 1M 64k");
-        refused(vmdk, ExitCodes.UNSUPPORTED, "cannot move its units");
+        Path stream = dir.resolve("stream.vmdk");
+        Qemu.create(stream, "vmdk", "4M", "subformat=streamOptimized");
+        Qemu.io(stream, "vmdk", "write -P 7 1M 64k");
+        refused(stream, ExitCodes.UNSUPPORTED, "streamOptimized");
+        // the two steps the refusal names
+        Path streamRaw = dir.resolve("stream.raw");
+        Qemu.img("convert", "-O", "raw", stream, streamRaw).ok();
+        Dm.run("convert", "--in-place", "-O", "qcow2", stream).ok();
+        Dm.run("convert", "--in-place", "-O", "raw", stream).ok();
+        assertArrayEquals(Files.readAllBytes(streamRaw), Files.readAllBytes(stream), "streamOptimized via qcow2");
+
+        Path parent = dir.resolve("parent.vmdk");
+        Qemu.create(parent, "vmdk", "4M");
+        Path child = dir.resolve("child.vmdk");
+        Qemu.img("create", "-f", "vmdk", "-b", parent.getFileName(), "-F", "vmdk", child).ok();
+        Qemu.io(child, "vmdk", "write -P 7 1M 64k");
+        refused(child, ExitCodes.UNSUPPORTED, "parent");
+
+        Path flat = dir.resolve("two.vmdk");
+        Qemu.create(flat, "vmdk", "4M", "subformat=twoGbMaxExtentSparse");
+        Qemu.io(flat, "vmdk", "write -P 7 1M 64k");
+        refused(flat, ExitCodes.UNSUPPORTED, "extent file");
 
         Path base = dir.resolve("base.qcow2");
         Qemu.create(base, "qcow2", "4M");

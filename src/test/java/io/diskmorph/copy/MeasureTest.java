@@ -124,6 +124,44 @@ class MeasureTest {
         assertTrue(human.contains("in-place moved bytes: " + plan.get("moved-bytes").asLong()), human);
     }
 
+    /**
+     * Into VMDK (qemu-img measures no VMDK, so neither does diskmorph without
+     * --in-place): --in-place gives the dry run's figures alone; from a VMDK
+     * to raw, the raw sizes and the roll-forward's figures.
+     */
+    @Test
+    void inPlaceIntoAndOutOfVmdkReportsTheDryRunPlan() throws Exception {
+        String[] fields = {"extra-space", "moved-bytes", "final-length", "kept-bytes", "metadata-bytes"};
+        for (String[] pair : new String[][]{{"qcow2", "vmdk"}, {"raw", "vmdk"}, {"vmdk", "raw"}}) {
+            Path src = source(pair[0]);
+            byte[] before = Files.readAllBytes(src);
+            JsonNode plan = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-O", pair[1], src).ok()
+                    .json();
+            JsonNode m = Dm.run("measure", "--in-place", "--output=json", "-O", pair[1], src).ok().json();
+            for (String f : fields) {
+                assertEquals(plan.get(f), m.at("/in-place/" + f), pair[0] + " -> " + pair[1] + ": " + f);
+            }
+            assertTrue(plan.get("extra-space").asLong() > 0 && plan.get("final-length").asLong() > 0, plan.toString());
+            String human = Dm.run("measure", "--in-place", "-O", pair[1], src).ok().out();
+            assertTrue(human.contains("in-place extra space: " + plan.get("extra-space").asLong()), human);
+            assertTrue(human.contains("in-place final length: " + plan.get("final-length").asLong()), human);
+            if (pair[1].equals("vmdk")) {
+                assertFalse(m.has("required"), "no size qemu-img would not give: " + m);
+                assertFalse(human.contains("required size"), human);
+                assertNotEquals(0, Qemu.img("measure", "-O", "vmdk", src).exitCode(), "qemu-img measures no VMDK");
+                Dm.Result r = Dm.run("measure", "-O", "vmdk", src);
+                assertEquals(ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+                assertTrue(r.oneLineError().contains("does not support size measurement"), r.err());
+            } else {
+                JsonNode q = Qemu.img("measure", "--output=json", "-O", pair[1], src).ok().json();
+                assertEquals(q.get("required"), m.get("required"));
+                assertEquals(q.get("fully-allocated"), m.get("fully-allocated"));
+                assertTrue(plan.get("moved-bytes").asLong() > 0, "grains move to their guest offsets: " + plan);
+            }
+            assertArrayEquals(before, Files.readAllBytes(src), "measure writes nothing");
+        }
+    }
+
     @Test
     void refusals() throws Exception {
         Path src = source("qcow2");

@@ -6,6 +6,8 @@ import io.diskmorph.cli.Main;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
 /** Runs diskmorph's CLI in-process and captures what a user would see. */
@@ -48,6 +50,20 @@ public final class Dm {
         StringWriter err = new StringWriter();
         int code = Main.run(a, new PrintWriter(out), new PrintWriter(err));
         return new Result(code, out.toString(), err.toString());
+    }
+
+    /**
+     * Runs the CLI in a JVM of its own with the heap limit {@code maxHeap}
+     * ("-Xmx16m"): the large-image tests show that memory stays bounded.
+     */
+    public static Qemu.Result inHeap(String maxHeap, Object... args) {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                maxHeap, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                Main.class.getName()));
+        for (Object a : args) {
+            cmd.add(String.valueOf(a));
+        }
+        return Qemu.run(cmd.toArray(String[]::new));
     }
 
     public static List<Qemu.MapLine> map(Object image, String format) {

@@ -2,6 +2,7 @@ package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
@@ -11,7 +12,6 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
-import java.util.BitSet;
 import java.util.List;
 
 /**
@@ -48,20 +48,8 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
     private final int pageSize;
     private final Layout layout;
     /** L2 table per L1 index, null where no cluster holds data. */
-    private final Table[] l2;
-    private final Table[] refBlocks;
-
-    /** One table held in memory with its dirty pages. */
-    private static final class Table {
-        final long host;
-        final byte[] bytes;
-        final BitSet dirty = new BitSet();
-
-        Table(long host, int size) {
-            this.host = host;
-            this.bytes = new byte[size];
-        }
-    }
+    private final RelocationTable[] l2;
+    private final RelocationTable[] refBlocks;
 
     /**
      * Where the new tables go: from {@code base}, the refcount table, the
@@ -101,8 +89,8 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
         this.clusterSize = geo.clusterSize;
         this.pageSize = (int) Math.min(4096, clusterSize);
         this.layout = layout;
-        this.l2 = new Table[layout.l2Slot.length];
-        this.refBlocks = new Table[Math.toIntExact(layout.refBlocks)];
+        this.l2 = new RelocationTable[layout.l2Slot.length];
+        this.refBlocks = new RelocationTable[Math.toIntExact(layout.refBlocks)];
     }
 
     /** Why the image cannot be relocated, or null. */
@@ -212,11 +200,11 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
         long c = clusterSize;
         int cs = Math.toIntExact(c);
         for (int k = 0; k < refBlocks.length; k++) {
-            refBlocks[k] = new Table(layout.refBlockOffset(k), cs);
+            refBlocks[k] = new RelocationTable(layout.refBlockOffset(k), cs, pageSize);
         }
         for (int i = 0; i < l2.length; i++) {
             if (layout.l2Slot[i] >= 0) {
-                l2[i] = new Table(layout.l2Offset(layout.l2Slot[i]), cs);
+                l2[i] = new RelocationTable(layout.l2Offset(layout.l2Slot[i]), cs, pageSize);
             }
         }
         setRefcount(0, 1); // the header
@@ -250,27 +238,27 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
 
     private void setEntry(long guest, long host) {
         long cluster = guest / clusterSize;
-        Table t = l2[(int) (cluster >>> geo.l2Bits)];
+        RelocationTable t = l2[(int) (cluster >>> geo.l2Bits)];
         int at = (int) (cluster & (geo.l2Entries - 1)) * 8;
-        BE64.set(t.bytes, at, L2Entry.normal(host) | L2Entry.COPIED);
-        t.dirty.set(at / pageSize);
+        BE64.set(t.bytes(), at, L2Entry.normal(host) | L2Entry.COPIED);
+        t.changed(at);
     }
 
     private long entryHost(long guest) {
         long cluster = guest / clusterSize;
-        Table t = l2[(int) (cluster >>> geo.l2Bits)];
+        RelocationTable t = l2[(int) (cluster >>> geo.l2Bits)];
         if (t == null) {
             return 0;
         }
-        return L2Entry.hostOffset((long) BE64.get(t.bytes, (int) (cluster & (geo.l2Entries - 1)) * 8));
+        return L2Entry.hostOffset((long) BE64.get(t.bytes(), (int) (cluster & (geo.l2Entries - 1)) * 8));
     }
 
     private void setRefcount(long hostCluster, long value) {
-        Table b = refBlocks[(int) (hostCluster >>> geo.refblockBits)];
+        RelocationTable b = refBlocks[(int) (hostCluster >>> geo.refblockBits)];
         int i = (int) (hostCluster & (geo.refblockEntries() - 1));
-        Refcounts.setEntry(b.bytes, i, geo.refcountOrder, value);
+        Refcounts.setEntry(b.bytes(), i, geo.refcountOrder, value);
         long bit = (long) i << geo.refcountOrder;
-        b.dirty.set((int) (bit / 8 / pageSize));
+        b.changed((int) (bit / 8));
     }
 
     /** Every table whole (the first write of the region). */
@@ -278,39 +266,31 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
         long c = clusterSize;
         byte[] table = new byte[Math.toIntExact(layout.refTableClusters * c)];
         for (int k = 0; k < refBlocks.length; k++) {
-            BE64.set(table, 8 * k, refBlocks[k].host);
+            BE64.set(table, 8 * k, refBlocks[k].hostOffset());
         }
         file.write(ByteBuffer.wrap(table), layout.refTableOffset());
-        for (Table b : refBlocks) {
-            file.write(ByteBuffer.wrap(b.bytes), b.host);
-            b.dirty.clear();
+        for (RelocationTable b : refBlocks) {
+            b.writeWhole(file);
         }
         byte[] l1 = new byte[Math.toIntExact(layout.l1Clusters * c)];
         for (int i = 0; i < l2.length; i++) {
             if (l2[i] != null) {
-                BE64.set(l1, 8 * i, l2[i].host | L1Entry.COPIED);
+                BE64.set(l1, 8 * i, l2[i].hostOffset() | L1Entry.COPIED);
             }
         }
         file.write(ByteBuffer.wrap(l1), layout.l1Offset());
-        for (Table t : l2) {
+        for (RelocationTable t : l2) {
             if (t != null) {
-                file.write(ByteBuffer.wrap(t.bytes), t.host);
-                t.dirty.clear();
+                t.writeWhole(file);
             }
         }
     }
 
-    private void writeDirty(Table[] tables) throws IOException {
-        for (Table t : tables) {
-            if (t == null) {
-                continue;
+    private void writeDirty(RelocationTable[] tables) throws IOException {
+        for (RelocationTable t : tables) {
+            if (t != null) {
+                t.writeDirty(file);
             }
-            for (int p = t.dirty.nextSetBit(0); p >= 0; ) {
-                int end = t.dirty.nextClearBit(p);
-                file.write(ByteBuffer.wrap(t.bytes, p * pageSize, (end - p) * pageSize), t.host + (long) p * pageSize);
-                p = t.dirty.nextSetBit(end);
-            }
-            t.dirty.clear();
         }
     }
 

@@ -2,6 +2,7 @@ package io.diskmorph.format.qed;
 
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
@@ -10,7 +11,6 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.BitSet;
 
 /**
  * Moving a QED image's clusters inside its file, the image valid after every
@@ -44,18 +44,7 @@ final class QedRelocation implements RelocatableImage.Relocation {
     private final int pageSize;
     private final long base;
     private final long end;
-    private final Table[] l2;
-
-    private static final class Table {
-        final long host;
-        final byte[] bytes;
-        final BitSet dirty = new BitSet();
-
-        Table(long host, int size) {
-            this.host = host;
-            this.bytes = new byte[size];
-        }
-    }
+    private final RelocationTable[] l2;
 
     private QedRelocation(Storage file, QedHeader h, long base, int[] slot, int count) {
         this.file = file;
@@ -65,10 +54,10 @@ final class QedRelocation implements RelocatableImage.Relocation {
         this.pageSize = 4096;
         this.base = base;
         this.end = base + tableBytes * (1 + count);
-        this.l2 = new Table[slot.length];
+        this.l2 = new RelocationTable[slot.length];
         for (int i = 0; i < slot.length; i++) {
             if (slot[i] >= 0) {
-                l2[i] = new Table(base + tableBytes * (1 + slot[i]), Math.toIntExact(tableBytes));
+                l2[i] = new RelocationTable(base + tableBytes * (1 + slot[i]), Math.toIntExact(tableBytes), pageSize);
             }
         }
     }
@@ -162,14 +151,13 @@ final class QedRelocation implements RelocatableImage.Relocation {
         byte[] l1 = new byte[Math.toIntExact(h.tableBytes())];
         for (int i = 0; i < r.l2.length; i++) {
             if (r.l2[i] != null) {
-                LE64.set(l1, 8 * i, r.l2[i].host);
+                LE64.set(l1, 8 * i, r.l2[i].hostOffset());
             }
         }
         file.write(ByteBuffer.wrap(l1), base);
-        for (Table t : r.l2) {
+        for (RelocationTable t : r.l2) {
             if (t != null) {
-                file.write(ByteBuffer.wrap(t.bytes), t.host);
-                t.dirty.clear();
+                t.writeWhole(file);
             }
         }
         file.sync();
@@ -181,16 +169,16 @@ final class QedRelocation implements RelocatableImage.Relocation {
 
     private void setEntry(long guest, long host) {
         long cluster = guest / clusterSize;
-        Table t = l2[(int) (cluster / entries)];
+        RelocationTable t = l2[(int) (cluster / entries)];
         int at = (int) (cluster % entries) * 8;
-        LE64.set(t.bytes, at, host);
-        t.dirty.set(at / pageSize);
+        LE64.set(t.bytes(), at, host);
+        t.changed(at);
     }
 
     private long entryHost(long guest) {
         long cluster = guest / clusterSize;
-        Table t = l2[(int) (cluster / entries)];
-        return t == null ? 0 : (long) LE64.get(t.bytes, (int) (cluster % entries) * 8);
+        RelocationTable t = l2[(int) (cluster / entries)];
+        return t == null ? 0 : (long) LE64.get(t.bytes(), (int) (cluster % entries) * 8);
     }
 
     @Override
@@ -211,16 +199,10 @@ final class QedRelocation implements RelocatableImage.Relocation {
             setEntry(guestOffsets[k], host);
         }
         file.sync(); // the caller's data, before any entry points to it
-        for (Table t : l2) {
-            if (t == null) {
-                continue;
+        for (RelocationTable t : l2) {
+            if (t != null) {
+                t.writeDirty(file);
             }
-            for (int p = t.dirty.nextSetBit(0); p >= 0; ) {
-                int e = t.dirty.nextClearBit(p);
-                file.write(ByteBuffer.wrap(t.bytes, p * pageSize, (e - p) * pageSize), t.host + (long) p * pageSize);
-                p = t.dirty.nextSetBit(e);
-            }
-            t.dirty.clear();
         }
         file.sync();
     }

@@ -13,8 +13,8 @@
  *     open checks and the bounds qemu skips (a map inside the header, past
  *     the end of the file or over the data area; extra bytes per block);</li>
  * <li>{@link io.diskmorph.format.vdi.BlockMap}: the map of u32 entries, in
- *     pages of 64 KiB through a bounded cache (qemu reads it whole, up to
- *     4 GiB);</li>
+ *     pages of 64 KiB through the shared metadata cache (qemu reads it
+ *     whole, up to 4 GiB);</li>
  * <li>{@link io.diskmorph.format.vdi.VdiImage}: mapping, guest writes
  *     (new blocks appended at blocks_allocated, as qemu), the flush order
  *     data, header, map;</li>

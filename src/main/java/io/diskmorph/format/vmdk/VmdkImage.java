@@ -11,6 +11,7 @@ import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.FileStorage;
@@ -37,7 +38,7 @@ import java.util.Set;
  * file, which every data answer names), and the parent of a snapshot as the
  * backing image (parentFileNameHint, format vmdk, as qemu).
  */
-final class VmdkImage extends AbstractDiskImage implements FlatDataImage {
+final class VmdkImage extends AbstractDiskImage implements FlatDataImage, RelocatableImage {
     static final int SECTOR = 512;
     /** Grain tables (or directory pages) of one size class kept in memory, for all extents together. */
     static final long TABLE_CACHE_BYTES = 4L << 20;
@@ -842,5 +843,27 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage {
             throw new UnsupportedFeatureException("This image format does not support checks");
         }
         return VmdkChecker.run(this);
+    }
+
+    // ---- in place to raw: VmdkRelocation ----------------------------------------------------
+
+    @Override
+    public long unitSize() {
+        return extents.isEmpty() ? clusterSize : extents.getFirst().grainBytes();
+    }
+
+    @Override
+    public String notRelocatable() {
+        return VmdkRelocation.whyNot(this);
+    }
+
+    @Override
+    public long relocatedMetadataBytes(long metadataOffset) throws IOException {
+        return VmdkRelocation.metadataBytes(this);
+    }
+
+    @Override
+    public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
+        return VmdkRelocation.start(this, writable, metadataOffset);
     }
 }

@@ -13,7 +13,10 @@
  * at offset 0 of a file beside it, which is the raw disk as it is
  * (VmdkImage.flatDataFile: switched to raw, qcow2 or QED by renames in
  * convert/FlatPairSwitch; and VmdkFormat.flatDescriptor describes a raw
- * file as monolithicFlat for the way back).
+ * file as monolithicFlat for the way back). A monolithicSparse file
+ * becomes raw in place by a roll-forward ({@link
+ * io.diskmorph.format.vmdk.VmdkRelocation}: its tables moved past the end,
+ * then its grains remapped as the roll-forward moves them home).
  *
  * <p>Writes: guest writes to flat extents (in place) and hosted sparse
  * extents (version 1 and 2: new grains at the end of the extent file, the

@@ -9,7 +9,8 @@ import java.util.function.Supplier;
  * A bounded cache of fixed-size metadata tables keyed by host offset, the
  * one every driver with tables uses (qemu's block/qcow2-cache.c): qcow2 L2
  * tables and refcount blocks, QED table pages, check's view of refcount
- * blocks, VMDK grain directory pages and grain tables. A driver whose
+ * blocks, VMDK grain directory pages and grain tables, VHDX BAT pages, VDI
+ * block map pages. A driver whose
  * tables live in several files (a VMDK's extents) keys them by file and
  * host offset: {@link #addFile} numbers the files, and one bound covers
  * them all.
@@ -64,6 +65,8 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
     private ByteBuffer writeBuffer;
     private ByteBuffer runBuffer;
     private ByteBuffer zeros;
+    /** Where the tables' region ends ({@link #clipAt}): no byte at or past it is read or written. */
+    private long regionEnd = Long.MAX_VALUE;
 
     /**
      * @param name      what the tables are, for messages ("qcow2 L2 table")
@@ -116,6 +119,34 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         return fileCount++;
     }
 
+    /**
+     * The tables end at host offset {@code end}: a table (page) that
+     * reaches past it is read and written only up to it, and its bytes past
+     * it read as zeros. For pages of a table whose last page is partial and
+     * followed by other data (VDI's block map, with guest blocks right
+     * after it), which a whole-page write would overwrite.
+     */
+    public void clipAt(long end) {
+        this.regionEnd = end;
+    }
+
+    /** How many bytes of the table at {@code hostOffset} lie before the region's end. */
+    private int bytesInRegion(long hostOffset, int bytes) {
+        return (int) Math.max(0, Math.min(bytes, regionEnd - hostOffset));
+    }
+
+    /** Reads {@code buf}'s remaining bytes at {@code hostOffset} up to the region's end; zeros past it. */
+    private void readClipped(int file, ByteBuffer buf, long hostOffset) throws IOException {
+        int want = buf.remaining();
+        int n = bytesInRegion(hostOffset, want);
+        int start = buf.position();
+        files[file].storage().read(buf.limit(start + n), hostOffset);
+        if (n < want) {
+            Arrays.fill(buf.array(), buf.arrayOffset() + start + n, buf.arrayOffset() + start + want, (byte) 0);
+            buf.limit(start + want).position(start + want);
+        }
+    }
+
     /** The size of one table in bytes. */
     public int tableBytes() {
         return tableBytes;
@@ -140,7 +171,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         }
         s = lookup(file, hostOffset);
         if (s == NONE) {
-            files[file].storage().read(readBuffer.clear(), hostOffset);
+            readClipped(file, readBuffer.clear(), hostOffset);
             s = takeSlot(file, hostOffset);
             tables[s].read(readBuffer.flip());
         }
@@ -178,7 +209,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
         if (runBuffer == null || runBuffer.capacity() < bytes) {
             runBuffer = ByteBuffer.allocate(bytes);
         }
-        files[0].storage().read(runBuffer.clear().limit(bytes), hostOffset);
+        readClipped(0, runBuffer.clear().limit(bytes), hostOffset);
         int first = lookup(0, hostOffset);
         if (first != NONE) {
             touch(first); // newest, so the tables read after it cannot evict it
@@ -313,7 +344,7 @@ public final class MetadataCache<T extends CachedTable> implements WriteDependen
             writeBuffer = ByteBuffer.allocate(tableBytes);
         }
         tables[s].write(writeBuffer.clear());
-        files[fileOf[s]].write(writeBuffer.clear(), offsets[s]);
+        files[fileOf[s]].write(writeBuffer.clear().limit(bytesInRegion(offsets[s], tableBytes)), offsets[s]);
         dirty[s] = false;
         dirtyCount--;
     }

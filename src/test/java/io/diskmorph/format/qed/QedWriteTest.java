@@ -7,11 +7,11 @@ import io.diskmorph.image.ImageException;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.OpenOptions;
-import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
-import io.diskmorph.storage.Storage;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Qemu;
+import io.diskmorph.testing.RecordingStorage;
+import io.diskmorph.testing.RecordingStorage.Event;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -239,20 +239,20 @@ class QedWriteTest {
             int syncs = 0;
             for (int i = 0; i < s.events.size(); i++) {
                 Event e = s.events.get(i);
-                if (e.sync) {
+                if (e.sync()) {
                     syncs++;
                     continue;
                 }
-                boolean inL1 = e.offset >= l1 && e.offset < l1 + h.tableBytes();
-                boolean inL2 = l2s.stream().anyMatch(t -> e.offset >= t && e.offset < t + h.tableBytes());
+                boolean inL1 = e.offset() >= l1 && e.offset() < l1 + h.tableBytes();
+                boolean inL2 = l2s.stream().anyMatch(t -> e.offset() >= t && e.offset() < t + h.tableBytes());
                 if (inL1 && firstL1 < 0) {
                     firstL1 = i;
-                } else if (inL2 && !e.zeros) {
+                } else if (inL2 && !e.zeros()) {
                     lastL2Page = i;
                     if (firstL2Page < 0) {
                         firstL2Page = i;
                     }
-                } else if (!inL1 && !inL2 && e.offset >= c) {
+                } else if (!inL1 && !inL2 && e.offset() >= c) {
                     lastData = i;
                 }
             }
@@ -264,7 +264,7 @@ class QedWriteTest {
 
     private static boolean syncBetween(List<Event> events, int from, int to) {
         assertTrue(from >= 0 && to > from, "ordering " + from + " < " + to);
-        return events.subList(from, to).stream().anyMatch(e -> e.sync);
+        return events.subList(from, to).stream().anyMatch(e -> e.sync());
     }
 
     /**
@@ -364,35 +364,5 @@ class QedWriteTest {
             assertThrows(ImageException.class, () -> img.writeZeroes(0, 4096, true));
         }
         assertEquals(before, QedFiles.digest(f));
-    }
-
-    private record Event(boolean sync, long offset, int length, boolean zeros) {
-    }
-
-    /** Records every write and sync that reaches the storage. */
-    private static final class RecordingStorage extends ForwardingStorage {
-        final List<Event> events = new ArrayList<>();
-
-        RecordingStorage(Storage inner) {
-            super(inner);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long position) throws IOException {
-            events.add(new Event(false, position, src.remaining(), QedFiles.isZero(src)));
-            inner.write(src, position);
-        }
-
-        @Override
-        public void sync() throws IOException {
-            events.add(new Event(true, -1, 0, false));
-            inner.sync();
-        }
-
-        @Override
-        public void punchHole(long offset, long length) throws IOException {
-            events.add(new Event(false, offset, (int) length, true));
-            inner.punchHole(offset, length);
-        }
     }
 }

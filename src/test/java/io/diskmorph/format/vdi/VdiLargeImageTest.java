@@ -1,5 +1,6 @@
 package io.diskmorph.format.vdi;
 
+import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -7,8 +8,6 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -23,30 +22,22 @@ class VdiLargeImageTest {
     @TempDir
     Path dir;
 
-    private static Qemu.Result smallHeap(String heap, String... args) {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
-                .toString(), heap, "--enable-native-access=ALL-UNNAMED", "-cp",
-                System.getProperty("java.class.path"), "io.diskmorph.cli.Main"));
-        cmd.addAll(List.of(args));
-        return Qemu.run(cmd.toArray(String[]::new));
-    }
-
     @Test
     void eightTebibytesInASmallHeap() throws Exception {
         Path img = dir.resolve("big.vdi");
         Qemu.create(img, "vdi", "8T");
         Qemu.io(img, "vdi", "write -P 1 0 64k", "write -P 2 4T 128k", "write -P 3 8191G 64k");
-        Qemu.Result map = smallHeap("-Xmx16m", "map", "--output=json", img.toString());
+        Qemu.Result map = Dm.inHeap("-Xmx16m", "map", "--output=json", img.toString());
         assertEquals(0, map.exitCode(), map.err());
         assertEquals(Qemu.map(img, null), Qemu.MapLine.parse(map.json()));
-        Qemu.Result info = smallHeap("-Xmx16m", "info", "--output=json", img.toString());
+        Qemu.Result info = Dm.inHeap("-Xmx16m", "info", "--output=json", img.toString());
         assertEquals(Qemu.img("info", "--output=json", img).ok().json(), info.json());
-        Qemu.Result check = smallHeap("-Xmx16m", "check", img.toString());
+        Qemu.Result check = Dm.inHeap("-Xmx16m", "check", img.toString());
         assertEquals(0, check.exitCode(), check.err() + check.out());
 
         Path original = dir.resolve("original.vdi");
         Files.copy(img, original);
-        Qemu.Result convert = smallHeap("-Xmx32m", "convert", "--in-place", "-O", "qcow2", img.toString());
+        Qemu.Result convert = Dm.inHeap("-Xmx32m", "convert", "--in-place", "-O", "qcow2", img.toString());
         assertEquals(0, convert.exitCode(), convert.err());
         assertEquals(0, Qemu.img("check", img).exitCode());
         assertEquals(0, Qemu.compare(original, img), "the guest survives");

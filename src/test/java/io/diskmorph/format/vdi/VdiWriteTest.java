@@ -5,21 +5,18 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.OpenOptions;
-import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
-import io.diskmorph.storage.Storage;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Oracles;
 import io.diskmorph.testing.Qemu;
+import io.diskmorph.testing.RecordingStorage;
+import io.diskmorph.testing.RecordingStorage.Event;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -34,30 +31,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class VdiWriteTest {
     @TempDir
     Path dir;
-
-    private record Event(boolean sync, long offset, int length) {
-    }
-
-    /** Records every write and sync that reaches the storage. */
-    private static final class RecordingStorage extends ForwardingStorage {
-        final List<Event> events = new ArrayList<>();
-
-        RecordingStorage(Storage inner) {
-            super(inner);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long position) throws IOException {
-            events.add(new Event(false, position, src.remaining()));
-            inner.write(src, position);
-        }
-
-        @Override
-        public void sync() throws IOException {
-            events.add(new Event(true, -1, 0));
-            inner.sync();
-        }
-    }
 
     /**
      * Every write of the header has every data write before it synced

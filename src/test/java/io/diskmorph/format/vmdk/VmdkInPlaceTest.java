@@ -5,8 +5,9 @@ import io.diskmorph.image.ExitCodes;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Oracles;
 import io.diskmorph.testing.Qemu;
-import org.junit.jupiter.api.AfterEach;
+import io.diskmorph.testing.SmallFileSystem;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -41,14 +42,8 @@ class VmdkInPlaceTest {
 
     @TempDir
     Path dir;
-    private Path mount;
-
-    @AfterEach
-    void unmount() {
-        if (mount != null) {
-            Qemu.run("umount", mount.toString());
-        }
-    }
+    @RegisterExtension
+    final SmallFileSystem fs = new SmallFileSystem();
 
     /** How each source is made in {@code dir} (named NAME.vmdk, with any parent beside it). */
     enum Sample {
@@ -351,8 +346,7 @@ class VmdkInPlaceTest {
      */
     @Test
     void streamOptimizedNeedsTheRoomItsPlanAnnounces() throws Exception {
-        mount = Files.createDirectories(dir.resolve("fs"));
-        Qemu.run("mount", "-t", "tmpfs", "-o", "size=16M", "tmpfs", mount.toString()).ok();
+        Path mount = fs.mount(dir, "16M");
         Path raw = VmdkFiles.sampleRaw(dir, "content.raw", "16M", "write -P 0x11 0 6M", "write -P 0x22 9M 2M");
         Path img = mount.resolve("stream.vmdk");
         Qemu.img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, img).ok();

@@ -1,13 +1,12 @@
 package io.diskmorph.format.vmdk;
 
+import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -24,11 +23,7 @@ class VmdkLargeImageTest {
     Path dir;
 
     private static Qemu.Result smallHeap(String... args) {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
-                .toString(), "-Xmx16m", "--enable-native-access=ALL-UNNAMED", "-cp",
-                System.getProperty("java.class.path"), "io.diskmorph.cli.Main"));
-        cmd.addAll(List.of(args));
-        return Qemu.run(cmd.toArray(String[]::new));
+        return Dm.inHeap("-Xmx16m", (Object[]) args);
     }
 
     @Test

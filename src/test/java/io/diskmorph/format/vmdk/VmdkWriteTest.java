@@ -5,12 +5,12 @@ import io.diskmorph.image.ImageException;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.OpenOptions;
-import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
 import io.diskmorph.testing.Dm;
 import io.diskmorph.testing.GuestWrites;
 import io.diskmorph.testing.Oracles;
 import io.diskmorph.testing.Qemu;
+import io.diskmorph.testing.RecordingStorage;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -117,7 +117,7 @@ class VmdkWriteTest {
         Path img = dir.resolve("order.vmdk");
         Qemu.create(img, "vmdk", "120M");
         long overhead = VmdkFiles.u64(img, 64) * 512; // tables and directories lie before the grains
-        Recording file = new Recording(MemoryStorage.of("order.vmdk", Files.readAllBytes(img)));
+        RecordingStorage file = new RecordingStorage(MemoryStorage.of("order.vmdk", Files.readAllBytes(img)));
         byte[] mirror = new byte[120 << 20];
         VmdkImage.tableCacheBytes = cacheBytes;
         try (DiskImage d = new VmdkFormat().open(file, new OpenContext(null, false, null, false))) {
@@ -125,7 +125,7 @@ class VmdkWriteTest {
         } finally {
             VmdkImage.tableCacheBytes = VmdkImage.TABLE_CACHE_BYTES;
         }
-        List<String> ops = file.ops;
+        List<String> ops = file.ops();
         assertTrue(ops.size() > 2 && ops.get(0).startsWith("w ") && ops.get(1).equals("sync"), ops.toString());
         long cidAt = Long.parseLong(ops.get(0).substring(2));
         assertTrue(cidAt >= 512 && cidAt < 21 * 512, "first the CID in the embedded descriptor, synced: " + ops);
@@ -141,10 +141,10 @@ class VmdkWriteTest {
                 syncedSinceData = false;
             } else if (at >= 21 * 512) {
                 tableWrites++;
-                assertTrue(syncedSinceData, "a grain table write at " + at + " waits for the grains: " + file.ops);
+                assertTrue(syncedSinceData, "a grain table write at " + at + " waits for the grains: " + ops);
             }
         }
-        assertTrue(tableWrites > 0, "tables were written: " + file.ops);
+        assertTrue(tableWrites > 0, "tables were written: " + ops);
         Files.write(img, file.bytes());
         assertMirror(img, mirror);
     }
@@ -296,38 +296,6 @@ class VmdkWriteTest {
             }
         }
         return m;
-    }
-
-    /** Records writes ("w OFFSET") and syncs in order. */
-    private static final class Recording extends ForwardingStorage {
-        final List<String> ops = new ArrayList<>();
-        private final MemoryStorage inner;
-
-        Recording(MemoryStorage inner) {
-            super(inner);
-            this.inner = inner;
-        }
-
-        @Override
-        public void write(ByteBuffer src, long position) throws IOException {
-            ops.add("w " + position);
-            super.write(src, position);
-        }
-
-        @Override
-        public void sync() throws IOException {
-            ops.add("sync");
-            super.sync();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return false;
-        }
-
-        byte[] bytes() throws IOException {
-            return inner.toByteArray();
-        }
     }
 
     static String text(Path p) throws IOException {

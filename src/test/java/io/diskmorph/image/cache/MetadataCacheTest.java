@@ -1,12 +1,11 @@
 package io.diskmorph.image.cache;
 
-import io.diskmorph.storage.ForwardingStorage;
 import io.diskmorph.storage.MemoryStorage;
+import io.diskmorph.testing.RecordingStorage;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -37,42 +36,41 @@ class MetadataCacheTest {
         }
     }
 
-    /** Records writes (as "w OFFSET") and syncs ("sync") in order. */
-    static final class Recording extends ForwardingStorage {
-        final List<String> ops = new ArrayList<>();
-
-        Recording(MemoryStorage inner) {
-            super(inner);
-        }
-
-        SyncTracker tracker() {
-            return new SyncTracker(this);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long position) throws IOException {
-            ops.add("w " + position);
-            super.write(src, position);
-        }
-
-        @Override
-        public void sync() throws IOException {
-            ops.add("sync");
-            super.sync();
-        }
-
-        @Override
-        public boolean isReadOnly() {
-            return false;
-        }
-
-        @Override
-        public void close() {
-        }
-    }
-
     private static MetadataCache<Words> cache(SyncTracker file, int capacity) {
         return new MetadataCache<>("test table", file, TABLE, capacity, Words::new);
+    }
+
+    /**
+     * A cache clipped at an end (VDI's block map, whose last page is
+     * followed by guest data): the bytes past the end read as zeros, and no
+     * write, by flush or eviction, reaches them.
+     */
+    @Test
+    void clippedTablesNeverReadOrWritePastTheEnd() throws IOException {
+        MemoryStorage m = new MemoryStorage("m");
+        byte[] fill = new byte[4 * TABLE];
+        java.util.Arrays.fill(fill, (byte) 0x5a);
+        m.write(ByteBuffer.wrap(fill), 0);
+        RecordingStorage r = new RecordingStorage(m);
+        MetadataCache<Words> c = cache(r.tracker(), 2);
+        long end = TABLE + 20; // the second table's first 20 bytes
+        c.clipAt(end);
+        Words w = c.get(TABLE);
+        assertEquals(0x5a5a5a5a5a5a5a5aL, w.words[0]);
+        assertEquals(0x5a5a5a5a00000000L, w.words[2], "bytes past the end read as zeros");
+        assertEquals(0, w.words[7]);
+        w.words[0] = 1;
+        w.words[7] = 7; // past the end: kept in memory, never written
+        c.markDirty(w);
+        c.flush();
+        c.get(2 * TABLE); // evicts nothing yet
+        c.markDirty(c.get(TABLE));
+        c.get(3 * TABLE); // evicts the dirty clipped table
+        ByteBuffer file = m.readBytes(0, 4 * TABLE);
+        assertEquals(1, file.getLong(TABLE));
+        for (long at = end; at < 4 * TABLE; at++) {
+            assertEquals(0x5a, file.get((int) at), "byte " + at + " past the end is untouched");
+        }
     }
 
     @Test
@@ -132,7 +130,7 @@ class MetadataCacheTest {
 
     @Test
     void evictingADirtyTableFlushesWhatItDependsOnFirst() throws IOException {
-        Recording rec = new Recording(new MemoryStorage("m"));
+        RecordingStorage rec = new RecordingStorage(new MemoryStorage("m"));
         MetadataCache<Words> refcounts = cache(rec.tracker(), 4);
         MetadataCache<Words> tables = cache(rec.tracker(), 2);
         refcounts.create(1000 * TABLE); // a new table is dirty
@@ -140,15 +138,15 @@ class MetadataCacheTest {
         tables.dependOn(refcounts);
         tables.get(TABLE);
         tables.get(2 * TABLE); // evicts the dirty table at 0
-        assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops);
-        rec.ops.clear();
+        assertEquals(List.of("w " + 1000 * TABLE, "sync", "w 0"), rec.ops());
+        rec.events.clear();
         tables.flush();
-        assertEquals(List.of("sync"), rec.ops, "the written table made durable, the dependency forgotten");
+        assertEquals(List.of("sync"), rec.ops(), "the written table made durable, the dependency forgotten");
     }
 
     @Test
     void aFlushWritesDependenciesThenTablesInFileOrder() throws IOException {
-        Recording rec = new Recording(new MemoryStorage("m"));
+        RecordingStorage rec = new RecordingStorage(new MemoryStorage("m"));
         SyncTracker file = rec.tracker();
         MetadataCache<Words> l2 = cache(file, 8);
         MetadataCache<Words> l1 = cache(file, 2);
@@ -160,7 +158,7 @@ class MetadataCacheTest {
         l1.create(0);
         l1.flush();
         assertEquals(List.of("w " + (1 << 20), "sync", "w " + 3 * TABLE, "w " + 5 * TABLE, "sync", "w 0", "sync"),
-                rec.ops);
+                rec.ops());
     }
 
     @Test
@@ -187,13 +185,13 @@ class MetadataCacheTest {
      */
     @Test
     void keysTablesByFileAndOffset() throws IOException {
-        Recording a = new Recording(new MemoryStorage("a"));
-        Recording b = new Recording(new MemoryStorage("b"));
+        RecordingStorage a = new RecordingStorage(new MemoryStorage("a"));
+        RecordingStorage b = new RecordingStorage(new MemoryStorage("b"));
         ByteBuffer word = ByteBuffer.allocate(8);
         a.write(word.clear().putLong(0, 11), 0);
         b.write(word.clear().putLong(0, 22), 0);
-        a.ops.clear();
-        b.ops.clear();
+        a.events.clear();
+        b.events.clear();
         MetadataCache<Words> c = new MetadataCache<>("test table", TABLE, 2, Words::new);
         assertEquals(0, c.addFile(a.tracker()));
         assertEquals(1, c.addFile(b.tracker()));
@@ -203,20 +201,20 @@ class MetadataCacheTest {
         Words t = c.get(1, 0);
         t.words[1] = 7;
         c.markDirty(t);
-        Recording data = new Recording(new MemoryStorage("data"));
+        RecordingStorage data = new RecordingStorage(new MemoryStorage("data"));
         SyncTracker dataTracker = data.tracker();
         dataTracker.write(word.clear(), 0);
         c.dependOn(dataTracker);
         c.get(0, 0);
         c.get(0, TABLE); // evicts file b's dirty table, the least recently used: the dependency first
-        assertEquals(List.of("w 0", "sync"), data.ops);
-        assertEquals(List.of("w 0"), b.ops);
-        assertTrue(a.ops.isEmpty(), "nothing written to file a");
+        assertEquals(List.of("w 0", "sync"), data.ops());
+        assertEquals(List.of("w 0"), b.ops());
+        assertTrue(a.ops().isEmpty(), "nothing written to file a");
         ByteBuffer back = ByteBuffer.allocate(8);
         b.read(back, 8);
         assertEquals(7, back.getLong(0));
         c.flush();
-        assertEquals(List.of("w 0", "sync"), b.ops, "flush syncs the file written");
-        assertTrue(a.ops.isEmpty(), "and leaves the clean file alone");
+        assertEquals(List.of("w 0", "sync"), b.ops(), "flush syncs the file written");
+        assertTrue(a.ops().isEmpty(), "and leaves the clean file alone");
     }
 }
