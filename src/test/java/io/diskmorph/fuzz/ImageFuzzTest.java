@@ -212,6 +212,16 @@ class ImageFuzzTest {
         bounded(file, () -> Conversions.convertAndCompare(file, "qcow2", Map.of("cluster_size", "64k")));
     }
 
+    /**
+     * The same, to raw (the roll-forward of issue 17): a success leaves the
+     * guest's bytes at their guest offsets in a file of the virtual size.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void convertInPlaceRaw(byte[] file) {
+        bounded(file, () -> Conversions.convertAndCompare(file, "raw", Map.of()));
+    }
+
     /** The in-place planner over a VMDK source, to a monolithicSparse VMDK with zeroed grains. */
     @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
     @FuzzTest

@@ -163,5 +163,8 @@ put planVdi "${qcow2[@]}"
 put probe "${vdi[@]}"
 put convertInPlace vdi-data.vdi vdi-static.vdi
 put convertInPlaceQcow2 vdi-data.vdi vdi-static.vdi
+# in place to raw: the sources it moves (qcow2, QED, monolithicSparse VMDK) and those it refuses
+put convertInPlaceRaw "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
+  "${vmdk[@]}" vdi-data.vdi
 putSparse vhdxWrite "${vhdx[@]}"
 du -sh "$out"
