@@ -5,7 +5,7 @@
 #  (a) 8 GiB fully written raw -> qcow2
 #  (b) 8 GiB QED (fully written) -> qcow2
 #  (c) 8 GiB monolithicSparse VMDK (fully written, made by qemu-img convert) -> qcow2
-#  (e) 8 GiB dynamic VHDX (fully written, made by qemu-img convert: qemu's default block size) -> qcow2
+#  (f) 8 GiB dynamic VHDX (fully written, made by qemu-img convert: qemu's default block size) -> qcow2
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
 #  (e) 8 GiB VDI laid out as VirtualBox lays it out (map at 1 MiB, data at 2 MiB; bench/vbox-vdi.py) -> qcow2
 #  (g) 8 GiB fully written raw -> dynamic VHDX (KVM to Hyper-V; qemu-img convert -O vhdx: its defaults)
