@@ -2,6 +2,7 @@ package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.RelocationUnits;
 import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -211,29 +212,11 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
         for (long h = layout.base / c; h < layout.end() / c; h++) {
             setRefcount(h, 1);
         }
-        long v = img.virtualSize();
-        for (long pos = 0; pos < v; ) {
-            Mapping m = img.mapping(pos, v - pos);
-            if (m instanceof Mapping.Data d) {
-                if (pos % c != 0 || d.hostOffset() % c != 0 || d.file() != null) {
-                    throw new UnsupportedFeatureException("a data cluster at guest offset " + pos
-                            + " is not cluster aligned in the file");
-                }
-                for (long g = pos; g < pos + d.length(); g += c) {
-                    long host = d.hostOffset() + (g - pos);
-                    if (host < c || host + c > layout.base) {
-                        throw new IllegalStateException("data cluster at host offset " + host
-                                + " overlaps the header or the relocated tables");
-                    }
-                    setEntry(g, host);
-                    setRefcount(host / c, 1);
-                }
-            } else if (m instanceof Mapping.Compressed) {
-                throw new UnsupportedFeatureException("the image has compressed clusters, which cannot be "
-                        + "relocated yet; use a copy conversion");
-            }
-            pos += m.length();
-        }
+        // (an external data file is refused before: notRelocatable)
+        RelocationUnits.forEachData(img, c, layout.base, "cluster", (g, host) -> {
+            setEntry(g, host);
+            setRefcount(host / c, 1);
+        });
     }
 
     private void setEntry(long guest, long host) {

@@ -2,6 +2,7 @@ package io.diskmorph.format.qed;
 
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.RelocationUnits;
 import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -129,25 +130,7 @@ final class QedRelocation implements RelocatableImage.Relocation {
         }
         QedRelocation r = new QedRelocation(file, h, base, slot, count);
         long c = h.clusterSize;
-        long v = img.virtualSize();
-        for (long pos = 0; pos < v; ) {
-            Mapping m = img.mapping(pos, v - pos);
-            if (m instanceof Mapping.Data d) {
-                if (pos % c != 0 || d.hostOffset() % c != 0) {
-                    throw new UnsupportedFeatureException("a data cluster at guest offset " + pos
-                            + " is not cluster aligned in the file");
-                }
-                for (long g = pos; g < pos + d.length(); g += c) {
-                    long host = d.hostOffset() + (g - pos);
-                    if (host < c || host + c > base) {
-                        throw new IllegalStateException("data cluster at host offset " + host
-                                + " overlaps the header or the relocated tables");
-                    }
-                    r.setEntry(g, host);
-                }
-            }
-            pos += m.length();
-        }
+        RelocationUnits.forEachData(img, c, base, "cluster", r::setEntry);
         byte[] l1 = new byte[Math.toIntExact(h.tableBytes())];
         for (int i = 0; i < r.l2.length; i++) {
             if (r.l2[i] != null) {

@@ -2,6 +2,7 @@ package io.diskmorph.format.vmdk;
 
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.RelocatableImage;
+import io.diskmorph.image.RelocationUnits;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
@@ -169,25 +170,7 @@ final class VmdkRelocation implements RelocatableImage.Relocation {
             throw new UnsupportedFeatureException("the relocated grain tables would end at offset " + r.end
                     + ", past what a VMDK grain directory can address (2 TiB)");
         }
-        long v = img.virtualSize();
-        for (long pos = 0; pos < v; ) {
-            Mapping m = img.mapping(pos, v - pos);
-            if (m instanceof Mapping.Data d) {
-                if (pos % g != 0 || d.hostOffset() % g != 0) {
-                    throw new UnsupportedFeatureException("the grain at guest offset " + pos
-                            + " is not grain aligned in the file");
-                }
-                for (long at = pos; at < pos + d.length(); at += g) {
-                    long host = d.hostOffset() + (at - pos);
-                    if (host < g || host + g > base) {
-                        throw new IllegalStateException("grain at host offset " + host
-                                + " overlaps the header or the relocated tables");
-                    }
-                    r.setEntry(at, host);
-                }
-            }
-            pos += m.length();
-        }
+        RelocationUnits.forEachData(img, g, base, "grain", r::setEntry);
         byte[] directory = new byte[Math.toIntExact(directoryBytes(h))];
         for (int i = 0; i < r.table.length; i++) {
             if (r.table[i] != null) {

@@ -1,0 +1,56 @@
+package io.diskmorph.image;
+
+import java.io.IOException;
+
+/**
+ * The walk every {@link RelocatableImage.Relocation} starts from: the
+ * image's own data units (clusters, grains) with their guest and host
+ * offsets, so the new tables can be filled. A data extent that is not
+ * unit-aligned, or compressed data, cannot be moved a unit at a time and is
+ * refused; a unit over the header or past the start of the relocated tables
+ * means the relocation laid its tables over data (a bug, not a bad image).
+ */
+public final class RelocationUnits {
+    private RelocationUnits() {
+    }
+
+    /** Receives one data unit. */
+    @FunctionalInterface
+    public interface Visitor {
+        void unit(long guestOffset, long hostOffset) throws IOException;
+    }
+
+    /**
+     * Calls {@code visitor} for every data unit of {@code img}'s own layer, in
+     * guest order.
+     *
+     * @param unitSize the unit: the format's cluster or grain size
+     * @param base     the host offset where the relocated tables begin
+     * @param unitName what the format calls a unit ("cluster", "grain"), for messages
+     */
+    public static void forEachData(DiskImage img, long unitSize, long base, String unitName, Visitor visitor)
+            throws IOException {
+        long v = img.virtualSize();
+        for (long pos = 0; pos < v; ) {
+            Mapping m = img.mapping(pos, v - pos);
+            if (m instanceof Mapping.Data d) {
+                if (pos % unitSize != 0 || d.hostOffset() % unitSize != 0) {
+                    throw new UnsupportedFeatureException("a data " + unitName + " at guest offset " + pos
+                            + " is not " + unitName + " aligned in the file");
+                }
+                for (long g = pos; g < pos + d.length(); g += unitSize) {
+                    long host = d.hostOffset() + (g - pos);
+                    if (host < unitSize || host + unitSize > base) {
+                        throw new IllegalStateException("data " + unitName + " at host offset " + host
+                                + " overlaps the header or the relocated tables");
+                    }
+                    visitor.unit(g, host);
+                }
+            } else if (m instanceof Mapping.Compressed) {
+                throw new UnsupportedFeatureException("the image has compressed " + unitName + "s, which cannot "
+                        + "be relocated yet; use a copy conversion");
+            }
+            pos += m.length();
+        }
+    }
+}
