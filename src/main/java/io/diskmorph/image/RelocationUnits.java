@@ -53,4 +53,18 @@ public final class RelocationUnits {
             pos += m.length();
         }
     }
+
+    /**
+     * The roll-forward's remap of one unit is sound: the guest unit was
+     * mapped (not to 0: qcow2 and QED never map there, the header is there)
+     * and its new place is unit-aligned between the header and the
+     * relocated tables. Anything else is a bug of the caller.
+     */
+    public static void checkRemap(long guestOffset, long wasHost, long host, long unitSize, long base) {
+        if (wasHost < unitSize || host % unitSize != 0 || host < unitSize || host + unitSize > base
+                || guestOffset % unitSize != 0) {
+            throw new IllegalStateException(String.format("remap of guest 0x%x from 0x%x to 0x%x",
+                    guestOffset, wasHost, host));
+        }
+    }
 }

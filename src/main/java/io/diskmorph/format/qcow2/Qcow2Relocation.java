@@ -289,10 +289,7 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
         for (int k = 0; k < count; k++) {
             long host = hostOffsets[k];
             long was = entryHost(guestOffsets[k]);
-            if (was == 0 || host % c != 0 || host < c || host + c > layout.base || guestOffsets[k] % c != 0) {
-                throw new IllegalStateException(String.format("remap of guest 0x%x from 0x%x to 0x%x",
-                        guestOffsets[k], was, host));
-            }
+            RelocationUnits.checkRemap(guestOffsets[k], was, host, c, layout.base);
             old.add(was);
             setRefcount(host / c, 1);
         }

@@ -175,10 +175,7 @@ final class QedRelocation implements RelocatableImage.Relocation {
         for (int k = 0; k < count; k++) {
             long host = hostOffsets[k];
             long was = entryHost(guestOffsets[k]);
-            if (was < c || host % c != 0 || host < c || host + c > base || guestOffsets[k] % c != 0) {
-                throw new IllegalStateException(String.format("remap of guest 0x%x from 0x%x to 0x%x",
-                        guestOffsets[k], was, host));
-            }
+            RelocationUnits.checkRemap(guestOffsets[k], was, host, c, base);
             setEntry(guestOffsets[k], host);
         }
         file.sync(); // the caller's data, before any entry points to it

@@ -219,10 +219,7 @@ final class VmdkRelocation implements RelocatableImage.Relocation {
         for (int k = 0; k < count; k++) {
             long host = hostOffsets[k];
             long was = entryHost(guestOffsets[k]);
-            if (was < g || host % g != 0 || host < g || host + g > base || guestOffsets[k] % g != 0) {
-                throw new IllegalStateException(String.format("remap of guest 0x%x from 0x%x to 0x%x",
-                        guestOffsets[k], was, host));
-            }
+            RelocationUnits.checkRemap(guestOffsets[k], was, host, g, base);
             setEntry(guestOffsets[k], host);
         }
         file.sync(); // the caller's grains, before any entry points to them
