@@ -67,4 +67,35 @@ public final class RelocationUnits {
                     guestOffset, wasHost, host));
         }
     }
+
+    /**
+     * A slot per second-level table of the source's format ({@code tables}
+     * of them, each covering {@code coverage} guest bytes): -1 where the
+     * table's range maps no data, else the next number, so only the tables
+     * that hold data are relocated, densely. Compressed data is refused here
+     * already, before anything is planned or written.
+     */
+    public static int[] tableSlots(DiskImage img, long coverage, int tables) throws IOException {
+        long v = img.virtualSize();
+        int[] slot = new int[tables];
+        int count = 0;
+        for (int i = 0; i < tables; i++) {
+            slot[i] = -1;
+            long from = i * coverage;
+            long to = Math.min(v, from + coverage);
+            for (long pos = from; pos < to; ) {
+                Mapping m = img.mapping(pos, to - pos);
+                if (m instanceof Mapping.Compressed) {
+                    throw new UnsupportedFeatureException("the image has compressed data (at guest offset "
+                            + pos + "), which cannot be relocated yet; use a copy conversion");
+                }
+                if (m instanceof Mapping.Data) {
+                    slot[i] = count++;
+                    break;
+                }
+                pos += m.length();
+            }
+        }
+        return slot;
+    }
 }

@@ -135,25 +135,10 @@ final class Qcow2Relocation implements RelocatableImage.Relocation {
             throw new IllegalArgumentException("metadata offset " + base + " is not cluster aligned");
         }
         int l1Size = img.header.l1Size;
-        int[] slot = new int[l1Size];
+        int[] slot = RelocationUnits.tableSlots(img, 1L << geo.l1Shift, l1Size);
         int count = 0;
-        long v = img.virtualSize();
-        for (int i = 0; i < l1Size; i++) {
-            slot[i] = -1;
-            long from = (long) i << geo.l1Shift;
-            long to = Math.min(v, from + (1L << geo.l1Shift));
-            for (long pos = from; pos < to; ) {
-                Mapping m = img.mapping(pos, to - pos);
-                if (m instanceof Mapping.Compressed) {
-                    throw new UnsupportedFeatureException("the image has compressed clusters (at guest offset "
-                            + pos + "), which cannot be relocated yet; use a copy conversion");
-                }
-                if (m instanceof Mapping.Data) {
-                    slot[i] = count++;
-                    break;
-                }
-                pos += m.length();
-            }
+        for (int t : slot) {
+            count += t >= 0 ? 1 : 0;
         }
         long l1Clusters = Math.ceilDiv(8L * l1Size, c);
         long entries = geo.refblockEntries();

@@ -84,26 +84,8 @@ final class QedRelocation implements RelocatableImage.Relocation {
 
     /** L2 slot per L1 index (-1: the range maps no data). */
     private static int[] slots(QedImage img) throws IOException {
-        QedHeader h = img.header();
-        long coverage = h.l2Coverage();
-        long v = img.virtualSize();
-        int n = Math.toIntExact(Math.ceilDiv(v, coverage));
-        int[] slot = new int[n];
-        int count = 0;
-        for (int i = 0; i < n; i++) {
-            slot[i] = -1;
-            long from = i * coverage;
-            long to = Math.min(v, from + coverage);
-            for (long pos = from; pos < to; ) {
-                Mapping m = img.mapping(pos, to - pos);
-                if (m instanceof Mapping.Data) {
-                    slot[i] = count++;
-                    break;
-                }
-                pos += m.length();
-            }
-        }
-        return slot;
+        long coverage = img.header().l2Coverage();
+        return RelocationUnits.tableSlots(img, coverage, Math.toIntExact(Math.ceilDiv(img.virtualSize(), coverage)));
     }
 
     static long metadataBytes(QedImage img) throws IOException {

@@ -116,25 +116,7 @@ final class VmdkRelocation implements RelocatableImage.Relocation {
 
     /** Table slot per directory entry (-1: the entry's range maps no data). */
     private static int[] slots(VmdkImage img, SparseHeader h) throws IOException {
-        long coverage = h.gtCoverage();
-        long v = img.virtualSize();
-        int n = Math.toIntExact(h.gdEntries());
-        int[] slot = new int[n];
-        int count = 0;
-        for (int i = 0; i < n; i++) {
-            slot[i] = -1;
-            long from = i * coverage;
-            long to = Math.min(v, from + coverage);
-            for (long pos = from; pos < to; ) {
-                Mapping m = img.mapping(pos, to - pos);
-                if (m instanceof Mapping.Data) {
-                    slot[i] = count++;
-                    break;
-                }
-                pos += m.length();
-            }
-        }
-        return slot;
+        return RelocationUnits.tableSlots(img, h.gtCoverage(), Math.toIntExact(h.gdEntries()));
     }
 
     private static int count(int[] slot) {
