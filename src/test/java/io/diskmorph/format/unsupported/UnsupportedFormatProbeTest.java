@@ -37,7 +37,6 @@ class UnsupportedFormatProbeTest {
     @CsvSource({
             "vpc, '', VHD",
             "qcow, '', qcow",
-            "parallels, '', Parallels",
             "luks, '', LUKS"})
     void imagesQemuMakesAreRefusedByName(String format, String options, String title) throws Exception {
         Path img = dir.resolve("n." + format);
