@@ -46,7 +46,7 @@ final class ParallelsImage extends AbstractDiskImage {
     private boolean unclean;
     /** This session set inuse in the file, and clears it on close. */
     private boolean markedInUse;
-    /** Where the next new cluster goes (qemu's data_end), -1 before the first allocation. */
+    /** Where the next new cluster goes (qemu's data_end), -1 before the session's first write. */
     private long dataEnd = -1;
 
     private ParallelsImage(ParallelsFormat format, Storage storage, OpenContext context, ParallelsHeader header,
@@ -208,6 +208,9 @@ final class ParallelsImage extends AbstractDiskImage {
             throw new UnsupportedFeatureException("Parallels images with a format extension (dirty bitmaps) are not "
                     + "written: the extension would be overwritten or go stale");
         }
+        if (dataEnd < 0) {
+            dataEnd = findDataEnd(); // checks every entry: a damaged BAT is refused before the first byte changes
+        }
         header.inUse = true;
         storage.write(header.encode(), 0);
         storage.sync();
@@ -216,13 +219,10 @@ final class ParallelsImage extends AbstractDiskImage {
 
     /** A new cluster for guest cluster {@code index} at the end of the data, zeros around {@code piece}. */
     private void allocate(long index, ByteBuffer piece, long inCluster) throws IOException {
-        if (dataEnd < 0) {
-            dataEnd = findDataEnd();
-            if (fileLength > dataEnd) {
-                // no cluster lies there (qemu's close cuts the same tail): new clusters start at the end of the file
-                storage.truncate(dataEnd);
-                fileLength = dataEnd;
-            }
+        if (fileLength > dataEnd) {
+            // no cluster lies there (qemu's close cuts the same tail): new clusters start at the end of the file
+            storage.truncate(dataEnd);
+            fileLength = dataEnd;
         }
         long host = dataEnd;
         if (host / header.entryUnit() > 0xffffffffL) {
