@@ -75,7 +75,10 @@ class InPlaceCrashTest {
                 Arguments.of("vdi", "qed", "virtualbox", "cluster_size=64k"),
                 // VDI targets: the block under the header moves, host blocks are packed densely after the map
                 Arguments.of("raw", "vdi", "", ""),
-                Arguments.of("qcow2", "vdi", "cluster_size=64k", ""));
+                Arguments.of("qcow2", "vdi", "cluster_size=64k", ""),
+                // Parallels as qemu-img makes it: data clusters after the BAT's cluster, every one stays
+                Arguments.of("parallels", "qcow2", "", ""),
+                Arguments.of("parallels", "qed", "cluster_size=64k", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")
@@ -93,7 +96,9 @@ class InPlaceCrashTest {
         System.out.printf("crash test %s -> %s: %d logged operations, %s%n", from, to, sim.log.size(), checker.summary());
         // a VirtualBox-layout VDI to qcow2 writes mostly zeroed tables into the zeros of the 1 MiB alignment
         // padding before the data: those writes change no byte, so their prefixes share states
-        long expected = createOpts.equals("virtualbox") && to.equals("qcow2") ? sim.log.size() / 3 : sim.log.size();
+        // (so does a Parallels file to qcow2 at 1 MiB clusters, into the zeros of the BAT's cluster)
+        long expected = (createOpts.equals("virtualbox") || from.equals("parallels")) && to.equals("qcow2")
+                ? sim.log.size() / 3 : sim.log.size();
         assertTrue(checker.statesChecked >= expected, "every prefix gave a state of its own, some several");
     }
 
