@@ -3,8 +3,11 @@ package io.diskmorph.format.parallels;
 import io.diskmorph.image.CreateSpec;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
+import io.diskmorph.image.HostSpace;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.InvalidRequestException;
+import io.diskmorph.image.LayoutBuilder;
+import io.diskmorph.image.LayoutTarget;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
@@ -17,9 +20,10 @@ import java.util.List;
  * Parallels (and OpenVZ ploop) images, as qemu 7.2's block/parallels.c
  * reads, writes, creates and checks them: the header, one BAT, data
  * clusters. qemu-img 7.2 has no measure for parallels, and neither has
- * diskmorph.
+ * diskmorph. An in-place target ({@link ParallelsLayoutBuilder}): clusters
+ * that sit cluster-aligned past the BAT stay, laid out densely.
  */
-public final class ParallelsFormat implements ImageFormat {
+public final class ParallelsFormat implements ImageFormat, LayoutTarget {
     public static final String NAME = "parallels";
     /** qemu's DEFAULT_CLUSTER_SIZE. */
     static final long DEFAULT_CLUSTER_SIZE = 1 << 20;
@@ -105,6 +109,25 @@ public final class ParallelsFormat implements ImageFormat {
         storage.write(first, 0);
         storage.sync();
         return open(storage, context.withReadOnly(false));
+    }
+
+    @Override
+    public LayoutBuilder layoutBuilder(CreateSpec spec, TargetDefaults defaults, HostSpace space) throws IOException {
+        return ParallelsLayoutBuilder.create(spec, defaults, space);
+    }
+
+    /** qemu's check counts every byte past the last cluster as a leak, and new clusters go at the end. */
+    @Override
+    public boolean unreferencedSpaceIsLeak() {
+        return true;
+    }
+
+    @Override
+    public String notInPlace(String name) {
+        if (name.equals("preallocation")) {
+            return "a parallels image made in place maps the clusters that hold data";
+        }
+        return LayoutTarget.super.notInPlace(name);
     }
 
     @Override

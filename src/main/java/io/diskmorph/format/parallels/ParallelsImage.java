@@ -8,6 +8,7 @@ import io.diskmorph.image.ImageInfo;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.image.cache.SyncTracker;
@@ -34,7 +35,7 @@ import java.util.List;
  * with inuse, sync; the data, sync; the BAT page, sync. A crash leaves an
  * unused cluster at the end (a leak check reports) and the inuse mark.
  */
-final class ParallelsImage extends AbstractDiskImage {
+final class ParallelsImage extends AbstractDiskImage implements RelocatableImage {
     private final ParallelsFormat format;
     final ParallelsHeader header;
     private final SyncTracker file;
@@ -376,5 +377,28 @@ final class ParallelsImage extends AbstractDiskImage {
         }
         result.repaired = changed;
         return result;
+    }
+
+    // ---- relocation (in place to raw) ----
+
+    @Override
+    public long unitSize() {
+        return cluster;
+    }
+
+    @Override
+    public String notRelocatable() {
+        return ParallelsRelocation.whyNot(this);
+    }
+
+    /** The BAT stays where it is, in the header unit: nothing is written past the data. */
+    @Override
+    public long relocatedMetadataBytes(long metadataOffset) {
+        return 0;
+    }
+
+    @Override
+    public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
+        return ParallelsRelocation.start(this, writable, metadataOffset);
     }
 }
