@@ -78,7 +78,10 @@ class InPlaceCrashTest {
                 Arguments.of("qcow2", "vdi", "cluster_size=64k", ""),
                 // Parallels as qemu-img makes it: data clusters after the BAT's cluster, every one stays
                 Arguments.of("parallels", "qcow2", "", ""),
-                Arguments.of("parallels", "qed", "cluster_size=64k", ""));
+                Arguments.of("parallels", "qed", "cluster_size=64k", ""),
+                // Parallels targets: the cluster under the header and BAT moves, the rest is packed densely
+                Arguments.of("raw", "parallels", "", "cluster_size=64k"),
+                Arguments.of("qcow2", "parallels", "cluster_size=64k", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")
