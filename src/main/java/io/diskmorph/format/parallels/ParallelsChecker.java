@@ -18,7 +18,11 @@ import java.io.IOException;
  * cluster over the header and BAT, and one whose guest bytes run past the
  * end of the file (qemu reads zeros there).
  *
- * <p>One difference: qemu's close after a repair cuts the file to the
+ * <p>Differences: qemu's -r leaks cuts an empty image whose BAT spans
+ * several clusters inside its BAT (its image end offset is one cluster),
+ * and its close puts the length back: it reports a phantom leak repaired.
+ * diskmorph never cuts the BAT, and reports the leak as not repaired.
+ * qemu's close after a repair cuts the file to the
  * data_end it computed at open, which lies past a cleared entry's cluster:
  * it grows the file it just repaired (a 64 KiB image with an entry at
  * 16 MiB ends 16 MiB long). diskmorph leaves the file at its length.

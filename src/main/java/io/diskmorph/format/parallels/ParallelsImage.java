@@ -329,6 +329,8 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
      * is now. Any -r opens the image for writing, which in qemu clears inuse
      * on close even when only leaks were to be repaired: so here too (the
      * report of -r leaks still counts the unclean image, as qemu's does).
+     * A leak qemu counts inside the BAT (its image end offset ignores the
+     * BAT) is not cut and stays reported, where qemu reports it fixed.
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
@@ -347,18 +349,17 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
             bat.flush();
             changed = true;
         }
-        long lengthSeen = fileLength;
         if (first.truncateTo() >= 0) {
             // qemu cuts at its image end offset even where that lies inside the BAT (an empty image whose BAT
             // spans several clusters: a phantom leak), and its close puts the length back; the BAT is never cut
+            // here, and what could not be cut stays counted (the report describes the file as it is)
             long cut = Math.max(first.truncateTo(), header.dataStart());
             if (cut < fileLength) {
                 storage.truncate(cut);
                 storage.sync();
                 fileLength = cut;
+                changed = true;
             }
-            lengthSeen = first.truncateTo();
-            changed = true;
         }
         if (repair.all() && unclean) {
             unclean = false;
@@ -368,9 +369,9 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
             changed = true;
         }
         if (result.corruptionsFixed > 0 || result.leaksFixed > 0) {
-            CheckReport now = ParallelsChecker.run(this, lengthSeen, unclean, RepairMode.NONE).report();
+            CheckReport now = ParallelsChecker.run(this, fileLength, unclean, RepairMode.NONE).report();
             now.corruptionsFixed = result.corruptionsFixed;
-            now.leaksFixed = result.leaksFixed;
+            now.leaksFixed = Math.max(0, result.leaksFixed - now.leaks);
             now.messages.clear();
             now.messages.addAll(result.messages);
             result = now;

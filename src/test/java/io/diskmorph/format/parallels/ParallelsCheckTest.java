@@ -131,9 +131,15 @@ class ParallelsCheckTest {
         Path ours = twin(img, "o.parallels");
         assertSameCheck(img, ours);
         assertEquals(ExitCodes.CHECK_LEAKS, Dm.run("check", ours).exitCode());
-        assertSameCheck(img, ours, "leaks");
+        // qemu cuts inside the BAT, its close puts the length back, and it reports the leak repaired; diskmorph
+        // leaves the file alone and reports the leak, as a fresh check of either file does
+        Qemu.Result q = Qemu.img("check", "-r", "leaks", img);
+        assertEquals(0, q.exitCode(), q.out());
+        Dm.Result d = Dm.run("check", "-r", "leaks", ours);
+        assertEquals(ExitCodes.CHECK_LEAKS, d.exitCode(), d.out() + d.err());
         assertEquals(8192, Files.size(ours));
-        assertEquals(ParallelsFiles.sha256(img), ParallelsFiles.sha256(ours));
+        assertEquals(ParallelsFiles.sha256(img), ParallelsFiles.sha256(ours), "the same file as qemu leaves");
+        assertEquals(ExitCodes.CHECK_LEAKS, Qemu.img("check", img).exitCode(), "qemu's repair did not stick");
     }
 
     /** What qemu misses: a cluster over the BAT, a cluster whose bytes run past the end of the file. */
