@@ -85,7 +85,8 @@ class ToRawCrashTest {
      * would show it there.
      */
     @ParameterizedTest(name = "{0}")
-    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2", "vmdk, zeroed_grain=on"})
+    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2", "vmdk, zeroed_grain=on",
+            "parallels, cluster_size=64k"})
     void firstUnitParkedInAnEmptyHome(String format, String createOpts) throws IOException {
         Path p = dir.resolve("first." + format);
         Qemu.create(p, format, "2M", createOpts.replace(';', ','));
