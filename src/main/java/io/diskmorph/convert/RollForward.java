@@ -437,6 +437,9 @@ final class RollForward {
                     break;
                 }
                 long hole = Math.min(end, image.nextHole(data));
+                if (hole <= data) {
+                    break; // the file ends before the virtual size: nextData answers its end, nothing is left
+                }
                 image.punchHole(data, hole - data);
                 pos = hole;
             }
