@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Parallels as the target of an in-place conversion, judged by qemu-img:
- * raw, qcow2 and QED sources become a Parallels image laid out as
+ * raw, qcow2, QED, VDI and Parallels (another cluster size) sources
+ * become a Parallels image laid out as
  * qemu-img creates one (the BAT after the header, data from the next
  * cluster); clusters that sit cluster-aligned past the BAT stay, the rest
  * moves (the cluster under the header and BAT, misaligned data); the file
@@ -37,7 +38,8 @@ class ParallelsTargetTest {
 
     @ParameterizedTest(name = "{0} {1} -> parallels {2}")
     @CsvSource({"raw, '', ''", "raw, '', cluster_size=64k", "qcow2, cluster_size=64k, ''",
-            "qcow2, cluster_size=1M, ''", "qed, cluster_size=64k, cluster_size=4k", "qed, cluster_size=4k, ''"})
+            "qcow2, cluster_size=1M, ''", "qed, cluster_size=64k, cluster_size=4k", "qed, cluster_size=4k, ''",
+            "parallels, '', cluster_size=64k", "vdi, '', ''"})
     void convertsInPlaceAndRollsBack(String from, String createOptions, String options) throws Exception {
         Path img = dir.resolve("s." + from);
         if (createOptions.isEmpty()) {
@@ -61,7 +63,12 @@ class ParallelsTargetTest {
         assertFalse(Files.exists(dir.resolve(img.getFileName() + ".dmjournal")), "journal retired");
         long kept = plan.get("kept-bytes").asLong();
         long moved = plan.get("moved-bytes").asLong();
-        assertTrue(kept > 0, "aligned clusters stay: " + plan);
+        if (from.equals("vdi")) {
+            // qemu-made VDI: its blocks lie 512-aligned after the map, none lines up with a cluster
+            assertEquals(0, kept, plan.toString());
+        } else {
+            assertTrue(kept > 0, "aligned clusters stay: " + plan);
+        }
 
         Oracles.assertCheckClean(img, "parallels");
         assertEquals(0, Dm.run("check", img).exitCode(), "diskmorph's stricter check");
