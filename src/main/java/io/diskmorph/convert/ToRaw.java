@@ -99,7 +99,7 @@ final class ToRaw {
                 return t.plan.freeze(clock.stop());
             }
         }
-        return ToRawVia.plan(file, request, t.via, cancel, clock);
+        return ToRawVia.plan(file, request, t.plan.sourceFormat, t.via, cancel, clock);
     }
 
     /** Plans and converts. */
@@ -114,7 +114,7 @@ final class ToRaw {
                 return t.plan.freeze(clock.stop());
             }
         }
-        return ToRawVia.convert(file, request, t.via, cancel, clock);
+        return ToRawVia.convert(file, request, t.plan.sourceFormat, t.via, cancel, clock);
     }
 
     // ---- plan ----
@@ -161,7 +161,9 @@ final class ToRaw {
             unit = rel.unitSize();
             plan.clusterSize = unit;
             clock.phase("survey");
-            walk(source);
+            if (!walk(source)) {
+                return source; // compressed data: through the intermediate format, ToRawVia plans
+            }
             long fileUnits = Math.ceilDiv(Math.max(plan.virtualSize, plan.originalLength), unit);
             spareUnits = spareUnits(plan.virtualSize, unit);
             spareBase = fileUnits * unit;
@@ -205,7 +207,7 @@ final class ToRaw {
         String own = source instanceof RelocatableImage r ? r.notRelocatable()
                 : "its blocks lie where its own layout puts them, which a block of the raw file rarely matches";
         if (own != null) {
-            if (source.backingFileName() != null || plan.sourceFormat.equals(ToRawVia.INTERMEDIATE)) {
+            if (source.backingFileName() != null) {
                 throw new UnsupportedFeatureException(file.displayName() + ": " + (source instanceof RelocatableImage
                         ? own : "in-place conversion from " + plan.sourceFormat + " to raw is not supported: "
                         + (source.backingFileName() != null ? "the image has a backing file ("
@@ -237,8 +239,12 @@ final class ToRaw {
         }
     }
 
-    /** The mapping in units: where each guest unit's data lives. */
-    private void walk(DiskImage source) throws IOException {
+    /**
+     * The mapping in units: where each guest unit's data lives. False when
+     * the source holds compressed data, which cannot move a unit at a time:
+     * the conversion goes through {@link ToRawVia} then ({@link #via} set).
+     */
+    private boolean walk(DiskImage source) throws IOException {
         long v = plan.virtualSize;
         long n = Math.ceilDiv(v, unit);
         // the rounds keep per unit its place, its home's holder, a queue slot and a mark, and the driver its
@@ -253,8 +259,8 @@ final class ToRaw {
             cancel.check();
             Mapping m = source.mapping(pos, v - pos);
             if (m instanceof Mapping.Compressed) {
-                throw new UnsupportedFeatureException(file.displayName() + ": the image has compressed clusters "
-                        + "(at guest offset " + pos + "), which cannot be moved in place yet; use a copy conversion");
+                via = "compressed data at guest offset " + pos + ", which cannot move a unit at a time";
+                return false;
             }
             if (m instanceof Mapping.Data d) {
                 // a driver may name the file holding the data (VMDK's extents): only the image's own will do
@@ -283,6 +289,7 @@ final class ToRaw {
             }
             pos += m.length();
         }
+        return true;
     }
 
     /**

@@ -12,29 +12,38 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * In place to raw for a source whose driver cannot move its units while the
- * file stays an image of its format (a VDI's blocks sit at offsets the
+ * In place to raw for a source whose units cannot move one at a time while
+ * the file stays an image of its format (a VDI's blocks sit at offsets the
  * header fixes, a VHDX's at 1 MiB steps that rarely match its block size, a
- * streamOptimized VMDK's grains are compressed): two conversions in a row,
- * each crash-safe on its own terms.
+ * streamOptimized VMDK's grains and qcow2's compressed clusters are shorter
+ * than their homes, qcow2 subclusters): two conversions in a row, each
+ * crash-safe on its own terms.
  *
  * <ol>
- * <li>An in-place conversion to qcow2, the journaled switch every pair uses
- *     (blocks that line up stay, the rest move, zeros never). A crash leaves
- *     the source, or the qcow2 image, or a state {@code recover}
- *     finishes.</li>
- * <li>qcow2's roll-forward to raw ({@link ToRaw}). A crash leaves a valid
- *     qcow2 image with the same content, which the same command
- *     continues.</li>
+ * <li>An in-place conversion to an intermediate format that can move its
+ *     units ({@link #intermediateFor}: qcow2, or QED for a qcow2 source),
+ *     the journaled switch every pair uses (blocks that line up stay, the
+ *     rest move, zeros never). A crash leaves the source, or the
+ *     intermediate image, or a state {@code recover} finishes.</li>
+ * <li>The intermediate's roll-forward to raw ({@link ToRaw}). A crash
+ *     leaves a valid intermediate image with the same content, which the
+ *     same command continues.</li>
  * </ol>
  * The plan checks before anything is written what the second step will
  * need too (its memory, and its extra space on top of the first's), so the
- * second step is not refused after the first has run: the qcow2 image it
- * starts from has no backing file (refused before) and no compressed
- * clusters (the first step writes none).
+ * second step is not refused after the first has run: the intermediate
+ * image has no backing file (refused before) and no compressed clusters or
+ * subclusters (the first step writes none).
  */
 final class ToRawVia {
-    static final String INTERMEDIATE = "qcow2";
+    /**
+     * The format of the first step: qcow2, or QED for a qcow2 source that
+     * cannot move its own units (subclusters, compressed clusters: QED has
+     * neither, so they become plain clusters).
+     */
+    static String intermediateFor(String sourceFormat) {
+        return sourceFormat.equals("qcow2") ? "qed" : "qcow2";
+    }
 
     private ToRawVia() {
     }
@@ -43,36 +52,37 @@ final class ToRawVia {
     private record Planned(PreparedConversion first, ConversionPlan.Draft combined) {
     }
 
-    static ConversionPlan plan(ConversionFile file, InPlaceConverter.Request request, String why,
-                               Cancellation cancel, PhaseClock clock) throws IOException {
-        return planBoth(file, request, why, cancel, clock).combined.freeze(clock.stop());
+    static ConversionPlan plan(ConversionFile file, InPlaceConverter.Request request, String sourceFormat,
+                               String why, Cancellation cancel, PhaseClock clock) throws IOException {
+        return planBoth(file, request, sourceFormat, why, cancel, clock).combined.freeze(clock.stop());
     }
 
-    static ConversionPlan convert(ConversionFile file, InPlaceConverter.Request request, String why,
-                                  Cancellation cancel, PhaseClock clock) throws IOException {
-        Planned p = planBoth(file, request, why, cancel, clock);
+    static ConversionPlan convert(ConversionFile file, InPlaceConverter.Request request, String sourceFormat,
+                                  String why, Cancellation cancel, PhaseClock clock) throws IOException {
+        Planned p = planBoth(file, request, sourceFormat, why, cancel, clock);
         ConversionPlan.Draft d = p.combined;
+        String via = p.first.plan().targetFormat();
         if (d.availableSpace < d.extraSpace) {
-            throw new NotEnoughSpaceException("the in-place conversion to raw (through " + INTERMEDIATE
+            throw new NotEnoughSpaceException("the in-place conversion to raw (through " + via
                     + ": its new metadata and moved blocks, then the relocated tables, spare area and journal)",
                     d.extraSpace, d.availableSpace);
         }
         ConversionPlan first = Executor.execute(file, p.first, cancel, clock);
         ConversionPlan second;
         try {
-            second = ToRaw.convert(file, new InPlaceConverter.Request(INTERMEDIATE, ToRaw.TARGET, Map.of(), false),
+            second = ToRaw.convert(file, new InPlaceConverter.Request(via, ToRaw.TARGET, Map.of(), false),
                     cancel, clock);
         } catch (Cancellation.CancelledException e) {
-            throw e.validAs() != null ? e : e.leftAs(INTERMEDIATE); // the first step is done either way
+            throw e.validAs() != null ? e : e.leftAs(via); // the first step is done either way
         }
         return done(d, first, second).freeze(clock.stop());
     }
 
-    private static Planned planBoth(ConversionFile file, InPlaceConverter.Request request, String why,
-                                    Cancellation cancel, PhaseClock clock) throws IOException {
-        InPlaceConverter.Request toQcow2 = new InPlaceConverter.Request(request.sourceFormat(), INTERMEDIATE,
-                Map.of(), false);
-        PreparedConversion first = Planner.plan(file, toQcow2, cancel, clock);
+    private static Planned planBoth(ConversionFile file, InPlaceConverter.Request request, String sourceFormat,
+                                    String why, Cancellation cancel, PhaseClock clock) throws IOException {
+        String via = intermediateFor(sourceFormat);
+        InPlaceConverter.Request toVia = new InPlaceConverter.Request(request.sourceFormat(), via, Map.of(), false);
+        PreparedConversion first = Planner.plan(file, toVia, cancel, clock);
         ConversionPlan a = first.plan();
         ConversionPlan.Draft d = new ConversionPlan.Draft();
         d.sourceFormat = a.sourceFormat();
@@ -86,7 +96,7 @@ final class ToRawVia {
         d.zeroClusters = a.zeroClusters();
         d.zeroedDataBytes = a.zeroedDataBytes();
         d.availableSpace = a.availableSpace();
-        d.policy = "through " + INTERMEDIATE + ", then roll-forward";
+        d.policy = "through " + via + ", then roll-forward";
         d.nothingToChange = false;
 
         // the second step's bounds: every data unit may move, the qcow2 tables are relocated whole
@@ -97,7 +107,7 @@ final class ToRawVia {
         long fileUnits = Math.ceilDiv(Math.max(v, a.finalLength()), unit);
         ToRaw.checkMemory(file, Math.ceilDiv(v, unit), fileUnits, unit);
         int spare = ToRaw.spareUnits(v, unit);
-        long tables = metadataBound(v, unit, (fileUnits + spare) * unit);
+        long tables = metadataBound(via, v, unit, (fileUnits + spare) * unit);
         long journal = ToRaw.lastStepJournalBytes(unit, v);
         long second = ToRaw.extraSpace(tables, spare, unit, journal, dataUnits);
         d.movedBytes.merge(MoveReason.TO_GUEST_OFFSET, dataBytes, Long::sum);
@@ -108,12 +118,12 @@ final class ToRawVia {
         d.journalBytes = Math.max(a.journalBytes(), journal);
         d.extraSpace = a.extraSpace() + second;
         d.notes.add("the " + a.sourceFormat() + " image cannot move its units to their guest offsets itself ("
-                + why + "): the conversion goes through " + INTERMEDIATE + ", first in place to " + INTERMEDIATE + " ("
+                + why + "): the conversion goes through " + via + ", first in place to " + via + " ("
                 + a.keptBytes() + " bytes kept, " + a.movedBytesTotal() + " moved, journaled), then a roll-forward "
                 + "to raw that moves at most the " + dataBytes + " data bytes to their guest offsets");
-        d.notes.add("a crash in the first step leaves the " + a.sourceFormat() + " image or the " + INTERMEDIATE
+        d.notes.add("a crash in the first step leaves the " + a.sourceFormat() + " image or the " + via
                 + " one ('diskmorph recover' finishes a pending journal); a crash in the second leaves a valid "
-                + INTERMEDIATE + " image with the same content, which the same command continues; no rollback "
+                + via + " image with the same content, which the same command continues; no rollback "
                 + "record (the way back is 'convert --in-place -O " + a.sourceFormat() + "')");
         d.notes.addAll(a.notes());
         return new Planned(first, d);
@@ -126,10 +136,10 @@ final class ToRawVia {
      * allocated image (L1, every L2 table, refcounts), plus refcount blocks
      * and table for the whole file, which holds more than the guest then.
      */
-    static long metadataBound(long virtualSize, long unit, long fileLength) throws IOException {
-        ImageFormat qcow2 = FormatRegistry.byName(INTERMEDIATE);
-        if (!(qcow2 instanceof MeasurableFormat m)) {
-            throw new UnsupportedFeatureException(INTERMEDIATE + " cannot be measured");
+    static long metadataBound(String via, long virtualSize, long unit, long fileLength) throws IOException {
+        ImageFormat format = FormatRegistry.byName(via);
+        if (!(format instanceof MeasurableFormat m)) {
+            throw new UnsupportedFeatureException(via + " cannot be measured");
         }
         long full = m.measure(new CreateSpec(virtualSize, Map.of("cluster_size", Long.toString(unit)), null, null),
                 null).fullyAllocated();
@@ -156,7 +166,8 @@ final class ToRawVia {
         d.journalBytes = Math.max(first.journalBytes(), second.journalBytes());
         d.finalLength = second.finalLength();
         d.notes.clear();
-        d.notes.add("through " + INTERMEDIATE + ": first in place to " + INTERMEDIATE + " (" + first.keptBytes()
+        String via = first.targetFormat();
+        d.notes.add("through " + via + ": first in place to " + via + " (" + first.keptBytes()
                 + " bytes kept, " + first.movedBytesTotal() + " moved), then the roll-forward to raw ("
                 + second.movedBytesTotal() + " bytes moved to their guest offsets)");
         d.notes.addAll(List.copyOf(second.notes()));

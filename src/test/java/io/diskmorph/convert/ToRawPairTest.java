@@ -125,7 +125,20 @@ class ToRawPairTest {
         Qemu.create(raw, "raw", "4M");
         Qemu.io(raw, "raw", "write -P 7 1M 64k");
         Qemu.img("convert", "-c", "-f", "raw", "-O", "qcow2", raw, packed).ok();
-        refused(packed, ExitCodes.UNSUPPORTED, "compressed");
+        // compressed clusters: through QED (ToRawVia), in one command
+        Path packedRaw = dir.resolve("packed.raw");
+        Qemu.img("convert", "-O", "raw", packed, packedRaw).ok();
+        Dm.Result viaQed = Dm.run("convert", "--in-place", "--output=json", "-O", "raw", packed).ok();
+        assertEquals("through qed, then roll-forward", viaQed.json().get("policy").asText());
+        assertArrayEquals(Files.readAllBytes(packedRaw), Files.readAllBytes(packed), "compressed qcow2 via QED");
+
+        Path subclusters = dir.resolve("ext.qcow2");
+        Qemu.create(subclusters, "qcow2", "4M", "extended_l2=on,cluster_size=128k");
+        Qemu.io(subclusters, "qcow2", "write -P 7 1M 4k", "write -P 8 3M 64k", "write -P 9 0 512");
+        Path extRaw = dir.resolve("ext.raw");
+        Qemu.img("convert", "-O", "raw", subclusters, extRaw).ok();
+        Dm.run("convert", "--in-place", "-O", "raw", subclusters).ok();
+        assertArrayEquals(Files.readAllBytes(extRaw), Files.readAllBytes(subclusters), "extended L2 via QED");
 
         Path snap = dir.resolve("snap.qcow2");
         Qemu.create(snap, "qcow2", "4M");
