@@ -33,6 +33,7 @@ final class ConvertCommand implements Cli.Command {
     List<String> options;
     boolean inPlace;
     boolean dryRun;
+    Path layoutFile;
     boolean keepRollback;
     boolean progress;
     String progressFormat;
@@ -66,6 +67,9 @@ final class ConvertCommand implements Cli.Command {
                         v -> options = Cli.add(options, v))
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
+                .option("--layout", "FILE", "With --in-place --dry-run: also write an SVG picture of the file "
+                        + "before and after, side by side, with lines from where moved data is to where it goes.",
+                        v -> layoutFile = Cli.path(v, "FILE"))
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
                         + "original format exactly, as long as the image is not written (not with -O raw from qcow2, "
                         + "QED or VMDK: convert back in place instead).",
@@ -114,6 +118,10 @@ final class ConvertCommand implements Cli.Command {
                 opts.putAll(FormatOptions.parseList(o));
             }
         }
+        if (layoutFile != null && !(inPlace && dryRun)) {
+            throw new InvalidRequestException("--layout draws a planned in-place conversion: it needs --in-place "
+                    + "--dry-run");
+        }
         if (!inPlace) {
             return copy(opts);
         }
@@ -149,6 +157,9 @@ final class ConvertCommand implements Cli.Command {
             int signalled = 0;
             if (dryRun) {
                 plan = InPlaceConverter.plan(file, req);
+                if (layoutFile != null && !plan.nothingToChange()) {
+                    plan = InPlacePicture.write(file, req, plan, path, sourceFormat, layoutFile);
+                }
             } else {
                 try (SignalCancellation signals = new SignalCancellation(err, path.toString())) {
                     try {

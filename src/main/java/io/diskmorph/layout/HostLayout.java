@@ -42,30 +42,99 @@ public final class HostLayout {
     final double[] guestSum;
     final Map<String, Long> totals = new LinkedHashMap<>();
 
-    private HostLayout(String file, String format, long fileLength, long virtualSize, int maxBins) {
+    private final long[] holes;
+
+    private HostLayout(String file, String format, long fileLength, long virtualSize, long binBytes) {
         this.file = file;
         this.format = format;
         this.fileLength = fileLength;
         this.virtualSize = virtualSize;
-        long sectors = Math.max(1, Math.ceilDiv(fileLength, 512));
-        long perBin = Math.ceilDiv(sectors, maxBins);
-        this.binBytes = perBin * 512;
+        this.binBytes = binBytes;
         this.bins = (int) Math.max(1, Math.ceilDiv(fileLength, binBytes));
         this.guestSum = new double[bins];
+        this.holes = new long[bins];
         kind(DATA);
         kind(COMPRESSED);
     }
 
-    /** The layout of {@code img}'s own file (data in other files, a VMDK's extents, is not drawn). */
-    public static HostLayout of(DiskImage img, String displayName) throws IOException {
-        return of(img, displayName, MAX_BINS);
+    /** The bin size for a file of {@code fileLength} bytes in at most {@code maxBins} bins: whole sectors. */
+    public static long binBytesFor(long fileLength, int maxBins) {
+        long sectors = Math.max(1, Math.ceilDiv(fileLength, 512));
+        return Math.ceilDiv(sectors, maxBins) * 512;
     }
 
-    static HostLayout of(DiskImage img, String displayName, int maxBins) throws IOException {
+    /**
+     * A layout told region by region (a planned file: the dry run of an
+     * in-place conversion). Holes given are the file's; bytes that data or
+     * metadata cover are not counted as holes.
+     */
+    public static final class Builder {
+        private final HostLayout l;
+        private boolean built;
+
+        public Builder(String file, String format, long fileLength, long virtualSize, long binBytes) {
+            l = new HostLayout(file, format, fileLength, virtualSize, binBytes);
+        }
+
+        public Builder data(long host, long length, long guest) {
+            l.add(0, host, length, guest);
+            return this;
+        }
+
+        public Builder compressed(long host, long length) {
+            l.add(1, host, length, -1);
+            return this;
+        }
+
+        public Builder metadata(String kind, long host, long length) {
+            l.add(l.kind(kind), host, length, -1);
+            return this;
+        }
+
+        public Builder hole(long host, long length) {
+            l.spread(l.holes, host, Math.min(length, l.fileLength - host));
+            return this;
+        }
+
+        /** Holes of {@code file} below this layout's file length. */
+        public Builder holesOf(Storage file) throws IOException {
+            long end = Math.min(l.fileLength, file.size());
+            for (long at = file.nextHole(0); at < end; ) {
+                long to = Math.min(end, file.nextData(at));
+                hole(at, to - at);
+                if (to >= end) {
+                    break;
+                }
+                at = file.nextHole(to);
+            }
+            if (end < l.fileLength) {
+                hole(end, l.fileLength - end); // a file that grows: past the old end nothing is written yet
+            }
+            return this;
+        }
+
+        public HostLayout build() {
+            if (built) {
+                throw new IllegalStateException("built already");
+            }
+            built = true;
+            l.finish();
+            return l;
+        }
+    }
+
+    /** The layout of {@code img}'s own file (data in other files, a VMDK's extents, is not drawn). */
+    public static HostLayout of(DiskImage img, String displayName) throws IOException {
+        return of(img, displayName, binBytesFor(img.storage().size(), MAX_BINS));
+    }
+
+    /** The layout of {@code img}'s own file in bins of {@code binBytes} (two pictures side by side share it). */
+    public static HostLayout of(DiskImage img, String displayName, long binBytes) throws IOException {
         Storage file = img.storage();
-        HostLayout l = new HostLayout(displayName, img.format().name(), file.size(), img.virtualSize(), maxBins);
-        l.survey(img, file);
-        return l;
+        Builder b = new Builder(displayName, img.format().name(), file.size(), img.virtualSize(), binBytes);
+        b.l.survey(img, file);
+        b.holesOf(file);
+        return b.build();
     }
 
     private int kind(String name) {
@@ -96,17 +165,11 @@ public final class HostLayout {
         if (img instanceof MetadataRegions r) {
             r.metadataRegions((kind, host, length) -> add(kind(kind), host, length, -1));
         }
+    }
+
+    private void finish() {
         int unreferenced = kind(UNREFERENCED);
         int hole = kind(HOLE);
-        long[] holes = new long[bins];
-        for (long at = file.nextHole(0); at < fileLength; ) {
-            long end = Math.min(fileLength, file.nextData(at));
-            spread(holes, at, end - at);
-            if (end >= fileLength) {
-                break;
-            }
-            at = file.nextHole(end);
-        }
         for (int b = 0; b < bins; b++) {
             long length = Math.min(binBytes, fileLength - b * binBytes);
             long covered = 0;
@@ -146,7 +209,7 @@ public final class HostLayout {
     }
 
     private void spread(long[] into, long host, long length) {
-        long end = host + length;
+        long end = Math.min(fileLength, host + length);
         for (long at = host; at < end; ) {
             int b = (int) (at / binBytes);
             long upTo = Math.min(end, (b + 1) * binBytes);
