@@ -39,7 +39,8 @@ class ToRawPairTest {
             "qed, cluster_size=4k, 5000k",
             "vmdk, subformat=monolithicSparse, 5000k",
             "vmdk, zeroed_grain=on, 6M",
-            "vmdk, hwversion=4;zeroed_grain=on, 3M"})
+            "vmdk, hwversion=4;zeroed_grain=on, 3M",
+            "qcow, encryption=off, 5000k"})
     void becomesWhatACopyToRawMakes(String format, String opts, String size) throws Exception {
         Path image = scrambled(format, opts.replace(';', ','), size);
         Path copy = dir.resolve("copy.raw");

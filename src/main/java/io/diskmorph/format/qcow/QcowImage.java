@@ -10,6 +10,7 @@ import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
+import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.image.cache.MetadataCache;
@@ -39,7 +40,7 @@ import java.util.zip.Inflater;
  * compressed, which is why it gives images with a backing file 512-byte
  * clusters.
  */
-final class QcowImage extends AbstractDiskImage {
+final class QcowImage extends AbstractDiskImage implements RelocatableImage {
     /** Bytes of one cached L1 page. */
     private static final int L1_PAGE_BYTES = 4096;
     private static final long L1_CACHE_BYTES = 1L << 20;
@@ -427,5 +428,27 @@ final class QcowImage extends AbstractDiskImage {
 
     long fileEnd() {
         return fileEnd;
+    }
+
+    // ---- relocation (in place to raw) ----
+
+    @Override
+    public long unitSize() {
+        return c;
+    }
+
+    @Override
+    public String notRelocatable() {
+        return QcowRelocation.whyNot(this);
+    }
+
+    @Override
+    public long relocatedMetadataBytes(long metadataOffset) throws IOException {
+        return QcowRelocation.metadataBytes(this, metadataOffset);
+    }
+
+    @Override
+    public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
+        return QcowRelocation.start(this, writable, metadataOffset);
     }
 }

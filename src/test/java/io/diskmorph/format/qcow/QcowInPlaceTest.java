@@ -70,12 +70,33 @@ class QcowInPlaceTest {
         Qemu.io(img, "qcow", "write -P 0x33 1M 64k"); // uncompressed clusters beside the compressed ones
         Path original = dir.resolve("c-orig.qcow");
         Files.copy(img, original);
+        // to raw, compressed clusters are refused in one line (in place to qcow2 first decompresses them)
+        Dm.Result toRaw = Dm.run("convert", "--in-place", "-O", "raw", img);
+        assertEquals(io.diskmorph.image.ExitCodes.UNSUPPORTED, toRaw.exitCode(), toRaw.err());
+        assertTrue(toRaw.oneLineError().contains("compressed"), toRaw.err());
+        assertArrayEquals(Files.readAllBytes(original), Files.readAllBytes(img), "a refusal writes nothing");
         JsonNode plan = Dm.run("convert", "--in-place", "--output=json", "-O", "qcow2", img).ok().json();
         assertEquals(320L << 10, plan.get("moved-by-reason").get("compressed").asLong(), plan.toString());
         assertEquals(64L << 10, plan.get("kept-bytes").asLong(), plan.toString());
         Oracles.assertCheckClean(img, "qcow2");
         assertEquals(0, Qemu.img("compare", "-f", "qcow2", "-F", "qcow", img, original).exitCode());
-        assertEquals(0, Qemu.compare(raw, img) == 0 ? 1 : 0, "the later write shows");
+        assertTrue(Qemu.compare(raw, img) != 0, "the later write shows");
+        // and now, decompressed, to raw
+        Dm.run("convert", "--in-place", "-O", "raw", img).ok();
+        assertEquals(0, Qemu.img("compare", "-f", "raw", "-F", "qcow", img, original).exitCode());
+    }
+
+    /** A backing file cannot survive to raw: refused in one line, nothing written. */
+    @Test
+    void toRawRefusesABackingFile() throws Exception {
+        Path base = dir.resolve("base.raw");
+        Qemu.create(base, "raw", "16M");
+        Path img = sample("r.qcow", "backing_file=base.raw", "backing_fmt=raw");
+        byte[] before = Files.readAllBytes(img);
+        Dm.Result r = Dm.run("convert", "--in-place", "-O", "raw", img);
+        assertEquals(io.diskmorph.image.ExitCodes.UNSUPPORTED, r.exitCode(), r.err());
+        assertTrue(r.oneLineError().contains("backing file"), r.err());
+        assertArrayEquals(before, Files.readAllBytes(img));
     }
 
     /** qemu's images over a backing file have 512-byte clusters: a 512-byte qcow2 keeps them all, and the backing file. */
