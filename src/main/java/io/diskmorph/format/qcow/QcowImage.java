@@ -2,6 +2,7 @@ package io.diskmorph.format.qcow;
 
 import io.diskmorph.image.AbstractDiskImage;
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.CompressedClusterWriter;
 import io.diskmorph.image.CorruptImageException;
 import io.diskmorph.image.ImageException;
 import io.diskmorph.image.ImageFormat;
@@ -22,6 +23,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.zip.DataFormatException;
+import java.util.zip.Deflater;
 import java.util.zip.Inflater;
 
 /**
@@ -40,7 +42,7 @@ import java.util.zip.Inflater;
  * compressed, which is why it gives images with a backing file 512-byte
  * clusters.
  */
-final class QcowImage extends AbstractDiskImage implements RelocatableImage {
+final class QcowImage extends AbstractDiskImage implements RelocatableImage, CompressedClusterWriter {
     /** Bytes of one cached L1 page. */
     private static final int L1_PAGE_BYTES = 4096;
     private static final long L1_CACHE_BYTES = 1L << 20;
@@ -361,6 +363,72 @@ final class QcowImage extends AbstractDiskImage implements RelocatableImage {
         }
         fileEnd = at + bytes;
         return at;
+    }
+
+    // ---- compressed writes (convert -c) ----
+
+    /** Raw deflate; qemu's reader keeps a 4 KiB window, which bounds the clusters compressed here. */
+    @Override
+    public Compressor newCompressor() {
+        return new QcowCompressor((int) c);
+    }
+
+    /**
+     * qemu's qcow_co_pwritev_compressed: the stream goes at the end of the
+     * file rounded up to a sector (qemu's file length is whole sectors),
+     * not to a cluster, and the file ends with it; the entry holds its offset and
+     * length; the cluster's previous content is released (qcow counts no
+     * references: unused).
+     */
+    @Override
+    public void writeCompressed(long guestOffset, byte[] data, int length) throws IOException {
+        checkWritable();
+        checkRange(guestOffset, Math.min(c, virtualSize() - guestOffset));
+        if (guestOffset % c != 0 || length <= 0 || length >= c) {
+            throw new IllegalArgumentException("compressed write of " + length + " bytes at " + guestOffset);
+        }
+        long cov = header.l2Coverage();
+        long l2 = ensureL2(guestOffset / cov);
+        long host = (fileEnd + 511) & ~511L;
+        if (host > header.compressedOffsetMask() - length) {
+            throw new ImageException(storage.name() + ": qcow image file too large for a compressed cluster's offset");
+        }
+        fileEnd = host + length;
+        file.write(ByteBuffer.wrap(data, 0, length), host);
+        setL2Entry(l2, guestOffset % cov / c, header.compressedEntry(host, length));
+        decompressedEntry = -1;
+    }
+
+    /** One thread's deflater (windowBits 15: a cluster of at most 4 KiB never reaches past 4 KiB back). */
+    private static final class QcowCompressor implements Compressor {
+        private final int clusterSize;
+        private final Deflater deflater = new Deflater(Deflater.DEFAULT_COMPRESSION, true);
+        private byte[] input;
+
+        QcowCompressor(int clusterSize) {
+            this.clusterSize = clusterSize;
+        }
+
+        @Override
+        public int compress(ByteBuffer cluster, byte[] out) {
+            if (clusterSize > 4096) {
+                return -1; // qemu inflates with a 4 KiB window: larger clusters are stored uncompressed
+            }
+            if (input == null) {
+                input = new byte[clusterSize];
+            }
+            cluster.get(cluster.position(), input, 0, clusterSize);
+            deflater.reset();
+            deflater.setInput(input, 0, clusterSize);
+            deflater.finish();
+            int n = deflater.deflate(out, 0, clusterSize - 1);
+            return deflater.finished() ? n : -1; // as qemu: only what fits in cluster_size - 1 bytes
+        }
+
+        @Override
+        public void close() {
+            deflater.end();
+        }
     }
 
     /**
