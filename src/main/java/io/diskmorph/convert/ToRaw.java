@@ -129,7 +129,7 @@ final class ToRaw {
         plan.sourceFormat = sourceFormat.name();
         if (request.keepRollback()) {
             throw new InvalidRequestException("--keep-rollback: in-place conversion to raw keeps no rollback "
-                    + "record (the way back is 'convert --in-place -O " + plan.sourceFormat + "')");
+                    + "record (the way back is " + wayBack(sourceFormat) + ")");
         }
         if (!request.options().isEmpty()) {
             throw new InvalidRequestException("in-place conversion to raw takes no -o options");
@@ -174,8 +174,8 @@ final class ToRaw {
             plan.overwrittenBytes = Math.min(unit, plan.virtualSize);
             plan.journalBytes = lastStepJournalBytes(unit, plan.virtualSize);
             plan.extraSpace = extraSpace();
-            plan.notes.add("no rollback record: the way back is 'convert --in-place -O " + plan.sourceFormat
-                    + "'; a crash during the roll-forward leaves a valid " + plan.sourceFormat + " image with "
+            plan.notes.add("no rollback record: the way back is " + wayBack(sourceFormat)
+                    + "; a crash during the roll-forward leaves a valid " + plan.sourceFormat + " image with "
                     + "the same content, which a new run continues");
             plan.notes.add("extra space: the relocated " + plan.sourceFormat + " metadata, a spare area of "
                     + spareUnits + " units and one round of " + spareUnits + " units, plus the journal");
@@ -435,5 +435,12 @@ final class ToRaw {
             }
         }
         return true;
+    }
+
+    /** How a raw file becomes the source format again: in place where the format is a target, else a copy. */
+    private static String wayBack(ImageFormat source) {
+        return source instanceof io.diskmorph.image.LayoutTarget
+                ? "'convert --in-place -O " + source.name() + "'"
+                : "a copy, 'convert -O " + source.name() + "' (" + source.name() + " is no in-place target)";
     }
 }

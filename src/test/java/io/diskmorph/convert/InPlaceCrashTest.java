@@ -75,7 +75,10 @@ class InPlaceCrashTest {
                 Arguments.of("vdi", "qed", "virtualbox", "cluster_size=64k"),
                 // VDI targets: the block under the header moves, host blocks are packed densely after the map
                 Arguments.of("raw", "vdi", "", ""),
-                Arguments.of("qcow2", "vdi", "cluster_size=64k", ""));
+                Arguments.of("qcow2", "vdi", "cluster_size=64k", ""),
+                // qcow v1 (4 KiB clusters): every cluster stays, the header, L1 and L2 tables become space
+                Arguments.of("qcow", "qcow2", "", ""),
+                Arguments.of("qcow", "qed", "", ""));
     }
 
     @ParameterizedTest(name = "{0} -> {1}")

@@ -43,7 +43,8 @@ class ToRawCrashTest {
             "qed, cluster_size=64k;table_size=2, 2M",
             "qed, cluster_size=4k;table_size=2, 520k",
             "vmdk, zeroed_grain=on, 2M",
-            "vmdk, subformat=monolithicSparse, 1500k"})
+            "vmdk, subformat=monolithicSparse, 1500k",
+            "qcow, encryption=off, 520k"})
     void survivesACrashAtAnyWrite(String format, String createOpts, String size) throws IOException {
         byte[] source = scrambled(format, createOpts.replace(';', ','), size, 11);
         byte[] guest = guestBytes(source, format);
@@ -127,7 +128,8 @@ class ToRawCrashTest {
      * would show it there.
      */
     @ParameterizedTest(name = "{0}")
-    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2", "vmdk, zeroed_grain=on"})
+    @CsvSource({"qcow2, cluster_size=64k", "qed, cluster_size=64k;table_size=2", "vmdk, zeroed_grain=on",
+            "qcow, encryption=off"})
     void firstUnitParkedInAnEmptyHome(String format, String createOpts) throws IOException {
         Path p = dir.resolve("first." + format);
         Qemu.create(p, format, "2M", createOpts.replace(';', ','));

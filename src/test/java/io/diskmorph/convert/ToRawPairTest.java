@@ -40,6 +40,7 @@ class ToRawPairTest {
             "vmdk, subformat=monolithicSparse, 5000k",
             "vmdk, zeroed_grain=on, 6M",
             "vmdk, hwversion=4;zeroed_grain=on, 3M",
+            "qcow, encryption=off, 5000k",
             // through qcow2 (ToRawVia): drivers that cannot move their own units
             "vdi, static=off, 6M",
             "vdi, static=on, 3M",

@@ -68,6 +68,23 @@ class ImageFuzzTest {
     }
 
     /**
+     * qcow (version 1) forced with -f qcow: header, L1 and L2 tables, data and
+     * compressed clusters, a backing file name: open, info, map, read, check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void qcow(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "qcow"));
+    }
+
+    /** The in-place planner over a qcow source, to qcow2 (the cluster size follows the source's). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planQcow(byte[] file) {
+        bounded(file, () -> plan(file, "qcow", "qcow2", Map.of()));
+    }
+
+    /**
      * VMDK forced with -f vmdk: a sparse file that is the whole disk (header,
      * embedded descriptor, grain directories and tables, grains; compressed
      * grains and the footer of streamOptimized): open, info, map, read, check.

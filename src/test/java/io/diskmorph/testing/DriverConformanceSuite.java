@@ -184,7 +184,11 @@ public abstract class DriverConformanceSuite {
                     cmd.addAll(List.of("-o", first.options()));
                 }
                 cmd.addAll(List.of(raw.toString(), img.toString()));
-                Qemu.img(cmd.toArray()).ok();
+                if (Qemu.img(cmd.toArray()).exitCode() != 0) {
+                    // qemu-img 7.2 convert -c -O qcow exits 1, silently, after writing the whole image (its
+                    // closing zero-length compressed write is refused by qcow's driver): judge the image instead
+                    Qemu.img("compare", "-f", "raw", "-F", f, raw, img).ok();
+                }
                 Files.delete(raw);
                 // some clusters overwritten uncompressed, one zeroed
                 Qemu.io(img, f, "write -P 0x55 64k 8k", "write -z 1M 64k");

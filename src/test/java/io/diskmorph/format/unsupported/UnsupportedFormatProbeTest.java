@@ -36,7 +36,6 @@ class UnsupportedFormatProbeTest {
     @ParameterizedTest
     @CsvSource({
             "vpc, '', VHD",
-            "qcow, '', qcow",
             "parallels, '', Parallels",
             "luks, '', LUKS"})
     void imagesQemuMakesAreRefusedByName(String format, String options, String title) throws Exception {
