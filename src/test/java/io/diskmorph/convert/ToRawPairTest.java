@@ -40,6 +40,8 @@ class ToRawPairTest {
             "vmdk, subformat=monolithicSparse, 5000k",
             "vmdk, zeroed_grain=on, 6M",
             "vmdk, hwversion=4;zeroed_grain=on, 3M",
+            "parallels, cluster_size=64k, 6M",
+            "parallels, cluster_size=4k, 2000k",
             "qcow, encryption=off, 5000k",
             // through qcow2 (ToRawVia): drivers that cannot move their own units
             "vdi, static=off, 6M",

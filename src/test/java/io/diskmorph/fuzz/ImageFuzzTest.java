@@ -57,6 +57,16 @@ class ImageFuzzTest {
     }
 
     /**
+     * Parallels forced with -f parallels: header (both magics, inuse), BAT:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void parallels(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "parallels"));
+    }
+
+    /**
      * VDI forced with -f vdi: header, block map (unallocated, discarded and
      * allocated entries), static and dynamic images: open, info, map, read,
      * check, check -r all (refused, as qemu refuses it).
@@ -195,6 +205,13 @@ class ImageFuzzTest {
     @FuzzTest
     void planVdi(byte[] file) {
         bounded(file, () -> plan(file, "qcow2", "vdi", Map.of()));
+    }
+
+    /** The in-place planner over a qcow2 source, to Parallels (clusters after the BAT's cluster, dense). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planParallels(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "parallels", Map.of()));
     }
 
     /** The in-place planner over a QED source, to QED with other cluster and table sizes. */

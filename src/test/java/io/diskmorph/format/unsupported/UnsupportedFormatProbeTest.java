@@ -36,7 +36,6 @@ class UnsupportedFormatProbeTest {
     @ParameterizedTest
     @CsvSource({
             "vpc, '', VHD",
-            "parallels, '', Parallels",
             "luks, '', LUKS"})
     void imagesQemuMakesAreRefusedByName(String format, String options, String title) throws Exception {
         Path img = dir.resolve("n." + format);
