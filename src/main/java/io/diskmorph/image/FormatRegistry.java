@@ -11,6 +11,7 @@ import io.diskmorph.format.unsupported.UnsupportedFormats;
 import io.diskmorph.format.vhdx.VhdxFormat;
 import io.diskmorph.format.vdi.VdiFormat;
 import io.diskmorph.format.vmdk.VmdkFormat;
+import io.diskmorph.format.vpc.VpcFormat;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -39,7 +40,7 @@ public final class FormatRegistry {
 
     private static List<ImageFormat> all() {
         List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(),
-                new VhdxFormat(), new VdiFormat(), PLAIN));
+                new VhdxFormat(), new VdiFormat(), new VpcFormat(), PLAIN));
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }

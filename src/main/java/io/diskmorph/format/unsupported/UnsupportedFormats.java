@@ -21,9 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
-                // only) probes as raw in qemu too
-                new UnsupportedFormat("vpc", "VHD (vpc)", (h, n) -> startsWith(h, 0, "conectix") ? 100 : 0),
                 new UnsupportedFormat("qcow", "qcow (version 1)",
                         (h, n) -> be32(h, 0) == 0x514649FB && be32(h, 4) == 1 ? 100 : 0),
                 new UnsupportedFormat("parallels", "Parallels", UnsupportedFormats::parallels),
