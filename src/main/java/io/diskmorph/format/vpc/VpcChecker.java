@@ -49,7 +49,7 @@ final class VpcChecker {
                 || !Arrays.equals(f.atStart().bytes(), f.atEnd().bytes())) {
             String what = !startGood && !endGood ? "both footers are damaged"
                     : !startGood ? "the footer copy at offset 0 is damaged"
-                    : !endInPlace ? "the file ends inside its last block: the footer at the end is missing"
+                    : !endInPlace ? "the footer at the end is missing (the file ends with its last block)"
                     : !endGood ? "the footer at the end of the file is damaged"
                     : "the footer copy at offset 0 differs from the footer at the end";
             r.error("ERROR: " + what);

@@ -126,7 +126,7 @@ final class VpcImage extends AbstractDiskImage {
                 dataOffset, size, length);
         VpcImage image = new VpcImage(format, storage, context, footer, h, size, length);
         image.nextFree = image.scanFreeOffset();
-        if (image.nextFree > length && !context.forCheck()) {
+        if (image.nextFree > length) { // check too: qemu-img check cannot open it either (exit 1)
             throw new CorruptImageException("VHD BAT", h.batOffset, "free_data_block_offset points after the end "
                     + "of file. The image has been truncated.");
         }
