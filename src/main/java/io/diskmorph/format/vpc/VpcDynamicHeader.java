@@ -19,7 +19,13 @@ final class VpcDynamicHeader {
     static final int OFF_MAX_ENTRIES = 28;
     static final int OFF_BLOCK_SIZE = 32;
     static final int OFF_CHECKSUM = 36;
+    static final int OFF_PARENT_UUID = 40;
     static final int OFF_PARENT_NAME = 64;
+    static final int OFF_LOCATORS = 576;
+    static final int LOCATOR_BYTES = 24;
+    /** Platform codes of the parent locators diskmorph follows: a relative and an absolute Windows path (UTF-16LE). */
+    static final int W2RU = 0x57327275;
+    static final int W2KU = 0x57326b75;
     /** qemu-img create's block size, the only one it writes. */
     static final int QEMU_BLOCK_SIZE = 2 << 20;
 
@@ -95,6 +101,20 @@ final class VpcDynamicHeader {
             end += 2;
         }
         return new String(bytes, OFF_PARENT_NAME, end - OFF_PARENT_NAME, StandardCharsets.UTF_16BE);
+    }
+
+    byte[] parentUuid() {
+        return java.util.Arrays.copyOfRange(bytes, OFF_PARENT_UUID, OFF_PARENT_UUID + 16);
+    }
+
+    /** One of the eight parent locator entries: where a platform-specific path to the parent lies in the file. */
+    record Locator(int platformCode, long dataLength, long dataOffset) {
+    }
+
+    Locator locator(int i) {
+        ByteBuffer b = ByteBuffer.wrap(bytes);
+        int at = OFF_LOCATORS + i * LOCATOR_BYTES;
+        return new Locator(b.getInt(at), Integer.toUnsignedLong(b.getInt(at + 8)), b.getLong(at + 16));
     }
 
     byte[] bytes() {

@@ -24,7 +24,8 @@ import java.util.List;
  * (the sector bitmap sits in front of every block); qemu ignores the
  * bitmap of a dynamic image (every sector of an allocated block is data,
  * and it sets every bit when it allocates), and so does this driver.
- * Unallocated blocks read as zeros.
+ * Unallocated blocks read as zeros. A differencing image reads the
+ * sectors its block bitmaps mark and takes the rest from its parent.
  *
  * <p>A new block goes where qemu puts it, at the end of the last block (or
  * of the BAT): the footer is first written at the block's new end and
@@ -45,6 +46,12 @@ final class VpcImage extends AbstractDiskImage {
     private final SyncTracker file;
     private final long virtualSize;
     private final boolean fixed;
+    /** A differencing image: unallocated blocks and clear bitmap bits read from the parent (the backing image). */
+    private final boolean differencing;
+    private boolean parentChecked;
+    /** The sector bitmap last read (differencing images), and its block. */
+    private byte[] bitmap;
+    private long bitmapBlock = -1;
     private long fileLength;
     /** Where the next block's bitmap goes (qemu's free_data_block_offset). */
     private long nextFree;
@@ -57,6 +64,7 @@ final class VpcImage extends AbstractDiskImage {
         this.header = header;
         this.virtualSize = virtualSize;
         this.fixed = header == null;
+        this.differencing = footer.type() == VpcFooter.TYPE_DIFFERENCING;
         this.fileLength = fileLength;
         this.file = new SyncTracker(storage);
         this.bat = header == null ? null : new Bat(file, header.batOffset, header.maxTableEntries, file);
@@ -97,17 +105,14 @@ final class VpcImage extends AbstractDiskImage {
                     + "checksum (run 'diskmorph check' for details)");
         }
         int type = footer.type();
-        if (type == VpcFooter.TYPE_DIFFERENCING) {
-            throw new UnsupportedFeatureException(name + ": VHD differencing images are not supported (qemu 7.2 "
-                    + "reads them without their parent)");
-        }
-        if (atStart && type != VpcFooter.TYPE_DYNAMIC) {
+        boolean sparse = type == VpcFooter.TYPE_DYNAMIC || type == VpcFooter.TYPE_DIFFERENCING;
+        if (atStart && !sparse) {
             throw new CorruptImageException("VHD footer", VpcFooter.OFF_TYPE, "the footer at offset 0 gives disk "
-                    + "type " + type + "; only a dynamic VHD (3) has one there");
+                    + "type " + type + "; only a dynamic (3) or differencing (4) VHD has one there");
         }
         if (!atStart && type != VpcFooter.TYPE_FIXED) {
-            if (type != VpcFooter.TYPE_DYNAMIC || !context.forCheck()) {
-                throw new CorruptImageException("VHD footer", 0, type == VpcFooter.TYPE_DYNAMIC
+            if (!sparse || !context.forCheck()) {
+                throw new CorruptImageException("VHD footer", 0, sparse
                         ? "the footer copy at offset 0 of this dynamic VHD is damaged (run 'diskmorph check -r all' "
                         + "to restore it from the footer at the end)"
                         : "disk type " + type + " is not fixed (2), dynamic (3) or differencing (4)");
@@ -125,12 +130,65 @@ final class VpcImage extends AbstractDiskImage {
         VpcDynamicHeader h = VpcDynamicHeader.read(storage.readBytes(dataOffset, VpcDynamicHeader.BYTES),
                 dataOffset, size, length);
         VpcImage image = new VpcImage(format, storage, context, footer, h, size, length);
+        if (image.differencing) {
+            image.backingName = parentName(storage, h, length);
+            image.backingFmt = VpcFormat.NAME;
+        }
         image.nextFree = image.scanFreeOffset();
         if (image.nextFree > length) { // check too: qemu-img check cannot open it either (exit 1)
             throw new CorruptImageException("VHD BAT", h.batOffset, "free_data_block_offset points after the end "
                     + "of file. The image has been truncated.");
         }
         return image;
+    }
+
+    /**
+     * A differencing image's parent as a backing file name: the relative
+     * Windows path of a W2ru locator (backslashes turned into slashes), else
+     * the header's parent name (a file name, resolved beside the image),
+     * else a W2ku locator's absolute path as written. qemu 7.2 follows none
+     * of them (it reads such an image as if it had no parent).
+     */
+    private static String parentName(Storage storage, VpcDynamicHeader h, long length) throws IOException {
+        String absolute = null;
+        for (int i = 0; i < 8; i++) {
+            VpcDynamicHeader.Locator l = h.locator(i);
+            if (l.platformCode() != VpcDynamicHeader.W2RU && l.platformCode() != VpcDynamicHeader.W2KU) {
+                continue;
+            }
+            if (l.dataLength() == 0 || l.dataLength() > 65536 || l.dataOffset() < 0
+                    || l.dataOffset() > length - l.dataLength()) {
+                throw new CorruptImageException("VHD parent locator", h.offset + VpcDynamicHeader.OFF_LOCATORS
+                        + i * VpcDynamicHeader.LOCATOR_BYTES, String.format("the path (%d bytes at 0x%x) is not "
+                        + "inside the file (%d bytes)", l.dataLength(), l.dataOffset(), length));
+            }
+            ByteBuffer b = storage.readBytes(l.dataOffset(), (int) l.dataLength());
+            byte[] raw = new byte[b.remaining()];
+            b.get(raw);
+            String path = new String(raw, java.nio.charset.StandardCharsets.UTF_16LE);
+            int nul = path.indexOf('\0');
+            path = nul >= 0 ? path.substring(0, nul) : path;
+            if (path.isEmpty()) {
+                continue;
+            }
+            if (l.platformCode() == VpcDynamicHeader.W2RU) {
+                path = path.replace('\\', '/');
+                while (path.startsWith("./")) {
+                    path = path.substring(2);
+                }
+                return path;
+            }
+            absolute = absolute == null ? path : absolute;
+        }
+        String name = h.parentName();
+        if (!name.isEmpty()) {
+            return name;
+        }
+        if (absolute != null) {
+            return absolute;
+        }
+        throw new CorruptImageException("VHD dynamic header", h.offset + VpcDynamicHeader.OFF_PARENT_NAME, "a "
+                + "differencing VHD whose header names no parent (no parent name, no W2ru or W2ku locator)");
     }
 
     /** qemu's free_data_block_offset: past the BAT and past the end of every block the BAT names. */
@@ -244,6 +302,9 @@ final class VpcImage extends AbstractDiskImage {
         long block = guestOffset / bs;
         long inBlock = guestOffset % bs;
         int e = bat.get(block);
+        if (e != Bat.UNALLOCATED && differencing) {
+            return sectorRun(block, e, inBlock, Math.min(len, bs - inBlock));
+        }
         if (e != Bat.UNALLOCATED) {
             return new Mapping.Data(Math.min(len, bs - inBlock), blockData(block, e) + inBlock);
         }
@@ -255,7 +316,75 @@ final class VpcImage extends AbstractDiskImage {
             }
             end = Math.min(guestOffset + len, (b + 1) * bs);
         }
-        return new Mapping.Zero(end - guestOffset);
+        return differencing ? new Mapping.Unallocated(end - guestOffset) : new Mapping.Zero(end - guestOffset);
+    }
+
+    /**
+     * A differencing image's allocated block: its sector bitmap (the first
+     * sector is the most significant bit of the first byte) says which
+     * sectors are here; the others are the parent's.
+     */
+    private Mapping sectorRun(long block, int entry, long inBlock, long len) throws IOException {
+        long data = blockData(block, entry);
+        if (bitmapBlock != block) {
+            ByteBuffer b = storage.readBytes(blockStart(entry), (int) header.bitmapSize);
+            bitmap = new byte[(int) header.bitmapSize];
+            b.get(bitmap, 0, Math.min(bitmap.length, b.remaining()));
+            bitmapBlock = block;
+        }
+        long sector = inBlock / 512;
+        boolean present = present(sector);
+        long endSector = Math.ceilDiv(inBlock + len, 512);
+        long s = sector + 1;
+        while (s < endSector && present(s) == present) {
+            s++;
+        }
+        long n = Math.min(len, s * 512 - inBlock);
+        return present ? new Mapping.Data(n, data + inBlock) : new Mapping.Unallocated(n);
+    }
+
+    private boolean present(long sector) {
+        return (bitmap[(int) (sector >>> 3)] & (0x80 >>> (int) (sector & 7))) != 0;
+    }
+
+    /**
+     * The parent must be the disk this one was made from: its footer's UUID
+     * is the header's parent UUID (Virtual PC and Hyper-V refuse another
+     * parent; a parent replaced since would give the guest a mix of two disks).
+     */
+    @Override
+    protected void readBacking(ByteBuffer part, long guestOffset) throws IOException {
+        checkBackingReadable();
+        super.readBacking(part, guestOffset);
+    }
+
+    @Override
+    public void checkBackingReadable() throws IOException {
+        backing();
+    }
+
+    /** The parent, checked when it is first opened: every reader of the chain gets it through here. */
+    @Override
+    public io.diskmorph.image.DiskImage backing() throws IOException {
+        io.diskmorph.image.DiskImage parent = super.backing();
+        if (differencing && !parentChecked && parent != null) {
+            if (!(parent instanceof VpcImage p) || !Arrays.equals(p.footer.uuid(), header.parentUuid())) {
+                throw new CorruptImageException("VHD dynamic header", header.offset
+                        + VpcDynamicHeader.OFF_PARENT_UUID, storage.name() + ": the parent UUID is not that of the "
+                        + "parent " + parent.storage().name() + ": the parent changed after this differencing image "
+                        + "was made");
+            }
+            parentChecked = true;
+        }
+        return parent;
+    }
+
+    /** A differencing image's unchanged sectors live in its parent: another file, which in place cannot merge. */
+    @Override
+    public String notInPlaceSource() {
+        return differencing ? "a differencing VHD, whose unchanged sectors live in its parent " + backingName
+                + ": converting it in place is not supported (a copy works: 'diskmorph convert -O qcow2 SRC DST')"
+                : null;
     }
 
     // ---- writes ---------------------------------------------------------------------------
@@ -263,6 +392,7 @@ final class VpcImage extends AbstractDiskImage {
     @Override
     public void write(ByteBuffer src, long guestOffset) throws IOException {
         checkWritable();
+        refuseDifferencing();
         checkRange(guestOffset, src.remaining());
         if (fixed) {
             checkFixedWritable();
@@ -288,6 +418,13 @@ final class VpcImage extends AbstractDiskImage {
             pos += n;
         }
         src.position(src.limit());
+    }
+
+    private void refuseDifferencing() throws UnsupportedFeatureException {
+        if (differencing) {
+            throw new UnsupportedFeatureException(storage.name() + ": writes to a differencing VHD are not "
+                    + "supported");
+        }
     }
 
     /** A fixed image whose disk reaches into its footer (a damaged size) is not written. */
@@ -338,6 +475,7 @@ final class VpcImage extends AbstractDiskImage {
     @Override
     public void writeZeroes(long guestOffset, long length, boolean mayUnmap) throws IOException {
         checkWritable();
+        refuseDifferencing();
         checkRange(guestOffset, length);
         if (fixed) {
             checkFixedWritable();
@@ -381,7 +519,8 @@ final class VpcImage extends AbstractDiskImage {
     @Override
     public ImageInfo info() throws IOException {
         return new ImageInfo(storage.name(), VpcFormat.NAME, virtualSize, storage.allocatedBytes(), clusterSize(),
-                false, false, null, null, null, null, List.of());
+                false, false, backingName, io.diskmorph.image.Images.fullBackingFilename(context.path(), backingName),
+                backingFmt, null, List.of());
     }
 
     /** qemu-img 7.2 has no VHD check; diskmorph's is {@link VpcChecker}. */

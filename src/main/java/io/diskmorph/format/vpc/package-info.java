@@ -30,7 +30,11 @@
  *     (qemu-img 7.2 has none) and its one repair, a footer from its good
  *     copy.</li>
  * </ul>
- * Differencing images are refused: qemu 7.2 opens them as dynamic images
- * without their parent, which reads the parent's sectors as zeros.
+ * Differencing images are read with their parent as the backing image
+ * (found through a W2ru locator's relative path, else the header's parent
+ * name, else a W2ku locator's absolute path; its footer UUID must be the
+ * header's parent UUID) and their sector bitmaps; they are not written.
+ * qemu 7.2 opens them as dynamic images without their parent, reading
+ * the parent's sectors as zeros.
  */
 package io.diskmorph.format.vpc;
