@@ -171,6 +171,11 @@ final class TrailerSwitch {
             segments = Journal.segments(image, List.<long[]>of(new long[]{v, length}));
             plan.notes.add("nothing moves: the " + (length - v) + " bytes past the disk (the " + plan.sourceFormat
                     + " footer) are cut off");
+            if (length - v > 512) {
+                plan.notes.add("the file holds " + (length - v - 512) + " bytes between the disk's end and the "
+                        + "footer (a disk sized by its geometry, smaller than its current_size): no guest byte as "
+                        + "qemu reads the disk, cut too; the journal keeps them, so a rollback puts them back");
+            }
             finishPlan(v);
             return true;
         }
