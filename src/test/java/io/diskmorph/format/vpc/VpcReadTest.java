@@ -155,6 +155,20 @@ class VpcReadTest {
         }
     }
 
+    /** info, JSON and human, equals qemu-img's for qemu-made images of both subformats. */
+    @Test
+    void infoEqualsQemuImgs() throws Exception {
+        for (String sub : new String[]{"dynamic", "fixed"}) {
+            Path img = dir.resolve(sub + ".vhd");
+            Qemu.create(img, "vpc", "5000000", "subformat=" + sub);
+            Qemu.io(img, "vpc", "write -P 0x11 1M 64k");
+            assertEquals(Qemu.img("info", "-f", "vpc", "--output=json", img).ok().json(),
+                    Dm.run("info", "-f", "vpc", "--output=json", img).ok().json(), sub);
+            assertEquals(Qemu.img("info", "-f", "vpc", img).ok().out(), Dm.run("info", "-f", "vpc", img).ok().out(),
+                    sub);
+        }
+    }
+
     /** The probe is qemu's: "conectix" at 0 only; a fixed VHD is raw unless named (and -f vpc reads it). */
     @Test
     void fixedVhdIsRawUntilNamed() throws Exception {
