@@ -97,6 +97,10 @@ public final class InPlaceConverter {
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             return pair.plan();
         }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.plan(new PhaseClock(Progress.NONE));
+        }
         if (ToRaw.handles(request)) {
             return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
         }
@@ -131,6 +135,10 @@ public final class InPlaceConverter {
             }
             FlatPairSwitch.execute(file.dir(), file.name(), pair.spec(), cancel);
             return pair.plan();
+        }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.execute(cancel, clock);
         }
         if (ToRaw.handles(request)) { // a roll-forward of its own, see ToRaw
             return ToRaw.convert(file, request, cancel, clock);

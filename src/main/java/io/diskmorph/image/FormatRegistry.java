@@ -13,6 +13,7 @@ import io.diskmorph.format.unsupported.UnsupportedFormats;
 import io.diskmorph.format.vhdx.VhdxFormat;
 import io.diskmorph.format.vdi.VdiFormat;
 import io.diskmorph.format.vmdk.VmdkFormat;
+import io.diskmorph.format.vpc.VpcFormat;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -41,7 +42,7 @@ public final class FormatRegistry {
 
     private static List<ImageFormat> all() {
         List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(),
-                new VhdxFormat(), new VdiFormat(), new ParallelsFormat(), PLAIN));
+                new VhdxFormat(), new VdiFormat(), new ParallelsFormat(), new VpcFormat(), PLAIN));
         l.add(l.indexOf(PLAIN), new QcowFormat());
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);

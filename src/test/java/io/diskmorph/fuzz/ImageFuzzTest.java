@@ -95,6 +95,17 @@ class ImageFuzzTest {
     }
 
     /**
+     * VHD forced with -f vpc: the footer (at the end, and a dynamic image's
+     * copy at 0), the dynamic header, the BAT, fixed and dynamic images:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vpc(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "vpc"));
+    }
+
+    /**
      * VMDK forced with -f vmdk: a sparse file that is the whole disk (header,
      * embedded descriptor, grain directories and tables, grains; compressed
      * grains and the footer of streamOptimized): open, info, map, read, check.

@@ -21,9 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
-                // only) probes as raw in qemu too
-                new UnsupportedFormat("vpc", "VHD (vpc)", (h, n) -> startsWith(h, 0, "conectix") ? 100 : 0),
                 new UnsupportedFormat("luks", "LUKS", UnsupportedFormats::luks),
                 new UnsupportedFormat("bochs", "Bochs", UnsupportedFormats::bochs),
                 new UnsupportedFormat("cloop", "cloop", (h, n) -> startsWith(h, 0, CLOOP_SCRIPT) ? 2 : 0),
