@@ -58,4 +58,28 @@ class JsonOutputTest {
         assertEquals(ExitCodes.USAGE, bad.exitCode(), bad.err());
         bad.oneLineError();
     }
+
+    /** compare -p / --progress=json: on stderr, guest bytes walked up to the larger virtual size. */
+    @Test
+    void compareProgress() throws Exception {
+        Path a = dir.resolve("p.qcow2");
+        Qemu.create(a, "qcow2", "64M");
+        Qemu.io(a, "qcow2", "write -P 3 0 8M", "write -P 4 40M 8M");
+        Path b = dir.resolve("p.raw");
+        Qemu.img("convert", "-O", "raw", a, b).ok();
+        Dm.Result r = Dm.run("compare", "--progress=json", "--output=json", a, b).ok();
+        assertTrue(r.json().get("identical").asBoolean(), r.out());
+        long last = -1;
+        for (String line : r.err().lines().toList()) {
+            JsonNode j = Qemu.JSON.readTree(line);
+            assertEquals(64L << 20, j.get("bytes-total").asLong());
+            assertTrue(j.get("bytes-done").asLong() >= last, line);
+            last = j.get("bytes-done").asLong();
+        }
+        assertEquals(64L << 20, last, "the last line reports the whole disk walked: " + r.err());
+        Dm.Result lines = Dm.run("compare", "-p", a, b).ok();
+        assertEquals("Images are identical.", lines.out().strip());
+        assertTrue(lines.err().lines().anyMatch(l -> l.startsWith("progress: 100%")), lines.err());
+        assertEquals("", Dm.run("compare", "-p", "-q", a, b).ok().err(), "quiet: no progress");
+    }
 }
