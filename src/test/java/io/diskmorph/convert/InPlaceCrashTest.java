@@ -102,7 +102,7 @@ class InPlaceCrashTest {
         // a VirtualBox-layout VDI to qcow2 writes mostly zeroed tables into the zeros of the 1 MiB alignment
         // padding before the data: those writes change no byte, so their prefixes share states
         long expected = createOpts.equals("virtualbox") && to.equals("qcow2") ? sim.log.size() / 3 : sim.log.size();
-        if (Set.of(from, to).equals(Set.of("raw", "vpc"))) {
+        if (from.equals("raw") && to.equals("vpc") || from.equals("vpc") && to.equals("raw")) {
             // a fixed VHD <-> raw writes one sector: most logged steps are syncs of the journal and directory
             expected = sim.log.size() / 2;
         }
