@@ -163,8 +163,9 @@ final class CrashChecker {
             Files.write(p, image);
             if (!format.equals("raw")) {
                 Qemu.Result r = Qemu.check(p, format);
-                boolean clean = r.exitCode() == 0 || (r.exitCode() == 3 && leaksAllowed.contains(format))
-                        || (r.exitCode() == 63 && r.err().contains("does not support checks")); // VHD
+                // qemu-img 7.2 has no check for some formats (qcow, VHD): diskmorph's own check ran above
+                boolean noQemuCheck = r.exitCode() == 63 && r.err().contains("does not support checks");
+                boolean clean = r.exitCode() == 0 || noQemuCheck || (r.exitCode() == 3 && leaksAllowed.contains(format));
                 assertTrue(clean, where + ": qemu-img check: " + r.out() + r.err());
             }
             Path ref = scratch.resolve("expected.raw");

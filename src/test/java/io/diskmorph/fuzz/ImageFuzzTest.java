@@ -57,6 +57,16 @@ class ImageFuzzTest {
     }
 
     /**
+     * Parallels forced with -f parallels: header (both magics, inuse), BAT:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void parallels(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "parallels"));
+    }
+
+    /**
      * VDI forced with -f vdi: header, block map (unallocated, discarded and
      * allocated entries), static and dynamic images: open, info, map, read,
      * check, check -r all (refused, as qemu refuses it).
@@ -65,6 +75,23 @@ class ImageFuzzTest {
     @FuzzTest
     void vdi(byte[] file) {
         bounded(file, () -> Harness.openAndExercise(file, "vdi"));
+    }
+
+    /**
+     * qcow (version 1) forced with -f qcow: header, L1 and L2 tables, data and
+     * compressed clusters, a backing file name: open, info, map, read, check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void qcow(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "qcow"));
+    }
+
+    /** The in-place planner over a qcow source, to qcow2 (the cluster size follows the source's). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planQcow(byte[] file) {
+        bounded(file, () -> plan(file, "qcow", "qcow2", Map.of()));
     }
 
     /**
@@ -189,6 +216,13 @@ class ImageFuzzTest {
     @FuzzTest
     void planVdi(byte[] file) {
         bounded(file, () -> plan(file, "qcow2", "vdi", Map.of()));
+    }
+
+    /** The in-place planner over a qcow2 source, to Parallels (clusters after the BAT's cluster, dense). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planParallels(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "parallels", Map.of()));
     }
 
     /** The in-place planner over a QED source, to QED with other cluster and table sizes. */
