@@ -85,8 +85,8 @@ public final class InPlaceConverter {
     public static ConversionPlan plan(ConversionFile file, Request request, PlanObserver observer)
             throws IOException {
         FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
-        if (pair != null || ToRaw.handles(request)) {
-            return plan(file, request);
+        if (pair != null || ToRaw.handles(request) || TrailerSwitch.plan(file, request) != null) {
+            return plan(file, request); // a trailer switch (a fixed VHD) moves nothing either
         }
         return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE), observer).plan();
     }

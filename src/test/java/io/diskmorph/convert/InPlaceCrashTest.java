@@ -113,7 +113,7 @@ class InPlaceCrashTest {
         // (so does a Parallels file to qcow2 at 1 MiB clusters, into the zeros of the BAT's cluster)
         long expected = (createOpts.equals("virtualbox") || from.equals("parallels")) && to.equals("qcow2")
                 ? sim.log.size() / 3 : sim.log.size();
-        if (Set.of(from, to).equals(Set.of("raw", "vpc"))) {
+        if (from.equals("raw") && to.equals("vpc") || from.equals("vpc") && to.equals("raw")) {
             // a fixed VHD <-> raw writes one sector: most logged steps are syncs of the journal and directory
             expected = sim.log.size() / 2;
         }

@@ -72,7 +72,10 @@ final class VpcDynamicHeader {
         if (virtualSize / h.blockSize > 0xffffffffL) {
             throw new CorruptImageException("VHD dynamic header", offset + OFF_BLOCK_SIZE, "Too many blocks");
         }
-        if (h.maxTableEntries * h.blockSize < virtualSize) {
+        // both factors are u32: their product can pass 2^63, which is as good as "enough"
+        long covered = h.maxTableEntries != 0 && h.blockSize > Long.MAX_VALUE / h.maxTableEntries ? Long.MAX_VALUE
+                : h.maxTableEntries * h.blockSize;
+        if (covered < virtualSize) {
             throw new CorruptImageException("VHD dynamic header", offset + OFF_MAX_ENTRIES, "Page table too small ("
                     + h.maxTableEntries + " entries of " + h.blockSize + " bytes for a disk of " + virtualSize + ")");
         }
