@@ -428,6 +428,10 @@ final class Planner {
      * the header zone), not by a second survey, so it costs one walk of the
      * mapping's answers.
      */
+    /** How the note on smaller target clusters begins (the conversion to raw through qcow2 leaves it out). */
+    static final String SMALLER_CLUSTER_NOTE = "data that moves for want of alignment would stay with a smaller "
+            + "cluster";
+
     private void smallerClusterNote(DiskImage source, LayoutTarget target, CreateSpec spec,
                                     LayoutTarget.TargetDefaults defaults, long cluster) throws IOException {
         Allocators.Allocator scratch = new Allocators.FirstFit(new ClusterBitmap(), 1 << 16, 1);
@@ -464,8 +468,7 @@ final class Planner {
                     .append(Sizes.human(stay));
         }
         if (!note.isEmpty()) {
-            plan.notes.add("data that moves for want of alignment would stay with a smaller cluster (kept in place "
-                    + "now: " + Sizes.human(plan.keptBytes) + "): " + note);
+            plan.notes.add(SMALLER_CLUSTER_NOTE + " (kept in place now: " + Sizes.human(plan.keptBytes) + "): " + note);
         }
     }
 

@@ -47,7 +47,8 @@ class ToRawPairTest {
             "vdi, static=off, 6M",
             "vdi, static=on, 3M",
             "vhdx, subformat=dynamic, 7M",
-            "vhdx, block_size=1M;log_size=1M, 6M"})
+            "vhdx, block_size=1M;log_size=1M, 6M",
+            "vpc, subformat=dynamic, 6M"})
     void becomesWhatACopyToRawMakes(String format, String opts, String size) throws Exception {
         Path image = scrambled(format, opts.replace(';', ','), size);
         Path copy = dir.resolve("copy.raw");
