@@ -24,7 +24,7 @@ import java.util.Map;
  * image is recognised and a fixed one (whose only footer is at the end) is
  * raw unless {@code -f vpc} names it.
  */
-public final class VpcFormat implements ImageFormat, TrailerFormat {
+public final class VpcFormat implements ImageFormat, TrailerFormat, io.diskmorph.image.MeasurableFormat {
     public static final String NAME = "vpc";
     private static final int BAT_CHUNK = 64 * 1024;
     private static final long MIB = 1 << 20;
@@ -107,6 +107,31 @@ public final class VpcFormat implements ImageFormat, TrailerFormat {
     @Override
     public void checkCreateSpec(CreateSpec spec) throws IOException {
         parseOptions(spec);
+    }
+
+    /**
+     * qemu-img 7.2 has no measure for vpc; diskmorph's: the size a copy to a
+     * VHD makes (the layout create and the writes give it). Fixed: the disk
+     * (its CHS size unless force_size) and the footer. Dynamic: footer copy,
+     * header, BAT (padded to a sector) and footer, plus 512 bytes of bitmap
+     * and the 2 MiB block for every block that holds data (all of them when
+     * fully allocated).
+     */
+    @Override
+    public Measurement measure(CreateSpec spec, DiskImage source) throws IOException {
+        long size = source != null ? source.virtualSize() : spec.virtualSize();
+        Options o = parseOptions(new CreateSpec(size, spec.options(), spec.backingFile(), spec.backingFormat()));
+        long disk = o.geometry()[3];
+        if (o.fixed()) {
+            return new Measurement(disk + VpcFooter.BYTES, disk + VpcFooter.BYTES, -1);
+        }
+        long blockSize = VpcDynamicHeader.QEMU_BLOCK_SIZE;
+        long entries = Math.ceilDiv(disk / 512, blockSize / 512);
+        long metadata = 3 * 512 + ((entries * 4 + 511) & ~511L) + VpcFooter.BYTES;
+        long perBlock = 512 + blockSize;
+        long blocks = source == null ? 0
+                : io.diskmorph.image.MeasurableFormat.dataBytes(source, blockSize) / blockSize;
+        return new Measurement(metadata + blocks * perBlock, metadata + entries * perBlock, -1);
     }
 
     /**
