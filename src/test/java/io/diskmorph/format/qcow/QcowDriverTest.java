@@ -214,6 +214,44 @@ class QcowDriverTest {
         assertEquals(1024, check.get("allocated-clusters").asLong(), check.toString());
     }
 
+    /**
+     * A chain qcow over qcow over raw reads as qemu reads it (qcow stores no
+     * backing format: each layer is probed); a backing file that fails to
+     * open stays failed (BackingFailureTest's rule), and info still works.
+     */
+    @Test
+    void backingChains() throws Exception {
+        Path base = dir.resolve("base.raw");
+        Qemu.create(base, "raw", "2M");
+        Qemu.io(base, "raw", "write -P 0x61 0 2M");
+        Path mid = dir.resolve("mid.qcow");
+        Qemu.img("create", "-q", "-f", "qcow", "-b", "base.raw", "-F", "raw", mid, "3M").ok();
+        Qemu.io(mid, "qcow", "write -P 0x62 512k 1k", "write -P 0x63 2M 4k");
+        Path top = dir.resolve("top.qcow");
+        Dm.run("create", "-q", "-f", "qcow", "-b", "mid.qcow", "-F", "qcow", top, "3M").ok();
+        try (DiskImage img = Images.open(top, OpenOptions.forWriting())) {
+            img.write(ByteBuffer.wrap(new byte[]{9, 9, 9}), 513 * 1024 + 100);
+        }
+        Path want = dir.resolve("want.raw");
+        Qemu.toRaw(top, "qcow", want);
+        Path got = dir.resolve("got.raw");
+        Dm.run("convert", "-O", "raw", top, got).ok();
+        assertArrayEquals(Files.readAllBytes(want), Files.readAllBytes(got));
+        assertEquals(Qemu.map(top, "qcow"), Dm.map(top, "qcow"));
+        assertEquals(Qemu.img("info", "--backing-chain", top).ok().out(),
+                Dm.run("info", "--backing-chain", top).ok().out().replace("diskmorph", "qemu-img"));
+
+        Files.delete(dir.resolve("mid.qcow"));
+        try (DiskImage img = Images.open(top, OpenOptions.forReading())) {
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
+                    () -> img.read(ByteBuffer.allocate(4096), 0));
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
+                    () -> img.read(ByteBuffer.allocate(4096), 0), "second read");
+        }
+        assertEquals(0, Dm.run("info", top).exitCode());
+        assertTrue(Dm.run("map", top).exitCode() != 0, "map cannot show the missing layer");
+    }
+
     /** Random writes over a compressed image (whole and partial clusters) read back as a mirror says. */
     @Test
     void writesOverCompressedClusters() throws Exception {
