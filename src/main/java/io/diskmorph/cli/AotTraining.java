@@ -116,6 +116,11 @@ public final class AotTraining {
                     run(command, overlay(dir));
                 }
             }
+            case "layout" -> {
+                for (String f : all) {
+                    run("layout", image(dir, f));
+                }
+            }
             case "compare" -> {
                 for (String a : all) {
                     for (String b : all) {

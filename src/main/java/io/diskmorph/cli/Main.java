@@ -33,6 +33,7 @@ public final class Main {
     static {
         COMMANDS.put("info", InfoCommand::new);
         COMMANDS.put("map", MapCommand::new);
+        COMMANDS.put("layout", LayoutCommand::new);
         COMMANDS.put("check", CheckCommand::new);
         COMMANDS.put("compare", CompareCommand::new);
         COMMANDS.put("create", CreateCommand::new);

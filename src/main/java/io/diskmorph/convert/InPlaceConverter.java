@@ -76,6 +76,21 @@ public final class InPlaceConverter {
         void update(String phase, long done, long total);
     }
 
+    /**
+     * Plans without writing anything, telling {@code observer} where every
+     * unit of guest data and the target's metadata will be (the journaled
+     * pairs; the conversion to raw puts every unit at its guest offset, and
+     * a descriptor + flat extent switch moves nothing, so neither tells).
+     */
+    public static ConversionPlan plan(ConversionFile file, Request request, PlanObserver observer)
+            throws IOException {
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
+        if (pair != null || ToRaw.handles(request)) {
+            return plan(file, request);
+        }
+        return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE), observer).plan();
+    }
+
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
         FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));

@@ -46,17 +46,26 @@ final class Planner {
     private final ByteRanges writes = new ByteRanges();
     /** End of the highest kept cluster (found by the survey). */
     private long keptEnd;
+    private final PlanObserver observer;
 
-    private Planner(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel, PhaseClock clock) {
+    private Planner(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel, PhaseClock clock,
+                    PlanObserver observer) {
         this.file = file;
         this.request = request;
         this.cancel = cancel;
         this.clock = clock;
+        this.observer = observer;
     }
 
     static PreparedConversion plan(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel,
                                    PhaseClock clock) throws IOException {
-        return new Planner(file, request, cancel, clock).plan();
+        return plan(file, request, cancel, clock, PlanObserver.NONE);
+    }
+
+    /** The plan, the dry run's decisions told to {@code observer} as they are made. */
+    static PreparedConversion plan(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel,
+                                   PhaseClock clock, PlanObserver observer) throws IOException {
+        return new Planner(file, request, cancel, clock, observer).plan();
     }
 
     private PreparedConversion plan() throws IOException {
@@ -275,12 +284,14 @@ final class Planner {
             public void moved(UnitWalker unit, long dest, MoveReason why) {
                 writes.add(dest, dest + cluster);
                 plan.addMoved(why, unit.length);
+                observer.data(unit.guestOffset, unit.sourceHost, dest, unit.length);
             }
 
             @Override
             public void kept(UnitWalker unit) {
                 plan.keptUnits++;
                 plan.keptBytes += unit.length;
+                observer.data(unit.guestOffset, unit.host, unit.host, unit.length);
             }
 
             @Override
@@ -308,6 +319,7 @@ final class Planner {
         for (CommitRecord.Write w : commit.writes()) {
             writes.add(w.offset(), w.end());
             end = Math.max(end, w.end());
+            observer.metadata(w.offset(), w.end() - w.offset());
         }
         long required = b.requiredFileLength();
         if (placement.dense()) {
@@ -420,6 +432,7 @@ final class Planner {
         public void write(long hostOffset, ByteBuffer data) {
             writes.add(hostOffset, hostOffset + data.remaining());
             bytes += data.remaining();
+            observer.metadata(hostOffset, data.remaining());
         }
     }
 }
