@@ -252,6 +252,25 @@ class QcowDriverTest {
         assertTrue(Dm.run("map", top).exitCode() != 0, "map cannot show the missing layer");
     }
 
+    /** layout names qcow's metadata: the header, the backing file name, the L1 table, each L2 table. */
+    @Test
+    void layoutNamesTheTables() throws Exception {
+        Path img = dir.resolve("l.qcow");
+        Qemu.create(img, "qcow", "10M");
+        Qemu.io(img, "qcow", "write -P 1 0 64k", "write -P 2 5M 4k", "write -P 3 9M 4k");
+        var bytes = Dm.run("layout", "--output=json", img).ok().json().get("bytes");
+        assertEquals(48, bytes.get("header").asLong());
+        assertEquals(40, bytes.get("L1 table").asLong()); // five entries of 2 MiB each
+        assertEquals(3 * 4096, bytes.get("L2 tables").asLong());
+        assertEquals(18 * 4096, bytes.get("guest data").asLong());
+        Path base = dir.resolve("base.raw");
+        Qemu.create(base, "raw", "10M");
+        Path over = dir.resolve("o.qcow");
+        Qemu.create(over, "qcow", "10M", "backing_file=base.raw", "backing_fmt=raw");
+        assertEquals(8, Dm.run("layout", "--output=json", over).ok().json().get("bytes").get("backing file name")
+                .asLong());
+    }
+
     /** Random writes over a compressed image (whole and partial clusters) read back as a mirror says. */
     @Test
     void writesOverCompressedClusters() throws Exception {
