@@ -116,6 +116,7 @@ public final class AotTraining {
                     run(command, overlay(dir));
                 }
             }
+            case "completion" -> run("completion", "bash");
             case "layout" -> {
                 for (String f : all) {
                     run("layout", image(dir, f));

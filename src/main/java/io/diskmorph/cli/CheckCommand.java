@@ -155,13 +155,32 @@ final class CheckCommand implements Cli.Command, Main.FailureCode {
             }
         }
         if (r.totalClusters > 0 && r.allocatedClusters > 0) {
-            out.printf(Locale.ROOT, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters%n",
-                    r.allocatedClusters, r.totalClusters, 100.0 * r.allocatedClusters / r.totalClusters,
-                    100.0 * Math.max(0, r.fragmentedClusters) / r.allocatedClusters,
-                    100.0 * Math.max(0, r.compressedClusters) / r.allocatedClusters);
+            out.printf(Locale.ROOT, "%d/%d = %s%% allocated, %s%% fragmented, %s%% compressed clusters%n",
+                    r.allocatedClusters, r.totalClusters, percent(100.0 * r.allocatedClusters / r.totalClusters),
+                    percent(100.0 * Math.max(0, r.fragmentedClusters) / r.allocatedClusters),
+                    percent(100.0 * Math.max(0, r.compressedClusters) / r.allocatedClusters));
         }
         if (r.imageEndOffset > 0) {
             out.println("Image end offset: " + r.imageEndOffset);
         }
+    }
+
+    /**
+     * {@code p} with two decimals as C's printf("%.2f") prints it: the exact
+     * binary value rounded, ties to even (2/64 is 3.12); Java's %.2f rounds
+     * ties up (3.13). Exact without BigDecimal (whose set-up costs start-up
+     * time): fma gives the error of p x 100.
+     */
+    static String percent(double p) {
+        double s = p * 100;
+        double err = Math.fma(p, 100, -s);
+        double floor = Math.floor(s);
+        double frac = s - floor;
+        long n = (long) floor;
+        int cmp = frac != 0.5 ? Double.compare(frac, 0.5) : Double.compare(err, 0.0);
+        if (cmp > 0 || cmp == 0 && (n & 1) == 1) {
+            n++;
+        }
+        return String.format(Locale.ROOT, "%d.%02d", n / 100, n % 100);
     }
 }

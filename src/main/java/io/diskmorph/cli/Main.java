@@ -42,6 +42,15 @@ public final class Main {
         COMMANDS.put("recover", RecoverCommand::new);
         COMMANDS.put("rollback", RollbackCommand::new);
         COMMANDS.put("demo", DemoCommand::new);
+        COMMANDS.put("completion", CompletionCommand::new);
+    }
+
+    /** Every command's declaration, by name (the completion script is generated from them). */
+    static Map<String, Cli.Declaration> declarations() {
+        Map<String, Cli.Declaration> m = new LinkedHashMap<>();
+        PrintWriter none = new PrintWriter(java.io.Writer.nullWriter());
+        COMMANDS.forEach((n, make) -> m.put(n, make.get().declare(new Cli.CommandSpec(n, none, none))));
+        return m;
     }
 
     private Main() {

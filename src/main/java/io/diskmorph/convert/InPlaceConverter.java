@@ -85,8 +85,8 @@ public final class InPlaceConverter {
     public static ConversionPlan plan(ConversionFile file, Request request, PlanObserver observer)
             throws IOException {
         FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
-        if (pair != null || ToRaw.handles(request)) {
-            return plan(file, request);
+        if (pair != null || ToRaw.handles(request) || TrailerSwitch.plan(file, request) != null) {
+            return plan(file, request); // a trailer switch (a fixed VHD) moves nothing either
         }
         return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE), observer).plan();
     }
@@ -96,6 +96,10 @@ public final class InPlaceConverter {
         FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             return pair.plan();
+        }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.plan(new PhaseClock(Progress.NONE));
         }
         if (ToRaw.handles(request)) {
             return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
@@ -131,6 +135,10 @@ public final class InPlaceConverter {
             }
             FlatPairSwitch.execute(file.dir(), file.name(), pair.spec(), cancel);
             return pair.plan();
+        }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.execute(cancel, clock);
         }
         if (ToRaw.handles(request)) { // a roll-forward of its own, see ToRaw
             return ToRaw.convert(file, request, cancel, clock);

@@ -13,6 +13,7 @@ import io.diskmorph.image.InterruptedConversionException;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.Sizes;
@@ -135,6 +136,10 @@ final class Planner {
             plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat, commit.writes(),
                     witnesses.size());
             plan.extraSpace = extraSpaceBound(segments);
+            Long unaligned = plan.movedBytes.get(MoveReason.UNALIGNED);
+            if (unaligned != null && unaligned > 0) {
+                smallerClusterNote(source, target, spec, defaults, cluster);
+            }
             String qemuNote = target.qemuCheckNote(cluster, plan.finalLength);
             if (qemuNote != null) {
                 plan.notes.add(qemuNote);
@@ -412,6 +417,104 @@ final class Planner {
             }
         }
         return out;
+    }
+
+    /**
+     * Data that moves only for want of alignment (a dynamic VHD's blocks lie
+     * 512 bytes after their bitmaps, a qemu-made VDI's right after its map)
+     * may stay with a smaller target cluster: the plan says how much would
+     * stay at each cluster size the target takes below the chosen one.
+     * Estimated from the mapping's data runs (whole aligned clusters past
+     * the header zone), not by a second survey, so it costs one walk of the
+     * mapping's answers.
+     */
+    /** How the note on smaller target clusters begins (the conversion to raw through qcow2 leaves it out). */
+    static final String SMALLER_CLUSTER_NOTE = "data that moves for want of alignment would stay with a smaller "
+            + "cluster";
+
+    private void smallerClusterNote(DiskImage source, LayoutTarget target, CreateSpec spec,
+                                    LayoutTarget.TargetDefaults defaults, long cluster) throws IOException {
+        Allocators.Allocator scratch = new Allocators.FirstFit(new ClusterBitmap(), 1 << 16, 1);
+        HostSpace none = new HostSpace() { // a candidate builder is only asked its cluster size and header zone
+            @Override
+            public long allocate(long length, long alignment) throws IOException {
+                return scratch.allocate(length, alignment);
+            }
+
+            @Override
+            public void write(long hostOffset, ByteBuffer data) {
+            }
+        };
+        StringBuilder note = new StringBuilder();
+        for (long c : new long[]{65536, 4096, 512}) {
+            if (c >= cluster) {
+                continue;
+            }
+            long zone;
+            try {
+                Map<String, String> options = new java.util.HashMap<>(spec.options());
+                options.put("cluster_size", String.valueOf(c));
+                LayoutBuilder b = target.layoutBuilder(new CreateSpec(spec.virtualSize(), options,
+                        spec.backingFile(), spec.backingFormat()), defaults, none);
+                if (b.clusterSize() != c) {
+                    continue;
+                }
+                zone = b.headerZone();
+            } catch (IOException | RuntimeException e) {
+                continue; // the target takes no such cluster size
+            }
+            long stay = keptAt(source, c, zone);
+            note.append(note.isEmpty() ? "" : "; ").append("-o cluster_size=").append(c).append(": about ")
+                    .append(Sizes.human(stay));
+        }
+        if (!note.isEmpty()) {
+            plan.notes.add(SMALLER_CLUSTER_NOTE + " (kept in place now: " + Sizes.human(plan.keptBytes) + "): " + note);
+        }
+    }
+
+    /** Guest bytes in whole clusters of {@code c} whose data lies aligned in the file, past the header zone. */
+    private long keptAt(DiskImage source, long c, long zone) throws IOException {
+        long v = source.virtualSize();
+        long total = 0;
+        for (long pos = 0; pos < v; ) {
+            cancel.check();
+            Mapping m = source.mapping(pos, v - pos);
+            if (m instanceof Mapping.Data d && (d.file() == null || d.file() == source.storage())
+                    && Math.floorMod(pos - d.hostOffset(), c) == 0) {
+                long end = pos + d.length();
+                long first = Math.ceilDiv(pos, c) * c;
+                long zoneGuest = pos + (Math.ceilDiv(zone, c) * c - d.hostOffset()); // guest offset of the zone's end
+                first = Math.max(first, zoneGuest);
+                long last = end == v ? Math.ceilDiv(v, c) * c : end / c * c;
+                if (last > first) {
+                    total += dataClusters(source.storage(), d.hostOffset() + (first - pos),
+                            d.hostOffset() + (last - pos), c);
+                }
+            }
+            pos += m.length();
+        }
+        return total;
+    }
+
+    /** Bytes of the clusters of {@code c} in [from, to) (aligned) that hold file data, not holes. */
+    private static long dataClusters(Storage file, long from, long to, long c) throws IOException {
+        long bytes = 0;
+        long counted = from; // clusters below this are counted
+        for (long pos = from; pos < to; ) {
+            long data = file.nextData(pos);
+            if (data < 0 || data >= to) {
+                break;
+            }
+            long hole = Math.min(file.nextHole(data), to);
+            long start = Math.max(counted, from + (data - from) / c * c);
+            long end = Math.min(to, from + Math.ceilDiv(hole - from, c) * c);
+            if (end > start) {
+                bytes += end - start;
+                counted = end;
+            }
+            pos = hole;
+        }
+        return bytes;
     }
 
     /** Records builder writes in the dry run. */

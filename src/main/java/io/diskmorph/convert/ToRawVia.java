@@ -45,6 +45,9 @@ final class ToRawVia {
         return sourceFormat.equals("qcow2") ? "qed" : "qcow2";
     }
 
+    /** The intermediate's cluster size when the source's layout keeps nothing in place anyway. */
+    private static final long SMALL_UNIT = 64 << 10;
+
     private ToRawVia() {
     }
 
@@ -84,6 +87,14 @@ final class ToRawVia {
         InPlaceConverter.Request toVia = new InPlaceConverter.Request(request.sourceFormat(), via, Map.of(), false);
         PreparedConversion first = Planner.plan(file, toVia, cancel, clock);
         ConversionPlan a = first.plan();
+        if (a.keptBytes() == 0 && a.movedBytesTotal() > 0 && a.clusterSize() > SMALL_UNIT) {
+            // nothing stays at the cluster size that follows the source (a dynamic VHD's data lies 512 bytes
+            // past each block's bitmap): smaller clusters then cost less spare area in the second step
+            toVia = new InPlaceConverter.Request(request.sourceFormat(), via,
+                    Map.of("cluster_size", Long.toString(SMALL_UNIT)), false);
+            first = Planner.plan(file, toVia, cancel, clock);
+            a = first.plan();
+        }
         ConversionPlan.Draft d = new ConversionPlan.Draft();
         d.sourceFormat = a.sourceFormat();
         d.targetFormat = ToRaw.TARGET;
@@ -125,7 +136,11 @@ final class ToRawVia {
                 + " one ('diskmorph recover' finishes a pending journal); a crash in the second leaves a valid "
                 + via + " image with the same content, which the same command continues; no rollback "
                 + "record (the way back is 'convert --in-place -O " + a.sourceFormat() + "')");
-        d.notes.addAll(a.notes());
+        for (String note : a.notes()) {
+            if (!note.startsWith(Planner.SMALLER_CLUSTER_NOTE)) { // -o cluster_size is not an option of raw
+                d.notes.add(note);
+            }
+        }
         return new Planned(first, d);
     }
 

@@ -49,7 +49,9 @@ public final class RelocationTable {
     public void writeDirty(Storage file) throws IOException {
         for (int p = dirtyPages.nextSetBit(0); p >= 0; ) {
             int end = dirtyPages.nextClearBit(p);
-            file.write(ByteBuffer.wrap(bytes, p * pageBytes, (end - p) * pageBytes), hostOffset + (long) p * pageBytes);
+            // a table that is not a whole number of pages (a Parallels BAT) ends inside its last page
+            int length = Math.min((end - p) * pageBytes, bytes.length - p * pageBytes);
+            file.write(ByteBuffer.wrap(bytes, p * pageBytes, length), hostOffset + (long) p * pageBytes);
             p = dirtyPages.nextSetBit(end);
         }
         dirtyPages.clear();

@@ -167,9 +167,9 @@ class FormatOptionsHelpTest {
         Dm.Result r = Dm.run("convert", "--in-place", "-O", "raw", "-o", "preallocation=full", sample("r.raw"));
         assertEquals(ExitCodes.USAGE, r.exitCode(), "and indeed: " + r.err());
 
-        Dm.Result none = Dm.run("convert", "-O", "parallels", "-o", "help"); // a format without a driver
+        Dm.Result none = Dm.run("convert", "-O", "bochs", "-o", "help"); // a format without a driver
         assertEquals(ExitCodes.UNSUPPORTED, none.exitCode());
-        assertTrue(none.oneLineError().contains("parallels images are not supported"), none.err());
+        assertTrue(none.oneLineError().contains("bochs images are not supported"), none.err());
                 String vmdk = Dm.run("convert", "-O", "vmdk", "-o", "help").ok().out(); // in place, but no parent
         assertTrue(vmdk.contains("subformat") && vmdk.contains("--in-place builds vmdk")
                 && vmdk.contains("refuses: backing_file, backing_fmt"), vmdk);

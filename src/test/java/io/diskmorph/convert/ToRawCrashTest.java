@@ -44,7 +44,9 @@ class ToRawCrashTest {
             "qed, cluster_size=4k;table_size=2, 520k",
             "vmdk, zeroed_grain=on, 2M",
             "vmdk, subformat=monolithicSparse, 1500k",
-            "qcow, encryption=off, 520k"})
+            "qcow, encryption=off, 520k",
+            "parallels, cluster_size=64k, 2M",
+            "parallels, cluster_size=4k, 520k"})
     void survivesACrashAtAnyWrite(String format, String createOpts, String size) throws IOException {
         byte[] source = scrambled(format, createOpts.replace(';', ','), size, 11);
         byte[] guest = guestBytes(source, format);

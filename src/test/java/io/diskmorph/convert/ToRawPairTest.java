@@ -40,12 +40,15 @@ class ToRawPairTest {
             "vmdk, subformat=monolithicSparse, 5000k",
             "vmdk, zeroed_grain=on, 6M",
             "vmdk, hwversion=4;zeroed_grain=on, 3M",
+            "parallels, cluster_size=64k, 6M",
+            "parallels, cluster_size=4k, 2000k",
             "qcow, encryption=off, 5000k",
             // through qcow2 (ToRawVia): drivers that cannot move their own units
             "vdi, static=off, 6M",
             "vdi, static=on, 3M",
             "vhdx, subformat=dynamic, 7M",
-            "vhdx, block_size=1M;log_size=1M, 6M"})
+            "vhdx, block_size=1M;log_size=1M, 6M",
+            "vpc, subformat=dynamic, 6M"})
     void becomesWhatACopyToRawMakes(String format, String opts, String size) throws Exception {
         Path image = scrambled(format, opts.replace(';', ','), size);
         Path copy = dir.resolve("copy.raw");

@@ -57,6 +57,16 @@ class ImageFuzzTest {
     }
 
     /**
+     * Parallels forced with -f parallels: header (both magics, inuse), BAT:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void parallels(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "parallels"));
+    }
+
+    /**
      * VDI forced with -f vdi: header, block map (unallocated, discarded and
      * allocated entries), static and dynamic images: open, info, map, read,
      * check, check -r all (refused, as qemu refuses it).
@@ -82,6 +92,17 @@ class ImageFuzzTest {
     @FuzzTest
     void planQcow(byte[] file) {
         bounded(file, () -> plan(file, "qcow", "qcow2", Map.of()));
+    }
+
+    /**
+     * VHD forced with -f vpc: the footer (at the end, and a dynamic image's
+     * copy at 0), the dynamic header, the BAT, fixed and dynamic images:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vpc(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "vpc"));
     }
 
     /**
@@ -195,6 +216,13 @@ class ImageFuzzTest {
     @FuzzTest
     void planVdi(byte[] file) {
         bounded(file, () -> plan(file, "qcow2", "vdi", Map.of()));
+    }
+
+    /** The in-place planner over a qcow2 source, to Parallels (clusters after the BAT's cluster, dense). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planParallels(byte[] file) {
+        bounded(file, () -> plan(file, "qcow2", "parallels", Map.of()));
     }
 
     /** The in-place planner over a QED source, to QED with other cluster and table sizes. */

@@ -125,6 +125,40 @@ printf '\xfe\xff\xff\xff' | dd of=vdi-discarded.vdi bs=1 seek=512 conv=notrunc s
 qemu-img create -q -f vdi -o static=on vdi-static.vdi 1M
 io vdi vdi-static.vdi -c 'write -P 0x22 4k 2k'
 
+# Parallels: empty; data in clusters out of guest order and at the disk end; 64 KiB clusters; the old magic
+# (entries count sectors: these point into the BAT, which a reader refuses); not closed correctly (inuse)
+qemu-img create -q -f parallels -o cluster_size=4k parallels-empty.parallels 1M
+qemu-img create -q -f parallels -o cluster_size=4k parallels-data.parallels 1M
+io parallels parallels-data.parallels -c 'write -P 0x11 300k 6k' -c 'write -P 0x22 0 4k' -c 'write -P 0x33 1020k 4k'
+qemu-img create -q -f parallels -o cluster_size=64k parallels-64k.parallels 1000k
+io parallels parallels-64k.parallels -c 'write -P 0x44 960k 40k' -c 'write -P 0x45 64k 1k'
+cp parallels-data.parallels parallels-old-magic.parallels
+printf 'WithoutFreeSpace' | dd of=parallels-old-magic.parallels bs=1 conv=notrunc status=none
+cp parallels-data.parallels parallels-inuse.parallels
+printf 'Ynot' | dd of=parallels-inuse.parallels bs=1 seek=44 conv=notrunc status=none
+# VHD: qemu makes 2 MiB blocks (a block with data would make a 2 MiB seed), so besides an empty qemu image the
+# dynamic seed is re-laid with 4 KiB blocks (qemu reads any power of two) and written by qemu-io; a small fixed one
+qemu-img create -q -f vpc vpc-empty.vhd 1M
+cp vpc-empty.vhd vpc-4k.vhd
+python3 - vpc-4k.vhd <<'PY'
+import struct, sys
+p = sys.argv[1]
+d = bytearray(open(p, 'rb').read())
+footer = d[:512]
+cyl, heads, spt = struct.unpack('>HBB', footer[56:60])
+entries = -(-cyl * heads * spt * 512 // 4096)
+bat = (entries * 4 + 511) // 512 * 512
+h = bytearray(d[512:1536])
+struct.pack_into('>II', h, 28, entries, 4096)
+struct.pack_into('>I', h, 36, 0)
+struct.pack_into('>I', h, 36, ~sum(h) & 0xffffffff)
+out = footer + h + b'\xff' * bat + footer
+open(p, 'wb').write(out)
+PY
+io vpc vpc-4k.vhd -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 4k' -c 'write -z 600k 4k' -c 'write -P 0x33 1000k 4k'
+qemu-img create -q -f vpc -o subformat=fixed vpc-fixed.vhd 64k
+io vpc vpc-fixed.vhd -c 'write -P 0x44 0 4k'
+
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
   local t="$1"; shift
@@ -163,6 +197,14 @@ put planVdi "${qcow2[@]}"
 put probe "${vdi[@]}"
 put convertInPlace vdi-data.vdi vdi-static.vdi
 put convertInPlaceQcow2 vdi-data.vdi vdi-static.vdi
+parallels=(parallels-empty.parallels parallels-data.parallels parallels-64k.parallels parallels-old-magic.parallels
+  parallels-inuse.parallels)
+put parallels "${parallels[@]}"
+put planParallels "${qcow2[@]}"
+put probe "${parallels[@]}"
+put convertInPlace parallels-data.parallels parallels-64k.parallels
+put convertInPlaceQcow2 parallels-data.parallels parallels-64k.parallels
+put convertInPlaceRaw parallels-data.parallels parallels-64k.parallels
 # in place to raw: the sources it moves (qcow2, QED, monolithicSparse VMDK) and those it refuses
 put convertInPlaceRaw "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}" vdi-data.vdi
@@ -182,4 +224,10 @@ put probe "${qcow[@]}"
 put convertInPlace "${qcow[@]}"
 put convertInPlaceQcow2 "${qcow[@]}"
 put convertInPlaceRaw qcow-data.qcow qcow-compressed.qcow
+vpc=(vpc-empty.vhd vpc-4k.vhd vpc-fixed.vhd)
+put vpc "${vpc[@]}"
+put probe "${vpc[@]}"
+put convertInPlace vpc-4k.vhd
+put convertInPlaceQcow2 vpc-4k.vhd
+put convertInPlaceRaw vpc-4k.vhd
 du -sh "$out"

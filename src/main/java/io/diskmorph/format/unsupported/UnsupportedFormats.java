@@ -21,10 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
-                // only) probes as raw in qemu too
-                new UnsupportedFormat("vpc", "VHD (vpc)", (h, n) -> startsWith(h, 0, "conectix") ? 100 : 0),
-                new UnsupportedFormat("parallels", "Parallels", UnsupportedFormats::parallels),
                 new UnsupportedFormat("luks", "LUKS", UnsupportedFormats::luks),
                 new UnsupportedFormat("bochs", "Bochs", UnsupportedFormats::bochs),
                 new UnsupportedFormat("cloop", "cloop", (h, n) -> startsWith(h, 0, CLOOP_SCRIPT) ? 2 : 0),
@@ -35,12 +31,6 @@ public final class UnsupportedFormats {
 
     private static final String CLOOP_SCRIPT = "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t "
             + "iso9660 /dev/cloop $1\n";
-
-    /** Either magic, then version 2 (LE32 at 16). */
-    private static int parallels(ByteBuffer h, String name) {
-        return (startsWith(h, 0, "WithoutFreeSpace") || startsWith(h, 0, "WithouFreSpacExt")) && le32(h, 16) == 2
-                ? 100 : 0;
-    }
 
     /** "LUKS\xba\xbe" and version 1 (BE16 at 6); qemu 7.2 probes no LUKS2. */
     private static int luks(ByteBuffer h, String name) {
