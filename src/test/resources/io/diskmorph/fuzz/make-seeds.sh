@@ -209,6 +209,21 @@ put convertInPlaceRaw parallels-data.parallels parallels-64k.parallels
 put convertInPlaceRaw "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}" vdi-data.vdi
 putSparse vhdxWrite "${vhdx[@]}"
+# qcow v1: empty; data (a partial write, the disk's last cluster); compressed clusters (qemu-img convert -c
+# exits 1 after a complete image); a backing file name (512-byte clusters, 32 KiB L2 tables)
+qemu-img create -q -f qcow qcow-empty.qcow 1M
+qemu-img create -q -f qcow qcow-data.qcow 1M
+io qcow qcow-data.qcow -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 1k' -c 'write -P 0x33 1020k 4k'
+qemu-img convert -c -f qcow -O qcow qcow-data.qcow qcow-compressed.qcow || true
+qemu-img create -q -f qcow -o backing_file=base.raw,backing_fmt=raw qcow-backing.qcow 1M
+io qcow qcow-backing.qcow -c 'write -P 0x55 4k 2k'
+qcow=(qcow-empty.qcow qcow-data.qcow qcow-compressed.qcow qcow-backing.qcow)
+put qcow "${qcow[@]}"
+put planQcow "${qcow[@]}"
+put probe "${qcow[@]}"
+put convertInPlace "${qcow[@]}"
+put convertInPlaceQcow2 "${qcow[@]}"
+put convertInPlaceRaw qcow-data.qcow qcow-compressed.qcow
 vpc=(vpc-empty.vhd vpc-4k.vhd vpc-fixed.vhd)
 put vpc "${vpc[@]}"
 put probe "${vpc[@]}"

@@ -42,7 +42,8 @@ import java.util.zip.Inflater;
  * compressed, which is why it gives images with a backing file 512-byte
  * clusters.
  */
-final class QcowImage extends AbstractDiskImage implements RelocatableImage, CompressedClusterWriter {
+final class QcowImage extends AbstractDiskImage implements RelocatableImage, CompressedClusterWriter,
+        io.diskmorph.image.MetadataRegions {
     /** Bytes of one cached L1 page. */
     private static final int L1_PAGE_BYTES = 4096;
     private static final long L1_CACHE_BYTES = 1L << 20;
@@ -496,6 +497,22 @@ final class QcowImage extends AbstractDiskImage implements RelocatableImage, Com
 
     long fileEnd() {
         return fileEnd;
+    }
+
+    /** The header with the backing file name, the L1 table, the L2 tables (for {@code diskmorph layout}). */
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("header", 0, QcowHeader.BYTES);
+        if (header.hasBackingFile() && header.backingFileSize > 0) {
+            sink.region("backing file name", header.backingFileOffset, header.backingFileSize);
+        }
+        sink.region("L1 table", header.l1TableOffset, header.l1Bytes());
+        for (long i = 0; i < header.l1Entries(); i++) {
+            long l2 = l2Table(i);
+            if (l2 != 0) {
+                sink.region("L2 tables", l2, header.l2TableBytes());
+            }
+        }
     }
 
     // ---- relocation (in place to raw) ----

@@ -214,6 +214,63 @@ class QcowDriverTest {
         assertEquals(1024, check.get("allocated-clusters").asLong(), check.toString());
     }
 
+    /**
+     * A chain qcow over qcow over raw reads as qemu reads it (qcow stores no
+     * backing format: each layer is probed); a backing file that fails to
+     * open stays failed (BackingFailureTest's rule), and info still works.
+     */
+    @Test
+    void backingChains() throws Exception {
+        Path base = dir.resolve("base.raw");
+        Qemu.create(base, "raw", "2M");
+        Qemu.io(base, "raw", "write -P 0x61 0 2M");
+        Path mid = dir.resolve("mid.qcow");
+        Qemu.img("create", "-q", "-f", "qcow", "-b", "base.raw", "-F", "raw", mid, "3M").ok();
+        Qemu.io(mid, "qcow", "write -P 0x62 512k 1k", "write -P 0x63 2M 4k");
+        Path top = dir.resolve("top.qcow");
+        Dm.run("create", "-q", "-f", "qcow", "-b", "mid.qcow", "-F", "qcow", top, "3M").ok();
+        try (DiskImage img = Images.open(top, OpenOptions.forWriting())) {
+            img.write(ByteBuffer.wrap(new byte[]{9, 9, 9}), 513 * 1024 + 100);
+        }
+        Path want = dir.resolve("want.raw");
+        Qemu.toRaw(top, "qcow", want);
+        Path got = dir.resolve("got.raw");
+        Dm.run("convert", "-O", "raw", top, got).ok();
+        assertArrayEquals(Files.readAllBytes(want), Files.readAllBytes(got));
+        assertEquals(Qemu.map(top, "qcow"), Dm.map(top, "qcow"));
+        assertEquals(Qemu.img("info", "--backing-chain", top).ok().out(),
+                Dm.run("info", "--backing-chain", top).ok().out().replace("diskmorph", "qemu-img"));
+
+        Files.delete(dir.resolve("mid.qcow"));
+        try (DiskImage img = Images.open(top, OpenOptions.forReading())) {
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
+                    () -> img.read(ByteBuffer.allocate(4096), 0));
+            org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
+                    () -> img.read(ByteBuffer.allocate(4096), 0), "second read");
+        }
+        assertEquals(0, Dm.run("info", top).exitCode());
+        assertTrue(Dm.run("map", top).exitCode() != 0, "map cannot show the missing layer");
+    }
+
+    /** layout names qcow's metadata: the header, the backing file name, the L1 table, each L2 table. */
+    @Test
+    void layoutNamesTheTables() throws Exception {
+        Path img = dir.resolve("l.qcow");
+        Qemu.create(img, "qcow", "10M");
+        Qemu.io(img, "qcow", "write -P 1 0 64k", "write -P 2 5M 4k", "write -P 3 9M 4k");
+        var bytes = Dm.run("layout", "--output=json", img).ok().json().get("bytes");
+        assertEquals(48, bytes.get("header").asLong());
+        assertEquals(40, bytes.get("L1 table").asLong()); // five entries of 2 MiB each
+        assertEquals(3 * 4096, bytes.get("L2 tables").asLong());
+        assertEquals(18 * 4096, bytes.get("guest data").asLong());
+        Path base = dir.resolve("base.raw");
+        Qemu.create(base, "raw", "10M");
+        Path over = dir.resolve("o.qcow");
+        Qemu.create(over, "qcow", "10M", "backing_file=base.raw", "backing_fmt=raw");
+        assertEquals(8, Dm.run("layout", "--output=json", over).ok().json().get("bytes").get("backing file name")
+                .asLong());
+    }
+
     /** Random writes over a compressed image (whole and partial clusters) read back as a mirror says. */
     @Test
     void writesOverCompressedClusters() throws Exception {
