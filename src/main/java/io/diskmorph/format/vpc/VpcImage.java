@@ -37,7 +37,7 @@ import java.util.List;
  * from the BAT, as qemu derives it). The footer copy at offset 0 never
  * changes.
  */
-final class VpcImage extends AbstractDiskImage {
+final class VpcImage extends AbstractDiskImage implements io.diskmorph.image.MetadataRegions {
     private final VpcFormat format;
     private final VpcFooter footer;
     /** Null for a fixed image. */
@@ -530,5 +530,25 @@ final class VpcImage extends AbstractDiskImage {
             flush();
         }
         return VpcChecker.run(this, repair);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    /** Footer (and a dynamic image's copy at 0), dynamic header, BAT, and each block's sector bitmap. */
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("footer", fileLength - VpcFooter.BYTES, VpcFooter.BYTES);
+        if (fixed) {
+            return;
+        }
+        sink.region("footer", 0, VpcFooter.BYTES);
+        sink.region("dynamic header", header.offset, VpcDynamicHeader.BYTES);
+        sink.region("BAT", header.batOffset, 4 * header.maxTableEntries);
+        for (long block = 0; block < bat.entries(); block++) {
+            int e = bat.get(block);
+            if (e != Bat.UNALLOCATED) {
+                sink.region("sector bitmaps", blockStart(e), header.bitmapSize);
+            }
+        }
     }
 }
