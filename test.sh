@@ -4,7 +4,8 @@
 # libvhdi-utils for vhdiinfo, a second VHDX reader,
 # e2fsprogs for filesystem content, gcc for the JNI shim the build makes and
 # the tests expect, bsdutils for `script`, which gives the progress bar test a
-# terminal) when it is missing.
+# terminal, librsvg2-bin for rsvg-convert, which renders `layout`'s SVG) when
+# it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -15,6 +16,7 @@ command -v vmdkinfo >/dev/null 2>&1 || need+=(libvmdk-utils)
 command -v vhdiinfo >/dev/null 2>&1 || need+=(libvhdi-utils)
 command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
+command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 [ -x /usr/bin/cc ] || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

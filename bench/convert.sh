@@ -4,17 +4,21 @@
 # MiB of files (with its own holes), 1 GiB of random data in 1-8 MiB pieces with holes and zero blocks
 # in between, 256 MiB of written zeros, holes, a little data at the end; the qcow2 source also has
 # zero clusters. Pairs: raw -> qcow2, qcow2 -> raw, qed -> qcow2, qcow2 -> qcow2 -c.
-# Default options for both tools. Whole-process wall time (JVM start-up included), median and best of
-# RUNS (default 5; RUNS_COMPRESSED for -c, default 3), the two tools alternating. Before every run:
-# the previous output removed and everything synced, so both tools start with no dirty pages and an
-# emptied page cache (root); warm cache: the source and both tools' files are then read into the
-# page cache (COLD=1: they are not, everything comes from disk); then memory is warmed (lib.sh
-# warm_memory: on this VM a page the guest freed goes back to the host, and touching it again costs
-# a host fault that made the same write cost 2-7x; WARM_MEMORY=0 measures that too).
+# Default options for both tools. Whole-process wall time (JVM start-up included), RUNS runs (default
+# 5; RUNS_COMPRESSED for -c, default 3), the two tools alternating: min / median / max of each tool, of
+# the ratio diskmorph/qemu-img of each alternating pair, and the peak resident memory of each. Before
+# every run: the previous output removed and everything synced, so both tools start with no dirty
+# pages and an emptied page cache (root); warm cache: the source and both tools' files are then read
+# into the page cache (COLD=1: they are not, everything comes from disk). No memory warming by
+# default, as on a user's machine (on this VM a page the guest freed goes back to the host and the
+# next touch of it costs a host fault: a process that touches more memory pays more); WARM_MEMORY=1
+# warms memory before each run (lib.sh warm_memory), which earlier figures used.
+# A second peer for raw -> raw: nbdcopy (libnbd-bin), same alternation (NBDCOPY=0 skips it).
 # PAIRS="raw -> qcow2,qcow2 -> raw" runs only the pairs named. Each diskmorph output is checked by
 # qemu-img (compare, check).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-5}"
+WARM_MEMORY="${WARM_MEMORY:-0}"; export WARM_MEMORY
 need mke2fs; need python3
 img="$BENCH_DIR/copy-src"
 tree="$BENCH_DIR/copy-tree"
@@ -91,26 +95,34 @@ prepare() { # source
   warm_memory "$warm_mib"
 }
 
-# timed LABEL CMD...: wall seconds in $T, CPU seconds (user + system) in $C
+# timed LABEL CMD...: wall seconds in $T, CPU seconds (user + system) in $C, system seconds in $S,
+# peak resident KiB in $M
 timed() {
   local label="$1"; shift
   local f; f=$(mktemp)
   /usr/bin/time -f "%e %U %S %M" -o "$f" "$@" >/dev/null
-  local u s m; read -r T u s m < "$f"; rm -f "$f"
-  C=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
-  printf '  %-40s %7.2f s wall %7.2f s cpu (%s user, %s sys) %8d KiB max RSS\n' "$label" "$T" "$C" "$u" "$s" "$m"
+  local u; read -r T u S M < "$f"; rm -f "$f"
+  C=$(awk -v u="$u" -v s="$S" 'BEGIN { printf "%.2f", u + s }')
+  printf '  %-40s %7.2f s wall %7.2f s cpu (%s user, %s sys) %8d KiB max RSS\n' "$label" "$T" "$C" "$u" "$S" "$M"
 }
+
+# min / median / max of the numbers given
+mmm() { local sorted; sorted=$(printf '%s\n' "$@" | sort -g); echo "$(head -1 <<<"$sorted") / $(printf '%s\n' "$@" | median) / $(tail -1 <<<"$sorted")"; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 pair() { # label srcfmt dstfmt [flags...]
   local label="$1" from="$2" to="$3"; shift 3
-  local src="$img.$from" q=() d=() qc=() dc=()
+  local src="$img.$from" q=() d=() qc=() dc=() qs=() ds=() qr=() dr=() rt=()
   if [ -n "${PAIRS:-}" ] && [[ ",$PAIRS," != *",$label,"* ]]; then return 0; fi
   echo "== $label"
   for r in $(seq "$RUNS"); do
     prepare "$src"
-    timed "qemu-img convert $label" qemu-img convert -f "$from" -O "$to" "$@" "$src" "$out"; q+=("$T"); qc+=("$C")
+    timed "qemu-img convert $label" qemu-img convert -f "$from" -O "$to" "$@" "$src" "$out"
+    q+=("$T"); qc+=("$C"); qs+=("$S"); qr+=("$M")
+    local qt="$T"
     prepare "$src"
-    timed "diskmorph convert $label" "$DM" convert -f "$from" -O "$to" "$@" "$src" "$out"; d+=("$T"); dc+=("$C")
+    timed "diskmorph convert $label" "$DM" convert -f "$from" -O "$to" "$@" "$src" "$out"
+    d+=("$T"); dc+=("$C"); ds+=("$S"); dr+=("$M"); rt+=("$(ratio "$T" "$qt")")
   done
   qemu-img compare -q -f "$from" -F "$to" "$src" "$out" || { echo "  MISMATCH: diskmorph output differs"; exit 1; }
   [ "$to" = raw ] || qemu-img check -q -f "$to" "$out" || { echo "  qemu-img check failed"; exit 1; }
@@ -122,6 +134,11 @@ pair() { # label srcfmt dstfmt [flags...]
   echo "RESULT $label: median qemu-img ${qm}s diskmorph ${dm}s ratio(diskmorph/qemu) $(ratio "$dm" "$qm");" \
     "best qemu-img ${qmin}s diskmorph ${dmin}s ratio $(ratio "$dmin" "$qmin");" \
     "cpu qemu-img ${qcm}s diskmorph ${dcm}s"
+  echo "RESULT $label min/median/max: qemu-img $(mmm "${q[@]}") s, diskmorph $(mmm "${d[@]}") s," \
+    "ratio of each pair $(mmm "${rt[@]}"), slowest diskmorph / slowest qemu-img" \
+    "$(ratio "$(maxof "${d[@]}")" "$(maxof "${q[@]}")"); system time qemu-img $(mmm "${qs[@]}") s," \
+    "diskmorph $(mmm "${ds[@]}") s; peak RSS qemu-img $(( $(maxof "${qr[@]}") / 1024 )) MiB," \
+    "diskmorph $(( $(maxof "${dr[@]}") / 1024 )) MiB"
   rm -f "$out"
 }
 
@@ -131,3 +148,19 @@ pair "raw -> qcow2" raw qcow2
 pair "qcow2 -> raw" qcow2 raw
 pair "qed -> qcow2" qed qcow2
 RUNS="${RUNS_COMPRESSED:-3}" pair "qcow2 -> qcow2 -c" qcow2 qcow2 -c
+
+# a second peer for a raw -> raw copy: nbdcopy (libnbd), which copies sparsely with several requests
+# in flight like qemu-img; the three alternate
+if [ "${NBDCOPY:-1}" = 1 ] && command -v nbdcopy >/dev/null && { [ -z "${PAIRS:-}" ] || [[ ",$PAIRS," == *",raw -> raw,"* ]]; }; then
+  echo "== raw -> raw (qemu-img, nbdcopy, diskmorph)"
+  q=(); n=(); d=(); nr=()
+  for r in $(seq "$RUNS"); do
+    prepare "$img.raw"; timed "qemu-img convert raw -> raw" qemu-img convert -f raw -O raw "$img.raw" "$out"; q+=("$T")
+    prepare "$img.raw"; timed "nbdcopy raw -> raw" nbdcopy "$img.raw" "$out"; n+=("$T"); nr+=("$M")
+    prepare "$img.raw"; timed "diskmorph convert raw -> raw" "$DM" convert -f raw -O raw "$img.raw" "$out"; d+=("$T")
+  done
+  cmp -s "$img.raw" "$out" || { echo "  MISMATCH: diskmorph raw copy differs"; exit 1; }
+  echo "RESULT raw -> raw min/median/max: qemu-img $(mmm "${q[@]}") s, nbdcopy $(mmm "${n[@]}") s" \
+    "(peak RSS $(( $(maxof "${nr[@]}") / 1024 )) MiB), diskmorph $(mmm "${d[@]}") s"
+  rm -f "$out"
+fi

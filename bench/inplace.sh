@@ -9,8 +9,12 @@
 #  (d) 4 TiB-virtual qcow2 with scattered writes -> qed under -Xmx128m
 #  (e) 8 GiB VDI laid out as VirtualBox lays it out (map at 1 MiB, data at 2 MiB; bench/vbox-vdi.py) -> qcow2
 #  (g) 8 GiB fully written raw -> dynamic VHDX (KVM to Hyper-V; qemu-img convert -O vhdx: its defaults)
+#  (h) 8 GiB fixed VHD (qemu-img convert -O vpc -o subformat=fixed,force_size=on) -> qcow2, and -> raw (the
+#      footer dropped: nothing moves)
+#  (i) 8 GiB fully written raw -> fixed VHD (Azure; force_size: the footer appended)
 # Between runs the in-place result is rolled back (--keep-rollback, rollback).
-# CASES picks some of them (default "raw qed vmdk vhdx sparse"; "vdi" for (e), "tovhdx" for (g)).
+# CASES picks some of them (default "raw qed vmdk vhdx sparse"; "vdi" for (e), "tovhdx" for (g), "vpc" for (h),
+# "tovpc" for (i)).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE="${SIZE:-8G}"
 raw="$BENCH_DIR/full-$SIZE.raw"
@@ -18,6 +22,7 @@ qed="$BENCH_DIR/full-$SIZE.qed"
 vmdk="$BENCH_DIR/full-$SIZE.vmdk"
 vhdx="$BENCH_DIR/full-$SIZE.vhdx"
 vdi="$BENCH_DIR/full-$SIZE.vdi"
+vpc="$BENCH_DIR/full-$SIZE-fixed.vhd"
 CASES="${CASES:-raw qed vmdk vhdx sparse}"
 copy="$BENCH_DIR/copy.qcow2"
 
@@ -42,6 +47,10 @@ if [[ " $CASES " == *" vdi "* ]] && [ ! -f "$vdi" ]; then
   echo "creating $vdi (VirtualBox layout: map at 1 MiB, data at 2 MiB, 1 MiB blocks in guest order)"
   "$(dirname "${BASH_SOURCE[0]}")/vbox-vdi.py" "$raw" "$vdi"
 fi
+if [[ " $CASES " == *" vpc "* ]] && [ ! -f "$vpc" ]; then
+  echo "creating $vpc (fixed, force_size)"
+  qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on "$raw" "$vpc.tmp" && mv "$vpc.tmp" "$vpc"
+fi
 # the launcher's ahead-of-time caches for 'convert' and 'rollback' are trained at their first runs
 warm="$BENCH_DIR/warm-64m.raw"
 head -c 16M /dev/urandom > "$warm" && truncate -s 64M "$warm"
@@ -53,21 +62,23 @@ drop_caches
 cold=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
 echo "JVM start-up (diskmorph --version): ${startup}s warm, ${cold}s from a cold page cache"
 
-# one LABEL FMT IMAGE [TARGET]: RUNS pairs, the two tools alternating; each run from a cold page cache until
-# durable; TARGET defaults to qcow2
+# one LABEL FMT IMAGE [TARGET [OPTS]]: RUNS pairs, the two tools alternating; each run from a cold page cache until
+# durable; TARGET defaults to qcow2; OPTS (-o) go to both tools
 one() {
   local label="$1" fmt="$2" img="$3" target="${4:-qcow2}" qs=() ds=() tq td
+  local o=(); [ -n "${5:-}" ] && o=(-o "$5")
   local copy="$BENCH_DIR/copy.$target"
   for run in $(seq "${RUNS:-3}"); do
     rm -f "$copy"; drop_caches
     local t0; t0=$(date +%s.%N)
-    qemu-img convert -f "$fmt" -O "$target" "$img" "$copy"; sync "$copy"
+    qemu-img convert -f "$fmt" -O "$target" "${o[@]}" "$img" "$copy"; sync "$copy"
     tq=$(echo "$(date +%s.%N) - $t0" | bc)
     rm -f "$copy"; drop_caches
     t0=$(date +%s.%N)
-    "$DM" convert --in-place --keep-rollback -f "$fmt" -O "$target" --output=json "$img" > "$BENCH_DIR/plan.json"
+    "$DM" convert --in-place --keep-rollback -f "$fmt" -O "$target" "${o[@]}" --output=json "$img" \
+      > "$BENCH_DIR/plan.json"
     td=$(echo "$(date +%s.%N) - $t0" | bc)
-    qemu-img check -q -f "$target" "$img"
+    case "$target" in raw|vpc) ;; *) qemu-img check -q -f "$target" "$img" ;; esac # no qemu-img check for these
     "$DM" rollback "$img" >/dev/null
     echo "  run $run: qemu-img convert ${tq}s, in place ${td}s ($(ratio "$tq" "$td")x)"
     qs+=("$tq"); ds+=("$td")
@@ -104,6 +115,16 @@ fi
 if [[ " $CASES " == *" tovhdx "* ]]; then
   echo "== $SIZE fully written raw -> dynamic VHDX"
   one "raw->vhdx $SIZE" raw "$raw" vhdx
+fi
+if [[ " $CASES " == *" vpc "* ]]; then
+  echo "== $SIZE fixed VHD -> qcow2"
+  one "vpc->qcow2 $SIZE" vpc "$vpc"
+  echo "== $SIZE fixed VHD -> raw"
+  one "vpc->raw $SIZE" vpc "$vpc" raw
+fi
+if [[ " $CASES " == *" tovpc "* ]]; then
+  echo "== $SIZE fully written raw -> fixed VHD"
+  one "raw->vpc $SIZE" raw "$raw" vpc subformat=fixed,force_size=on
 fi
 [[ " $CASES " == *" sparse "* ]] || exit 0
 

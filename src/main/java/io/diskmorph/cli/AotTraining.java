@@ -116,6 +116,12 @@ public final class AotTraining {
                     run(command, overlay(dir));
                 }
             }
+            case "completion" -> run("completion", "bash");
+            case "layout" -> {
+                for (String f : all) {
+                    run("layout", image(dir, f));
+                }
+            }
             case "compare" -> {
                 for (String a : all) {
                     for (String b : all) {

@@ -128,6 +128,17 @@ final class Cli {
             return name;
         }
 
+        /** Every option's names, each with the label of its value ("" for a flag), in usage order. */
+        java.util.Map<String, String> optionLabels() {
+            java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+            for (Opt o : options) {
+                for (String n : o.names) {
+                    m.put(n, o.flag ? "" : o.label);
+                }
+            }
+            return m;
+        }
+
         String summary() {
             return description.length > 0 ? description[0] : "";
         }

@@ -21,6 +21,9 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
     boolean strict;
     boolean quiet;
     boolean forceShare;
+    OutputFormat output = OutputFormat.human;
+    boolean progress;
+    String progressFormat;
     Path first;
     Path second;
 
@@ -33,6 +36,13 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
                 .flag("-s", "Strict: allocation and size must match too.", () -> strict = true)
                 .flag("-q", "Quiet: report only through the exit code.", () -> quiet = true)
                 .flag("-U|--force-share", "Open without taking or honouring image locks.", () -> forceShare = true)
+                .flag("-p", "Show progress on stderr (a bar on a terminal, plain lines otherwise), as qemu-img "
+                        + "compare -p.", () -> progress = true)
+                .option("--progress", "json", "Print progress on stderr as one JSON object per line "
+                        + "({\"bytes-done\": N, \"bytes-total\": M}: guest bytes walked).", v -> progressFormat = v)
+                .option("--output", "human|json", "Output format (json: identical, first differing offset, the "
+                        + "message; qemu-img compare has no JSON). Exit codes as without it.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .parameters("IMAGE1", 1, 1, v -> first = Cli.path(v, "IMAGE1"))
                 .parameters("IMAGE2", 1, 1, v -> second = Cli.path(v, "IMAGE2"));
     }
@@ -50,16 +60,42 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
              DiskImage b = Images.open(second, base.withFormat(format2))) {
             ImageCompare.Result r;
             try {
-                r = ImageCompare.compare(a, b, strict);
+                r = ImageCompare.compare(a, b, strict, progress(spec.getErr()));
             } catch (ImageCompare.Failure f) {
                 // qemu-img's codes 3 and 4 say the images opened and the walk failed on one of them
                 spec.getErr().println("diskmorph: " + (f.image() == 1 ? first : second) + ": " + f.getMessage());
                 return f.exitCode();
             }
-            if (!quiet) {
+            if (output == OutputFormat.json) {
+                java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+                m.put("identical", r.identical());
+                m.put("first-difference", r.identical() ? null : r.mismatchOffset());
+                m.put("message", r.message());
+                out.println(Json.pretty(m));
+            } else if (!quiet) {
                 out.println(r.message());
             }
             return r.identical() ? ExitCodes.COMPARE_SAME : ExitCodes.COMPARE_DIFFERENT;
         }
+    }
+
+    /** -p / --progress=json: on stderr, so stdout keeps the result; no progress when quiet. */
+    private ImageCompare.Progress progress(PrintWriter err) throws io.diskmorph.image.InvalidRequestException {
+        CopyProgressPrinter.Mode mode = null;
+        if (progressFormat != null) {
+            if (!progressFormat.equals("json")) {
+                throw new io.diskmorph.image.InvalidRequestException("--progress must be json, not '"
+                        + progressFormat + "'");
+            }
+            mode = CopyProgressPrinter.Mode.JSON;
+        } else if (progress && !quiet) {
+            mode = CopyProgressPrinter.humanMode();
+        }
+        if (mode == null) {
+            return (done, total) -> {
+            };
+        }
+        CopyProgressPrinter printer = new CopyProgressPrinter(err, mode);
+        return printer::update;
     }
 }

@@ -33,6 +33,7 @@ final class ConvertCommand implements Cli.Command {
     List<String> options;
     boolean inPlace;
     boolean dryRun;
+    Path layoutFile;
     boolean keepRollback;
     boolean progress;
     String progressFormat;
@@ -66,13 +67,18 @@ final class ConvertCommand implements Cli.Command {
                         v -> options = Cli.add(options, v))
                 .flag("--in-place", "Convert inside the image's own file.", () -> inPlace = true)
                 .flag("--dry-run", "With --in-place: print the plan, change nothing.", () -> dryRun = true)
+                .option("--layout", "FILE", "With --in-place --dry-run: also write an SVG picture of the file "
+                        + "before and after, side by side, with lines from where moved data is to where it goes.",
+                        v -> layoutFile = Cli.path(v, "FILE"))
                 .flag("--keep-rollback", "With --in-place: keep a record that lets 'rollback' restore the "
                         + "original format exactly, as long as the image is not written (not with -O raw from qcow2, "
                         + "QED or VMDK: convert back in place instead).",
                         () -> keepRollback = true)
-                .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise).", () -> progress = true)
-                .option("--progress", "json", "Copy: print progress as one JSON object per line "
-                        + "({\"bytes-done\": N, \"bytes-total\": M}).", v -> progressFormat = v)
+                .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise; with --in-place on stderr, "
+                        + "each phase and the bytes of the phases that write or move data).", () -> progress = true)
+                .option("--progress", "json", "Print progress as one JSON object per line "
+                        + "({\"bytes-done\": N, \"bytes-total\": M}; with --in-place on stderr, with the "
+                        + "\"phase\" too).", v -> progressFormat = v)
                 .flag("-c", "Copy: write compressed clusters (qcow2; compression_type=zstd for zstd).",
                         () -> compress = true)
                 .option("-S", "SIZE", "Copy: zero runs of at least SIZE in the data are not written (default "
@@ -112,6 +118,10 @@ final class ConvertCommand implements Cli.Command {
                 opts.putAll(FormatOptions.parseList(o));
             }
         }
+        if (layoutFile != null && !(inPlace && dryRun)) {
+            throw new InvalidRequestException("--layout draws a planned in-place conversion: it needs --in-place "
+                    + "--dry-run");
+        }
         if (!inPlace) {
             return copy(opts);
         }
@@ -122,9 +132,19 @@ final class ConvertCommand implements Cli.Command {
             throw new InvalidRequestException("--in-place needs the target format (-O)");
         }
         if (compress || sparseSize != null || backing != null || backingFormat != null || outOfOrder
-                || progressFormat != null || !cache.equals("unsafe")) {
-            throw new InvalidRequestException("-c, -S, -B, -F, -W, -t and --progress apply to copy conversion "
-                    + "(SRC DST), not to --in-place");
+                || !cache.equals("unsafe")) {
+            throw new InvalidRequestException("-c, -S, -B, -F, -W and -t apply to copy conversion (SRC DST), not "
+                    + "to --in-place");
+        }
+        InPlaceProgressPrinter printer = null;
+        if (progressFormat != null) {
+            if (!progressFormat.equals("json") && !progressFormat.equals("human")) {
+                throw new InvalidRequestException("--progress must be json or human, not '" + progressFormat + "'");
+            }
+            printer = new InPlaceProgressPrinter(spec.getErr(), progressFormat.equals("json")
+                    ? CopyProgressPrinter.Mode.JSON : CopyProgressPrinter.humanMode());
+        } else if (progress) {
+            printer = new InPlaceProgressPrinter(spec.getErr(), CopyProgressPrinter.humanMode());
         }
         Path path = files.get(0);
         InPlaceConverter.Request req = new InPlaceConverter.Request(sourceFormat, targetFormat, opts, keepRollback);
@@ -137,16 +157,22 @@ final class ConvertCommand implements Cli.Command {
             int signalled = 0;
             if (dryRun) {
                 plan = InPlaceConverter.plan(file, req);
+                if (layoutFile != null && !plan.nothingToChange()) {
+                    plan = InPlacePicture.write(file, req, plan, path, sourceFormat, layoutFile);
+                }
             } else {
                 try (SignalCancellation signals = new SignalCancellation(err, path.toString())) {
                     try {
                         plan = InPlaceConverter.convert(file, req,
-                                progress ? new ProgressLine(err) : InPlaceConverter.Progress.NONE, signals.cancel);
+                                printer != null ? printer : InPlaceConverter.Progress.NONE, signals.cancel);
                     } catch (Cancellation.CancelledException e) {
-                        if (targetFormat.equalsIgnoreCase("raw") && !e.untouched()) { // a roll-forward: valid at every round
+                        if (printer != null) {
+                            printer.endBar();
+                        }
+                        if (e.validAs() != null) { // a roll-forward: valid at every round
                             err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the "
-                                    + "switch; the image is still its source format with the same content, part "
-                                    + "of its data moved (run the conversion again to continue)");
+                                    + "switch; the image is a valid " + e.validAs() + " image with the same "
+                                    + "content, part of its data moved (run the conversion again to continue)");
                             return signals.exitCode();
                         }
                         err.println("diskmorph: " + path + ": interrupted (" + e.reason() + ") before the switch; "
@@ -154,6 +180,9 @@ final class ConvertCommand implements Cli.Command {
                         return signals.exitCode();
                     }
                     signalled = signals.exitCode();
+                }
+                if (printer != null) {
+                    printer.endBar();
                 }
             }
             double seconds = (System.nanoTime() - start) / 1e9;
@@ -312,24 +341,6 @@ final class ConvertCommand implements Cli.Command {
         if (!dryRun) {
             out.printf(Locale.ROOT, "  done in %.3f s%s%n", seconds,
                     p.keepRollback() ? "; 'diskmorph rollback " + path + "' restores the original" : "");
-        }
-    }
-
-    /** -p: one line per phase on stderr. */
-    private static final class ProgressLine implements InPlaceConverter.Progress {
-        private final PrintWriter err;
-        private String lastPhase;
-
-        ProgressLine(PrintWriter err) {
-            this.err = err;
-        }
-
-        @Override
-        public void update(String phase, long done, long total) {
-            if (!phase.equals(lastPhase)) {
-                lastPhase = phase;
-                err.println("  [" + phase + "]");
-            }
         }
     }
 }

@@ -29,6 +29,7 @@ final class CreateCommand implements Cli.Command {
     String backingFormat;
     boolean unsafe;
     boolean quiet;
+    OutputFormat output = OutputFormat.human;
     Path path;
     String size;
 
@@ -43,6 +44,9 @@ final class CreateCommand implements Cli.Command {
                 .option("-F", "FMT", "Backing file format.", v -> backingFormat = v)
                 .flag("-u", "Unsafe: do not open the backing file (SIZE is then required).", () -> unsafe = true)
                 .flag("-q", "Quiet.", () -> quiet = true)
+                .option("--output", "human|json", "Output format (json: the image, format, virtual size, backing file "
+                        + "and options, printed after the image is made).",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .parameters("IMAGE", 0, 1, v -> path = Cli.path(v, "IMAGE"))
                 .parameters("SIZE", 0, 1, v -> size = v);
     }
@@ -80,7 +84,7 @@ final class CreateCommand implements Cli.Command {
             backingSize(bFile, bFmt); // the backing file must exist and open, as with qemu-img
         }
         CreateSpec cs = new CreateSpec(bytes, opts, bFile, bFmt);
-        if (!quiet) {
+        if (!quiet && output == OutputFormat.human) {
             StringBuilder sb = new StringBuilder("Formatting '" + path + "', fmt=" + f.name() + " size=" + bytes);
             if (bFile != null) {
                 sb.append(" backing_file=").append(bFile);
@@ -110,6 +114,16 @@ final class CreateCommand implements Cli.Command {
                 Files.deleteIfExists(path); // no half-made image under the requested name
             }
             throw e;
+        }
+        if (output == OutputFormat.json) {
+            java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+            m.put("filename", path.toString());
+            m.put("format", f.name());
+            m.put("virtual-size", bytes);
+            m.put("backing-filename", bFile);
+            m.put("backing-filename-format", bFmt);
+            m.put("options", new java.util.LinkedHashMap<>(opts));
+            spec.getOut().println(Json.pretty(m));
         }
         return 0;
     }

@@ -188,6 +188,11 @@ final class DemoCommand implements Cli.Command {
 
     private void step(int n, Path image, String from, String to, boolean keepRollback, String digest)
             throws IOException {
+        Path picture = image.resolveSibling("step-" + n + "-" + from + "-to-" + to + ".svg");
+        InPlaceConverter.Request request = new InPlaceConverter.Request(from, to, Map.of(), keepRollback);
+        try (ConversionFile file = ConversionFile.open(image, LockMode.SHARED, null)) {
+            InPlacePicture.write(file, request, InPlaceConverter.plan(file, request), image, from, picture);
+        }
         long t0 = System.nanoTime();
         ConversionPlan p;
         try (ConversionFile file = ConversionFile.open(image, LockMode.EXCLUSIVE, null)) {
@@ -207,6 +212,8 @@ final class DemoCommand implements Cli.Command {
             out.printf("   note: %s%n", note);
         }
         out.printf("   verified: guest content identical; diskmorph check clean%s%n", qemu);
+        out.printf("   picture: %s%s%n", picture, keep ? "" : " (the file before and after, SVG; removed with the "
+                + "directory at the end: --keep keeps it)");
         out.flush();
     }
 

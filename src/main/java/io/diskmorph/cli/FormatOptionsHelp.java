@@ -57,6 +57,12 @@ final class FormatOptionsHelp {
                     + "source format).");
             return;
         }
+        if (f instanceof io.diskmorph.image.TrailerFormat) {
+            out.println("--in-place: from a raw file only: " + f.name() + " describes it by a trailer appended after "
+                    + "the data (nothing moves; a rollback cuts it off); the options as above, judged against the "
+                    + "raw file's size.");
+            return;
+        }
         if (!(f instanceof LayoutTarget target)) {
             out.println("--in-place: " + f.name() + " cannot be the target of an in-place conversion.");
             return;

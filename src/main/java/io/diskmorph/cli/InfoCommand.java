@@ -22,7 +22,9 @@ final class InfoCommand implements Cli.Command {
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
         spec = io;
-        return new Cli.Declaration("info", "Show image information (qemu-img info).")
+        return new Cli.Declaration("info", "Show image information (qemu-img info).",
+                "A fixed VHD probes as raw, as in qemu-img (its only magic is at the end of the file): name it "
+                        + "with -f vpc.")
                 .mixin(image::declare)
                 .option("--output", "human|json", "Output format.",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))

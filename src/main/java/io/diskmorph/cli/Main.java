@@ -33,6 +33,7 @@ public final class Main {
     static {
         COMMANDS.put("info", InfoCommand::new);
         COMMANDS.put("map", MapCommand::new);
+        COMMANDS.put("layout", LayoutCommand::new);
         COMMANDS.put("check", CheckCommand::new);
         COMMANDS.put("compare", CompareCommand::new);
         COMMANDS.put("create", CreateCommand::new);
@@ -41,6 +42,15 @@ public final class Main {
         COMMANDS.put("recover", RecoverCommand::new);
         COMMANDS.put("rollback", RollbackCommand::new);
         COMMANDS.put("demo", DemoCommand::new);
+        COMMANDS.put("completion", CompletionCommand::new);
+    }
+
+    /** Every command's declaration, by name (the completion script is generated from them). */
+    static Map<String, Cli.Declaration> declarations() {
+        Map<String, Cli.Declaration> m = new LinkedHashMap<>();
+        PrintWriter none = new PrintWriter(java.io.Writer.nullWriter());
+        COMMANDS.forEach((n, make) -> m.put(n, make.get().declare(new Cli.CommandSpec(n, none, none))));
+        return m;
     }
 
     private Main() {

@@ -1,5 +1,9 @@
 package io.diskmorph.cli;
 
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+
 import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.Recovery;
 import io.diskmorph.image.ImageInUseException;
@@ -13,6 +17,7 @@ final class RecoverCommand implements Cli.Command {
     private Cli.CommandSpec spec;
     Path path;
     boolean acceptMoved;
+    OutputFormat output = OutputFormat.human;
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -22,6 +27,8 @@ final class RecoverCommand implements Cli.Command {
                 + "conversion is completed.")
                 .flag("--accept-moved", "The image was moved or copied to another file together with its "
                         + "journal: identify it by its content, not by its inode.", () -> acceptMoved = true)
+                .option("--output", "human|json", "Output format (json: one object, documented in the README).",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
@@ -29,7 +36,15 @@ final class RecoverCommand implements Cli.Command {
     public Integer call() throws Exception {
         try (ConversionFile file = openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
             Recovery.Outcome o = Recovery.recover(file, acceptMoved);
-            spec.getOut().println(path + ": " + o.text());
+            if (output == OutputFormat.json) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("image", path.toString());
+                m.put("outcome", o.name().toLowerCase(Locale.ROOT).replace('_', '-'));
+                m.put("message", o.text());
+                spec.getOut().println(Json.pretty(m));
+            } else {
+                spec.getOut().println(path + ": " + o.text());
+            }
         }
         return 0;
     }

@@ -9,6 +9,7 @@ final class RollbackCommand implements Cli.Command {
     private Cli.CommandSpec spec;
     Path path;
     boolean acceptMoved;
+    OutputFormat output = OutputFormat.human;
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -19,6 +20,8 @@ final class RollbackCommand implements Cli.Command {
                 + "both files come back.")
                 .flag("--accept-moved", "The image was moved or copied to another file together with its "
                         + "rollback record: identify it by its content, not by its inode.", () -> acceptMoved = true)
+                .option("--output", "human|json", "Output format (json: one object, documented in the README).",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
@@ -26,7 +29,14 @@ final class RollbackCommand implements Cli.Command {
     public Integer call() throws Exception {
         try (ConversionFile file = RecoverCommand.openAfterInterruption(path, null)) {
             Recovery.rollback(file, acceptMoved);
-            spec.getOut().println(path + ": rolled back to the original format");
+            if (output == OutputFormat.json) {
+                java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+                m.put("image", path.toString());
+                m.put("rolled-back", true);
+                spec.getOut().println(Json.pretty(m));
+            } else {
+                spec.getOut().println(path + ": rolled back to the original format");
+            }
         }
         return 0;
     }

@@ -39,20 +39,44 @@ public final class Cancellation {
         }
     }
 
-    /** The operation stopped on request before its commit point; the image is as it was before. */
+    /**
+     * The operation stopped on request before its commit point; the image is
+     * as it was before, or (a roll-forward, {@link #validAs}) a valid image
+     * with the same content.
+     */
     public static final class CancelledException extends ImageException {
         private final String reason;
         private final boolean untouched;
+        private final String validAs;
 
         CancelledException(String reason) {
-            this(reason, false);
+            this(reason, false, null);
         }
 
         /** @param untouched nothing of the image was changed (a rename switch stopped before its rename) */
         CancelledException(String reason, boolean untouched) {
+            this(reason, untouched, null);
+        }
+
+        private CancelledException(String reason, boolean untouched, String validAs) {
             super("interrupted (" + reason + ")");
             this.reason = reason;
             this.untouched = untouched;
+            this.validAs = validAs;
+        }
+
+        /** The same stop, the image left a valid {@code format} image with the same content (not the original bytes). */
+        CancelledException leftAs(String format) {
+            return new CancelledException(reason, false, format);
+        }
+
+        /**
+         * The format of the valid image a roll-forward left (its data partly
+         * moved, the content the same; running the conversion again
+         * continues), or null when the original bytes are back.
+         */
+        public String validAs() {
+            return validAs;
         }
 
         public String reason() {

@@ -76,11 +76,30 @@ public final class InPlaceConverter {
         void update(String phase, long done, long total);
     }
 
+    /**
+     * Plans without writing anything, telling {@code observer} where every
+     * unit of guest data and the target's metadata will be (the journaled
+     * pairs; the conversion to raw puts every unit at its guest offset, and
+     * a descriptor + flat extent switch moves nothing, so neither tells).
+     */
+    public static ConversionPlan plan(ConversionFile file, Request request, PlanObserver observer)
+            throws IOException {
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
+        if (pair != null || ToRaw.handles(request) || TrailerSwitch.plan(file, request) != null) {
+            return plan(file, request); // a trailer switch (a fixed VHD) moves nothing either
+        }
+        return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE), observer).plan();
+    }
+
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
         FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             return pair.plan();
+        }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.plan(new PhaseClock(Progress.NONE));
         }
         if (ToRaw.handles(request)) {
             return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
@@ -116,6 +135,10 @@ public final class InPlaceConverter {
             }
             FlatPairSwitch.execute(file.dir(), file.name(), pair.spec(), cancel);
             return pair.plan();
+        }
+        TrailerSwitch trailer = TrailerSwitch.plan(file, request);
+        if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
+            return trailer.execute(cancel, clock);
         }
         if (ToRaw.handles(request)) { // a roll-forward of its own, see ToRaw
             return ToRaw.convert(file, request, cancel, clock);

@@ -445,13 +445,29 @@ final class Journal {
         return holds(image, commitPoint().offset(), commitPoint().bytes());
     }
 
+    /**
+     * Whether the image holds {@code bytes} at {@code offset}; past the end
+     * of the file it holds zeros, as storages read there (a trailer's
+     * removal commits with zeros over a sector the final cut drops).
+     */
     static boolean holds(Storage image, long offset, byte[] bytes) throws IOException {
-        if (offset + bytes.length > image.size()) {
-            return false;
+        long size = image.size();
+        if (offset >= size) {
+            return allZero(bytes, 0);
         }
-        byte[] now = new byte[bytes.length];
-        image.readBytes(offset, bytes.length).get(now);
-        return Arrays.equals(now, bytes);
+        int inFile = (int) Math.min(bytes.length, size - offset);
+        byte[] now = new byte[inFile];
+        image.readBytes(offset, inFile).get(now);
+        return Arrays.equals(now, 0, inFile, bytes, 0, inFile) && allZero(bytes, inFile);
+    }
+
+    private static boolean allZero(byte[] b, int from) {
+        for (int i = from; i < b.length; i++) {
+            if (b[i] != 0) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**

@@ -69,6 +69,7 @@ final class LayoutFeed {
                 clock.update(phase, w.guestOffset, source.virtualSize());
             }
         }
+        clock.update(phase, source.virtualSize(), source.virtualSize());
         sink.done(w);
     }
 

@@ -13,6 +13,7 @@ import io.diskmorph.image.InterruptedConversionException;
 import io.diskmorph.image.InvalidRequestException;
 import io.diskmorph.image.LayoutBuilder;
 import io.diskmorph.image.LayoutTarget;
+import io.diskmorph.image.Mapping;
 import io.diskmorph.image.OpenContext;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.Sizes;
@@ -46,17 +47,26 @@ final class Planner {
     private final ByteRanges writes = new ByteRanges();
     /** End of the highest kept cluster (found by the survey). */
     private long keptEnd;
+    private final PlanObserver observer;
 
-    private Planner(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel, PhaseClock clock) {
+    private Planner(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel, PhaseClock clock,
+                    PlanObserver observer) {
         this.file = file;
         this.request = request;
         this.cancel = cancel;
         this.clock = clock;
+        this.observer = observer;
     }
 
     static PreparedConversion plan(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel,
                                    PhaseClock clock) throws IOException {
-        return new Planner(file, request, cancel, clock).plan();
+        return plan(file, request, cancel, clock, PlanObserver.NONE);
+    }
+
+    /** The plan, the dry run's decisions told to {@code observer} as they are made. */
+    static PreparedConversion plan(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel,
+                                   PhaseClock clock, PlanObserver observer) throws IOException {
+        return new Planner(file, request, cancel, clock, observer).plan();
     }
 
     private PreparedConversion plan() throws IOException {
@@ -126,6 +136,10 @@ final class Planner {
             plan.journalBytes = Journal.fileSize(segments, plan.sourceFormat, plan.targetFormat, commit.writes(),
                     witnesses.size());
             plan.extraSpace = extraSpaceBound(segments);
+            Long unaligned = plan.movedBytes.get(MoveReason.UNALIGNED);
+            if (unaligned != null && unaligned > 0) {
+                smallerClusterNote(source, target, spec, defaults, cluster);
+            }
             String qemuNote = target.qemuCheckNote(cluster, plan.finalLength);
             if (qemuNote != null) {
                 plan.notes.add(qemuNote);
@@ -275,12 +289,14 @@ final class Planner {
             public void moved(UnitWalker unit, long dest, MoveReason why) {
                 writes.add(dest, dest + cluster);
                 plan.addMoved(why, unit.length);
+                observer.data(unit.guestOffset, unit.sourceHost, dest, unit.length);
             }
 
             @Override
             public void kept(UnitWalker unit) {
                 plan.keptUnits++;
                 plan.keptBytes += unit.length;
+                observer.data(unit.guestOffset, unit.host, unit.host, unit.length);
             }
 
             @Override
@@ -308,6 +324,7 @@ final class Planner {
         for (CommitRecord.Write w : commit.writes()) {
             writes.add(w.offset(), w.end());
             end = Math.max(end, w.end());
+            observer.metadata(w.offset(), w.end() - w.offset());
         }
         long required = b.requiredFileLength();
         if (placement.dense()) {
@@ -402,6 +419,104 @@ final class Planner {
         return out;
     }
 
+    /**
+     * Data that moves only for want of alignment (a dynamic VHD's blocks lie
+     * 512 bytes after their bitmaps, a qemu-made VDI's right after its map)
+     * may stay with a smaller target cluster: the plan says how much would
+     * stay at each cluster size the target takes below the chosen one.
+     * Estimated from the mapping's data runs (whole aligned clusters past
+     * the header zone), not by a second survey, so it costs one walk of the
+     * mapping's answers.
+     */
+    /** How the note on smaller target clusters begins (the conversion to raw through qcow2 leaves it out). */
+    static final String SMALLER_CLUSTER_NOTE = "data that moves for want of alignment would stay with a smaller "
+            + "cluster";
+
+    private void smallerClusterNote(DiskImage source, LayoutTarget target, CreateSpec spec,
+                                    LayoutTarget.TargetDefaults defaults, long cluster) throws IOException {
+        Allocators.Allocator scratch = new Allocators.FirstFit(new ClusterBitmap(), 1 << 16, 1);
+        HostSpace none = new HostSpace() { // a candidate builder is only asked its cluster size and header zone
+            @Override
+            public long allocate(long length, long alignment) throws IOException {
+                return scratch.allocate(length, alignment);
+            }
+
+            @Override
+            public void write(long hostOffset, ByteBuffer data) {
+            }
+        };
+        StringBuilder note = new StringBuilder();
+        for (long c : new long[]{65536, 4096, 512}) {
+            if (c >= cluster) {
+                continue;
+            }
+            long zone;
+            try {
+                Map<String, String> options = new java.util.HashMap<>(spec.options());
+                options.put("cluster_size", String.valueOf(c));
+                LayoutBuilder b = target.layoutBuilder(new CreateSpec(spec.virtualSize(), options,
+                        spec.backingFile(), spec.backingFormat()), defaults, none);
+                if (b.clusterSize() != c) {
+                    continue;
+                }
+                zone = b.headerZone();
+            } catch (IOException | RuntimeException e) {
+                continue; // the target takes no such cluster size
+            }
+            long stay = keptAt(source, c, zone);
+            note.append(note.isEmpty() ? "" : "; ").append("-o cluster_size=").append(c).append(": about ")
+                    .append(Sizes.human(stay));
+        }
+        if (!note.isEmpty()) {
+            plan.notes.add(SMALLER_CLUSTER_NOTE + " (kept in place now: " + Sizes.human(plan.keptBytes) + "): " + note);
+        }
+    }
+
+    /** Guest bytes in whole clusters of {@code c} whose data lies aligned in the file, past the header zone. */
+    private long keptAt(DiskImage source, long c, long zone) throws IOException {
+        long v = source.virtualSize();
+        long total = 0;
+        for (long pos = 0; pos < v; ) {
+            cancel.check();
+            Mapping m = source.mapping(pos, v - pos);
+            if (m instanceof Mapping.Data d && (d.file() == null || d.file() == source.storage())
+                    && Math.floorMod(pos - d.hostOffset(), c) == 0) {
+                long end = pos + d.length();
+                long first = Math.ceilDiv(pos, c) * c;
+                long zoneGuest = pos + (Math.ceilDiv(zone, c) * c - d.hostOffset()); // guest offset of the zone's end
+                first = Math.max(first, zoneGuest);
+                long last = end == v ? Math.ceilDiv(v, c) * c : end / c * c;
+                if (last > first) {
+                    total += dataClusters(source.storage(), d.hostOffset() + (first - pos),
+                            d.hostOffset() + (last - pos), c);
+                }
+            }
+            pos += m.length();
+        }
+        return total;
+    }
+
+    /** Bytes of the clusters of {@code c} in [from, to) (aligned) that hold file data, not holes. */
+    private static long dataClusters(Storage file, long from, long to, long c) throws IOException {
+        long bytes = 0;
+        long counted = from; // clusters below this are counted
+        for (long pos = from; pos < to; ) {
+            long data = file.nextData(pos);
+            if (data < 0 || data >= to) {
+                break;
+            }
+            long hole = Math.min(file.nextHole(data), to);
+            long start = Math.max(counted, from + (data - from) / c * c);
+            long end = Math.min(to, from + Math.ceilDiv(hole - from, c) * c);
+            if (end > start) {
+                bytes += end - start;
+                counted = end;
+            }
+            pos = hole;
+        }
+        return bytes;
+    }
+
     /** Records builder writes in the dry run. */
     private final class RecordingSpace implements HostSpace {
         private final Allocators.Allocator alloc;
@@ -420,6 +535,7 @@ final class Planner {
         public void write(long hostOffset, ByteBuffer data) {
             writes.add(hostOffset, hostOffset + data.remaining());
             bytes += data.remaining();
+            observer.metadata(hostOffset, data.remaining());
         }
     }
 }

@@ -53,6 +53,7 @@ final class RollForward {
     private final long oldEndUnits;
     private final Cancellation cancel;
     private final PhaseClock clock;
+    /** Bytes the rounds move home (every misplaced unit but unit 0, which the last step writes): the progress total. */
     private final long totalBytes;
 
     /** Guest unit held by each host unit below the metadata, -1 when free. */
@@ -77,7 +78,7 @@ final class RollForward {
     long rounds;
 
     RollForward(Storage image, RelocatableImage.Relocation rel, long[] hostOf, long unit, int units, long spareBase,
-                int spareUnits, long oldEndUnits, Cancellation cancel, PhaseClock clock, long totalBytes) {
+                int spareUnits, long oldEndUnits, Cancellation cancel, PhaseClock clock) {
         this.image = image;
         this.rel = rel;
         this.hostOf = hostOf;
@@ -88,7 +89,6 @@ final class RollForward {
         this.oldEndUnits = oldEndUnits;
         this.cancel = cancel;
         this.clock = clock;
-        this.totalBytes = totalBytes;
         this.owner = new int[Math.toIntExact(spareBase + spareUnits)];
         Arrays.fill(owner, -1);
         for (int g = 0; g < units; g++) {
@@ -111,6 +111,7 @@ final class RollForward {
                 }
             }
         }
+        this.totalBytes = misplaced * unit;
     }
 
     private boolean misplaced(int g) {
@@ -167,6 +168,7 @@ final class RollForward {
     }
 
     private void rounds() throws IOException {
+        clock.update("move", 0, totalBytes);
         int cap = spareUnits;
         int[] guests = new int[2 * cap];
         long[] dests = new long[2 * cap];

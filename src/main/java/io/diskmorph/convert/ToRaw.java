@@ -76,6 +76,8 @@ final class ToRaw {
     private int spareUnits;
     private long metadataBase;
     private FileIdentity identity;
+    /** Why the source cannot move its own units, when it goes through {@link ToRawVia} instead; else null. */
+    private String via;
 
     private ToRaw(ConversionFile file, InPlaceConverter.Request request, Cancellation cancel, PhaseClock clock) {
         this.file = file;
@@ -93,8 +95,11 @@ final class ToRaw {
                                PhaseClock clock) throws IOException {
         ToRaw t = new ToRaw(file, request, cancel, clock);
         try (DiskImage source = t.survey()) {
-            return t.plan.freeze(clock.stop());
+            if (t.via == null) {
+                return t.plan.freeze(clock.stop());
+            }
         }
+        return ToRawVia.plan(file, request, t.plan.sourceFormat, t.via, cancel, clock);
     }
 
     /** Plans and converts. */
@@ -102,11 +107,14 @@ final class ToRaw {
                                   PhaseClock clock) throws IOException {
         ToRaw t = new ToRaw(file, request, cancel, clock);
         try (DiskImage source = t.survey()) {
-            if (!t.plan.nothingToChange) {
-                t.run(source);
+            if (t.via == null) {
+                if (!t.plan.nothingToChange) {
+                    t.run(source);
+                }
+                return t.plan.freeze(clock.stop());
             }
         }
-        return t.plan.freeze(clock.stop());
+        return ToRawVia.convert(file, request, t.plan.sourceFormat, t.via, cancel, clock);
     }
 
     // ---- plan ----
@@ -121,7 +129,7 @@ final class ToRaw {
         plan.sourceFormat = sourceFormat.name();
         if (request.keepRollback()) {
             throw new InvalidRequestException("--keep-rollback: in-place conversion to raw keeps no rollback "
-                    + "record (the way back is 'convert --in-place -O " + plan.sourceFormat + "')");
+                    + "record (the way back is " + wayBack(sourceFormat) + ")");
         }
         if (!request.options().isEmpty()) {
             throw new InvalidRequestException("in-place conversion to raw takes no -o options");
@@ -147,22 +155,27 @@ final class ToRaw {
                 return source;
             }
             RelocatableImage rel = check(source);
+            if (rel == null) {
+                return source; // through the intermediate format: ToRawVia plans
+            }
             unit = rel.unitSize();
             plan.clusterSize = unit;
             clock.phase("survey");
-            walk(source);
+            if (!walk(source)) {
+                return source; // compressed data: through the intermediate format, ToRawVia plans
+            }
             long fileUnits = Math.ceilDiv(Math.max(plan.virtualSize, plan.originalLength), unit);
-            spareUnits = (int) Math.max(16, Math.min(MAX_SPARE_BYTES, plan.virtualSize / 256) / unit);
+            spareUnits = spareUnits(plan.virtualSize, unit);
             spareBase = fileUnits * unit;
             metadataBase = spareBase + spareUnits * unit;
             plan.metadataBytes = rel.relocatedMetadataBytes(metadataBase);
             plan.headerBytes = Journal.SECTOR;
             plan.finalLength = plan.virtualSize;
             plan.overwrittenBytes = Math.min(unit, plan.virtualSize);
-            plan.journalBytes = Journal.SECTOR * 4L + roundUp(plan.overwrittenBytes, Journal.SECTOR);
+            plan.journalBytes = lastStepJournalBytes(unit, plan.virtualSize);
             plan.extraSpace = extraSpace();
-            plan.notes.add("no rollback record: the way back is 'convert --in-place -O " + plan.sourceFormat
-                    + "'; a crash during the roll-forward leaves a valid " + plan.sourceFormat + " image with "
+            plan.notes.add("no rollback record: the way back is " + wayBack(sourceFormat)
+                    + "; a crash during the roll-forward leaves a valid " + plan.sourceFormat + " image with "
                     + "the same content, which a new run continues");
             plan.notes.add("extra space: the relocated " + plan.sourceFormat + " metadata, a spare area of "
                     + spareUnits + " units and one round of " + spareUnits + " units, plus the journal");
@@ -173,6 +186,15 @@ final class ToRaw {
         }
     }
 
+    /** The spare area in units: 1/256 of the virtual size, at least 16 units, at most {@link #MAX_SPARE_BYTES}. */
+    static int spareUnits(long virtualSize, long unit) {
+        return (int) Math.max(16, Math.min(MAX_SPARE_BYTES, virtualSize / 256) / unit);
+    }
+
+    /**
+     * The checked relocatable source, or null when the source cannot move
+     * its own units but goes through {@link ToRawVia} ({@link #via} says why).
+     */
     private RelocatableImage check(DiskImage source) throws IOException {
         if (source.dataStorage() != source.storage()) {
             throw new UnsupportedFeatureException(file.displayName() + ": images with an external data file "
@@ -182,15 +204,20 @@ final class ToRaw {
         if (why != null) {
             throw new UnsupportedFeatureException(file.displayName() + ": " + why);
         }
-        if (!(source instanceof RelocatableImage rel)) {
-            throw new UnsupportedFeatureException(file.displayName() + ": in-place conversion from "
-                    + plan.sourceFormat + " to raw is not supported: the " + plan.sourceFormat + " driver cannot "
-                    + "move its units inside the file yet (use a copy conversion)");
+        String own = source instanceof RelocatableImage r ? r.notRelocatable()
+                : "its blocks lie where its own layout puts them, which a block of the raw file rarely matches";
+        if (own != null) {
+            if (source.backingFileName() != null) {
+                throw new UnsupportedFeatureException(file.displayName() + ": " + (source instanceof RelocatableImage
+                        ? own : "in-place conversion from " + plan.sourceFormat + " to raw is not supported: "
+                        + (source.backingFileName() != null ? "the image has a backing file ("
+                        + source.backingFileName() + "), which a raw file cannot refer to; use a copy conversion, "
+                        + "which reads the whole chain" : own)));
+            }
+            via = own;
+            return null;
         }
-        why = rel.notRelocatable();
-        if (why != null) {
-            throw new UnsupportedFeatureException(file.displayName() + ": " + why);
-        }
+        RelocatableImage rel = (RelocatableImage) source;
         CheckReport report = source.check(RepairMode.NONE);
         if (report.corruptions > 0 || report.failure != null) {
             throw new CorruptImageException(plan.sourceFormat + " metadata", -1, file.displayName() + ": "
@@ -201,18 +228,28 @@ final class ToRaw {
         return rel;
     }
 
-    /** The mapping in units: where each guest unit's data lives. */
-    private void walk(DiskImage source) throws IOException {
+    /** Refuses a roll-forward over more units than the heap holds (about 32 bytes a unit, guest and file). */
+    static void checkMemory(ConversionFile file, long guestUnits, long fileUnits, long unit)
+            throws UnsupportedFeatureException {
+        long memory = 32 * (guestUnits + fileUnits);
+        if (guestUnits >= Integer.MAX_VALUE / 2 || memory > Runtime.getRuntime().maxMemory() / 2) {
+            throw new UnsupportedFeatureException(file.displayName() + ": an in-place conversion to raw of "
+                    + guestUnits + " units of " + unit + " bytes needs about " + Sizes.human(memory) + " of memory, "
+                    + "more than this JVM may use (raise -Xmx through DISKMORPH_JVM_OPTS, or use a copy conversion)");
+        }
+    }
+
+    /**
+     * The mapping in units: where each guest unit's data lives. False when
+     * the source holds compressed data, which cannot move a unit at a time:
+     * the conversion goes through {@link ToRawVia} then ({@link #via} set).
+     */
+    private boolean walk(DiskImage source) throws IOException {
         long v = plan.virtualSize;
         long n = Math.ceilDiv(v, unit);
         // the rounds keep per unit its place, its home's holder, a queue slot and a mark, and the driver its
         // table entry and refcount: about 32 bytes (512 MiB for 1 TiB in 64 KiB clusters)
-        long memory = 32 * (n + Math.ceilDiv(plan.originalLength, unit));
-        if (n >= Integer.MAX_VALUE / 2 || memory > Runtime.getRuntime().maxMemory() / 2) {
-            throw new UnsupportedFeatureException(file.displayName() + ": an in-place conversion to raw of " + n
-                    + " units of " + unit + " bytes needs about " + Sizes.human(memory) + " of memory, more than "
-                    + "this JVM may use (raise -Xmx through DISKMORPH_JVM_OPTS, or use a copy conversion)");
-        }
+        checkMemory(file, n, Math.ceilDiv(plan.originalLength, unit), unit);
         units = (int) n;
         long fileUnits = Math.ceilDiv(plan.originalLength, unit);
         ClusterBitmap used = new ClusterBitmap();
@@ -222,8 +259,8 @@ final class ToRaw {
             cancel.check();
             Mapping m = source.mapping(pos, v - pos);
             if (m instanceof Mapping.Compressed) {
-                throw new UnsupportedFeatureException(file.displayName() + ": the image has compressed clusters "
-                        + "(at guest offset " + pos + "), which cannot be moved in place yet; use a copy conversion");
+                via = "compressed data at guest offset " + pos + ", which cannot move a unit at a time";
+                return false;
             }
             if (m instanceof Mapping.Data d) {
                 // a driver may name the file holding the data (VMDK's extents): only the image's own will do
@@ -252,6 +289,7 @@ final class ToRaw {
             }
             pos += m.length();
         }
+        return true;
     }
 
     /**
@@ -261,9 +299,18 @@ final class ToRaw {
      * file system's bookkeeping.
      */
     private long extraSpace() {
-        long blocks = Math.ceilDiv(plan.metadataBytes, FS_BLOCK) + 2 * Math.ceilDiv(spareUnits * unit, FS_BLOCK)
-                + Math.ceilDiv(plan.journalBytes, FS_BLOCK);
-        return (blocks + 16 + Math.ceilDiv(plan.movedUnits, 256)) * FS_BLOCK;
+        return extraSpace(plan.metadataBytes, spareUnits, unit, plan.journalBytes, plan.movedUnits);
+    }
+
+    static long extraSpace(long metadataBytes, int spareUnits, long unit, long journalBytes, long movedUnits) {
+        long blocks = Math.ceilDiv(metadataBytes, FS_BLOCK) + 2 * Math.ceilDiv(spareUnits * unit, FS_BLOCK)
+                + Math.ceilDiv(journalBytes, FS_BLOCK);
+        return (blocks + 16 + Math.ceilDiv(movedUnits, 256)) * FS_BLOCK;
+    }
+
+    /** The journal of the last step: its header sectors and unit 0's original bytes. */
+    static long lastStepJournalBytes(long unit, long virtualSize) {
+        return Journal.SECTOR * 4L + roundUp(Math.min(unit, virtualSize), Journal.SECTOR);
     }
 
     private static long roundUp(long v, long to) {
@@ -288,10 +335,17 @@ final class ToRaw {
         }
         clock.phase("relocate");
         RelocatableImage.Relocation rel = ((RelocatableImage) source).relocate(image, metadataBase);
+        try {
+            rollForward(image, rel);
+        } catch (Cancellation.CancelledException e) {
+            throw e.leftAs(plan.sourceFormat); // a valid source image with the same content, part of it moved
+        }
+    }
+
+    private void rollForward(Storage image, RelocatableImage.Relocation rel) throws IOException {
         // from here the file is the source image with its tables past the spare area
         RollForward rf = new RollForward(image, rel, hostOf, unit, units, spareBase / unit, spareUnits,
-                Math.ceilDiv(plan.originalLength, unit), cancel, clock,
-                plan.movedBytes.values().stream().mapToLong(Long::longValue).sum());
+                Math.ceilDiv(plan.originalLength, unit), cancel, clock);
         rf.freeOldSpace();
         clock.phase("move");
         rf.run();
@@ -381,5 +435,12 @@ final class ToRaw {
             }
         }
         return true;
+    }
+
+    /** How a raw file becomes the source format again: in place where the format is a target, else a copy. */
+    private static String wayBack(ImageFormat source) {
+        return source instanceof io.diskmorph.image.LayoutTarget
+                ? "'convert --in-place -O " + source.name() + "'"
+                : "a copy, 'convert -O " + source.name() + "' (" + source.name() + " is no in-place target)";
     }
 }

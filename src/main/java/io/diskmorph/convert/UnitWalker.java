@@ -61,6 +61,8 @@ final class UnitWalker {
     long length;
     Kind kind;
     long host = -1;
+    /** Where the unit's data starts in the source file (kept or moved), -1 when not data of the source's file. */
+    long sourceHost = -1;
     MoveReason reason;
     /** The unit is mapped as data in the source but its bytes are a hole of the file: it reads zeros. */
     boolean dataInHole;
@@ -100,6 +102,7 @@ final class UnitWalker {
         guestOffset = g;
         length = Math.min(cluster, virtualSize - g);
         host = -1;
+        sourceHost = -1;
         reason = null;
         dataInHole = false;
         classify();
@@ -262,6 +265,7 @@ final class UnitWalker {
     }
 
     private void keepOrMove(long h, boolean wholeUnit) {
+        sourceHost = h;
         if (h % cluster != 0) {
             move(MoveReason.UNALIGNED);
         } else if (!rules.canKeepDataAt(h)) {

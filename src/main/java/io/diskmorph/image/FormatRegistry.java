@@ -4,6 +4,7 @@ import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import io.diskmorph.format.qcow.QcowFormat;
 import io.diskmorph.format.parallels.ParallelsFormat;
 import io.diskmorph.format.qcow2.Qcow2Format;
 import io.diskmorph.format.qed.QedFormat;
@@ -12,6 +13,7 @@ import io.diskmorph.format.unsupported.UnsupportedFormats;
 import io.diskmorph.format.vhdx.VhdxFormat;
 import io.diskmorph.format.vdi.VdiFormat;
 import io.diskmorph.format.vmdk.VmdkFormat;
+import io.diskmorph.format.vpc.VpcFormat;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -40,7 +42,8 @@ public final class FormatRegistry {
 
     private static List<ImageFormat> all() {
         List<ImageFormat> l = new ArrayList<>(List.of(new Qcow2Format(), new QedFormat(), new VmdkFormat(),
-                new VhdxFormat(), new VdiFormat(), new ParallelsFormat(), PLAIN));
+                new VhdxFormat(), new VdiFormat(), new ParallelsFormat(), new VpcFormat(), PLAIN));
+        l.add(l.indexOf(PLAIN), new QcowFormat());
         l.addAll(UnsupportedFormats.all());
         return List.copyOf(l);
     }

@@ -55,12 +55,26 @@ public final class ImageCompare {
     public static final String SIZE_WARNING = "Warning: Image size mismatch!";
 
     public static Result compare(DiskImage a, DiskImage b, boolean strict) throws IOException {
+        return compare(a, b, strict, (done, total) -> {
+        });
+    }
+
+    /** Receives the guest bytes walked so far of the longer image's size (compare -p). */
+    @FunctionalInterface
+    public interface Progress {
+        void update(long done, long total);
+    }
+
+    /** Compares as {@link #compare(DiskImage, DiskImage, boolean)}, telling {@code progress} as it walks. */
+    public static Result compare(DiskImage a, DiskImage b, boolean strict, Progress progress) throws IOException {
         long sizeA = a.virtualSize();
         long sizeB = b.virtualSize();
         if (strict && sizeA != sizeB) {
             return new Result(false, Math.min(sizeA, sizeB), "Strict mode: Image size mismatch!");
         }
         long common = Math.min(sizeA, sizeB);
+        long total = Math.max(sizeA, sizeB);
+        progress.update(0, total);
         ByteBuffer bufA = ByteBuffer.allocate(CHUNK);
         ByteBuffer bufB = ByteBuffer.allocate(CHUNK);
         long pos = 0;
@@ -96,6 +110,7 @@ public final class ImageCompare {
                 }
             }
             pos += n;
+            progress.update(pos, total);
         }
         if (sizeA != sizeB) {
             // qemu-img warns only once it reaches the longer image's tail
@@ -113,6 +128,7 @@ public final class ImageCompare {
                     }
                 }
                 pos += n;
+                progress.update(pos, total);
             }
             return new Result(true, -1, SIZE_WARNING + "\nImages are identical.");
         }

@@ -71,9 +71,14 @@ public final class Images {
         if (top == null || !options.followBacking()) {
             return null;
         }
-        ChainOpener chain = new ChainOpener(options);
-        chain.chain.add(top.toRealPath());
-        return chain::openBacking;
+        Path real = top.toRealPath();
+        // a chain per open: the converter opens the source more than once (survey, then the write over the
+        // journal's overlay), and a chain shared by both would take the second open's backing file for a loop
+        return (child, name, format) -> {
+            ChainOpener chain = new ChainOpener(options);
+            chain.chain.add(real);
+            return chain.openBacking(child, name, format);
+        };
     }
 
     /**

@@ -27,6 +27,29 @@ class DemoCommandTest {
     @TempDir
     Path dir;
 
+    /** With --keep, the pictures stay beside the image: SVGs that rsvg-convert renders. */
+    @Test
+    void keptDemoKeepsEachStepsPicture() throws Exception {
+        Dm.Result r = Dm.run("demo", "--size", "16M", "--keep");
+        assertEquals(0, r.exitCode(), r.out() + r.err());
+        List<Path> pictures = r.out().lines().filter(l -> l.startsWith("   picture: "))
+                .map(l -> Path.of(l.substring("   picture: ".length()))).toList();
+        assertEquals(4, pictures.size(), r.out());
+        try {
+            for (Path svg : pictures) {
+                assertTrue(Files.readString(svg).contains("data-panel=\"after\""), svg.toString());
+                io.diskmorph.testing.Qemu.run("rsvg-convert", "-o", dir.resolve("p.png").toString(), svg.toString())
+                        .ok();
+            }
+        } finally {
+            try (var files = Files.walk(pictures.getFirst().getParent())) {
+                for (Path f : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.delete(f);
+                }
+            }
+        }
+    }
+
     @Test
     void demoConvertsVerifiesAndRollsBack() {
         Dm.Result r = Dm.run("demo", "--size", "96M");
@@ -45,6 +68,9 @@ class DemoCommandTest {
         assertTrue(out.contains("lies above free space down"), out);
         assertEquals(1, out.lines().filter(l -> l.contains("moved 0 B")).count(), out);
         assertTrue(out.contains("All steps verified"), out);
+        // each conversion's picture, its path printed (the directory goes at the end without --keep)
+        assertEquals(4, out.lines().filter(l -> l.matches("   picture: .*/step-\\d-[a-z0-9]+-to-[a-z0-9]+\\.svg .*--keep.*"))
+                .count(), out);
     }
 
     /** The demo in a JVM of its own, its temporary directory under the test's; stdout is a pipe. */

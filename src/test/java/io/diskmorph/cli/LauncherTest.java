@@ -183,7 +183,7 @@ class LauncherTest {
                 listing = false;
             }
         }
-        assertEquals(10, main.size(), "Main's commands, read from --help: " + main);
+        assertEquals(12, main.size(), "Main's commands, read from --help: " + main);
         assertEquals(main, launcher);
     }
 }

@@ -118,10 +118,27 @@ final class CrashChecker {
         return b.array();
     }
 
+    /** Whether the image opens as format {@code f} with the expected disk size. */
+    private boolean opensAs(byte[] image, String f) {
+        try (DiskImage img = Images.open(MemoryStorage.of("crash-state", image), f, true)) {
+            return img.virtualSize() == expectedGuest.length;
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
     /** The image is a valid source or target holding the expected guest content. */
     void verifyImage(byte[] image, String where, boolean qemu) throws IOException {
         MemoryStorage ms = MemoryStorage.of("crash-state", image);
         String format = FormatRegistry.probe(ms).name();
+        if (format.equals("raw") && image.length != expectedGuest.length) {
+            // a format qemu probes as raw (a fixed VHD: its only magic is at the end) is named, as users name it
+            for (String f : acceptableFormats) {
+                if (!f.equals("raw") && opensAs(image, f)) {
+                    format = f;
+                }
+            }
+        }
         assertTrue(acceptableFormats.contains(format), where + ": image probes as " + format);
         try (DiskImage img = Images.open(ms, format, true)) {
             byte[] guest = new byte[Math.toIntExact(img.virtualSize())];
@@ -146,7 +163,9 @@ final class CrashChecker {
             Files.write(p, image);
             if (!format.equals("raw")) {
                 Qemu.Result r = Qemu.check(p, format);
-                boolean clean = r.exitCode() == 0 || (r.exitCode() == 3 && leaksAllowed.contains(format));
+                // qemu-img 7.2 has no check for some formats (qcow, VHD): diskmorph's own check ran above
+                boolean noQemuCheck = r.exitCode() == 63 && r.err().contains("does not support checks");
+                boolean clean = r.exitCode() == 0 || noQemuCheck || (r.exitCode() == 3 && leaksAllowed.contains(format));
                 assertTrue(clean, where + ": qemu-img check: " + r.out() + r.err());
             }
             Path ref = scratch.resolve("expected.raw");

@@ -78,6 +78,34 @@ class ImageFuzzTest {
     }
 
     /**
+     * qcow (version 1) forced with -f qcow: header, L1 and L2 tables, data and
+     * compressed clusters, a backing file name: open, info, map, read, check.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void qcow(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "qcow"));
+    }
+
+    /** The in-place planner over a qcow source, to qcow2 (the cluster size follows the source's). */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void planQcow(byte[] file) {
+        bounded(file, () -> plan(file, "qcow", "qcow2", Map.of()));
+    }
+
+    /**
+     * VHD forced with -f vpc: the footer (at the end, and a dynamic image's
+     * copy at 0), the dynamic header, the BAT, fixed and dynamic images:
+     * open, info, map, read, check, check -r all.
+     */
+    @Timeout(value = SECONDS, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    @FuzzTest
+    void vpc(byte[] file) {
+        bounded(file, () -> Harness.openAndExercise(file, "vpc"));
+    }
+
+    /**
      * VMDK forced with -f vmdk: a sparse file that is the whole disk (header,
      * embedded descriptor, grain directories and tables, grains; compressed
      * grains and the footer of streamOptimized): open, info, map, read, check.

@@ -97,6 +97,20 @@ public abstract class DriverConformanceSuite {
         COMPRESSED_CLUSTERS
     }
 
+    /**
+     * The format both tools probe an image of layout {@code l} as: the
+     * driver's, unless qemu's probe cannot see it (a fixed VHD, whose only
+     * magic is at the end of the file, probes as raw; tests name its format).
+     */
+    protected String probedFormat(Layout l) {
+        return format();
+    }
+
+    /** The virtual size an image created with layout {@code l} has (VHD rounds to a CHS geometry). */
+    protected long createdSize(Layout l) {
+        return l.size();
+    }
+
     /** One layout: a name for test reports, the virtual size, qemu-img create options ("" for none). */
     public record Layout(String name, long size, String options) {
     }
@@ -117,6 +131,8 @@ public abstract class DriverConformanceSuite {
     private Path dir;
 
     private List<Sample> samples;
+    /** The layout each sample was made with (the first one for the backed and compressed samples). */
+    private final java.util.Map<Path, Layout> layoutOf = new java.util.HashMap<>();
     private int scratchCount;
 
     @BeforeAll
@@ -159,7 +175,8 @@ public abstract class DriverConformanceSuite {
                 Path img = d.resolve("s" + i + "." + f);
                 Qemu.create(img, f, String.valueOf(l.size()), options(l.options()));
                 Qemu.io(img, f, content(l.size()).toArray(String[]::new));
-                out.add(sample(f + " " + l.name(), img, false));
+                out.add(sample(f + " " + l.name(), img, false, f));
+                layoutOf.put(img, l);
             }
             Layout first = layouts.getFirst();
             if (features().contains(Feature.BACKING_FILES)) {
@@ -172,7 +189,8 @@ public abstract class DriverConformanceSuite {
                 Qemu.create(img, f, String.valueOf(first.size()), options(first.options(),
                         "backing_file=base.raw", "backing_fmt=raw"));
                 Qemu.io(img, f, content(first.size()).toArray(String[]::new));
-                out.add(sample(f + " " + first.name() + " over raw", img, true));
+                out.add(sample(f + " " + first.name() + " over raw", img, true, f));
+                layoutOf.put(img, first);
             }
             if (features().contains(Feature.COMPRESSED_CLUSTERS)) {
                 Path raw = d.resolve("compressed-content.raw");
@@ -184,11 +202,16 @@ public abstract class DriverConformanceSuite {
                     cmd.addAll(List.of("-o", first.options()));
                 }
                 cmd.addAll(List.of(raw.toString(), img.toString()));
-                Qemu.img(cmd.toArray()).ok();
+                if (Qemu.img(cmd.toArray()).exitCode() != 0) {
+                    // qemu-img 7.2 convert -c -O qcow exits 1, silently, after writing the whole image (its
+                    // closing zero-length compressed write is refused by qcow's driver): judge the image instead
+                    Qemu.img("compare", "-f", "raw", "-F", f, raw, img).ok();
+                }
                 Files.delete(raw);
                 // some clusters overwritten uncompressed, one zeroed
                 Qemu.io(img, f, "write -P 0x55 64k 8k", "write -z 1M 64k");
-                out.add(sample(f + " " + first.name() + " compressed", img, false));
+                out.add(sample(f + " " + first.name() + " compressed", img, false, f));
+                layoutOf.put(img, first);
             }
         } catch (IOException e) {
             throw new AssertionError("cannot make the samples", e);
@@ -205,9 +228,9 @@ public abstract class DriverConformanceSuite {
         return o.toArray(String[]::new);
     }
 
-    private static Sample sample(String name, Path image, boolean backed) {
+    private static Sample sample(String name, Path image, boolean backed, String format) {
         Path guest = image.resolveSibling(image.getFileName() + ".guest");
-        Qemu.toRaw(image, null, guest);
+        Qemu.toRaw(image, format, guest);
         return new Sample(name, image, guest, backed);
     }
 
@@ -331,7 +354,7 @@ public abstract class DriverConformanceSuite {
     /** qemu-made samples probe as this driver, in diskmorph and in qemu-img. */
     @TestFactory
     Stream<DynamicTest> samplesProbeAsTheDriver() {
-        return perSample(s -> assertProbesAsDriver(s.image()));
+        return perSample(s -> assertProbesAsDriver(s.image(), probedFormat(layoutOf.get(s.image()))));
     }
 
     /** An image the driver creates probes as the driver in both tools, and qemu-img checks it clean. */
@@ -340,18 +363,18 @@ public abstract class DriverConformanceSuite {
         assumeTrue(features().contains(Feature.WRITE), "the driver does not create images");
         for (Layout l : layouts()) {
             Path img = dmCreate(l);
-            assertProbesAsDriver(img);
+            assertProbesAsDriver(img, probedFormat(l));
             Oracles.assertCheckClean(img, format());
-            assertEquals(l.size(), Qemu.img("info", "--output=json", "-f", format(), img).ok().json()
+            assertEquals(createdSize(l), Qemu.img("info", "--output=json", "-f", format(), img).ok().json()
                     .get("virtual-size").asLong(), "virtual size of " + l);
         }
     }
 
-    private void assertProbesAsDriver(Path img) throws IOException {
+    private void assertProbesAsDriver(Path img, String expected) throws IOException {
         byte[] head = readHead(img);
-        assertEquals(format(), FormatRegistry.probe(ByteBuffer.wrap(head), Files.size(img),
+        assertEquals(expected, FormatRegistry.probe(ByteBuffer.wrap(head), Files.size(img),
                 img.getFileName().toString()).name(), "diskmorph probes " + img);
-        assertEquals(format(), Qemu.img("info", "--output=json", img).ok().json().get("format").asText(),
+        assertEquals(expected, Qemu.img("info", "--output=json", img).ok().json().get("format").asText(),
                 "qemu-img probes " + img);
     }
 
@@ -636,7 +659,7 @@ public abstract class DriverConformanceSuite {
         Layout first = layouts().getFirst();
         String created = format() + " " + first.name() + " created by diskmorph";
         tests.add(DynamicTest.dynamicTest(created, () -> named(created, () -> assertWritesLand(dmCreate(first),
-                new byte[Math.toIntExact(first.size())], 1))));
+                new byte[Math.toIntExact(createdSize(first))], 1))));
         for (Sample s : samples()) {
             tests.add(DynamicTest.dynamicTest(s.name(), () -> named(s.name(), () -> assertWritesLand(copyOf(s),
                     Files.readAllBytes(s.guest()), s.name().hashCode()))));
@@ -905,11 +928,11 @@ public abstract class DriverConformanceSuite {
     /**
      * In place to raw, from every sample (issue 17): the file becomes the
      * guest's bytes (what qemu-img convert -O raw makes, byte for byte, its
-     * length the virtual size), or, where raw cannot hold the image (a
-     * backing file, compressed clusters) or the driver cannot move its units
-     * ({@link io.diskmorph.image.RelocatableImage}, and its notRelocatable),
-     * the run is refused with
-     * one line, exit 66, the file byte-identical. Every other refusal fails.
+     * length the virtual size), directly when the driver can move its units
+     * ({@link io.diskmorph.image.RelocatableImage}), through qcow2 otherwise;
+     * only where raw cannot hold the image (a backing file, compressed qcow2
+     * clusters) is the run refused, with one line, exit 66, the file
+     * byte-identical. Every other refusal fails.
      */
     @TestFactory
     Stream<DynamicTest> inPlaceToRawKeepsTheGuestOrRefuses() {
@@ -920,8 +943,7 @@ public abstract class DriverConformanceSuite {
     private void assertConvertsToRaw(Sample s) throws IOException {
         Path img = copyOf(s);
         byte[] original = Files.readAllBytes(img);
-        boolean mayRefuse = format().equals("raw") || s.backed() || s.name().endsWith("compressed")
-                || !relocatable(original);
+        boolean mayRefuse = format().equals("raw") || s.backed() || s.name().endsWith("compressed");
         List<String> filesBefore = listing(img.getParent());
         Dm.Result dry = Dm.run("convert", "--in-place", "--dry-run", "--output=json", "-f", format(), "-O", "raw",
                 img);
@@ -944,14 +966,6 @@ public abstract class DriverConformanceSuite {
         assertEquals(dry.json().get("final-length"), run.json().get("final-length"), "the dry run predicted it");
         assertArrayEquals(Files.readAllBytes(s.guest()), Files.readAllBytes(img), "the file is the guest's bytes");
         assertEquals("raw", Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
-    }
-
-    /** The driver can move this image's units (or says in one line why not). */
-    private boolean relocatable(byte[] image) throws IOException {
-        try (io.diskmorph.image.DiskImage d = io.diskmorph.image.Images.open(
-                io.diskmorph.storage.MemoryStorage.of("sample", image), format(), true)) {
-            return d instanceof io.diskmorph.image.RelocatableImage r && r.notRelocatable() == null;
-        }
     }
 
     private static List<String> listing(Path d) throws IOException {

@@ -136,6 +136,28 @@ cp parallels-data.parallels parallels-old-magic.parallels
 printf 'WithoutFreeSpace' | dd of=parallels-old-magic.parallels bs=1 conv=notrunc status=none
 cp parallels-data.parallels parallels-inuse.parallels
 printf 'Ynot' | dd of=parallels-inuse.parallels bs=1 seek=44 conv=notrunc status=none
+# VHD: qemu makes 2 MiB blocks (a block with data would make a 2 MiB seed), so besides an empty qemu image the
+# dynamic seed is re-laid with 4 KiB blocks (qemu reads any power of two) and written by qemu-io; a small fixed one
+qemu-img create -q -f vpc vpc-empty.vhd 1M
+cp vpc-empty.vhd vpc-4k.vhd
+python3 - vpc-4k.vhd <<'PY'
+import struct, sys
+p = sys.argv[1]
+d = bytearray(open(p, 'rb').read())
+footer = d[:512]
+cyl, heads, spt = struct.unpack('>HBB', footer[56:60])
+entries = -(-cyl * heads * spt * 512 // 4096)
+bat = (entries * 4 + 511) // 512 * 512
+h = bytearray(d[512:1536])
+struct.pack_into('>II', h, 28, entries, 4096)
+struct.pack_into('>I', h, 36, 0)
+struct.pack_into('>I', h, 36, ~sum(h) & 0xffffffff)
+out = footer + h + b'\xff' * bat + footer
+open(p, 'wb').write(out)
+PY
+io vpc vpc-4k.vhd -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 4k' -c 'write -z 600k 4k' -c 'write -P 0x33 1000k 4k'
+qemu-img create -q -f vpc -o subformat=fixed vpc-fixed.vhd 64k
+io vpc vpc-fixed.vhd -c 'write -P 0x44 0 4k'
 
 put() { # put TARGET FILE...
   mkdir -p "$out/$1"
@@ -187,4 +209,25 @@ put convertInPlaceRaw parallels-data.parallels parallels-64k.parallels
 put convertInPlaceRaw "${qed[@]}" raw-data.raw qcow2-data.qcow2 qcow2-compressed.qcow2 qcow2-extl2.qcow2 \
   "${vmdk[@]}" vdi-data.vdi
 putSparse vhdxWrite "${vhdx[@]}"
+# qcow v1: empty; data (a partial write, the disk's last cluster); compressed clusters (qemu-img convert -c
+# exits 1 after a complete image); a backing file name (512-byte clusters, 32 KiB L2 tables)
+qemu-img create -q -f qcow qcow-empty.qcow 1M
+qemu-img create -q -f qcow qcow-data.qcow 1M
+io qcow qcow-data.qcow -c 'write -P 0x11 0 8k' -c 'write -P 0x22 300k 1k' -c 'write -P 0x33 1020k 4k'
+qemu-img convert -c -f qcow -O qcow qcow-data.qcow qcow-compressed.qcow || true
+qemu-img create -q -f qcow -o backing_file=base.raw,backing_fmt=raw qcow-backing.qcow 1M
+io qcow qcow-backing.qcow -c 'write -P 0x55 4k 2k'
+qcow=(qcow-empty.qcow qcow-data.qcow qcow-compressed.qcow qcow-backing.qcow)
+put qcow "${qcow[@]}"
+put planQcow "${qcow[@]}"
+put probe "${qcow[@]}"
+put convertInPlace "${qcow[@]}"
+put convertInPlaceQcow2 "${qcow[@]}"
+put convertInPlaceRaw qcow-data.qcow qcow-compressed.qcow
+vpc=(vpc-empty.vhd vpc-4k.vhd vpc-fixed.vhd)
+put vpc "${vpc[@]}"
+put probe "${vpc[@]}"
+put convertInPlace vpc-4k.vhd
+put convertInPlaceQcow2 vpc-4k.vhd
+put convertInPlaceRaw vpc-4k.vhd
 du -sh "$out"

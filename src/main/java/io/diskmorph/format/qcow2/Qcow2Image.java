@@ -39,7 +39,8 @@ import static io.diskmorph.format.qcow2.L2Entry.ZERO_PLAIN;
  * tables), compressed and extended-L2 clusters, info. Writing lives in
  * {@link Qcow2Writer}.
  */
-final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter, RelocatableImage {
+final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWriter, RelocatableImage,
+        io.diskmorph.image.MetadataRegions {
     /** Bytes of L2 tables and of refcount blocks kept cached (qemu's l2-cache-size, refcount-cache-size). */
     static final long L2_CACHE_BYTES = 8L << 20;
     static final long REFCOUNT_CACHE_BYTES = 4L << 20;
@@ -635,5 +636,36 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
     @Override
     public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
         return Qcow2Relocation.start(this, writable, metadataOffset);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        long c = geo.clusterSize;
+        sink.region("header", 0, c);
+        sink.region("L1 table", header.l1TableOffset, Math.ceilDiv(8L * header.l1Size, c) * c);
+        for (int i = 0; i < l1.size(); i++) {
+            long l2Offset = L1Entry.l2Offset(l1.get(i));
+            if (l2Offset != 0) {
+                sink.region("L2 tables", l2Offset, c);
+            }
+        }
+        long tableBytes = header.refcountTableClusters * c;
+        sink.region("refcount table", header.refcountTableOffset, tableBytes);
+        java.nio.ByteBuffer page = java.nio.ByteBuffer.allocate((int) c);
+        for (long at = 0; at < tableBytes; at += c) {
+            page.clear();
+            storage().read(page, header.refcountTableOffset + at);
+            for (int k = 0; k + 8 <= c; k += 8) {
+                long block = page.getLong(k) & ~0x1ffL; // bits 0-8 are reserved
+                if (block != 0) {
+                    sink.region("refcount blocks", block, c);
+                }
+            }
+        }
+        if (header.nbSnapshots > 0 && snapshotTableBytes > 0) {
+            sink.region("snapshot table", header.snapshotsOffset, snapshotTableBytes);
+        }
     }
 }

@@ -30,7 +30,7 @@ import java.util.List;
  * set (and synced) before the first allocating write of an image without a
  * backing file, and cleared once a flush has made the tables consistent.
  */
-final class QedImage extends AbstractDiskImage implements RelocatableImage {
+final class QedImage extends AbstractDiskImage implements RelocatableImage, io.diskmorph.image.MetadataRegions {
     static final long UNALLOCATED = 0;
     static final long ZERO_CLUSTER = 1;
 
@@ -576,5 +576,20 @@ final class QedImage extends AbstractDiskImage implements RelocatableImage {
     @Override
     public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
         return QedRelocation.start(this, writable, metadataOffset);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("header", 0, header.headerSize * header.clusterSize);
+        sink.region("L1 table", header.l1TableOffset, header.tableBytes());
+        long tables = header.tableEntries();
+        for (long i = 0; i < tables; i++) {
+            long l2 = l2Table(i);
+            if (l2 != UNALLOCATED) {
+                sink.region("L2 tables", l2, header.tableBytes());
+            }
+        }
     }
 }

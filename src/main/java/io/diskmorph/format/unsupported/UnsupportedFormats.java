@@ -21,11 +21,6 @@ public final class UnsupportedFormats {
     /** The recognisers, in no particular order (their scores never tie with each other but dmg/cloop). */
     public static List<ImageFormat> all() {
         return List.of(
-                // a dynamic or differencing VHD has a footer copy at 0; a fixed VHD (footer at the end
-                // only) probes as raw in qemu too
-                new UnsupportedFormat("vpc", "VHD (vpc)", (h, n) -> startsWith(h, 0, "conectix") ? 100 : 0),
-                new UnsupportedFormat("qcow", "qcow (version 1)",
-                        (h, n) -> be32(h, 0) == 0x514649FB && be32(h, 4) == 1 ? 100 : 0),
                 new UnsupportedFormat("luks", "LUKS", UnsupportedFormats::luks),
                 new UnsupportedFormat("bochs", "Bochs", UnsupportedFormats::bochs),
                 new UnsupportedFormat("cloop", "cloop", (h, n) -> startsWith(h, 0, CLOOP_SCRIPT) ? 2 : 0),
@@ -60,10 +55,6 @@ public final class UnsupportedFormats {
             }
         }
         return true;
-    }
-
-    private static int be32(ByteBuffer h, int at) {
-        return h.order(ByteOrder.BIG_ENDIAN).getInt(at);
     }
 
     private static int le32(ByteBuffer h, int at) {

@@ -30,7 +30,7 @@ import java.util.List;
  * could leave an entry pointing at a block the next allocation hands out
  * again.
  */
-final class VdiImage extends AbstractDiskImage {
+final class VdiImage extends AbstractDiskImage implements io.diskmorph.image.MetadataRegions {
     static final long BLOCK = VdiHeader.BLOCK_SIZE;
 
     private final VdiFormat format;
@@ -314,5 +314,13 @@ final class VdiImage extends AbstractDiskImage {
             flush();
         }
         return VdiChecker.run(header, map, fileLength);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("header", 0, VdiHeader.BYTES);
+        sink.region("block map", header.offsetBmap, 4 * header.blocksInImage);
     }
 }

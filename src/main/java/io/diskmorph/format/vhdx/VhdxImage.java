@@ -38,7 +38,7 @@ import java.util.Locale;
  * depends on the data). The first write of a session writes a new header
  * with new file write and data write GUIDs first.
  */
-final class VhdxImage extends AbstractDiskImage {
+final class VhdxImage extends AbstractDiskImage implements io.diskmorph.image.MetadataRegions {
     // payload block states (the low 3 bits of a BAT entry)
     static final int NOT_PRESENT = 0;
     static final int UNDEFINED = 1;
@@ -556,5 +556,18 @@ final class VhdxImage extends AbstractDiskImage {
     public CheckReport check(RepairMode repair) throws IOException {
         // qemu's only VHDX repair is the log's replay, which a writable open (check -r) has done already
         return VhdxChecker.run(this);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("header section", 0, VhdxLayout.HEADER_SECTION);
+        for (VhdxLayout.Region r : layout.regions) {
+            if (r.start() >= VhdxLayout.HEADER_SECTION) {
+                sink.region(r.what().startsWith("the ") ? r.what().substring(4) : r.what(), r.start(),
+                        r.end() - r.start());
+            }
+        }
     }
 }

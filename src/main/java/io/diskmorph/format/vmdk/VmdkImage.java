@@ -38,7 +38,8 @@ import java.util.Set;
  * file, which every data answer names), and the parent of a snapshot as the
  * backing image (parentFileNameHint, format vmdk, as qemu).
  */
-final class VmdkImage extends AbstractDiskImage implements FlatDataImage, RelocatableImage {
+final class VmdkImage extends AbstractDiskImage implements FlatDataImage, RelocatableImage,
+        io.diskmorph.image.MetadataRegions {
     static final int SECTOR = 512;
     /** Grain tables (or directory pages) of one size class kept in memory, for all extents together. */
     static final long TABLE_CACHE_BYTES = 4L << 20;
@@ -865,5 +866,43 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
     @Override
     public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
         return VmdkRelocation.start(this, writable, metadataOffset);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    /**
+     * The hosted sparse extents in the image's own file (monolithicSparse;
+     * a stream's markers and footer are not named): header, embedded
+     * descriptor, grain directories and the grain tables they name.
+     */
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        for (Extent e : extents) {
+            if (!(e instanceof SparseExtent se) || e.file != storage() || se.header.kind() != SparseHeader.Kind.HOSTED
+                    || se.header.markers()) {
+                continue;
+            }
+            SparseHeader h = se.header;
+            sink.region("header", 0, SparseHeader.SECTOR);
+            if (h.descriptorBytes() > 0) {
+                sink.region("descriptor", h.descriptorOffset(), h.descriptorBytes());
+            }
+            long directory = h.gdEntries() * h.entryBytes();
+            sink.region("grain directory", h.gdOffset(), directory);
+            if (h.rgdOffset() != 0) {
+                sink.region("grain directory", h.rgdOffset(), directory);
+            }
+            long n = se.directoryEntriesInFile();
+            for (long i = 0; i < n; i++) {
+                long t = se.grainTableOffset(i);
+                if (t != 0) {
+                    sink.region("grain tables", t, h.gtBytes());
+                }
+                long r = se.redundantGrainTableOffset(i);
+                if (r != 0) {
+                    sink.region("grain tables", r, h.gtBytes());
+                }
+            }
+        }
     }
 }

@@ -104,8 +104,7 @@ final class VmdkRelocation implements RelocatableImage.Relocation {
             return "the sparse extent is not a hosted one ('KDMV'), whose grains the driver cannot move";
         }
         if (h.compressed() || h.markers()) {
-            return "the VMDK is streamOptimized (every grain compressed): in place to raw is not supported for it "
-                    + "directly; convert it in place to qcow2 first ('convert --in-place -O qcow2'), then to raw";
+            return "the VMDK is streamOptimized: every grain is compressed";
         }
         if (h.descriptorOffset() + h.descriptorBytes() > h.grainBytes()) {
             return "the embedded descriptor reaches past the first grain (" + h.grainBytes() + " bytes), where "

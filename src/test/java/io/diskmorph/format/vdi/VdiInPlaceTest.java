@@ -118,6 +118,37 @@ class VdiInPlaceTest {
         assertEquals(0, Qemu.img("check", img).exitCode(), "qemu-img checks the rolled-back VDI");
     }
 
+    /**
+     * In place to raw goes through qcow2 (VDI blocks sit where the header's
+     * data offset fixes them): the result is what qemu-img convert -O raw
+     * makes, byte for byte, and a VirtualBox-laid-out VDI keeps its blocks
+     * in the first step (nothing moves but to the guest offsets).
+     */
+    @ParameterizedTest(name = "{0} -> raw")
+    @org.junit.jupiter.params.provider.EnumSource(Sample.class)
+    void convertsInPlaceToRaw(Sample sample) throws Exception {
+        Path img = make(sample);
+        Path copy = dir.resolve("copy.raw");
+        Qemu.img("convert", "-f", "vdi", "-O", "raw", img, copy).ok();
+        String sha = VdiFiles.sha256(img);
+        JsonNode dry = run(img, "raw", "", "--dry-run").ok().json();
+        assertEquals(sha, VdiFiles.sha256(img), "a dry run leaves the file byte-identical");
+        assertTrue(dry.get("policy").asText().contains("qcow2"), dry.toString());
+        JsonNode plan = run(img, "raw", "").ok().json();
+        assertTrue(plan.get("extra-space").asLong() <= dry.get("extra-space").asLong(), plan.toString());
+        if (sample == Sample.VIRTUALBOX) {
+            List<String> reasons = new java.util.ArrayList<>();
+            plan.get("moved-by-reason").fieldNames().forEachRemaining(reasons::add);
+            assertEquals(List.of("to-guest-offset"), reasons,
+                    "VirtualBox's 1 MiB-aligned blocks stay in the first step: " + plan);
+        }
+        org.junit.jupiter.api.Assertions.assertArrayEquals(Files.readAllBytes(copy), Files.readAllBytes(img),
+                "every guest byte at its offset");
+        assertEquals("raw", Qemu.img("info", "--output=json", img).ok().json().get("format").asText());
+        assertFalse(Files.exists(dir.resolve("s.vdi.dmjournal")), "journal retired");
+        assertFalse(Files.exists(dir.resolve("s.vdi.dmrollback")), "no rollback record for to-raw");
+    }
+
     private static Dm.Result run(Path img, String target, String options, String... flags) {
         List<Object> args = new java.util.ArrayList<>(List.of("convert", "--in-place"));
         args.addAll(List.of(flags));

@@ -67,7 +67,12 @@ class VmdkCommandsTest {
             Dm.run("convert", "-O", to, src, dst).ok();
             assertEquals(0, Qemu.compare(src, dst), subformat + " -> " + to);
             if (!to.equals("raw")) {
-                assertEquals(0, Qemu.img("check", dst).exitCode(), subformat + " -> " + to);
+                Qemu.Result check = Qemu.img("check", dst);
+                if (check.exitCode() == 63 && check.err().contains("does not support checks")) {
+                    Dm.run("check", "-f", to, dst).ok(); // qemu-img has no check for it (vpc, qcow): ours
+                } else {
+                    assertEquals(0, check.exitCode(), subformat + " -> " + to + ": " + check.err());
+                }
             }
         }
         Path compressed = dir.resolve("c.qcow2");

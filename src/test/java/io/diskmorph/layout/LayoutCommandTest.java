@@ -1,0 +1,142 @@
+package io.diskmorph.layout;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.diskmorph.image.ExitCodes;
+import io.diskmorph.testing.Dm;
+import io.diskmorph.testing.Qemu;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.w3c.dom.Document;
+import org.w3c.dom.Element;
+import org.w3c.dom.NodeList;
+
+import javax.imageio.ImageIO;
+import javax.xml.parsers.DocumentBuilderFactory;
+import java.awt.image.BufferedImage;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * {@code diskmorph layout}: the areas drawn per kind are the kind's bytes
+ * (the SVG parsed: rectangles' areas times the picture's scale), the guest
+ * data bytes are those qemu-img map reports in the file, every byte of the
+ * file is drawn once, and the SVG renders in a real renderer (rsvg-convert)
+ * to a PNG of its size that is not blank.
+ */
+class LayoutCommandTest {
+    @TempDir
+    Path dir;
+
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({"qcow2, cluster_size=64k", "qcow2, cluster_size=4k", "qed, cluster_size=64k", "vdi, static=off",
+            "vhdx, block_size=1M", "raw, ''", "vmdk, subformat=monolithicSparse", "vpc, subformat=dynamic",
+            "qcow, ''"})
+    void areasAreBytesAndDataIsWhatQemuMaps(String format, String opts) throws Exception {
+        Path img = dir.resolve("a." + format);
+        if (opts.isEmpty()) {
+            Qemu.create(img, format, "24M");
+        } else {
+            Qemu.create(img, format, "24M", opts);
+        }
+        // written out of guest order, so the data's colours change along the file
+        Qemu.io(img, format, "write -P 1 16M 3M", "write -P 2 0 1M", "write -P 3 8M 512k", "write -z 20M 1M");
+        Dm.Result json = Dm.run("layout", "--output=json", img).ok();
+        JsonNode bytes = json.json().get("bytes");
+        Path svg = dir.resolve("a.svg");
+        Dm.run("layout", "-o", svg, img).ok();
+        Document doc = DocumentBuilderFactory.newInstance().newDocumentBuilder().parse(svg.toFile());
+        Element root = doc.getDocumentElement();
+        double scale = Double.parseDouble(root.getAttribute("data-bytes-per-area"));
+        Map<String, Double> area = new HashMap<>();
+        NodeList rects = doc.getElementsByTagName("rect");
+        for (int i = 0; i < rects.getLength(); i++) {
+            Element r = (Element) rects.item(i);
+            if (r.hasAttribute("data-kind")) {
+                double a = Double.parseDouble(r.getAttribute("width")) * Double.parseDouble(r.getAttribute("height"));
+                area.merge(r.getAttribute("data-kind"), a, Double::sum);
+            }
+        }
+        long fileLength = Files.size(img);
+        long sum = 0;
+        for (var it = bytes.fields(); it.hasNext(); ) {
+            var e = it.next();
+            long n = e.getValue().asLong();
+            sum += n;
+            double drawn = area.getOrDefault(e.getKey(), 0.0) * scale;
+            assertEquals(n, drawn, Math.max(1024, n * 1e-4), e.getKey() + ": drawn area vs bytes");
+        }
+        assertEquals(fileLength, sum, "every byte of the file is drawn once: " + bytes);
+        assertEquals(area.keySet().stream().filter(k -> bytes.path(k).asLong() == 0).toList(), List.of(),
+                "no kind drawn that has no bytes");
+
+        // guest data: the bytes qemu-img maps as data in this file (VHDX: qemu 7.2 maps every byte as data
+        // without offsets, so diskmorph's map, which the VHDX tests check against the BAT, is the reference)
+        long mapped = 0;
+        for (Qemu.MapLine l : format.equals("vhdx") ? Dm.map(img, format) : Qemu.map(img, format)) {
+            mapped += l.data() && l.offset() >= 0 ? l.length() : 0;
+        }
+        assertEquals(mapped, bytes.get(HostLayout.DATA).asLong(), "guest data bytes: " + bytes);
+        if (!format.equals("raw")) {
+            long named = 0;
+            for (var it = bytes.fields(); it.hasNext(); ) {
+                var e = it.next();
+                if (!List.of(HostLayout.DATA, HostLayout.COMPRESSED, HostLayout.HOLE, HostLayout.UNREFERENCED)
+                        .contains(e.getKey())) {
+                    named += e.getValue().asLong();
+                }
+            }
+            assertTrue(named > 0, "the driver names its metadata: " + bytes);
+        }
+
+        Path png = dir.resolve("a.png");
+        Qemu.run("rsvg-convert", "-o", png.toString(), svg.toString()).ok();
+        BufferedImage picture = ImageIO.read(png.toFile());
+        assertEquals((int) Double.parseDouble(root.getAttribute("width")), picture.getWidth());
+        assertEquals((int) Double.parseDouble(root.getAttribute("height")), picture.getHeight());
+        Set<Integer> colours = new HashSet<>();
+        for (int y = 0; y < picture.getHeight(); y += 3) {
+            for (int x = 0; x < picture.getWidth(); x += 3) {
+                colours.add(picture.getRGB(x, y));
+            }
+        }
+        assertTrue(colours.size() > 6, "the PNG is not blank: " + colours.size() + " colours");
+    }
+
+    /** A 4 TiB sparse image draws in a bounded number of bins, as quickly as a small one. */
+    @Test
+    void aSparseFourTebibyteImageIsBinned() throws Exception {
+        Path img = dir.resolve("big.qcow2");
+        Qemu.create(img, "qcow2", "4T");
+        Qemu.io(img, "qcow2", "write -P 1 0 1M", "write -P 2 1T 1M", "write -P 3 3T 1M", "write -P 4 4095G 1M");
+        long start = System.nanoTime();
+        Dm.Result r = Dm.run("layout", "--output=html", img).ok();
+        double seconds = (System.nanoTime() - start) / 1e9;
+        assertTrue(seconds < 20, "took " + seconds + " s");
+        assertTrue(r.out().startsWith("<!DOCTYPE html>") && r.out().contains("<svg"), r.out().substring(0, 80));
+        assertTrue(r.out().length() < 4 << 20, "bounded output: " + r.out().length() + " chars");
+        JsonNode bytes = Dm.run("layout", "--output=json", img).ok().json().get("bytes");
+        assertEquals(4L << 20, bytes.get(HostLayout.DATA).asLong());
+        assertTrue(bytes.get("L2 tables").asLong() >= 4 * 65536, bytes.toString());
+    }
+
+    @Test
+    void badInputIsOneLine() throws Exception {
+        Dm.Result missing = Dm.run("layout", dir.resolve("nope.qcow2"));
+        assertNotEquals(0, missing.exitCode());
+        missing.oneLineError();
+        Path img = dir.resolve("x.qcow2");
+        Qemu.create(img, "qcow2", "1M");
+        Dm.Result bad = Dm.run("layout", "--output=png", img);
+        assertEquals(ExitCodes.USAGE, bad.exitCode(), bad.err());
+        assertTrue(bad.oneLineError().contains("svg"), bad.err());
+    }
+}
