@@ -26,7 +26,9 @@ import java.nio.ByteOrder;
  * torn page leaves each entry old or new), then syncs. The old places are
  * free once the new entries are durable (qemu's check counts nothing below
  * the last cluster as a leak). inuse is not set: each step leaves the BAT
- * describing the data, which is what its absence promises.
+ * describing the data, which is what its absence promises. Images that
+ * do not qualify say why ({@link #whyNot}) and go through qcow2
+ * (convert.ToRawVia).
  */
 final class ParallelsRelocation implements RelocatableImage.Relocation {
     private static final VarHandle LE32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
@@ -51,8 +53,7 @@ final class ParallelsRelocation implements RelocatableImage.Relocation {
             return img.notInPlaceSource();
         }
         if (!h.extMagic) {
-            return "the image has the old magic (WithoutFreeSpace: BAT entries in sectors); convert it in place to "
-                    + "qcow2 first, then to raw";
+            return "the image has the old magic (WithoutFreeSpace: BAT entries count sectors, not clusters)";
         }
         if (h.extOff != 0) {
             return "the image has a format extension (dirty bitmaps), which moving the data would overwrite";

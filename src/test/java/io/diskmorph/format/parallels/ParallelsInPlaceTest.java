@@ -8,10 +8,13 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import org.junit.jupiter.api.Test;
+
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -88,6 +91,38 @@ class ParallelsInPlaceTest {
         Dm.run("rollback", img).ok();
         assertEquals(ParallelsFiles.sha256(original), ParallelsFiles.sha256(img), "rollback gives the original back");
         assertEquals(0, Qemu.img("check", img).exitCode(), "qemu-img checks the rolled-back image");
+    }
+
+    /**
+     * To raw: an image whose BAT spans two clusters, and one with the old
+     * magic, cannot move their own clusters (the BAT cannot move): they go
+     * through qcow2, and the file becomes what qemu-img convert -O raw
+     * makes, byte for byte; a qemu-made image at 64 KiB moves its own.
+     */
+    @Test
+    void toRawDirectlyOrThroughQcow2() throws Exception {
+        for (String kind : new String[]{"own", "long BAT", "old magic"}) {
+            Path img = dir.resolve("r.parallels");
+            Files.deleteIfExists(img);
+            Qemu.create(img, "parallels", kind.equals("long BAT") ? "5M" : "4M",
+                    kind.equals("long BAT") ? "cluster_size=4k" : "cluster_size=64k");
+            Qemu.io(img, "parallels", "write -P 1 1M 64k", "write -P 2 0 64k", "write -P 3 3M 4k");
+            if (kind.equals("old magic")) {
+                Files.write(img, ParallelsHeader.MAGIC_OLD.getBytes(), java.nio.file.StandardOpenOption.WRITE);
+                // host clusters 1, 2, 3 of 64 KiB in sectors: guest 16 -> 128, guest 0 -> 256, guest 48 -> 384
+                ParallelsFiles.putEntry(img, 16, 128);
+                ParallelsFiles.putEntry(img, 0, 256);
+                ParallelsFiles.putEntry(img, 48, 384);
+            }
+            Path copy = dir.resolve("copy.raw");
+            Files.deleteIfExists(copy);
+            Qemu.img("convert", "-f", "parallels", "-O", "raw", img, copy).ok();
+            JsonNode plan = Dm.run("convert", "--in-place", "--output=json", "-f", "parallels", "-O", "raw", img).ok()
+                    .json();
+            boolean via = plan.toString().contains("through qcow2");
+            assertEquals(!kind.equals("own"), via, kind + ": " + plan);
+            assertArrayEquals(Files.readAllBytes(copy), Files.readAllBytes(img), kind + ": the guest's bytes");
+        }
     }
 
     private static Dm.Result run(Path img, String target, String options, String... flags) {
