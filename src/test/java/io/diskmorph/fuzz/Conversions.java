@@ -66,8 +66,10 @@ final class Conversions {
             return;
         }
         ConversionFile cf = new ConversionFile(s, dir, "fuzz.img", null, null);
-        boolean converted = Harness.attempt("convert --in-place", () -> InPlaceConverter.convert(cf,
-                new InPlaceConverter.Request(null, target, options, false), InPlaceConverter.Progress.NONE));
+        boolean[] nothing = {false};
+        boolean converted = Harness.attempt("convert --in-place", () -> nothing[0] = InPlaceConverter.convert(cf,
+                new InPlaceConverter.Request(null, target, options, false), InPlaceConverter.Progress.NONE)
+                .nothingToChange());
         if (!converted) {
             Harness.assertUnchanged(file, s, "a refused in-place conversion");
             if (!dir.files().isEmpty()) {
@@ -77,6 +79,15 @@ final class Conversions {
         }
         if (size[0] < 0) {
             throw new AssertionError("converted an image that cannot be opened");
+        }
+        if (nothing[0]) {
+            // the image is the target format with the options asked already: nothing is written, so the
+            // file is as it came (leaks and all: a conversion is no repair)
+            Harness.assertUnchanged(file, s, "a conversion with nothing to change");
+            if (!dir.files().isEmpty()) {
+                throw new AssertionError("a conversion with nothing to change left " + dir.files().keySet());
+            }
+            return;
         }
         if (!dir.files().isEmpty()) {
             throw new AssertionError("a finished conversion left " + dir.files().keySet());
