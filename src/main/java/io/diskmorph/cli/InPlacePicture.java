@@ -61,9 +61,11 @@ final class InPlacePicture {
                     pos += m.length();
                 }
             } else {
+                boolean[] told = {false};
                 plan = InPlaceConverter.plan(file, req, new PlanObserver() {
                     @Override
                     public void data(long guestOffset, long fromHost, long toHost, long length) {
+                        told[0] = true;
                         after.data(toHost, length, guestOffset);
                         if (fromHost != toHost && fromHost >= 0) {
                             group(moves, binBytes, fromHost, toHost, length);
@@ -72,9 +74,22 @@ final class InPlacePicture {
 
                     @Override
                     public void metadata(long hostOffset, long length) {
+                        told[0] = true;
                         after.metadata("new " + first.targetFormat() + " metadata", hostOffset, length);
                     }
                 });
+                if (!told[0]) {
+                    // a switch by a trailer or by renames (fixed VHD <-> raw, VMDK flat pairs): nothing moves,
+                    // the data stays where it is and only a footer or descriptor changes
+                    long v = src.virtualSize();
+                    for (long pos = 0; pos < v; ) {
+                        Mapping m = src.mapping(pos, v - pos);
+                        if (m instanceof Mapping.Data d && (d.file() == null || d.file() == src.storage())) {
+                            after.data(d.hostOffset(), m.length(), pos);
+                        }
+                        pos += m.length();
+                    }
+                }
             }
             if (first.targetFormat().equals("raw")) {
                 after.hole(0, first.finalLength()); // every range that reads zeros is punched

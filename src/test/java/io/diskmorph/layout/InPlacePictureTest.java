@@ -82,6 +82,30 @@ class InPlacePictureTest {
         Qemu.run("rsvg-convert", "-o", dir.resolve("plan.png").toString(), svg.toString()).ok();
     }
 
+    /** A switch by a footer (raw -> fixed VHD) moves nothing: the after panel has the same data, no lines. */
+    @Test
+    void aTrailerSwitchKeepsEveryByte() throws Exception {
+        Path img = dir.resolve("t.raw");
+        Qemu.create(img, "raw", "8M");
+        Qemu.io(img, "raw", "write -P 1 1M 2M", "write -P 2 6M 64k");
+        Path svg = dir.resolve("t.svg");
+        Dm.run("convert", "--in-place", "--dry-run", "-O", "vpc", "-o", "force_size=on", "--layout", svg, img).ok();
+        Document doc = DocumentBuilderFactory.newInstance().newDocumentBuilder().parse(svg.toFile());
+        double scale = Double.parseDouble(doc.getDocumentElement().getAttribute("data-bytes-per-area"));
+        Map<String, Double> data = new HashMap<>();
+        NodeList rects = doc.getElementsByTagName("rect");
+        for (int i = 0; i < rects.getLength(); i++) {
+            Element r = (Element) rects.item(i);
+            if (HostLayout.DATA.equals(r.getAttribute("data-kind"))) {
+                data.merge(r.getAttribute("data-panel"), Double.parseDouble(r.getAttribute("width"))
+                        * Double.parseDouble(r.getAttribute("height")) * scale, Double::sum);
+            }
+        }
+        assertEquals(data.get("before"), data.get("after"), 1024, "the same data before and after: " + data);
+        assertTrue(data.get("after") >= (2 << 20), data.toString());
+        assertEquals(0, doc.getElementsByTagName("line").getLength(), "nothing moves");
+    }
+
     @Test
     void layoutNeedsADryRun() throws Exception {
         Path img = dir.resolve("r.raw");
