@@ -1,17 +1,15 @@
 package io.diskmorph.format.vdi;
 
-import io.diskmorph.image.cache.CachedTable;
-import io.diskmorph.image.cache.MetadataCache;
+import io.diskmorph.image.cache.U32Table;
 import io.diskmorph.image.cache.SyncTracker;
 import io.diskmorph.image.cache.WriteDependency;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
  * The VDI block map (one u32 per guest block) read in pages of 64 KiB
- * through the shared bounded {@link MetadataCache}, so memory does not
+ * through the shared bounded metadata cache ({@link U32Table}), so memory does not
  * grow with the disk: qemu reads the whole map at open, up to 4 GiB for the
  * largest map the format allows. The cache is clipped at the end of the
  * map, so the last, partial page never reads or writes the data area
@@ -24,37 +22,12 @@ final class BlockMap {
     static final int UNALLOCATED = 0xffffffff;
     /** A discarded block: reads as zeros (qemu's VDI_DISCARDED). */
     static final int DISCARDED = 0xfffffffe;
-    static final int PAGE_ENTRIES = 16384;
-    private static final int PAGE_BYTES = PAGE_ENTRIES * 4;
-    /** 4 MiB of pages, 1 TiB of guest: an 8 TiB map runs in a 16 MiB heap. */
-    private static final int MAX_PAGES = 64;
+    static final int PAGE_ENTRIES = U32Table.PAGE_ENTRIES;
 
-    private final long mapOffset;
-    private final long blocks;
-    private final WriteDependency before;
-    private final MetadataCache<Page> pages;
-
-    /** One 64 KiB page of the map, decoded to ints (entries past the map's end read as zeros, never used). */
-    private static final class Page extends CachedTable {
-        final int[] entries = new int[PAGE_ENTRIES];
-
-        @Override
-        protected void read(ByteBuffer bytes) {
-            bytes.order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(entries);
-        }
-
-        @Override
-        protected void write(ByteBuffer bytes) {
-            bytes.order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().put(entries);
-        }
-    }
+    private final U32Table table;
 
     BlockMap(SyncTracker file, long mapOffset, long blocks, WriteDependency before) {
-        this.mapOffset = mapOffset;
-        this.blocks = blocks;
-        this.before = before;
-        this.pages = new MetadataCache<>("VDI block map page", file, PAGE_BYTES, MAX_PAGES, Page::new);
-        pages.clipAt(mapOffset + 4 * blocks);
+        this.table = new U32Table("VDI block map page", file, mapOffset, blocks, ByteOrder.LITTLE_ENDIAN, before);
     }
 
     static boolean isAllocated(int entry) {
@@ -62,36 +35,25 @@ final class BlockMap {
     }
 
     long blocks() {
-        return blocks;
-    }
-
-    private Page page(long block) throws IOException {
-        return pages.get(mapOffset + block / PAGE_ENTRIES * PAGE_BYTES);
+        return table.entries();
     }
 
     /** The entry of guest block {@code block}. */
     int get(long block) throws IOException {
-        return page(block).entries[(int) (block % PAGE_ENTRIES)];
+        return table.get(block);
     }
 
     /** How many entries from {@code block} on lie in the same page (a run may be answered from one page). */
     int entriesInPage(long block) {
-        return (int) Math.min(PAGE_ENTRIES - block % PAGE_ENTRIES, blocks - block);
+        return table.entriesInPage(block);
     }
 
     void set(long block, int value) throws IOException {
-        Page p = page(block);
-        int i = (int) (block % PAGE_ENTRIES);
-        if (p.entries[i] != value) {
-            p.entries[i] = value;
-            pages.markDirty(p);
-            // the cache forgets a dependency once flushed: each change names it again
-            pages.dependOn(before);
-        }
+        table.set(block, value);
     }
 
     /** Writes every dirty page in file order, after {@code before}, and syncs. */
     void flush() throws IOException {
-        pages.flush();
+        table.flush();
     }
 }
