@@ -1,15 +1,12 @@
 package io.diskmorph.format.qcow;
 
+import io.diskmorph.image.L2Relocation;
 import io.diskmorph.image.RelocatableImage;
-import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.RelocationUnits;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
@@ -29,32 +26,12 @@ import java.nio.ByteOrder;
  * one) and compressed clusters are refused, in one line, before anything
  * is written.
  */
-final class QcowRelocation implements RelocatableImage.Relocation {
-    private static final VarHandle BE64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
+final class QcowRelocation extends L2Relocation {
     private static final int PAGE = 4096;
 
-    private final Storage file;
-    private final long clusterSize;
-    private final long entries;
-    private final long base;
-    private final long end;
-    private final RelocationTable[] l2;
-
-    private QcowRelocation(Storage file, QcowHeader h, long base, int[] slot, int count) {
-        this.file = file;
-        this.clusterSize = h.clusterSize();
-        this.entries = h.l2Entries();
-        this.base = base;
-        long tables = l2Start(h, base);
-        long stride = tableStride(h);
-        this.end = tables + stride * count;
-        this.l2 = new RelocationTable[slot.length];
-        for (int i = 0; i < slot.length; i++) {
-            if (slot[i] >= 0) {
-                l2[i] = new RelocationTable(tables + stride * slot[i], h.l2TableBytes(),
-                        Math.min(PAGE, h.l2TableBytes()));
-            }
-        }
+    private QcowRelocation(Storage file, QcowHeader h, long base, long[] tableOffsets, long end) {
+        super(file, ByteOrder.BIG_ENDIAN, h.clusterSize(), h.l2Entries(), h.l2TableBytes(),
+                Math.min(PAGE, h.l2TableBytes()), base, end, tableOffsets);
     }
 
     /** L2 tables start at the cluster after the new L1 table. */
@@ -102,75 +79,19 @@ final class QcowRelocation implements RelocatableImage.Relocation {
             throw new IllegalArgumentException("metadata offset " + base + " is not cluster aligned");
         }
         int[] slot = slots(img);
+        long tables = l2Start(h, base);
+        long stride = tableStride(h);
         int count = 0;
-        for (int s : slot) {
-            count += s >= 0 ? 1 : 0;
+        long[] offsets = new long[slot.length];
+        for (int i = 0; i < slot.length; i++) {
+            offsets[i] = slot[i] >= 0 ? tables + stride * slot[i] : -1;
+            count += slot[i] >= 0 ? 1 : 0;
         }
-        QcowRelocation r = new QcowRelocation(file, h, base, slot, count);
+        QcowRelocation r = new QcowRelocation(file, h, base, offsets, tables + stride * count);
         RelocationUnits.forEachData(img, c, base, "cluster", r::setEntry);
-        // the L1 table in pieces: it may be large (8 bytes per L2 table's range), and is mostly zeros
-        long l1Bytes = h.l1Bytes();
-        byte[] piece = new byte[(int) Math.min(1 << 20, Math.max(8, l1Bytes))];
-        for (long done = 0; done < l1Bytes; done += piece.length) {
-            java.util.Arrays.fill(piece, (byte) 0);
-            int n = (int) Math.min(piece.length, l1Bytes - done);
-            for (int k = 0; k < n / 8; k++) {
-                RelocationTable t = r.l2[(int) (done / 8 + k)];
-                if (t != null) {
-                    BE64.set(piece, 8 * k, t.hostOffset());
-                }
-            }
-            file.write(ByteBuffer.wrap(piece, 0, n), base + done);
-        }
-        for (RelocationTable t : r.l2) {
-            if (t != null) {
-                t.writeWhole(file);
-            }
-        }
+        r.writeTables(base, h.l1Bytes());
         file.sync();
-        file.write(ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, base), QcowHeader.OFF_L1_TABLE);
-        file.sync();
+        r.switchField(QcowHeader.OFF_L1_TABLE, base);
         return r;
-    }
-
-    private void setEntry(long guest, long host) {
-        long cluster = guest / clusterSize;
-        RelocationTable t = l2[(int) (cluster / entries)];
-        int at = (int) (cluster % entries) * 8;
-        BE64.set(t.bytes(), at, host);
-        t.changed(at);
-    }
-
-    private long entryHost(long guest) {
-        long cluster = guest / clusterSize;
-        RelocationTable t = l2[(int) (cluster / entries)];
-        return t == null ? 0 : (long) BE64.get(t.bytes(), (int) (cluster % entries) * 8);
-    }
-
-    @Override
-    public long metadataEnd() {
-        return end;
-    }
-
-    @Override
-    public void remap(long[] guestOffsets, long[] hostOffsets, int count) throws IOException {
-        for (int k = 0; k < count; k++) {
-            long host = hostOffsets[k];
-            long was = entryHost(guestOffsets[k]);
-            RelocationUnits.checkRemap(guestOffsets[k], was, host, clusterSize, base);
-            setEntry(guestOffsets[k], host);
-        }
-        file.sync(); // the caller's data, before any entry points to it
-        for (RelocationTable t : l2) {
-            if (t != null) {
-                t.writeDirty(file);
-            }
-        }
-        file.sync();
-    }
-
-    @Override
-    public void sync() throws IOException {
-        file.sync();
     }
 }

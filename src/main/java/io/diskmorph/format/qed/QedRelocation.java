@@ -1,16 +1,12 @@
 package io.diskmorph.format.qed;
 
-import io.diskmorph.image.Mapping;
+import io.diskmorph.image.L2Relocation;
 import io.diskmorph.image.RelocatableImage;
 import io.diskmorph.image.RelocationUnits;
-import io.diskmorph.image.RelocationTable;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
@@ -32,35 +28,13 @@ import java.nio.ByteOrder;
  * <p>Zero clusters become unallocated entries: without a backing file
  * (refused) both read zeros.
  */
-final class QedRelocation implements RelocatableImage.Relocation {
-    private static final VarHandle LE64 = MethodHandles.byteArrayViewVarHandle(long[].class,
-            ByteOrder.LITTLE_ENDIAN);
+final class QedRelocation extends L2Relocation {
     /** Header field l1_table_offset. */
     private static final int L1_OFFSET_FIELD = 40;
 
-    private final Storage file;
-    private final long clusterSize;
-    private final long tableBytes;
-    private final long entries;
-    private final int pageSize;
-    private final long base;
-    private final long end;
-    private final RelocationTable[] l2;
-
-    private QedRelocation(Storage file, QedHeader h, long base, int[] slot, int count) {
-        this.file = file;
-        this.clusterSize = h.clusterSize;
-        this.tableBytes = h.tableBytes();
-        this.entries = h.tableEntries();
-        this.pageSize = 4096;
-        this.base = base;
-        this.end = base + tableBytes * (1 + count);
-        this.l2 = new RelocationTable[slot.length];
-        for (int i = 0; i < slot.length; i++) {
-            if (slot[i] >= 0) {
-                l2[i] = new RelocationTable(base + tableBytes * (1 + slot[i]), Math.toIntExact(tableBytes), pageSize);
-            }
-        }
+    private QedRelocation(Storage file, QedHeader h, long base, long[] tableOffsets, int count) {
+        super(file, ByteOrder.LITTLE_ENDIAN, h.clusterSize, h.tableEntries(), Math.toIntExact(h.tableBytes()), 4096,
+                base, base + h.tableBytes() * (1 + count), tableOffsets);
     }
 
     static String whyNot(QedImage img) {
@@ -107,70 +81,16 @@ final class QedRelocation implements RelocatableImage.Relocation {
         }
         int[] slot = slots(img);
         int count = 0;
-        for (int s : slot) {
-            count += s >= 0 ? 1 : 0;
+        long[] offsets = new long[slot.length];
+        for (int i = 0; i < slot.length; i++) {
+            offsets[i] = slot[i] >= 0 ? base + h.tableBytes() * (1 + slot[i]) : -1;
+            count += slot[i] >= 0 ? 1 : 0;
         }
-        QedRelocation r = new QedRelocation(file, h, base, slot, count);
-        long c = h.clusterSize;
-        RelocationUnits.forEachData(img, c, base, "cluster", r::setEntry);
-        byte[] l1 = new byte[Math.toIntExact(h.tableBytes())];
-        for (int i = 0; i < r.l2.length; i++) {
-            if (r.l2[i] != null) {
-                LE64.set(l1, 8 * i, r.l2[i].hostOffset());
-            }
-        }
-        file.write(ByteBuffer.wrap(l1), base);
-        for (RelocationTable t : r.l2) {
-            if (t != null) {
-                t.writeWhole(file);
-            }
-        }
+        QedRelocation r = new QedRelocation(file, h, base, offsets, count);
+        RelocationUnits.forEachData(img, h.clusterSize, base, "cluster", r::setEntry);
+        r.writeTables(base, h.tableBytes());
         file.sync();
-        ByteBuffer field = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, base);
-        file.write(field, L1_OFFSET_FIELD);
-        file.sync();
+        r.switchField(L1_OFFSET_FIELD, base);
         return r;
-    }
-
-    private void setEntry(long guest, long host) {
-        long cluster = guest / clusterSize;
-        RelocationTable t = l2[(int) (cluster / entries)];
-        int at = (int) (cluster % entries) * 8;
-        LE64.set(t.bytes(), at, host);
-        t.changed(at);
-    }
-
-    private long entryHost(long guest) {
-        long cluster = guest / clusterSize;
-        RelocationTable t = l2[(int) (cluster / entries)];
-        return t == null ? 0 : (long) LE64.get(t.bytes(), (int) (cluster % entries) * 8);
-    }
-
-    @Override
-    public long metadataEnd() {
-        return end;
-    }
-
-    @Override
-    public void remap(long[] guestOffsets, long[] hostOffsets, int count) throws IOException {
-        long c = clusterSize;
-        for (int k = 0; k < count; k++) {
-            long host = hostOffsets[k];
-            long was = entryHost(guestOffsets[k]);
-            RelocationUnits.checkRemap(guestOffsets[k], was, host, c, base);
-            setEntry(guestOffsets[k], host);
-        }
-        file.sync(); // the caller's data, before any entry points to it
-        for (RelocationTable t : l2) {
-            if (t != null) {
-                t.writeDirty(file);
-            }
-        }
-        file.sync();
-    }
-
-    @Override
-    public void sync() throws IOException {
-        file.sync();
     }
 }
