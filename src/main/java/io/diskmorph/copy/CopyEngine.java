@@ -77,9 +77,15 @@ public final class CopyEngine {
 
     /** One range of guest bytes on its way from the source to the target. */
     private static final class Job {
-        /** The job's own buffer (null for jobs without data). */
-        final ByteBuffer buf;
-        final MemorySegment seg;
+        /** A chunk job of the free list (false: a job without data, a zero run or the end). */
+        final boolean pooled;
+        /**
+         * The job's own buffer, made the first time the job reads through it:
+         * data a mapped range serves never needs one (a zeroed buffer is
+         * resident memory: nine of 2 MiB for every copy).
+         */
+        ByteBuffer buf;
+        MemorySegment seg;
         /** Where the data is: the job's buffer, or a mapped range of the source file. */
         ByteBuffer data;
         MemorySegment dataSeg;
@@ -95,12 +101,19 @@ public final class CopyEngine {
         int[] clusterCode;
         byte[][] compressed;
 
-        Job(MemorySegment seg) {
-            this.seg = seg;
-            // native order: the zero scan's word reads need no byte swapping
-            this.buf = seg == null ? null : seg.asByteBuffer().order(ByteOrder.nativeOrder());
-            this.data = buf;
-            this.dataSeg = seg;
+        Job(boolean pooled) {
+            this.pooled = pooled;
+        }
+
+        /** The job's own buffer, made now if it has none, and the data pointed at it. */
+        void ownBuffer(Arena arena, int chunk) {
+            if (seg == null) {
+                seg = arena.allocate(chunk, 4096);
+                // native order: the zero scan's word reads need no byte swapping
+                buf = seg.asByteBuffer().order(ByteOrder.nativeOrder());
+            }
+            data = buf;
+            dataSeg = seg;
         }
 
         /** Back to the free list: data in the job's own buffer again, a mapped range released. */
@@ -276,11 +289,12 @@ public final class CopyEngine {
                         if (settings.minSparse() == 0) {
                             n = Math.min(n, chunk); // -S 0: zeros are written as data
                             Job job = takeFree();
+                            job.ownBuffer(arena, chunk);
                             job.seg.asSlice(0, padded(n)).fill((byte) 0);
                             dispatch(job, pos, (int) n, null, pool, compressors);
                             emitted++;
                         } else if (!zeroInit) {
-                            Job job = new Job(null);
+                            Job job = new Job(false);
                             job.kind = Kind.ZERO;
                             job.offset = pos;
                             job.length = (int) Math.min(n, Integer.MAX_VALUE & -cluster);
@@ -299,7 +313,7 @@ public final class CopyEngine {
                 }
                 pos += n;
             }
-            Job end = new Job(null);
+            Job end = new Job(false);
             end.kind = Kind.END;
             end.offset = emitted; // with -W the end may overtake jobs still being compressed
             emit(CompletableFuture.completedFuture(end));
@@ -341,7 +355,7 @@ public final class CopyEngine {
         if (jobsCreated < settings.parallel() + 1) {
             // buffers are made as the copy needs them: a small image never zeroes all of them
             jobsCreated++;
-            return new Job(arena.allocate(chunk, 4096));
+            return new Job(true);
         }
         while (true) {
             Job j = free.poll(100, TimeUnit.MILLISECONDS);
@@ -365,6 +379,7 @@ public final class CopyEngine {
                 return;
             }
         }
+        job.ownBuffer(arena, chunk);
         long inSource = Math.max(0, Math.min(n, source.virtualSize() - pos));
         if (inSource > 0) {
             source.read(job.buf.slice(0, (int) inSource), pos);
@@ -467,7 +482,7 @@ public final class CopyEngine {
                 job.recycle(); // a mapped range is released even when the write failed
             }
             written++;
-            if (job.buf != null) {
+            if (job.pooled) {
                 progressDone += job.length;
                 progress.update(progressDone, progressTotal);
                 free.add(job);
