@@ -100,7 +100,7 @@ final class CopyProgressPrinter implements CopyEngine.Progress {
         return s;
     }
 
-    private static String bar(int percent) {
+    static String bar(int percent) {
         int width = 30;
         int filled = Math.min(width, percent * width / 100);
         return "[" + "#".repeat(filled) + "-".repeat(width - filled) + "]";

@@ -70,8 +70,7 @@ final class InPlaceProgressPrinter implements InPlaceConverter.Progress {
             }
             case TERMINAL -> {
                 if (last || !printed || now - lastPrint >= TERMINAL_INTERVAL_NS) {
-                    int filled = percent * 30 / 100;
-                    err.print("\r  [" + "#".repeat(filled) + "-".repeat(30 - filled) + "]"
+                    err.print("\r  " + CopyProgressPrinter.bar(percent)
                             + String.format(Locale.ROOT, " %3d%% ", percent) + Sizes.human(done) + " of "
                             + Sizes.human(total) + "\033[K");
                     barOpen = true;
