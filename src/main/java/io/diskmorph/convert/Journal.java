@@ -453,21 +453,12 @@ final class Journal {
     static boolean holds(Storage image, long offset, byte[] bytes) throws IOException {
         long size = image.size();
         if (offset >= size) {
-            return allZero(bytes, 0);
+            return ToRaw.allZero(bytes, 0, bytes.length);
         }
         int inFile = (int) Math.min(bytes.length, size - offset);
         byte[] now = new byte[inFile];
         image.readBytes(offset, inFile).get(now);
-        return Arrays.equals(now, 0, inFile, bytes, 0, inFile) && allZero(bytes, inFile);
-    }
-
-    private static boolean allZero(byte[] b, int from) {
-        for (int i = from; i < b.length; i++) {
-            if (b[i] != 0) {
-                return false;
-            }
-        }
-        return true;
+        return Arrays.equals(now, 0, inFile, bytes, 0, inFile) && ToRaw.allZero(bytes, inFile, bytes.length);
     }
 
     /**
