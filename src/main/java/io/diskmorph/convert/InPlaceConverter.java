@@ -68,12 +68,10 @@ public final class InPlaceConverter {
                           boolean keepRollback) {
     }
 
-    /** Phase and progress notifications (the CLI's -p). */
-    public interface Progress {
+    /** Phase and progress notifications (the CLI's -p): a {@link io.diskmorph.image.PhaseProgress}. */
+    public interface Progress extends io.diskmorph.image.PhaseProgress {
         Progress NONE = (phase, done, total) -> {
         };
-
-        void update(String phase, long done, long total);
     }
 
     /**
@@ -93,18 +91,24 @@ public final class InPlaceConverter {
 
     /** Plans without writing anything. */
     public static ConversionPlan plan(ConversionFile file, Request request) throws IOException {
-        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, new PhaseClock(Progress.NONE));
+        return plan(file, request, Progress.NONE);
+    }
+
+    /** Plans without writing anything, telling {@code progress} the planner's phases (as a dry run's). */
+    public static ConversionPlan plan(ConversionFile file, Request request, Progress progress) throws IOException {
+        PhaseClock clock = new PhaseClock(progress);
+        FlatPairSwitch.Planned pair = FlatPairSwitch.plan(file, request, clock);
         if (pair != null) { // a descriptor + flat data file: renames, nothing moves
             return pair.plan();
         }
         TrailerSwitch trailer = TrailerSwitch.plan(file, request);
         if (trailer != null) { // raw data plus a trailer (a fixed VHD): nothing moves
-            return trailer.plan(new PhaseClock(Progress.NONE));
+            return trailer.plan(clock);
         }
         if (ToRaw.handles(request)) {
-            return ToRaw.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE));
+            return ToRaw.plan(file, request, Cancellation.NONE, clock);
         }
-        return Planner.plan(file, request, Cancellation.NONE, new PhaseClock(Progress.NONE)).plan();
+        return Planner.plan(file, request, Cancellation.NONE, clock).plan();
     }
 
     /** Plans, journals, converts and commits. Returns the plan that was carried out. */

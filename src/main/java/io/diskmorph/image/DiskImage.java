@@ -152,6 +152,23 @@ public interface DiskImage extends Closeable {
         throw new UnsupportedFeatureException("format " + format().name() + " does not support checks");
     }
 
+    /**
+     * {@link #check(RepairMode)}, telling {@code progress} how far it got.
+     * Drivers whose check walks tables override this (and their one-argument
+     * check calls it with {@link PhaseProgress#NONE}), reporting per phase
+     * ("tables": guest bytes whose mapping entries were judged, of the
+     * address space the tables cover; "refcounts": host bytes whose counts
+     * were compared; "repair"); this default reports the start and the end of
+     * one phase "check" over the virtual size.
+     */
+    default CheckReport check(RepairMode repair, PhaseProgress progress) throws IOException {
+        long size = virtualSize();
+        progress.update("check", 0, size);
+        CheckReport r = check(repair);
+        progress.update("check", size, size);
+        return r;
+    }
+
     /** Durably writes cached metadata (data first, then refcounts, then tables). */
     void flush() throws IOException;
 

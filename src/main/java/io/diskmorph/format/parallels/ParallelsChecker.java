@@ -1,6 +1,8 @@
 package io.diskmorph.format.parallels;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
+import io.diskmorph.image.TableWalkProgress;
 import io.diskmorph.image.RepairMode;
 
 import java.io.IOException;
@@ -35,7 +37,9 @@ final class ParallelsChecker {
     private ParallelsChecker() {
     }
 
-    static Result run(ParallelsImage img, long fileLength, boolean unclean, RepairMode repair) throws IOException {
+    /** Progress: phase "tables", the guest bytes of the BAT entries judged. */
+    static Result run(ParallelsImage img, long fileLength, boolean unclean, RepairMode repair, PhaseProgress progress)
+            throws IOException {
         ParallelsHeader h = img.header;
         Bat bat = img.bat;
         long cluster = h.clusterSize();
@@ -56,7 +60,9 @@ final class ParallelsChecker {
         boolean batChanged = false;
         long highOff = 0;
         long prevOff = 0;
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", cluster, img.virtualSize(), 4096);
         for (long i = 0; i < h.batEntries; i++) {
+            walk.at(i);
             long entry = bat.get(i);
             long off = entry * h.entryUnit();
             if (off == 0) {
@@ -87,6 +93,7 @@ final class ParallelsChecker {
             }
             prevOff = off;
         }
+        walk.done();
         r.imageEndOffset = highOff + cluster;
         long truncateTo = -1;
         if (fileLength > r.imageEndOffset) {

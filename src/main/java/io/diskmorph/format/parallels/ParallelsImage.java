@@ -334,17 +334,24 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    /** Progress: "tables" (the BAT walked), "repair" (announced), "tables" again after a repair. */
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         boolean fix = repair != RepairMode.NONE;
         if (fix) {
             checkWritable();
         }
         flush();
-        ParallelsChecker.Result first = ParallelsChecker.run(this, fileLength, unclean, repair);
+        ParallelsChecker.Result first = ParallelsChecker.run(this, fileLength, unclean, repair, progress);
         CheckReport result = first.report();
         if (!fix) {
             return result;
         }
         boolean changed = false;
+        progress.update("repair", 0, 0);
         if (first.batChanged()) {
             bat.flush();
             changed = true;
@@ -369,7 +376,7 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
             changed = true;
         }
         if (result.corruptionsFixed > 0 || result.leaksFixed > 0) {
-            CheckReport now = ParallelsChecker.run(this, fileLength, unclean, RepairMode.NONE).report();
+            CheckReport now = ParallelsChecker.run(this, fileLength, unclean, RepairMode.NONE, progress).report();
             now.corruptionsFixed = result.corruptionsFixed;
             now.leaksFixed = Math.max(0, result.leaksFixed - now.leaks);
             now.messages.clear();

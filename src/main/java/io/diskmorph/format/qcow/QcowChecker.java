@@ -22,7 +22,9 @@ final class QcowChecker {
     private QcowChecker() {
     }
 
-    static CheckReport run(QcowImage img, long fileLength) throws IOException {
+    /** Progress: phase "tables", the guest bytes of the L1 entries walked. */
+    static CheckReport run(QcowImage img, long fileLength, io.diskmorph.image.PhaseProgress progress)
+            throws IOException {
         QcowHeader h = img.header;
         long c = h.clusterSize();
         CheckReport r = new CheckReport();
@@ -37,7 +39,9 @@ final class QcowChecker {
         long l2Bytes = h.l2TableBytes();
         long cov = h.l2Coverage();
         long clustersInDisk = (img.virtualSize() + c - 1) / c;
+        var walk = new io.diskmorph.image.TableWalkProgress(progress, "tables", cov, img.virtualSize(), 1);
         for (long i = 0; i < h.l1Entries(); i++) {
+            walk.at(i);
             long l2 = img.l1Entry(i);
             if (l2 == 0) {
                 continue;
@@ -87,6 +91,7 @@ final class QcowChecker {
                 }
             }
         }
+        walk.done();
         r.totalClusters = clustersInDisk;
         r.allocatedClusters = allocated;
         r.compressedClusters = compressed;

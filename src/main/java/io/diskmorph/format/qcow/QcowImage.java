@@ -485,6 +485,11 @@ final class QcowImage extends AbstractDiskImage implements RelocatableImage, Com
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("qcow images cannot be repaired (qemu-img has no qcow check "
                     + "either); copy it with convert to rebuild its tables");
@@ -492,7 +497,7 @@ final class QcowImage extends AbstractDiskImage implements RelocatableImage, Com
         if (!isReadOnly()) {
             flush();
         }
-        return QcowChecker.run(this, fileEnd);
+        return QcowChecker.run(this, fileEnd, progress);
     }
 
     long fileEnd() {

@@ -46,6 +46,8 @@ final class CheckContext {
     /** The file was grown (and nothing else written, unless {@link #wrote}). */
     boolean grown;
     boolean wrote;
+    /** Where the walks report (check -p); NONE during a repair, which has no measure of its own. */
+    io.diskmorph.image.PhaseProgress progress = io.diskmorph.image.PhaseProgress.NONE;
 
     private final List<String> messages = new ArrayList<>();
     private long messagesDropped;

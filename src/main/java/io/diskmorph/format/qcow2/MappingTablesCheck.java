@@ -20,6 +20,9 @@ final class MappingTablesCheck {
     private final long[] l2Words;
     /** Direct: an L2 table is read without a bounce through a temporary buffer. */
     private final ByteBuffer l2Buffer;
+    /** Progress over the L1 entries of every table walked (null: none), and the entries walked before. */
+    io.diskmorph.image.TableWalkProgress walk;
+    private long walkedEntries;
 
     MappingTablesCheck(CheckContext ctx, RefcountCheck refcounts) {
         this.ctx = ctx;
@@ -56,6 +59,9 @@ final class MappingTablesCheck {
             int n = (int) Math.min(CheckContext.PAGE_ENTRIES, size - first);
             long[] page = ctx.readPage(offset + first * 8, n);
             for (int j = 0; j < n; j++) {
+                if (walk != null) {
+                    walk.at(walkedEntries + first + j);
+                }
                 long e = page[j];
                 if (e == 0) {
                     continue;
@@ -87,6 +93,7 @@ final class MappingTablesCheck {
                 checkL2(l2, frag, fix, active, copiedL2);
             }
         }
+        walkedEntries += size;
     }
 
     private void readL2(long offset) throws IOException {

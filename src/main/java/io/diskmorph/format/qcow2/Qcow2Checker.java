@@ -1,6 +1,8 @@
 package io.diskmorph.format.qcow2;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
+import io.diskmorph.image.TableWalkProgress;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.storage.Storage;
 
@@ -49,8 +51,10 @@ final class Qcow2Checker {
     private RefcountCheck refcounts;
     private MappingTablesCheck mappingTables;
 
-    private Qcow2Checker(Storage storage, RepairMode mode, boolean hasDataFile) throws IOException {
+    private Qcow2Checker(Storage storage, RepairMode mode, boolean hasDataFile, PhaseProgress progress)
+            throws IOException {
         this.ctx = new CheckContext(storage, mode, hasDataFile);
+        ctx.progress = progress;
         this.snapshotTable = new SnapshotTableCheck(ctx);
         ctx.overlapsFrom(() -> MetadataOverlap.of(storage, ctx.header, refcounts.tableOffset,
                 refcounts.tableEntries * 8, refcounts.table, refcounts.table.length, snapshotTable.offset(),
@@ -61,15 +65,21 @@ final class Qcow2Checker {
      * qemu-img check [-r leaks|all]: one pass, and after a repair that fixed
      * something a second, read-only pass that describes the image as it is
      * now (qemu-img's "Double checking the fixed image now..."), carrying the
-     * fixed counts. Messages are those of both passes.
+     * fixed counts. Messages are those of both passes. Progress: phases
+     * "tables" (guest bytes of the L1 entries walked, active and snapshot
+     * tables together), "refcounts" (host bytes whose counts were compared),
+     * with a repair "repair" (announced: its writes have no measure of their
+     * own), and after a repair that fixed something "tables" and
+     * "refcounts" again for the second pass.
      */
-    static CheckReport check(Storage storage, RepairMode mode, boolean hasDataFile) throws IOException {
-        CheckReport r = firstPass(storage, mode, hasDataFile);
+    static CheckReport check(Storage storage, RepairMode mode, boolean hasDataFile, PhaseProgress progress)
+            throws IOException {
+        CheckReport r = firstPass(storage, mode, hasDataFile, progress);
         if (mode == RepairMode.NONE || r.failure != null || r.corruptionsFixed == 0 && r.leaksFixed == 0) {
             return r;
         }
         // the first pass (and its tally) is gone by now: one tally in memory at a time
-        Qcow2Checker second = new Qcow2Checker(storage, RepairMode.NONE, hasDataFile);
+        Qcow2Checker second = new Qcow2Checker(storage, RepairMode.NONE, hasDataFile, progress);
         CheckReport again = second.run();
         again.corruptionsFixed = r.corruptionsFixed;
         again.leaksFixed = r.leaksFixed;
@@ -79,8 +89,9 @@ final class Qcow2Checker {
         return again;
     }
 
-    private static CheckReport firstPass(Storage storage, RepairMode mode, boolean hasDataFile) throws IOException {
-        Qcow2Checker first = new Qcow2Checker(storage, mode, hasDataFile);
+    private static CheckReport firstPass(Storage storage, RepairMode mode, boolean hasDataFile,
+                                         PhaseProgress progress) throws IOException {
+        Qcow2Checker first = new Qcow2Checker(storage, mode, hasDataFile, progress);
         CheckReport r = first.run();
         r.repaired = first.ctx.wrote;
         r.messages.addAll(first.ctx.finishMessages());
@@ -145,6 +156,10 @@ final class Qcow2Checker {
         calculate(ctx.fixErrors, copiedDuringWalk);
         CheckCounts pre = res.copy();
         refcounts.compare(false, false, false);
+        if (ctx.fixLeaks || ctx.fixErrors) {
+            ctx.progress.update("repair", 0, 0);
+            ctx.progress = PhaseProgress.NONE;
+        }
         if (refcounts.rebuild && ctx.fixErrors) {
             rebuildRefcountStructure();
         } else if (ctx.fixLeaks || ctx.fixErrors) {
@@ -180,6 +195,13 @@ final class Qcow2Checker {
     private void calculate(boolean fix, boolean copied) throws IOException, CheckFailed {
         Qcow2Header header = ctx.header;
         ctx.inc(0, ctx.clusterSize);
+        long l1Entries = Integer.toUnsignedLong(header.l1Size);
+        for (SnapshotTable.Snapshot sn : snapshotTable.snapshots()) {
+            l1Entries += Integer.toUnsignedLong(sn.l1Size());
+        }
+        long l2Coverage = ctx.clusterSize * ctx.geo.l2Entries;
+        mappingTables.walk = new TableWalkProgress(ctx.progress, "tables", l2Coverage,
+                Math.multiplyHigh(l1Entries, l2Coverage) != 0 ? Long.MAX_VALUE : l1Entries * l2Coverage, 1);
         mappingTables.checkL1(header.l1TableOffset, Integer.toUnsignedLong(header.l1Size), true, fix, true, copied);
         var snapshots = snapshotTable.snapshots();
         if (ctx.hasDataFile && !snapshots.isEmpty()) {
@@ -202,6 +224,7 @@ final class Qcow2Checker {
             }
             mappingTables.checkL1(sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()), false, fix, false, false);
         }
+        mappingTables.walk.done();
         ctx.inc(snapshotTable.offset(), snapshotTable.size());
         ctx.inc(refcounts.tableOffset, refcounts.tableEntries * 8);
         byte[] crypto = header.extension(HeaderExtension.FULL_DISK_ENCRYPTION);

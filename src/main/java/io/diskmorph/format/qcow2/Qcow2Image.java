@@ -524,11 +524,16 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             checkWritable();
         }
         flush();
-        CheckReport r = Qcow2Checker.check(storage, repair, dataFile != null);
+        CheckReport r = Qcow2Checker.check(storage, repair, dataFile != null, progress);
         if (r.repaired) {
             writer = null;
             refcounts = null;

@@ -113,7 +113,10 @@ final class RefcountCheck {
         byte[] block = new byte[(int) ctx.clusterSize];
         LongList freed = new LongList();
         boolean dirtyAny = false;
+        var walk = new io.diskmorph.image.TableWalkProgress(ctx.progress, "refcounts", per * ctx.clusterSize,
+                refs.size() * ctx.clusterSize, 64);
         for (long bi = 0; bi * per < refs.size(); bi++) {
+            walk.at(bi);
             long first = bi * per;
             long end = Math.min(refs.size(), first + per);
             long off = bi < table.length ? Refcounts.blockOffsetOf(table[(int) bi]) : 0;
@@ -155,6 +158,7 @@ final class RefcountCheck {
                 dirtyAny = true;
             }
         }
+        walk.done();
         if (dirtyAny) {
             finishFixes(freed);
         }

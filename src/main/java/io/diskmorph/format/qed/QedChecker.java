@@ -1,6 +1,8 @@
 package io.diskmorph.format.qed;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
+import io.diskmorph.image.TableWalkProgress;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
@@ -50,12 +52,14 @@ final class QedChecker {
     private final QedHeader header;
     private final long fileSize;
     private final boolean fix;
+    private final PhaseProgress progress;
     private final CheckReport report = new CheckReport();
     private final ClusterBitmap used = new ClusterBitmap();
     private final int pageBytes;
     private long messagesDropped;
 
-    private QedChecker(Storage storage, QedHeader header, boolean fix) throws IOException {
+    private QedChecker(Storage storage, QedHeader header, boolean fix, PhaseProgress progress) throws IOException {
+        this.progress = progress;
         this.storage = storage;
         this.header = header;
         this.fileSize = QedHeader.usableFileSize(storage.size(), header.clusterSize);
@@ -63,9 +67,13 @@ final class QedChecker {
         this.pageBytes = TablePage.pageBytes(header.tableBytes());
     }
 
-    /** Runs one pass; with {@code fix}, invalid table entries are dropped on disk (no sync). */
-    static CheckReport run(Storage storage, QedHeader header, boolean fix) throws IOException {
-        return new QedChecker(storage, header, fix).check();
+    /**
+     * Runs one pass; with {@code fix}, invalid table entries are dropped on
+     * disk (no sync). Progress: phase "tables", the guest bytes of the L1
+     * entries walked.
+     */
+    static CheckReport run(Storage storage, QedHeader header, boolean fix, PhaseProgress progress) throws IOException {
+        return new QedChecker(storage, header, fix, progress).check();
     }
 
     private CheckReport check() throws IOException {
@@ -97,11 +105,14 @@ final class QedChecker {
         boolean complete = true;
         long perPage = pageBytes / 8;
         long[] entries = new long[(int) perPage];
+        long l2Coverage = header.tableEntries() * header.clusterSize;
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l2Coverage, header.imageSize, 1);
         for (long first = 0; first < header.tableEntries(); first += perPage) {
             long pageOffset = l1 + first * 8;
             readPage(pageOffset, entries);
             boolean changed = false;
             for (int i = 0; i < perPage; i++) {
+                walk.at(first + i);
                 long l2 = entries[i];
                 if (l2 == 0) {
                     continue;
@@ -136,6 +147,7 @@ final class QedChecker {
                 writePage(pageOffset, entries);
             }
         }
+        walk.done();
         return complete;
     }
 

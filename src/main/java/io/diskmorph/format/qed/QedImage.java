@@ -521,6 +521,12 @@ final class QedImage extends AbstractDiskImage implements RelocatableImage, io.d
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    /** Progress: "tables" (the L1 entries walked), and after a repair "repair" (announced) and "tables" again. */
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         boolean fix = repair != RepairMode.NONE;
         if (fix) {
             checkWritable();
@@ -528,11 +534,12 @@ final class QedImage extends AbstractDiskImage implements RelocatableImage, io.d
         if (!isReadOnly()) {
             flushMetadata();
         }
-        CheckReport first = QedChecker.run(storage, header, fix);
+        CheckReport first = QedChecker.run(storage, header, fix, progress);
         if (!fix) {
             return first;
         }
         boolean changed = first.corruptionsFixed > 0;
+        progress.update("repair", 0, 0);
         if (changed) {
             storage.sync();
         }
@@ -547,7 +554,7 @@ final class QedImage extends AbstractDiskImage implements RelocatableImage, io.d
             l1Pages.clear();
             l2Pages.clear();
             continuedL2 = -1;
-            result = QedChecker.run(storage, header, false);
+            result = QedChecker.run(storage, header, false, progress);
             result.corruptionsFixed = first.corruptionsFixed;
             result.messages.clear();
             result.messages.addAll(first.messages); // what was found and repaired, and what remains

@@ -1,6 +1,8 @@
 package io.diskmorph.format.vdi;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
+import io.diskmorph.image.TableWalkProgress;
 
 import java.io.IOException;
 import java.util.BitSet;
@@ -19,7 +21,9 @@ final class VdiChecker {
     private VdiChecker() {
     }
 
-    static CheckReport run(VdiHeader header, BlockMap map, long fileLength) throws IOException {
+    /** Progress: phase "tables", the guest bytes of the block map entries judged. */
+    static CheckReport run(VdiHeader header, BlockMap map, long fileLength, PhaseProgress progress)
+            throws IOException {
         CheckReport r = new CheckReport();
         long blocks = header.blocksInImage;
         // host blocks past the end of the file are reported on their own, so the bitmap stops there
@@ -28,7 +32,9 @@ final class VdiChecker {
         BitSet used = new BitSet((int) Math.min(blocks, Math.min(inFile, Integer.MAX_VALUE)));
         long counted = 0;
         long size = header.virtualSize();
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", VdiImage.BLOCK, size, 4096);
         for (long b = 0; b < blocks; b++) {
+            walk.at(b);
             int e = map.get(b);
             if (!BlockMap.isAllocated(e)) {
                 continue;
@@ -60,6 +66,7 @@ final class VdiChecker {
                 r.corruptions++;
             }
         }
+        walk.done();
         if (counted != header.blocksAllocated) {
             r.error("ERROR: allocated blocks mismatch, is " + counted + ", should be " + header.blocksAllocated);
             r.corruptions++;

@@ -307,13 +307,18 @@ final class VdiImage extends AbstractDiskImage implements io.diskmorph.image.Met
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("VDI check does not repair");
         }
         if (!isReadOnly()) {
             flush();
         }
-        return VdiChecker.run(header, map, fileLength);
+        return VdiChecker.run(header, map, fileLength, progress);
     }
 
     // ---- the picture of the file (diskmorph layout) ----

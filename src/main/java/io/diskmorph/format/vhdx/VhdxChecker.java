@@ -1,6 +1,8 @@
 package io.diskmorph.format.vhdx;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
+import io.diskmorph.image.TableWalkProgress;
 
 import java.io.IOException;
 import java.util.BitSet;
@@ -38,14 +40,15 @@ final class VhdxChecker {
         this.l = image.layout;
     }
 
-    static CheckReport run(VhdxImage image) throws IOException {
+    /** Progress: phase "tables", the guest bytes of the BAT's payload entries judged. */
+    static CheckReport run(VhdxImage image, PhaseProgress progress) throws IOException {
         VhdxChecker c = new VhdxChecker(image);
         if (image.log != null) {
             c.report.error("The VHDX log holds " + image.log.entries() + " entries not yet applied: the image is "
                     + "checked as their replay would leave it (the file is not changed)");
         }
         c.headers();
-        c.bat();
+        c.bat(progress);
         if (c.unprinted > 0) {
             c.report.error("ERROR: " + c.unprinted + " more problems (not listed)");
         }
@@ -77,9 +80,10 @@ final class VhdxChecker {
         }
     }
 
-    private void bat() throws IOException {
-        long bs = l.blockSize;
+    private void bat(PhaseProgress progress) throws IOException {
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l.blockSize, image.virtualSize(), 4096);
         for (long block = 0; block < l.dataBlocks; block++) {
+            walk.at(block);
             long index = l.payloadEntry(block);
             long entry = image.batEntry(index);
             int state = (int) (entry & 7);
@@ -112,6 +116,7 @@ final class VhdxChecker {
                 }
             }
         }
+        walk.done();
     }
 
     /** A block the file holds: qemu's three tests, then the header section and overlaps with others. */

@@ -31,16 +31,25 @@ final class VmdkChecker {
 
     private final VmdkImage image;
     private final CheckReport report = new CheckReport();
+    private final io.diskmorph.image.PhaseProgress progress;
     private long printed;
     private long unprinted;
 
-    private VmdkChecker(VmdkImage image) {
+    private VmdkChecker(VmdkImage image, io.diskmorph.image.PhaseProgress progress) {
         this.image = image;
+        this.progress = progress;
     }
 
-    static CheckReport run(VmdkImage image) throws IOException {
-        VmdkChecker c = new VmdkChecker(image);
+    /**
+     * Progress, in guest bytes of the disk: phase "tables" (qemu's walk,
+     * reported per grain table), then "grains" (every extent's tables and
+     * grains against its file, per grain table).
+     */
+    static CheckReport run(VmdkImage image, io.diskmorph.image.PhaseProgress progress) throws IOException {
+        VmdkChecker c = new VmdkChecker(image, progress);
         c.qemuWalk();
+        long size = image.virtualSize();
+        progress.update("grains", 0, size);
         for (Extent e : image.extents()) {
             if (e instanceof SparseExtent s) {
                 c.sparse(s);
@@ -48,6 +57,7 @@ final class VmdkChecker {
                 c.flat(f);
             }
         }
+        progress.update("grains", size, size);
         if (c.unprinted > 0) {
             c.report.error("ERROR: " + c.unprinted + " more problems (not listed)");
         }
@@ -78,6 +88,8 @@ final class VmdkChecker {
         // disk is 131,072 steps
         Storage sizedFile = null;
         long fileSize = 0;
+        long bytes = total * SparseHeader.SECTOR;
+        progress.update("tables", 0, bytes);
         while (sector < total) {
             Extent e = image.extentAt(sector * SparseHeader.SECTOR);
             long extentSector = sector - e.guestStart / SparseHeader.SECTOR;
@@ -96,6 +108,7 @@ final class VmdkChecker {
                 }
                 try {
                     if (s != tableExtent || index != tableIndex) {
+                        progress.update("tables", sector * SparseHeader.SECTOR, bytes);
                         tableExtent = s;
                         tableIndex = index;
                         table = s.grainTableOffset(index);
@@ -134,6 +147,7 @@ final class VmdkChecker {
             }
             sector += step;
         }
+        progress.update("tables", bytes, bytes);
     }
 
     private void qemuFailure(String message, String failure) {
@@ -278,6 +292,7 @@ final class VmdkChecker {
             if (table == 0) {
                 continue;
             }
+            progress.update("grains", s.guestStart + i * h.gtCoverage(), image.virtualSize());
             long[] entries = s.grainTable(table);
             for (int k = 0; k < h.gtEntries(); k++) {
                 long guest = i * h.gtCoverage() + k * grainBytes; // inside the extent

@@ -840,10 +840,15 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
      */
     @Override
     public CheckReport check(RepairMode repair) throws IOException {
+        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
+    }
+
+    @Override
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("This image format does not support checks");
         }
-        return VmdkChecker.run(this);
+        return VmdkChecker.run(this, progress);
     }
 
     // ---- in place to raw: VmdkRelocation ----------------------------------------------------

@@ -1,8 +1,10 @@
 package io.diskmorph.format.vpc;
 
 import io.diskmorph.image.CheckReport;
+import io.diskmorph.image.PhaseProgress;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.storage.Storage;
+import io.diskmorph.image.TableWalkProgress;
 
 import java.io.IOException;
 import java.util.Arrays;
@@ -22,13 +24,18 @@ final class VpcChecker {
     private VpcChecker() {
     }
 
-    static CheckReport run(VpcImage image, RepairMode repair) throws IOException {
+    /**
+     * Progress: phase "tables", the guest bytes of the BAT entries judged (a
+     * fixed image has no BAT: the phase starts and ends).
+     */
+    static CheckReport run(VpcImage image, RepairMode repair, PhaseProgress progress) throws IOException {
         CheckReport r = new CheckReport();
         Storage storage = image.storage();
         long length = storage.size();
         VpcImage.Footers f = VpcImage.footers(storage, length);
         boolean endGood = f.atEnd().hasCookie() && f.atEnd().checksumValid();
         if (image.isFixed()) {
+            new TableWalkProgress(progress, "tables", 1, image.virtualSize(), 1).done();
             if (!endGood) {
                 r.error("ERROR: the footer's checksum is wrong");
                 r.corruptions++;
@@ -69,19 +76,22 @@ final class VpcChecker {
             r.error(String.format("ERROR: the dynamic header at 0x%x has a wrong checksum", h.offset));
             r.corruptions++;
         }
-        checkBlocks(image, h, length, r);
+        checkBlocks(image, h, length, r, progress);
         return r;
     }
 
-    private static void checkBlocks(VpcImage image, VpcDynamicHeader h, long length, CheckReport r)
-            throws IOException {
+    private static void checkBlocks(VpcImage image, VpcDynamicHeader h, long length, CheckReport r,
+                                    PhaseProgress progress) throws IOException {
         Bat bat = image.bat();
         long span = h.bitmapSize + h.blockSize;
         long[][] metadata = {{0, VpcFooter.BYTES}, {h.offset, h.offset + VpcDynamicHeader.BYTES},
                 {h.batOffset, h.batEnd()}};
         long[] starts = new long[16];
         int n = 0;
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", h.blockSize,
+                Math.min(image.virtualSize(), h.maxTableEntries * h.blockSize), 4096);
         for (long b = 0; b < h.maxTableEntries; b++) {
+            walk.at(b);
             int e = bat.get(b);
             if (e == Bat.UNALLOCATED) {
                 continue;
@@ -108,6 +118,7 @@ final class VpcChecker {
             }
             starts[n++] = start;
         }
+        walk.done();
         long[] sorted = Arrays.copyOf(starts, n);
         Arrays.sort(sorted);
         for (int i = 1; i < n; i++) {
