@@ -55,25 +55,41 @@ public final class Measure {
      */
     public static Result image(Path image, String sourceFormat, String targetFormat, Map<String, String> options,
                                boolean inPlace) throws IOException {
+        return image(image, sourceFormat, targetFormat, options, inPlace, InPlaceConverter.Progress.NONE);
+    }
+
+    /**
+     * {@link #image(Path, String, String, Map, boolean)}, telling {@code
+     * progress}: phase "measure", the guest bytes of the chain walked, of
+     * the virtual size (a target whose figures need no walk, raw, goes from
+     * 0 to the end at once); with {@code inPlace} then the planner's phases
+     * as convert --in-place --dry-run reports them.
+     */
+    public static Result image(Path image, String sourceFormat, String targetFormat, Map<String, String> options,
+                               boolean inPlace, InPlaceConverter.Progress progress) throws IOException {
         if (inPlace && !(FormatRegistry.byName(targetFormat) instanceof MeasurableFormat)) {
             // qemu-img measures no VMDK, so neither does diskmorph; the in-place plan has figures all the same
-            return new Result(-1, -1, -1, inPlace(image, sourceFormat, targetFormat, options));
+            return new Result(-1, -1, -1, inPlace(image, sourceFormat, targetFormat, options, progress));
         }
         MeasurableFormat f = measurable(targetFormat);
         MeasurableFormat.Measurement m;
         try (DiskImage source = Images.open(image, OpenOptions.forReading().withFormat(sourceFormat))) {
-            m = f.measure(spec(source.virtualSize(), options), source);
+            CreateSpec spec = spec(source.virtualSize(), options);
+            long size = source.virtualSize();
+            progress.update("measure", 0, size);
+            m = ScopedValue.where(MeasurableFormat.WALK_PROGRESS, progress).call(() -> f.measure(spec, source));
+            progress.update("measure", size, size);
         }
-        InPlace ip = inPlace ? inPlace(image, sourceFormat, targetFormat, options) : null;
+        InPlace ip = inPlace ? inPlace(image, sourceFormat, targetFormat, options, progress) : null;
         return new Result(m.required(), m.fullyAllocated(), m.bitmaps(), ip);
     }
 
-    private static InPlace inPlace(Path image, String sourceFormat, String targetFormat, Map<String, String> options)
-            throws IOException {
+    private static InPlace inPlace(Path image, String sourceFormat, String targetFormat, Map<String, String> options,
+                                   InPlaceConverter.Progress progress) throws IOException {
         try (ConversionFile cf = ConversionFile.open(image, LockMode.SHARED,
                 Images.backingOpener(image, OpenOptions.forReading()))) {
             ConversionPlan p = InPlaceConverter.plan(cf, new InPlaceConverter.Request(sourceFormat, targetFormat,
-                    options, false));
+                    options, false), progress);
             return new InPlace(p.extraSpace(), p.movedBytesTotal(), p.finalLength(), p.keptBytes(), p.metadataBytes());
         }
     }

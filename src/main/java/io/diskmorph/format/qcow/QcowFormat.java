@@ -94,8 +94,9 @@ public final class QcowFormat implements ImageFormat, MeasurableFormat {
         if (h.hasBackingFile()) {
             return new Measurement(full, full, -1);
         }
-        long tables = MeasurableFormat.dataBytes(source, h.l2Coverage()) / h.l2Coverage();
-        long data = MeasurableFormat.dataBytes(source, c);
+        long[] bytes = MeasurableFormat.dataBytes(source, h.l2Coverage(), c); // one walk for both
+        long tables = bytes[0] / h.l2Coverage();
+        long data = bytes[1];
         long required = tables == 0 ? created : ((created + c - 1) & -c) + tables * table + data;
         return new Measurement(required, full, -1);
     }

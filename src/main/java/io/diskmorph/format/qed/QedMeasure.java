@@ -37,8 +37,9 @@ final class QedMeasure {
         if (backing) {
             return new MeasurableFormat.Measurement(full, full, -1);
         }
-        long tables = MeasurableFormat.dataBytes(source, cov) / cov;
-        long data = MeasurableFormat.dataBytes(source, c);
+        long[] bytes = MeasurableFormat.dataBytes(source, cov, c); // one walk for both
+        long tables = bytes[0] / cov;
+        long data = bytes[1];
         return new MeasurableFormat.Measurement(fixed + tables * b.tableBytes() + data, full, -1);
     }
 
