@@ -115,6 +115,7 @@ final class Journal {
         this.ranges = List.copyOf(ranges);
     }
 
+    /** The bytes {@link #restore} puts back: every saved range, holes included (they are punched). */
     long savedBytes() {
         long n = 0;
         for (Range r : ranges) {
@@ -415,13 +416,23 @@ final class Journal {
 
     /** Copies every saved range back into the image; holes are punched again (does not sync). */
     void restore(Storage journal, Storage image) throws IOException {
+        restore(journal, image, InPlaceConverter.Progress.NONE);
+    }
+
+    /** {@link #restore(Storage, Storage)}, telling {@code progress} (phase "restore") the bytes put back. */
+    void restore(Storage journal, Storage image, io.diskmorph.image.PhaseProgress progress) throws IOException {
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+        long total = savedBytes();
+        long restored = 0;
+        progress.update("restore", 0, total);
         for (Range r : ranges) {
             if (r.hole()) {
                 long end = Math.min(r.end(), image.size());
                 if (end > r.offset) {
                     image.punchHole(r.offset, end - r.offset);
                 }
+                restored += r.length;
+                progress.update("restore", restored, total);
                 continue;
             }
             for (long done = 0; done < r.length; ) {
@@ -431,8 +442,11 @@ final class Journal {
                 buf.flip();
                 image.write(buf, r.offset + done);
                 done += n;
+                restored += n;
+                progress.update("restore", restored, total);
             }
         }
+        progress.update("restore", total, total);
     }
 
     /** The commit point: the last write of the commit record. */

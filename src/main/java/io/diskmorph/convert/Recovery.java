@@ -52,32 +52,52 @@ public final class Recovery {
      *                    by its content only, not by its inode
      */
     public static Outcome recover(ConversionFile file, boolean acceptMoved) throws IOException {
+        return recover(file, acceptMoved, InPlaceConverter.Progress.NONE);
+    }
+
+    /**
+     * {@link #recover(ConversionFile, boolean)}, telling {@code progress} its
+     * phases: "journal" (the journal's bytes read and its ownership judged),
+     * then "restore" (the saved bytes put back, of those the journal holds),
+     * "sync" and "cleanup", or "complete" (the committed conversion's final
+     * length, synced) and "cleanup"; a descriptor + data file journal:
+     * "switch" (renames). Phases without a byte count are announced with a
+     * total of 0.
+     */
+    public static Outcome recover(ConversionFile file, boolean acceptMoved, io.diskmorph.image.PhaseProgress progress)
+            throws IOException {
         if (!file.dir().exists(file.journalName())) {
             return Outcome.NOTHING_TO_DO;
         }
         if (FlatPairSwitch.isPairJournal(file.dir(), file.journalName())) { // a descriptor + data file switch
+            progress.update("switch", 0, 0);
             return FlatPairSwitch.recover(file.dir(), file.name(), file.displayName());
         }
         Journal journal;
         Journal.State state;
         try (Storage js = file.dir().open(file.journalName(), true)) {
+            long journalBytes = js.size();
+            progress.update("journal", 0, journalBytes);
             journal = Journal.read(js);
             state = Journal.readState(js);
             if (journal != null) {
                 checkOwnership(file, journal, js, acceptMoved, file.journalName());
             }
+            progress.update("journal", journalBytes, journalBytes);
         }
         if (journal == null) {
+            progress.update("cleanup", 0, 0);
             file.dir().delete(file.journalName());
             file.dir().sync();
             return Outcome.DISCARDED_TORN_JOURNAL;
         }
         boolean rollback = state != null && state.mode() == Journal.MODE_ROLLBACK;
         if (!rollback && journal.committed(file.image())) {
+            progress.update("complete", 0, 0);
             finishCommitted(file, journal);
             return Outcome.COMPLETED_TARGET;
         }
-        restore(file, journal);
+        restore(file, journal, progress);
         return rollback ? Outcome.ROLLED_BACK : Outcome.RESTORED_SOURCE;
     }
 
@@ -134,13 +154,20 @@ public final class Recovery {
 
     /** Puts the original bytes back, cuts the file to its original length, drops the journal. */
     static void restore(ConversionFile file, Journal journal) throws IOException {
+        restore(file, journal, InPlaceConverter.Progress.NONE);
+    }
+
+    private static void restore(ConversionFile file, Journal journal, io.diskmorph.image.PhaseProgress progress)
+            throws IOException {
         Storage image = file.image();
         try (Storage js = file.dir().open(file.journalName(), true)) {
-            journal.restore(js, image);
+            journal.restore(js, image, progress);
         }
+        progress.update("sync", 0, 0);
         image.sync();
         image.truncate(journal.originalLength);
         image.sync();
+        progress.update("cleanup", 0, 0);
         file.dir().delete(file.journalName());
         file.dir().sync();
     }
@@ -183,6 +210,18 @@ public final class Recovery {
 
     /** {@link #rollback(ConversionFile)}; {@code acceptMoved} as for {@link #recover(ConversionFile, boolean)}. */
     public static void rollback(ConversionFile file, boolean acceptMoved) throws IOException {
+        rollback(file, acceptMoved, InPlaceConverter.Progress.NONE);
+    }
+
+    /**
+     * {@link #rollback(ConversionFile, boolean)}, telling {@code progress} its
+     * phases: "journal" (the record's bytes read and judged), "switch" (the
+     * record becomes the journal: from here recover finishes the rollback),
+     * "restore" (bytes put back, of those the record holds), "sync",
+     * "cleanup"; a descriptor + data file record: "switch" (renames).
+     */
+    public static void rollback(ConversionFile file, boolean acceptMoved, io.diskmorph.image.PhaseProgress progress)
+            throws IOException {
         if (file.dir().exists(file.journalName())) {
             throw new io.diskmorph.image.InterruptedConversionException(
                     file.path() != null ? file.path().toString() : file.name(), file.journalName());
@@ -191,12 +230,15 @@ public final class Recovery {
             throw new ImageException(file.name() + ": no rollback record (convert with --keep-rollback to keep one)");
         }
         if (FlatPairSwitch.isPairJournal(file.dir(), file.rollbackName())) {
+            progress.update("switch", 0, 0);
             FlatPairSwitch.rollback(file.dir(), file.name(), file.displayName());
             return;
         }
         Journal journal;
         Journal.State state;
         try (Storage js = file.dir().open(file.rollbackName(), true)) {
+            long recordBytes = js.size();
+            progress.update("journal", 0, recordBytes);
             journal = Journal.read(js);
             state = Journal.readState(js);
             if (journal == null || state == null
@@ -204,7 +246,9 @@ public final class Recovery {
                 throw new ImageException(file.name() + ": the rollback record " + file.rollbackName() + " is damaged");
             }
             checkOwnership(file, journal, js, acceptMoved, file.rollbackName());
+            progress.update("journal", recordBytes, recordBytes);
         }
+        progress.update("switch", 0, 0);
         if (state.mode() != Journal.MODE_ROLLBACK) {
             long size = file.image().size();
             long stamp = file.dir().changeStamp(file.name());
@@ -221,6 +265,6 @@ public final class Recovery {
         // as a journal in rollback mode it blocks other users until done, and recover can finish it
         file.dir().rename(file.rollbackName(), file.journalName());
         file.dir().sync();
-        restore(file, journal);
+        restore(file, journal, progress);
     }
 }
