@@ -5,6 +5,7 @@ import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.ExitCodes;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenOptions;
+import io.diskmorph.image.PhaseProgress;
 import io.diskmorph.image.RepairMode;
 import io.diskmorph.image.UnsupportedFeatureException;
 import io.diskmorph.storage.LockMode;
@@ -22,6 +23,7 @@ import java.util.Map;
 final class CheckCommand implements Cli.Command, Main.FailureCode {
     private Cli.CommandSpec spec;
     private final ImageOptions image = new ImageOptions();
+    private final ProgressOptions progress = new ProgressOptions();
     OutputFormat output = OutputFormat.human;
     String repair;
     boolean quiet;
@@ -36,6 +38,9 @@ final class CheckCommand implements Cli.Command, Main.FailureCode {
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .option("-r", "leaks|all", "Repair leaks, or leaks and corruptions.", v -> repair = v)
                 .flag("-q", "Quiet: print nothing, report through the exit code.", () -> quiet = true)
+                .mixin(d -> progress.declare(d, "in bytes of what it walks: \"tables\" guest bytes whose mapping "
+                        + "entries were judged, \"refcounts\" host bytes whose counts were compared (qcow2), "
+                        + "\"grains\" guest bytes whose grains were judged (VMDK); \"repair\" with -r"))
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
@@ -60,15 +65,20 @@ final class CheckCommand implements Cli.Command, Main.FailureCode {
             opts = new OpenOptions(image.format, false, image.forceShare ? LockMode.NONE : LockMode.EXCLUSIVE,
                     false, false, true);
         }
+        InPlaceProgressPrinter printer = progress.printer(err, quiet);
         try (DiskImage img = Images.open(path, opts)) {
             CheckReport r;
             try {
-                r = img.check(mode);
+                r = img.check(mode, printer != null ? printer : PhaseProgress.NONE);
             } catch (UnsupportedFeatureException e) {
                 if (!quiet) {
                     err.println("diskmorph: This image format does not support checks");
                 }
                 return ExitCodes.CHECK_UNSUPPORTED;
+            } finally {
+                if (printer != null) {
+                    printer.endBar(); // the report starts on a line of its own
+                }
             }
             if (!quiet) {
                 for (String m : r.messages) {

@@ -81,16 +81,7 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
 
     /** -p / --progress=json: on stderr, so stdout keeps the result; no progress when quiet. */
     private ImageCompare.Progress progress(PrintWriter err) throws io.diskmorph.image.InvalidRequestException {
-        CopyProgressPrinter.Mode mode = null;
-        if (progressFormat != null) {
-            if (!progressFormat.equals("json")) {
-                throw new io.diskmorph.image.InvalidRequestException("--progress must be json, not '"
-                        + progressFormat + "'");
-            }
-            mode = CopyProgressPrinter.Mode.JSON;
-        } else if (progress && !quiet) {
-            mode = CopyProgressPrinter.humanMode();
-        }
+        CopyProgressPrinter.Mode mode = ProgressOptions.mode(progress, progressFormat, quiet);
         if (mode == null) {
             return (done, total) -> {
             };

@@ -136,16 +136,8 @@ final class ConvertCommand implements Cli.Command {
             throw new InvalidRequestException("-c, -S, -B, -F, -W and -t apply to copy conversion (SRC DST), not "
                     + "to --in-place");
         }
-        InPlaceProgressPrinter printer = null;
-        if (progressFormat != null) {
-            if (!progressFormat.equals("json") && !progressFormat.equals("human")) {
-                throw new InvalidRequestException("--progress must be json or human, not '" + progressFormat + "'");
-            }
-            printer = new InPlaceProgressPrinter(spec.getErr(), progressFormat.equals("json")
-                    ? CopyProgressPrinter.Mode.JSON : CopyProgressPrinter.humanMode());
-        } else if (progress) {
-            printer = new InPlaceProgressPrinter(spec.getErr(), CopyProgressPrinter.humanMode());
-        }
+        CopyProgressPrinter.Mode mode = ProgressOptions.mode(progress, progressFormat, false);
+        InPlaceProgressPrinter printer = mode == null ? null : new InPlaceProgressPrinter(spec.getErr(), mode);
         Path path = files.get(0);
         InPlaceConverter.Request req = new InPlaceConverter.Request(sourceFormat, targetFormat, opts, keepRollback);
         PrintWriter out = spec.getOut();
@@ -156,7 +148,10 @@ final class ConvertCommand implements Cli.Command {
             ConversionPlan plan;
             int signalled = 0;
             if (dryRun) {
-                plan = InPlaceConverter.plan(file, req);
+                plan = InPlaceConverter.plan(file, req, printer != null ? printer : InPlaceConverter.Progress.NONE);
+                if (printer != null) {
+                    printer.endBar();
+                }
                 if (layoutFile != null && !plan.nothingToChange()) {
                     plan = InPlacePicture.write(file, req, plan, path, sourceFormat, layoutFile);
                 }
@@ -236,15 +231,7 @@ final class ConvertCommand implements Cli.Command {
             case "writeback" -> CopyConversion.Cache.WRITEBACK;
             default -> throw new InvalidRequestException("-t must be unsafe or writeback, not '" + cache + "'");
         };
-        CopyProgressPrinter.Mode mode = null;
-        if (progressFormat != null) {
-            if (!progressFormat.equals("json") && !progressFormat.equals("human")) {
-                throw new InvalidRequestException("--progress must be json or human, not '" + progressFormat + "'");
-            }
-            mode = progressFormat.equals("json") ? CopyProgressPrinter.Mode.JSON : CopyProgressPrinter.humanMode();
-        } else if (progress) {
-            mode = CopyProgressPrinter.humanMode();
-        }
+        CopyProgressPrinter.Mode mode = ProgressOptions.mode(progress, progressFormat, false);
         PrintWriter out = spec.getOut();
         PrintWriter err = spec.getErr();
         CopyEngine.Progress p = mode == null || quiet ? CopyEngine.Progress.NONE : new CopyProgressPrinter(out, mode);

@@ -26,6 +26,8 @@ final class InPlaceProgressPrinter implements InPlaceConverter.Progress {
     private boolean printed;
     private long lastPrint;
     private int lastPercent;
+    /** The phase's end was printed: repeated reports of it (a walk past the disk's end) print nothing. */
+    private boolean phaseEnded;
 
     InPlaceProgressPrinter(PrintWriter err, CopyProgressPrinter.Mode mode) {
         this.err = err;
@@ -39,7 +41,8 @@ final class InPlaceProgressPrinter implements InPlaceConverter.Progress {
             endBar();
             this.phase = phase;
             printed = false;
-            lastPercent = -1;
+            phaseEnded = false;
+            lastPercent = 0; // the phase's line says it started: the first percentage line is at 10 %
             if (mode == CopyProgressPrinter.Mode.JSON) {
                 json(phase, done, total);
             } else {
@@ -51,6 +54,10 @@ final class InPlaceProgressPrinter implements InPlaceConverter.Progress {
             return;
         }
         boolean last = done >= total;
+        if (last && phaseEnded) {
+            return;
+        }
+        phaseEnded = last;
         int percent = (int) Math.min(100, done * 100 / total);
         switch (mode) {
             case JSON -> {
@@ -59,9 +66,6 @@ final class InPlaceProgressPrinter implements InPlaceConverter.Progress {
                 }
             }
             case LINES -> {
-                if (last && lastPercent == 100) {
-                    return;
-                }
                 if (percent >= lastPercent + LINE_STEP_PERCENT || last) {
                     err.println("  " + phase + ": " + percent + "% (" + Sizes.human(done) + " of "
                             + Sizes.human(total) + ")");

@@ -1,5 +1,6 @@
 package io.diskmorph.cli;
 
+import io.diskmorph.convert.InPlaceConverter;
 import io.diskmorph.copy.Measure;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.InvalidRequestException;
@@ -20,6 +21,7 @@ final class MeasureCommand implements Cli.Command {
     boolean inPlace;
     OutputFormat output = OutputFormat.human;
     Path image;
+    private final ProgressOptions progress = new ProgressOptions();
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -38,6 +40,9 @@ final class MeasureCommand implements Cli.Command {
                         () -> inPlace = true)
                 .option("--output", "human|json", "Report format.",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .mixin(d -> progress.declare(d, "with an IMAGE: \"measure\", the guest bytes walked of the "
+                        + "virtual size; with --in-place then the planner's phases (\"plan\": guest bytes laid "
+                        + "out)"))
                 .parameters("IMAGE", 0, 1, v -> image = Cli.path(v, "IMAGE"));
     }
 
@@ -62,9 +67,18 @@ final class MeasureCommand implements Cli.Command {
                 opts.putAll(FormatOptions.parseList(o));
             }
         }
-        Measure.Result r = image != null
-                ? Measure.image(image, sourceFormat, targetFormat, opts, inPlace)
-                : Measure.empty(Sizes.parse(size), targetFormat, opts);
+        InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
+        Measure.Result r;
+        try {
+            r = image != null
+                    ? Measure.image(image, sourceFormat, targetFormat, opts, inPlace,
+                            printer != null ? printer : InPlaceConverter.Progress.NONE)
+                    : Measure.empty(Sizes.parse(size), targetFormat, opts);
+        } finally {
+            if (printer != null) {
+                printer.endBar();
+            }
+        }
         PrintWriter out = spec.getOut();
         if (output == OutputFormat.json) {
             out.println(Json.pretty(toJson(r)));

@@ -9,6 +9,7 @@ import io.diskmorph.convert.Recovery;
 import io.diskmorph.image.ImageInUseException;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenOptions;
+import io.diskmorph.image.PhaseProgress;
 import io.diskmorph.storage.LockMode;
 
 import java.nio.file.Path;
@@ -18,6 +19,7 @@ final class RecoverCommand implements Cli.Command {
     Path path;
     boolean acceptMoved;
     OutputFormat output = OutputFormat.human;
+    private final ProgressOptions progress = new ProgressOptions();
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -29,13 +31,23 @@ final class RecoverCommand implements Cli.Command {
                         + "journal: identify it by its content, not by its inode.", () -> acceptMoved = true)
                 .option("--output", "human|json", "Output format (json: one object, documented in the README).",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .mixin(d -> progress.declare(d, "\"journal\" its bytes read, \"restore\" the saved bytes put "
+                        + "back (or \"complete\"), \"sync\", \"cleanup\""))
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
     @Override
     public Integer call() throws Exception {
         try (ConversionFile file = openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
-            Recovery.Outcome o = Recovery.recover(file, acceptMoved);
+            Recovery.Outcome o;
+            InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
+            try {
+                o = Recovery.recover(file, acceptMoved, printer != null ? printer : PhaseProgress.NONE);
+            } finally {
+                if (printer != null) {
+                    printer.endBar();
+                }
+            }
             if (output == OutputFormat.json) {
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("image", path.toString());

@@ -10,6 +10,7 @@ final class RollbackCommand implements Cli.Command {
     Path path;
     boolean acceptMoved;
     OutputFormat output = OutputFormat.human;
+    private final ProgressOptions progress = new ProgressOptions();
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -22,13 +23,23 @@ final class RollbackCommand implements Cli.Command {
                         + "rollback record: identify it by its content, not by its inode.", () -> acceptMoved = true)
                 .option("--output", "human|json", "Output format (json: one object, documented in the README).",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
+                .mixin(d -> progress.declare(d, "\"journal\" the record's bytes read, \"switch\", \"restore\" "
+                        + "the saved bytes put back, \"sync\", \"cleanup\""))
                 .parameters("IMAGE", 1, 1, v -> path = Cli.path(v, "IMAGE"));
     }
 
     @Override
     public Integer call() throws Exception {
         try (ConversionFile file = RecoverCommand.openAfterInterruption(path, null)) {
-            Recovery.rollback(file, acceptMoved);
+            InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
+            try {
+                Recovery.rollback(file, acceptMoved,
+                        printer != null ? printer : io.diskmorph.image.PhaseProgress.NONE);
+            } finally {
+                if (printer != null) {
+                    printer.endBar();
+                }
+            }
             if (output == OutputFormat.json) {
                 java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
                 m.put("image", path.toString());
