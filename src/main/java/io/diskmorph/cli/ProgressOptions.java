@@ -19,7 +19,13 @@ final class ProgressOptions {
                         + measure + ".", () -> progress = true)
                 .option("--progress", "json|human", "Progress on stderr as one JSON object per line ({\"phase\": "
                         + "..., \"bytes-done\": N, \"bytes-total\": M}; a total of 0 announces a phase without a "
-                        + "byte count), or as -p.", v -> format = v);
+                        + "byte count), or as -p.", v -> {
+                            if (!v.equals("json") && !v.equals("human")) { // a usage error, before anything opens
+                                throw new Cli.ParameterException("--progress must be json or human, not '" + v
+                                        + "'");
+                            }
+                            format = v;
+                        });
     }
 
     /**

@@ -38,9 +38,9 @@ final class RecoverCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
+        InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
         try (ConversionFile file = openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
             Recovery.Outcome o;
-            InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
             try {
                 o = Recovery.recover(file, acceptMoved, printer != null ? printer : PhaseProgress.NONE);
             } finally {

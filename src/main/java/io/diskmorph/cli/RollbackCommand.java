@@ -30,8 +30,8 @@ final class RollbackCommand implements Cli.Command {
 
     @Override
     public Integer call() throws Exception {
+        InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
         try (ConversionFile file = RecoverCommand.openAfterInterruption(path, null)) {
-            InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
             try {
                 Recovery.rollback(file, acceptMoved,
                         printer != null ? printer : io.diskmorph.image.PhaseProgress.NONE);
