@@ -7,10 +7,11 @@ import java.io.PrintWriter;
 import java.util.Locale;
 
 /**
- * Progress of an in-place conversion, on stderr (stdout keeps the report,
- * which --output=json makes a JSON document): each phase as it starts, and
- * for the phases that know their total (write: guest bytes walked; move:
- * bytes moved by the roll-forward to raw) a bar redrawn on a terminal, a
+ * Progress by phase, on stderr (stdout keeps the report, which --output=json
+ * makes a JSON document): an in-place conversion, check, measure, recover
+ * and rollback. Each phase as it starts, and for the phases that know their
+ * total (write: guest bytes walked; move: bytes moved by the roll-forward to
+ * raw; check's tables; bytes restored...) a bar redrawn on a terminal, a
  * line every 10 % otherwise, or one JSON object per line ({"phase": ...,
  * "bytes-done": N, "bytes-total": M}) for programs.
  */

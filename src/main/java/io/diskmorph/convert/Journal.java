@@ -414,12 +414,11 @@ final class Journal {
         return new String(s, StandardCharsets.UTF_8);
     }
 
-    /** Copies every saved range back into the image; holes are punched again (does not sync). */
-    void restore(Storage journal, Storage image) throws IOException {
-        restore(journal, image, InPlaceConverter.Progress.NONE);
-    }
-
-    /** {@link #restore(Storage, Storage)}, telling {@code progress} (phase "restore") the bytes put back. */
+    /**
+     * Copies every saved range back into the image; holes are punched again
+     * (does not sync). Tells {@code progress} (phase "restore") the bytes put
+     * back, per MiB.
+     */
     void restore(Storage journal, Storage image, io.diskmorph.image.PhaseProgress progress) throws IOException {
         ByteBuffer buf = ByteBuffer.allocate(1 << 20);
         long total = savedBytes();
