@@ -38,8 +38,9 @@ final class CompareCommand implements Cli.Command, Main.FailureCode {
                 .flag("-U|--force-share", "Open without taking or honouring image locks.", () -> forceShare = true)
                 .flag("-p", "Show progress on stderr (a bar on a terminal, plain lines otherwise), as qemu-img "
                         + "compare -p.", () -> progress = true)
-                .option("--progress", "json", "Print progress on stderr as one JSON object per line "
-                        + "({\"bytes-done\": N, \"bytes-total\": M}: guest bytes walked).", v -> progressFormat = v)
+                .option("--progress", "json|human", "Print progress on stderr as one JSON object per line "
+                        + "({\"bytes-done\": N, \"bytes-total\": M}: guest bytes walked), or as -p.",
+                        v -> progressFormat = v)
                 .option("--output", "human|json", "Output format (json: identical, first differing offset, the "
                         + "message; qemu-img compare has no JSON). Exit codes as without it.",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))

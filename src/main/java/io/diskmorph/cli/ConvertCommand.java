@@ -76,9 +76,9 @@ final class ConvertCommand implements Cli.Command {
                         () -> keepRollback = true)
                 .flag("-p", "Show progress (a bar on a terminal, plain lines otherwise; with --in-place on stderr, "
                         + "each phase and the bytes of the phases that write or move data).", () -> progress = true)
-                .option("--progress", "json", "Print progress as one JSON object per line "
+                .option("--progress", "json|human", "Print progress as one JSON object per line "
                         + "({\"bytes-done\": N, \"bytes-total\": M}; with --in-place on stderr, with the "
-                        + "\"phase\" too).", v -> progressFormat = v)
+                        + "\"phase\" too), or as -p.", v -> progressFormat = v)
                 .flag("-c", "Copy: write compressed clusters (qcow2; compression_type=zstd for zstd).",
                         () -> compress = true)
                 .option("-S", "SIZE", "Copy: zero runs of at least SIZE in the data are not written (default "
