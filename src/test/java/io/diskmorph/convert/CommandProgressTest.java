@@ -176,6 +176,37 @@ class CommandProgressTest {
         assertEquals(0, repaired.exitCode(), repaired.err());
         assertEquals(List.of("tables", "refcounts", "repair"), phases(progressLines(repaired.err())));
         assertEquals(Dm.run("check", "-r", "all", q).out(), repaired.out());
+
+        // a qcow2 leak (a cluster appended with refcount 1): the repair, then the second pass's phases
+        Path leaky = image("leak.qcow2", "qcow2", "64M", "write -P 7 0 1M");
+        plantLeak(leaky);
+        Path leaky2 = Files.copy(leaky, dir.resolve("leak2.qcow2"));
+        assertEquals(ExitCodes.CHECK_LEAKS, Dm.run("check", leaky).exitCode());
+        Dm.Result fixedPlain = Dm.run("check", "-r", "leaks", leaky);
+        Dm.Result fixed = Dm.run("check", "-r", "leaks", "--progress=json", leaky2);
+        assertEquals(0, fixed.exitCode(), fixed.err());
+        assertEquals(fixedPlain.out(), fixed.out());
+        assertTrue(fixed.out().contains("1 leaked clusters"), fixed.out());
+        assertEquals(List.of("tables", "refcounts", "repair", "tables", "refcounts"),
+                phases(progressLines(fixed.err())));
+        assertTrue(fixed.err().endsWith("Repairing cluster 21 refcount=1 reference=0\n"), "check's messages last");
+        assertArrayEquals(Files.readAllBytes(leaky), Files.readAllBytes(leaky2));
+        assertEquals(0, Qemu.check(leaky2, "qcow2").exitCode());
+    }
+
+    /** Appends a zeroed cluster to a 64 KiB-cluster qcow2 file and gives it refcount 1 (16-bit refcounts). */
+    private static void plantLeak(Path qcow2) throws Exception {
+        try (var ch = java.nio.channels.FileChannel.open(qcow2, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8);
+            ch.read(b, 48);
+            long refcountTable = b.getLong(0);
+            ch.read(b.clear(), refcountTable);
+            long block = b.getLong(0);
+            long cluster = ch.size() / 65536;
+            assertEquals(21, cluster, "the layout qemu-img 7.2 writes for this image");
+            ch.write(java.nio.ByteBuffer.allocate(65536), ch.size());
+            ch.write(java.nio.ByteBuffer.allocate(2).putShort(0, (short) 1), block + 2 * cluster);
+        }
     }
 
     /** Plain lines when stderr is no terminal: the phase's name, then a line every 10 %, ending at 100 %. */
