@@ -60,7 +60,7 @@ final class ParallelsChecker {
         boolean batChanged = false;
         long highOff = 0;
         long prevOff = 0;
-        TableWalkProgress walk = new TableWalkProgress(progress, "tables", cluster, img.virtualSize(), 4096);
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", cluster, img.virtualSize());
         for (long i = 0; i < h.batEntries; i++) {
             walk.at(i);
             long entry = bat.get(i);

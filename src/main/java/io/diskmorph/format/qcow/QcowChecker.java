@@ -39,7 +39,7 @@ final class QcowChecker {
         long l2Bytes = h.l2TableBytes();
         long cov = h.l2Coverage();
         long clustersInDisk = (img.virtualSize() + c - 1) / c;
-        var walk = new io.diskmorph.image.TableWalkProgress(progress, "tables", cov, img.virtualSize(), 1);
+        var walk = new io.diskmorph.image.TableWalkProgress(progress, "tables", cov, img.virtualSize());
         for (long i = 0; i < h.l1Entries(); i++) {
             walk.at(i);
             long l2 = img.l1Entry(i);

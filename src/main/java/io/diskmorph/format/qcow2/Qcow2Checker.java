@@ -201,7 +201,7 @@ final class Qcow2Checker {
         }
         long l2Coverage = ctx.clusterSize * ctx.geo.l2Entries;
         mappingTables.walk = new TableWalkProgress(ctx.progress, "tables", l2Coverage,
-                Math.multiplyHigh(l1Entries, l2Coverage) != 0 ? Long.MAX_VALUE : l1Entries * l2Coverage, 1);
+                Math.multiplyHigh(l1Entries, l2Coverage) != 0 ? Long.MAX_VALUE : l1Entries * l2Coverage);
         mappingTables.checkL1(header.l1TableOffset, Integer.toUnsignedLong(header.l1Size), true, fix, true, copied);
         var snapshots = snapshotTable.snapshots();
         if (ctx.hasDataFile && !snapshots.isEmpty()) {

@@ -113,10 +113,9 @@ final class RefcountCheck {
         byte[] block = new byte[(int) ctx.clusterSize];
         LongList freed = new LongList();
         boolean dirtyAny = false;
-        // a report per 256 MiB of the file at most: a block counts 2 GiB at 64 KiB clusters, 128 KiB at 512 bytes
-        long blockBytes = per * ctx.clusterSize;
-        var walk = new io.diskmorph.image.TableWalkProgress(ctx.progress, "refcounts", blockBytes,
-                refs.size() * ctx.clusterSize, Math.max(1, (256L << 20) / blockBytes));
+        // a block counts 2 GiB of the file at 64 KiB clusters, 128 KiB at 512 bytes
+        var walk = new io.diskmorph.image.TableWalkProgress(ctx.progress, "refcounts", per * ctx.clusterSize,
+                refs.size() * ctx.clusterSize);
         for (long bi = 0; bi * per < refs.size(); bi++) {
             walk.at(bi);
             long first = bi * per;

@@ -106,7 +106,7 @@ final class QedChecker {
         long perPage = pageBytes / 8;
         long[] entries = new long[(int) perPage];
         long l2Coverage = header.tableEntries() * header.clusterSize;
-        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l2Coverage, header.imageSize, 1);
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l2Coverage, header.imageSize);
         for (long first = 0; first < header.tableEntries(); first += perPage) {
             long pageOffset = l1 + first * 8;
             readPage(pageOffset, entries);

@@ -32,7 +32,7 @@ final class VdiChecker {
         BitSet used = new BitSet((int) Math.min(blocks, Math.min(inFile, Integer.MAX_VALUE)));
         long counted = 0;
         long size = header.virtualSize();
-        TableWalkProgress walk = new TableWalkProgress(progress, "tables", VdiImage.BLOCK, size, 4096);
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", VdiImage.BLOCK, size);
         for (long b = 0; b < blocks; b++) {
             walk.at(b);
             int e = map.get(b);

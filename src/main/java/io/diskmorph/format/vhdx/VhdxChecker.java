@@ -81,7 +81,7 @@ final class VhdxChecker {
     }
 
     private void bat(PhaseProgress progress) throws IOException {
-        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l.blockSize, image.virtualSize(), 4096);
+        TableWalkProgress walk = new TableWalkProgress(progress, "tables", l.blockSize, image.virtualSize());
         for (long block = 0; block < l.dataBlocks; block++) {
             walk.at(block);
             long index = l.payloadEntry(block);

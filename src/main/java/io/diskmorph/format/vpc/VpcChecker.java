@@ -35,7 +35,7 @@ final class VpcChecker {
         VpcImage.Footers f = VpcImage.footers(storage, length);
         boolean endGood = f.atEnd().hasCookie() && f.atEnd().checksumValid();
         if (image.isFixed()) {
-            new TableWalkProgress(progress, "tables", 1, image.virtualSize(), 1).done();
+            new TableWalkProgress(progress, "tables", 1, image.virtualSize()).done();
             if (!endGood) {
                 r.error("ERROR: the footer's checksum is wrong");
                 r.corruptions++;
@@ -89,7 +89,7 @@ final class VpcChecker {
         long[] starts = new long[16];
         int n = 0;
         TableWalkProgress walk = new TableWalkProgress(progress, "tables", h.blockSize,
-                Math.min(image.virtualSize(), h.maxTableEntries * h.blockSize), 4096);
+                Math.min(image.virtualSize(), h.maxTableEntries * h.blockSize));
         for (long b = 0; b < h.maxTableEntries; b++) {
             walk.at(b);
             int e = bat.get(b);
