@@ -25,9 +25,9 @@ final class LayoutCommand implements Cli.Command {
         spec = io;
         return new Cli.Declaration("layout", "Draw the host file: header, tables, guest data (coloured by guest "
                 + "offset, so fragmentation shows), unreferenced space and holes, with a legend and an axis in bytes. "
-                + "Binned: a 4 TiB sparse image draws as quickly as a small one. Metadata kinds are named for qcow2, "
-                + "QED, qcow, VDI, VHDX, VHD and hosted sparse VMDK; other formats show their metadata as unreferenced "
-                + "space.")
+                + "Binned: a 4 TiB sparse image draws as quickly as a small one. Every format's metadata is named (a "
+                + "streamOptimized VMDK's grains are compressed data, behind their markers); what no table "
+                + "references is unreferenced space.")
                 .mixin(image::declare)
                 .option("--output", "svg|html|json", "svg (default), an html page with the picture and a table "
                         + "of bytes per kind, or json (the bytes per kind only).", v -> output = v)
