@@ -234,4 +234,18 @@ public final class HostLayout {
     public long binBytes() {
         return binBytes;
     }
+
+    /** The file's length: the bytes of all kinds together. */
+    public long fileLength() {
+        return fileLength;
+    }
+
+    public long virtualSize() {
+        return virtualSize;
+    }
+
+    /** The image's format name. */
+    public String format() {
+        return format;
+    }
 }
