@@ -17,6 +17,8 @@ import javax.xml.parsers.DocumentBuilderFactory;
 import java.awt.image.BufferedImage;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
@@ -156,6 +158,34 @@ class LayoutCommandTest {
             assertEquals(512 * (tables + 3), 512 * sectionMarkers, "markers found by the sequential read");
         }
         picture.rendersInRsvg();
+    }
+
+    /**
+     * A Parallels format extension (dirty bitmaps; qemu 7.2 reads it but
+     * cannot make one; a cluster of zeros stands for it here, as diskmorph
+     * does not read its content): the cluster ext_off names is drawn as
+     * such; a damaged ext_off names nothing.
+     */
+    @Test
+    void parallelsFormatExtensionCluster() throws Exception {
+        Path img = dir.resolve("e.parallels");
+        Qemu.create(img, "parallels", "4M", "cluster_size=64k");
+        Qemu.io(img, "parallels", "write -P 1 0 64k");
+        long end = Files.size(img);
+        assertEquals(0, end % 65536, "qemu's file ends at a cluster");
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.wrap(new byte[65536]), end); // the extension's cluster after the data
+            ch.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, end / 512), 56);
+        }
+        JsonNode bytes = picture(img).bytes;
+        assertEquals(65536, bytes.get("format extension").asLong(), bytes.toString());
+        assertEquals(65536, bytes.get(HostLayout.DATA).asLong(), bytes.toString());
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, Long.MIN_VALUE | end / 512), 56);
+        }
+        bytes = picture(img).bytes;
+        assertFalse(bytes.has("format extension"), "an offset past 2^63 names nothing: " + bytes);
+        assertEquals(65536, bytes.get(HostLayout.DATA).asLong(), bytes.toString());
     }
 
     /** A descriptor file (monolithicFlat): the image's own file is its descriptor; the data lives elsewhere. */
