@@ -116,6 +116,14 @@ class JsonOutputTest {
         assertTrue(j.get("seconds").asDouble() >= 0);
         assertEquals(0, Qemu.compare(src, vmdk));
 
+        // a VHD's virtual size is its CHS geometry's, as qemu-img reads it back
+        Path vhd = dir.resolve("dst.vhd");
+        Dm.Result vr = Dm.run("convert", "-f", "qcow2", "-O", "vpc", "--output=json", src, vhd).ok();
+        j = keys(vr.json());
+        assertEquals(Qemu.img("info", "-f", "vpc", "--output=json", vhd).ok().json().get("virtual-size").asLong(),
+                j.get("virtual-size").asLong());
+        assertEquals(chainData, j.get("data-bytes").asLong());
+
         Path overlay = dir.resolve("top.qcow2");
         j = keys(Dm.run("convert", "-O", "qcow2", "-o", "cluster_size=4k", "-B", base.getFileName().toString(), "-F",
                 "qcow2", "--output=json", src, overlay).ok().json());
