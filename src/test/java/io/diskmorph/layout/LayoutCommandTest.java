@@ -141,6 +141,8 @@ class LayoutCommandTest {
         assertEquals(mapped, grains * 65536, "grains found by the sequential read vs qemu-img map");
         assertEquals(12 * grains, bytes.get("grain markers").asLong(), bytes.toString());
         assertEquals(deflated, bytes.get(HostLayout.COMPRESSED).asLong(), bytes.toString());
+        assertTrue(Files.readString(picture.svg()).contains("data-kind=\"compressed data\" data-bytes=\"" + deflated
+                + "\">compressed data: "), "the legend names the grains as compressed data");
         assertEquals(0, bytes.get(HostLayout.DATA).asLong(), bytes.toString());
         assertEquals(512, bytes.get("header").asLong(), bytes.toString());
         assertTrue(bytes.get("descriptor").asLong() > 0, bytes.toString());
