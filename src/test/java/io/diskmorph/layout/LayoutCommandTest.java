@@ -190,6 +190,38 @@ class LayoutCommandTest {
         assertEquals(65536, bytes.get(HostLayout.DATA).asLong(), bytes.toString());
     }
 
+    /**
+     * A damaged stream whose grain table names two grains over and over: the
+     * walk names at most as many grains as the file has sectors, then stops
+     * (a hostile file of a few MiB could otherwise ask for 10^8 markers).
+     */
+    @Test
+    void aStreamNamingGrainsAgainAndAgainIsBounded() throws Exception {
+        Path src = dir.resolve("d.qcow2");
+        Qemu.create(src, "qcow2", "24M");
+        Qemu.io(src, "qcow2", "write -P 1 0 1M");
+        Path img = dir.resolve("d.vmdk");
+        Qemu.img("convert", "-O", "vmdk", "-o", "subformat=streamOptimized", src, img).ok();
+        long sectors = Files.size(img) / 512;
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            ByteBuffer h = ByteBuffer.allocate(512).order(ByteOrder.LITTLE_ENDIAN);
+            ch.read(h, 0);
+            long gd = h.getLong(56) * 512;
+            long overhead = h.getLong(64);
+            ByteBuffer e = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
+            ch.read(e, gd);
+            long table = Integer.toUnsignedLong(e.getInt(0)) * 512;
+            ByteBuffer t = ByteBuffer.allocate(2048).order(ByteOrder.LITTLE_ENDIAN);
+            for (int k = 0; k < 512; k++) {
+                t.putInt(4 * k, (int) (overhead + k % 2)); // the first two grains, alternately
+            }
+            ch.write(t, table);
+        }
+        assertTrue(512 > sectors, "the table names more grains than the file has sectors: " + sectors);
+        JsonNode bytes = Dm.run("layout", "--output=json", img).ok().json().get("bytes");
+        assertEquals(12 * sectors, bytes.get("grain markers").asLong(), bytes.toString());
+    }
+
     /** A descriptor file (monolithicFlat): the image's own file is its descriptor; the data lives elsewhere. */
     @Test
     void aVmdkDescriptorFileIsItsDescriptor() throws Exception {

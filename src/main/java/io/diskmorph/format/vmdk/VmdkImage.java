@@ -915,6 +915,9 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
             sink.region("grain directory", h.rgdOffset(), directory);
         }
         long n = own.directoryEntriesInFile();
+        // every grain of a stream holds a sector of its own: more grains than the file has sectors is a damaged
+        // (or hostile) file whose tables name grains again and again; the walk stops there rather than read on
+        long[] grainsLeft = {Math.ceilDiv(fileSize, SECTOR)};
         for (long i = own.nextTableIndex(0, n, false); i < n; i = own.nextTableIndex(i + 1, n, false)) {
             long t = own.grainTableOffset(i);
             sink.region("grain tables", t, h.gtBytes());
@@ -922,7 +925,7 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
                 sectionMarker(sink, t, 1, h.gtBytes() / SECTOR);
             }
             if (stream && h.compressed()) {
-                streamGrains(sink, own, t, fileSize);
+                streamGrains(sink, own, t, fileSize, grainsLeft);
             }
         }
         if (h.rgdOffset() != 0) {
@@ -974,12 +977,14 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
     /**
      * The grains of the grain table at {@code table}: marker and deflated
      * bytes, as long as the marker says (a marker that is not one, past the
-     * end or with a size out of range, names nothing: check reports it).
+     * end or with a size out of range, names nothing: check reports it), at
+     * most {@code grainsLeft[0]} more of them.
      */
-    private void streamGrains(Sink sink, SparseExtent own, long table, long fileSize) throws IOException {
+    private void streamGrains(Sink sink, SparseExtent own, long table, long fileSize, long[] grainsLeft)
+            throws IOException {
         long[] entries = own.grainTable(table);
         long previous = -1;
-        for (int k = 0; k < entries.length; k++) {
+        for (int k = 0; k < entries.length && grainsLeft[0] > 0; k++) {
             long sector = own.grainSector(entries[k], table + 4L * k);
             if (sector < 0 || sector == previous) {
                 continue; // unallocated, zeroed; or the same grain twice in a row, named once
@@ -993,6 +998,7 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
             if (size == 0 || size > 2 * own.grainBytes()) {
                 continue;
             }
+            grainsLeft[0]--;
             sink.region("grain markers", at, 12);
             sink.region(COMPRESSED_DATA, at + 12, Math.ceilDiv(12 + size, SECTOR) * SECTOR - 12);
         }
