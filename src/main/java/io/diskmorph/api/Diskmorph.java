@@ -264,11 +264,11 @@ public final class Diskmorph {
      * @param request  formats, options, compression, sparseness, durability
      * @param progress told the bytes of data copied (phase "copy")
      * @param cancel   asked between chunks; null when the copy cannot be cancelled
-     * @return the new image's details
+     * @return the new image's details and what was written
      * @throws DiskmorphException when the copy is refused or fails, {@link ConversionCancelledException}
      *                            when it was cancelled
      */
-    public static ImageDetails copy(Path source, Path target, CopyRequest request, ProgressListener progress,
+    public static CopyResult copy(Path source, Path target, CopyRequest request, ProgressListener progress,
                                     Cancellation cancel) throws DiskmorphException {
         CopyEngine.Progress p = progress == ProgressListener.NONE && cancel == null ? CopyEngine.Progress.NONE
                 : (done, total) -> {
@@ -277,21 +277,22 @@ public final class Diskmorph {
                     }
                     progress.progress("copy", done, total);
                 };
+        CopyConversion.Result done;
         try {
-            Failures.translating(() -> {
+            done = Failures.translating(() -> {
                 CopyConversion.Request r = new CopyConversion.Request(source, request.sourceFormat(), target,
                         request.targetFormat(), request.options(), request.backingFile(), request.backingFormat(),
                         new CopyEngine.Settings(request.minSparse(), request.compress(), request.parallel(),
                                 request.outOfOrder()),
                         request.durable() ? CopyConversion.Cache.WRITEBACK : CopyConversion.Cache.UNSAFE);
-                CopyConversion.run(r, PartFile.forTarget(target), p);
-                return null;
+                return CopyConversion.run(r, PartFile.forTarget(target), p);
             });
         } catch (CopyStopped s) {
             throw new ConversionCancelledException(source + ": copy to " + target + " cancelled; no target "
                     + "was left", null, null);
         }
-        return info(target);
+        return new CopyResult(info(target), done.sourceFormat(), done.written().dataBytes(),
+                done.written().compressedBytes(), done.written().zeroBytes());
     }
 
     /** Unwinds a copy whose cancellation was requested (the copy engine removes its partial target). */

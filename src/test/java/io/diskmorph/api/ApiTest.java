@@ -189,13 +189,18 @@ class ApiTest {
         Path target = dir.resolve("copy.vhdx");
         AtomicLong done = new AtomicLong();
         AtomicLong total = new AtomicLong();
-        ImageDetails d = Diskmorph.copy(img, target, CopyRequest.to("vhdx"), (phase, n, of) -> {
+        CopyResult r = Diskmorph.copy(img, target, CopyRequest.to("vhdx"), (phase, n, of) -> {
             assertEquals("copy", phase);
             done.set(n);
             total.set(of);
         }, null);
-        assertEquals("vhdx", d.format());
+        assertEquals("vhdx", r.target().format());
+        assertEquals("qcow2", r.sourceFormat());
         assertEquals(0, Qemu.compare(img, target));
+        long mappedData = Qemu.map(img, "qcow2").stream().filter(l -> l.data() && !l.zero())
+                .mapToLong(Qemu.MapLine::length).sum();
+        assertEquals(mappedData, r.dataBytes(), "data bytes written = qemu-img map's data of the source");
+        assertEquals(0, r.compressedBytes());
         assertEquals(total.get(), done.get());
         assertTrue(total.get() >= 4 << 20, "data bytes: " + total.get());
 
