@@ -1,5 +1,6 @@
 package io.diskmorph.api;
 
+import io.diskmorph.convert.InPlaceSafetyTest;
 import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -320,6 +321,22 @@ class ApiTest {
         try (Stream<Path> files = Files.list(dir)) {
             assertEquals(List.of("disk.qcow2"), files.map(p -> p.getFileName().toString()).toList());
         }
+    }
+
+    @Test
+    void anInterruptedConversionIsRefusedUntilRecovered() throws IOException {
+        Path img = sample();
+        byte[] original = Files.readAllBytes(img);
+        InPlaceSafetyTest.convertAndCut(img, "qed", 3); // a power cut at the conversion's fourth write
+        InterruptedConversionException pending = assertThrows(InterruptedConversionException.class,
+                () -> Diskmorph.open(img));
+        assertEquals(69, pending.exitCode());
+        assertTrue(pending.getMessage().contains("recover"), pending.getMessage());
+        assertThrows(InterruptedConversionException.class, () -> Diskmorph.plan(img, InPlaceRequest.to("qed")));
+        assertEquals(RecoveryOutcome.RESTORED_SOURCE, Diskmorph.recover(img));
+        assertArrayEquals(original, Files.readAllBytes(img));
+        assertEquals(RecoveryOutcome.NOTHING_TO_DO, Diskmorph.recover(img));
+        assertEquals("qcow2", Diskmorph.info(img).format());
     }
 
     @Test
