@@ -4,8 +4,8 @@
 # libvhdi-utils for vhdiinfo, a second VHDX reader,
 # e2fsprogs for filesystem content, gcc for the JNI shim the build makes and
 # the tests expect, bsdutils for `script`, which gives the progress bar test a
-# terminal, librsvg2-bin for rsvg-convert, which renders `layout`'s SVG) when
-# it is missing.
+# terminal, librsvg2-bin for rsvg-convert, which renders `layout`'s SVG,
+# python3, which reads the JSON the examples/ print) when it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -17,6 +17,7 @@ command -v vhdiinfo >/dev/null 2>&1 || need+=(libvhdi-utils)
 command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /usr/bin/cc ] || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -38,7 +39,9 @@ export JAVA_HOME="$jdk"
 
 qemu-img --version | head -1
 export MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow"
-mvn -B -q -e -Dstyle.color=never verify "$@"
+# install: the examples/ projects depend on the library by its Maven coordinates, as a user's would
+mvn -B -q -e -Dstyle.color=never install "$@"
+examples/run.sh
 
 # Bounded fuzzing: every Jazzer target in io.diskmorph.fuzz for DISKMORPH_FUZZ_SECONDS each
 # (default 5; 0 skips). mvn verify above already replays every fuzz corpus as regression tests.

@@ -93,7 +93,8 @@ final class ConvertCommand implements Cli.Command {
                 .option("-t", "CACHE", "Copy: unsafe (default, as qemu-img: no flush) or writeback (DST is "
                         + "synced before it is renamed into place).", v -> cache = v)
                 .flag("-q", "Copy: quiet (no progress).", () -> quiet = true)
-                .option("--output", "human|json", "Report format.",
+                .option("--output", "human|json", "Report format: the plan or outcome of --in-place; a copy "
+                        + "prints nothing, or with json its report (and -p's progress goes to stderr).",
                         v -> output = Cli.choice(OutputFormat.class, v, "--output"))
                 .flag("--no-backing", "Do not open backing files (their names are still carried over).",
                         () -> noBacking = true)
@@ -234,7 +235,9 @@ final class ConvertCommand implements Cli.Command {
         CopyProgressPrinter.Mode mode = ProgressOptions.mode(progress, progressFormat, false);
         PrintWriter out = spec.getOut();
         PrintWriter err = spec.getErr();
-        CopyEngine.Progress p = mode == null || quiet ? CopyEngine.Progress.NONE : new CopyProgressPrinter(out, mode);
+        // progress goes to stdout as qemu-img prints it, unless stdout carries the JSON report
+        CopyEngine.Progress p = mode == null || quiet ? CopyEngine.Progress.NONE
+                : new CopyProgressPrinter(output == OutputFormat.json ? err : out, mode);
         CopyConversion.Request req = new CopyConversion.Request(files.get(0), sourceFormat, files.get(1),
                 targetFormat != null ? targetFormat : "raw", opts, backing, backingFormat,
                 new CopyEngine.Settings(minSparse, compress, parallel, outOfOrder), cacheMode);
@@ -243,8 +246,42 @@ final class ConvertCommand implements Cli.Command {
             err.println("diskmorph: " + msg);
             err.flush();
         });
-        CopyConversion.run(req, part, p);
+        long start = System.nanoTime();
+        CopyConversion.Result result = CopyConversion.run(req, part, p);
+        if (output == OutputFormat.json) {
+            out.println(Json.pretty(copyJson(req, opts, result, (System.nanoTime() - start) / 1e9)));
+        }
         return 0;
+    }
+
+    /**
+     * A copy's report: source and target as named, formats, the target's
+     * virtual size and backing file (qemu-img info's names), the -o options
+     * as given (create's), what was written, and the target file's
+     * allocated bytes (qemu-img info's actual-size).
+     */
+    private Map<String, Object> copyJson(CopyConversion.Request req, Map<String, String> opts,
+                                         CopyConversion.Result r, double seconds) throws java.io.IOException {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("source", req.source().toString());
+        m.put("source-format", r.sourceFormat());
+        m.put("target", req.target().toString());
+        m.put("target-format", req.targetFormat());
+        m.put("virtual-size", r.virtualSize());
+        m.put("backing-filename", r.backing());
+        m.put("backing-filename-format", r.backingFormat());
+        m.put("options", new LinkedHashMap<>(opts));
+        m.put("compressed", compress);
+        m.put("data-bytes", r.written().dataBytes());
+        m.put("compressed-bytes", r.written().compressedBytes());
+        m.put("zero-bytes", r.written().zeroBytes());
+        long actual = -1;
+        try (FileStorage f = FileStorage.open(req.target(), true, LockMode.NONE)) {
+            actual = f.allocatedBytes();
+        }
+        m.put("actual-size", actual >= 0 ? actual : null);
+        m.put("seconds", Math.round(seconds * 1000) / 1000.0);
+        return m;
     }
 
     static Map<String, Object> toJson(ConversionPlan p, boolean dryRun, double seconds) {

@@ -1,21 +1,13 @@
 package io.diskmorph.cli;
 
 import io.diskmorph.image.CreateSpec;
-import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.FormatOptions;
 import io.diskmorph.image.FormatRegistry;
 import io.diskmorph.image.ImageFormat;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.InvalidRequestException;
-import io.diskmorph.image.OpenContext;
-import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.Sizes;
-import io.diskmorph.storage.FileStorage;
-import io.diskmorph.storage.LockMode;
-import io.diskmorph.storage.Storage;
 
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -76,12 +68,12 @@ final class CreateCommand implements Cli.Command {
         if (size != null) {
             bytes = Sizes.parse(size);
         } else if (bFile != null && !unsafe) {
-            bytes = backingSize(bFile, bFmt);
+            bytes = Images.backingSize(path, bFile, bFmt);
         } else {
             throw new InvalidRequestException("missing SIZE (needed unless a backing file gives it)");
         }
         if (bFile != null && !unsafe && size != null) {
-            backingSize(bFile, bFmt); // the backing file must exist and open, as with qemu-img
+            Images.backingSize(path, bFile, bFmt); // the backing file must exist and open, as with qemu-img
         }
         CreateSpec cs = new CreateSpec(bytes, opts, bFile, bFmt);
         if (!quiet && output == OutputFormat.human) {
@@ -95,26 +87,7 @@ final class CreateCommand implements Cli.Command {
             opts.forEach((k, v) -> sb.append(' ').append(k).append('=').append(v));
             spec.getOut().println(sb);
         }
-        if (f instanceof io.diskmorph.image.MeasurableFormat m) {
-            // the options are judged before IMAGE is opened: creating truncates an existing file, and a
-            // refused option must leave it as it was
-            m.measure(cs, null);
-        } else {
-            f.checkCreateSpec(cs);
-        }
-        boolean existed = Files.exists(path);
-        Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);
-        try {
-            try (DiskImage img = f.create(storage, cs, new OpenContext(path, false, null, false))) {
-                img.flush();
-            }
-        } catch (IOException | RuntimeException e) {
-            storage.close();
-            if (!existed) {
-                Files.deleteIfExists(path); // no half-made image under the requested name
-            }
-            throw e;
-        }
+        Images.create(path, f, cs);
         if (output == OutputFormat.json) {
             java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
             m.put("filename", path.toString());
@@ -126,12 +99,5 @@ final class CreateCommand implements Cli.Command {
             spec.getOut().println(Json.pretty(m));
         }
         return 0;
-    }
-
-    private long backingSize(String name, String fmt) throws IOException {
-        Path p = Path.of(Images.fullBackingFilename(path, name));
-        try (DiskImage b = Images.open(p, OpenOptions.forReading().withFormat(fmt))) {
-            return b.virtualSize();
-        }
     }
 }

@@ -22,7 +22,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
@@ -38,8 +41,11 @@ final class DemoCommand implements Cli.Command {
     private Cli.CommandSpec spec;
     String size = "1G";
     boolean keep;
+    OutputFormat output = OutputFormat.human;
 
     private PrintWriter out;
+    /** Each step's figures, for --output=json. */
+    private final List<Map<String, Object>> steps = new ArrayList<>();
 
     @Override
     public Cli.Declaration declare(Cli.CommandSpec io) {
@@ -47,12 +53,16 @@ final class DemoCommand implements Cli.Command {
         return new Cli.Declaration("demo", "Create a sample image, convert it in place several times, verify "
                 + "each step.")
                 .option("--size", "SIZE", "Virtual size (default 1G).", v -> size = v)
-                .flag("--keep", "Keep the temporary directory and print its path.", () -> keep = true);
+                .flag("--keep", "Keep the temporary directory and print its path.", () -> keep = true)
+                .option("--output", "human|json", "Report format: the steps as they happen, or one JSON object "
+                        + "with every step's figures at the end.",
+                        v -> output = Cli.choice(OutputFormat.class, v, "--output"));
     }
 
     @Override
     public Integer call() throws Exception {
-        out = spec.getOut();
+        boolean json = output == OutputFormat.json;
+        out = json ? new PrintWriter(java.io.Writer.nullWriter()) : spec.getOut();
         long virtualSize = Sizes.parse(size);
         Path dir = Files.createTempDirectory("diskmorph-demo-");
         Path image = dir.resolve("disk.img");
@@ -83,6 +93,14 @@ final class DemoCommand implements Cli.Command {
             if (!fileDigest(image).equals(rawFile)) {
                 throw new ImageException("demo: rollback did not restore the raw file byte for byte");
             }
+            Map<String, Object> rollback = new LinkedHashMap<>();
+            rollback.put("step", 3);
+            rollback.put("action", "rollback");
+            rollback.put("source-format", "qcow2");
+            rollback.put("target-format", "raw");
+            rollback.put("seconds", round(rb));
+            rollback.put("byte-identical", true);
+            steps.add(rollback);
             out.printf(Locale.ROOT, "3. rollback qcow2 -> raw: %.3f s; the raw file is back byte for byte%n", rb);
             out.flush();
             step(4, image, "raw", "qcow2", false, digest);
@@ -91,6 +109,20 @@ final class DemoCommand implements Cli.Command {
             out.printf("The qcow2 file uses %s on disk (the raw sample used %s).%n", Sizes.human(allocated(image)),
                     Sizes.human(sampleOnDisk));
             out.println("All steps verified: same guest content after every conversion, images check clean.");
+            if (json) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("directory", dir.toString());
+                m.put("kept", keep);
+                m.put("virtual-size", virtualSize);
+                m.put("sample-data-bytes", written);
+                m.put("sample-actual-size", sampleOnDisk);
+                m.put("guest-sha256", digest);
+                m.put("steps", steps);
+                m.put("format", "qcow2");
+                m.put("actual-size", allocated(image));
+                m.put("verified", true);
+                spec.getOut().println(Json.pretty(m));
+            }
             return 0;
         } finally {
             cleanup.finish(out);
@@ -200,7 +232,26 @@ final class DemoCommand implements Cli.Command {
                     InPlaceConverter.Progress.NONE);
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
-        String qemu = verify(image, to, digest);
+        boolean qemuChecked = verify(image, to, digest);
+        String qemu = qemuChecked ? "; qemu-img check clean" : " (qemu-img not installed: skipped its check)";
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("step", n);
+        m.put("action", "convert-in-place");
+        m.put("source-format", from);
+        m.put("target-format", to);
+        m.put("seconds", round(seconds));
+        m.put("kept-bytes", p.keptBytes());
+        m.put("moved-bytes", p.movedBytesTotal());
+        Map<String, Object> why = new LinkedHashMap<>();
+        p.movedBytes().forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
+        m.put("moved-by-reason", why);
+        m.put("metadata-bytes", p.metadataBytes());
+        m.put("extra-space", p.extraSpace());
+        m.put("keep-rollback", keepRollback);
+        m.put("notes", p.notes());
+        m.put("qemu-img-check", qemuChecked ? "clean" : "not-installed");
+        m.put("picture", picture.toString());
+        steps.add(m);
         out.printf(Locale.ROOT, "%d. in place %s -> %s: %.3f s; kept %s in place, moved %s, wrote %s of metadata, "
                         + "extra space %s (%.3f%%)%s%n", n, from, to, seconds, Sizes.human(p.keptBytes()),
                 Sizes.human(p.movedBytesTotal()), Sizes.human(p.metadataBytes()), Sizes.human(p.extraSpace()),
@@ -217,8 +268,8 @@ final class DemoCommand implements Cli.Command {
         out.flush();
     }
 
-    /** Checks content and consistency; returns a note on what qemu-img said, if it is installed. */
-    private String verify(Path image, String format, String digest) throws IOException {
+    /** Checks content and consistency, with qemu-img's check too when it is installed (then true). */
+    private boolean verify(Path image, String format, String digest) throws IOException {
         if (!guestDigest(image).equals(digest)) {
             throw new ImageException("demo: guest content changed after converting " + image);
         }
@@ -229,13 +280,17 @@ final class DemoCommand implements Cli.Command {
             }
         }
         if (!onPath("qemu-img")) {
-            return " (qemu-img not installed: skipped its check)";
+            return false;
         }
         int rc = run("qemu-img", "check", "-q", "-f", format, image.toString());
         if (rc != 0) {
             throw new ImageException("demo: qemu-img check " + image + " exited " + rc);
         }
-        return "; qemu-img check clean";
+        return true;
+    }
+
+    private static double round(double seconds) {
+        return Math.round(seconds * 1000) / 1000.0;
     }
 
     /** A sparse raw disk with text, random data and holes, like a lightly used guest disk. */

@@ -25,9 +25,9 @@ final class LayoutCommand implements Cli.Command {
         spec = io;
         return new Cli.Declaration("layout", "Draw the host file: header, tables, guest data (coloured by guest "
                 + "offset, so fragmentation shows), unreferenced space and holes, with a legend and an axis in bytes. "
-                + "Binned: a 4 TiB sparse image draws as quickly as a small one. Metadata kinds are named for qcow2, "
-                + "QED, qcow, VDI, VHDX, VHD and hosted sparse VMDK; other formats show their metadata as unreferenced "
-                + "space.")
+                + "Binned: a 4 TiB sparse image draws as quickly as a small one. Every format's metadata is named (a "
+                + "streamOptimized VMDK's grains are compressed data, behind their markers); what no table "
+                + "references is unreferenced space.")
                 .mixin(image::declare)
                 .option("--output", "svg|html|json", "svg (default), an html page with the picture and a table "
                         + "of bytes per kind, or json (the bytes per kind only).", v -> output = v)
@@ -47,7 +47,7 @@ final class LayoutCommand implements Cli.Command {
         }
         String text = switch (output) {
             case "html" -> LayoutSvg.html(layout);
-            case "json" -> json(layout.totals(), layout.binBytes());
+            case "json" -> json(layout, path);
             default -> LayoutSvg.svg(layout);
         };
         if (outFile != null) {
@@ -60,13 +60,15 @@ final class LayoutCommand implements Cli.Command {
         return 0;
     }
 
-    private static String json(Map<String, Long> totals, long binBytes) {
-        StringBuilder s = new StringBuilder("{\"bin-bytes\": ").append(binBytes).append(", \"bytes\": {");
-        boolean first = true;
-        for (Map.Entry<String, Long> e : totals.entrySet()) {
-            s.append(first ? "" : ", ").append('"').append(e.getKey()).append("\": ").append(e.getValue());
-            first = false;
-        }
-        return s.append("}}\n").toString();
+    /** qemu-img info's names for the image, then the bin size and the bytes of each kind (the legend's names). */
+    private static String json(HostLayout layout, Path path) {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("filename", path.toString());
+        m.put("format", layout.format());
+        m.put("virtual-size", layout.virtualSize());
+        m.put("file-length", layout.fileLength());
+        m.put("bin-bytes", layout.binBytes());
+        m.put("bytes", new java.util.LinkedHashMap<String, Object>(layout.totals()));
+        return Json.pretty(m) + "\n";
     }
 }

@@ -1,6 +1,7 @@
 package io.diskmorph.cli;
 
 import io.diskmorph.image.ExitCodes;
+import io.diskmorph.image.ErrorText;
 import io.diskmorph.image.ImageException;
 
 import java.io.BufferedWriter;
@@ -10,9 +11,6 @@ import java.io.IOException;
 import java.io.OutputStreamWriter;
 import java.nio.charset.StandardCharsets;
 import java.io.PrintWriter;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.NoSuchFileException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -24,7 +22,6 @@ import java.util.function.Supplier;
  * exit code (README, "Exit codes"); {@code --debug} adds the stack trace.
  */
 public final class Main {
-    static final String VERSION = "diskmorph 0.1.0";
     static boolean debug;
 
     /** Sub-commands by name, with a one-line summary; only the command being run is instantiated. */
@@ -88,7 +85,7 @@ public final class Main {
             if (a.equals("--debug")) {
                 debug = true; // accepted anywhere, like a global option
             } else if (name == null && (a.equals("--version") || a.equals("-V"))) {
-                out.println(VERSION);
+                out.println("diskmorph " + io.diskmorph.api.Diskmorph.version());
                 return ExitCodes.OK;
             } else if (name == null && (a.equals("--help") || a.equals("-h"))) {
                 usage(out);
@@ -131,7 +128,7 @@ public final class Main {
             err.println("Try 'diskmorph " + name + " --help' for usage.");
             return ExitCodes.USAGE;
         } catch (Exception | OutOfMemoryError | StackOverflowError e) {
-            String full = noSpace(e);
+            String full = ErrorText.noSpace(e);
             if (full != null) {
                 // whatever failed on top of it (a clean-up, a thread's abort), a full disk is what the user
                 // must hear about
@@ -141,7 +138,7 @@ public final class Main {
                 }
                 return ExitCodes.NO_SPACE;
             }
-            err.println("diskmorph: " + describe(e));
+            err.println("diskmorph: " + ErrorText.describe(e));
             if (debug) {
                 e.printStackTrace(err);
             }
@@ -170,59 +167,6 @@ public final class Main {
             return ie.exitCode();
         }
         return ExitCodes.ERROR;
-    }
-
-    /**
-     * The first "no space left on device" in {@code e}, its causes and the
-     * exceptions suppressed on the way (ENOSPC as the JDK reports it, or our
-     * own refusal for lack of space), or null.
-     */
-    static String noSpace(Throwable e) {
-        java.util.ArrayDeque<Throwable> todo = new java.util.ArrayDeque<>(List.of(e));
-        java.util.Set<Throwable> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-        while (!todo.isEmpty()) {
-            Throwable t = todo.poll();
-            if (!seen.add(t)) {
-                continue;
-            }
-            if (t instanceof io.diskmorph.image.NotEnoughSpaceException) {
-                return t.getMessage();
-            }
-            String m = t.getMessage();
-            if (t instanceof IOException && m != null && m.toLowerCase(java.util.Locale.ROOT)
-                    .contains("no space left on device")) {
-                return m.equals("No space left on device") ? "writing failed: no space left on device" : m;
-            }
-            if (t.getCause() != null) {
-                todo.add(t.getCause());
-            }
-            todo.addAll(List.of(t.getSuppressed()));
-        }
-        return null;
-    }
-
-    /** One line: the exception's own message, with a plain wording for common I/O errors. */
-    static String describe(Throwable ex) {
-        if (ex instanceof NoSuchFileException e) {
-            return e.getFile() + ": " + (e.getReason() != null ? e.getReason() : "no such file");
-        }
-        if (ex instanceof AccessDeniedException e) {
-            return e.getFile() + ": permission denied";
-        }
-        if (ex instanceof FileAlreadyExistsException e) {
-            return e.getFile() + ": already exists";
-        }
-        if (ex instanceof OutOfMemoryError) {
-            return "out of memory (an internal bound was too large; please report this image)";
-        }
-        String msg = ex.getMessage();
-        if (msg == null || msg.isBlank()) {
-            msg = ex.getClass().getSimpleName();
-        } else if (!(ex instanceof IOException)) {
-            msg = "internal error: " + ex.getClass().getSimpleName() + ": " + msg;
-        }
-        int nl = msg.indexOf('\n');
-        return nl >= 0 ? msg.substring(0, nl) : msg;
     }
 
     /** Implemented by commands whose failure exit code is fixed by qemu-img compatibility. */

@@ -47,6 +47,21 @@ public record ConversionFile(Storage image, StorageDir dir, String name, Path pa
                 Images.extentOpener());
     }
 
+    /**
+     * Opens an image for recover or rollback, exclusively. Right after a kill
+     * the killed process may still be exiting and holding its locks: a
+     * refusal says to retry.
+     */
+    public static ConversionFile openAfterInterruption(Path path, OpenContext.BackingOpener backing)
+            throws IOException {
+        try {
+            return open(path, LockMode.EXCLUSIVE, backing);
+        } catch (io.diskmorph.image.ImageInUseException e) {
+            throw new io.diskmorph.image.ImageInUseException(e.getMessage() + "; if a conversion of it was just "
+                    + "interrupted, its process may still be exiting: retry in a moment");
+        }
+    }
+
     String journalName() {
         return name + Images.JOURNAL_SUFFIX;
     }

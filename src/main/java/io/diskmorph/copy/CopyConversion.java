@@ -54,17 +54,30 @@ public final class CopyConversion {
         }
     }
 
+    /**
+     * What a finished copy made.
+     *
+     * @param sourceFormat the source's format (probed when not given)
+     * @param virtualSize  the target's virtual size (the source's, rounded up to a sector)
+     * @param backing      the target's backing file name as stored, or null
+     * @param backingFormat its format, or null
+     * @param written      what the copy asked the target to write
+     */
+    public record Result(String sourceFormat, long virtualSize, String backing, String backingFormat,
+                         CopyEngine.Written written) {
+    }
+
     /** Runs the conversion; {@code part} is the temporary file the target is built in (see {@link PartFile}). */
-    public static void run(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
+    public static Result run(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
         CopyEngine.prepare();
         try {
-            copy(r, part, progress);
+            return copy(r, part, progress);
         } finally {
             part.abandon(); // after a commit: nothing left to do
         }
     }
 
-    private static void copy(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
+    private static Result copy(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
         ImageFormat format = FormatRegistry.byName(r.targetFormat());
         if (!format.canWrite()) {
             throw format.writingNotSupported();
@@ -99,6 +112,8 @@ public final class CopyConversion {
             }
             long size = Math.addExact(source.virtualSize(), 511) & ~511L;
             CreateSpec spec = new CreateSpec(size, opts, backing, backingFormat);
+            CopyEngine.Written written;
+            long virtualSize;
             try (FileStorage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
                 file.allocateBeforeLargeWrites();
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
@@ -110,8 +125,10 @@ public final class CopyConversion {
                         throw new UnsupportedFeatureException("compression is not supported for format "
                                 + format.name());
                     }
-                    CopyEngine.copy(source, target, r.settings(), backing != null, targetBackingSize, progress);
+                    written = CopyEngine.copy(source, target, r.settings(), backing != null, targetBackingSize,
+                            progress);
                     target.flush();
+                    virtualSize = target.virtualSize();
                     if (r.settings().compress()) {
                         alignEnd(target.storage());
                     }
@@ -121,6 +138,8 @@ public final class CopyConversion {
                 }
             }
             part.commit(r.cache() == Cache.WRITEBACK);
+            return new Result(source.format().name(), virtualSize, backing, backing != null ? backingFormat : null,
+                    written);
         }
     }
 

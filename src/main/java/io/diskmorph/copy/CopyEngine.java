@@ -163,6 +163,10 @@ public final class CopyEngine {
     private int jobsCreated;
     private long progressTotal;
     private long progressDone;
+    // what was written (writer thread only)
+    private long dataBytes;
+    private long compressedBytes;
+    private long zeroBytes;
 
     private CopyEngine(DiskImage source, DiskImage target, Settings settings, boolean targetHasBacking,
                        long targetBackingSize, Progress progress) throws IOException {
@@ -211,9 +215,21 @@ public final class CopyEngine {
      * whose virtual size is {@code targetBackingSize} (-1 when unknown). The
      * target's metadata is left to the caller's flush.
      */
-    public static void copy(DiskImage source, DiskImage target, Settings settings, boolean targetHasBacking,
-                            long targetBackingSize, Progress progress) throws IOException {
-        new CopyEngine(source, target, settings, targetHasBacking, targetBackingSize, progress).run();
+    public static Written copy(DiskImage source, DiskImage target, Settings settings, boolean targetHasBacking,
+                               long targetBackingSize, Progress progress) throws IOException {
+        CopyEngine engine = new CopyEngine(source, target, settings, targetHasBacking, targetBackingSize, progress);
+        engine.run();
+        return new Written(engine.dataBytes, engine.compressedBytes, engine.zeroBytes);
+    }
+
+    /**
+     * What a copy asked the target to write, in guest bytes.
+     *
+     * @param dataBytes       written with data (compressed or not)
+     * @param compressedBytes of those, stored as compressed clusters
+     * @param zeroBytes       written as zeros (zero requests; zeros a new target reads anyway are not written)
+     */
+    public record Written(long dataBytes, long compressedBytes, long zeroBytes) {
     }
 
     private void run() throws IOException {
@@ -474,7 +490,10 @@ public final class CopyEngine {
             try {
                 switch (job.kind) {
                     case DATA -> writeRuns(job);
-                    case ZERO -> target.writeZeroes(job.offset, job.length, true);
+                    case ZERO -> {
+                        target.writeZeroes(job.offset, job.length, true);
+                        zeroBytes += job.length;
+                    }
                     case COMPRESSED -> writeCompressed(job);
                     default -> throw new IllegalStateException(job.kind.name());
                 }
@@ -496,8 +515,10 @@ public final class CopyEngine {
             int bytes = Math.min(job.runSectors[r] * ZeroScan.SECTOR, job.length - off);
             if (job.runData[r]) {
                 target.write(job.data.slice(off, bytes), job.offset + off);
+                dataBytes += bytes;
             } else if (!zeroInit) {
                 target.writeZeroes(job.offset + off, bytes, true);
+                zeroBytes += bytes;
             }
             off += bytes;
         }
@@ -513,11 +534,15 @@ public final class CopyEngine {
             if (code == ZERO_CLUSTER) {
                 if (!zeroInit) {
                     target.writeZeroes(guest, len, true);
+                    zeroBytes += len;
                 }
             } else if (code == RAW) {
                 target.write(job.data.slice(off, len), guest); // did not compress: stored as is, like qemu
+                dataBytes += len;
             } else {
                 compressedTarget.writeCompressed(guest, job.compressed[i], code);
+                dataBytes += len;
+                compressedBytes += len;
             }
         }
     }

@@ -256,4 +256,42 @@ public final class Images {
             return openLayer(backingPath, format, true, lock, depth);
         }
     }
+
+    /**
+     * Creates an image file through the format's layout code (qemu-img
+     * create). The options are judged before the file is opened, since
+     * creating truncates an existing file and a refused option must leave it
+     * as it was; a failure after that removes a file that did not exist.
+     */
+    public static void create(Path path, ImageFormat format, CreateSpec spec) throws IOException {
+        if (!format.canWrite()) {
+            throw format.writingNotSupported();
+        }
+        if (format instanceof MeasurableFormat m) {
+            m.measure(spec, null);
+        } else {
+            format.checkCreateSpec(spec);
+        }
+        boolean existed = Files.exists(path);
+        Storage storage = FileStorage.create(path, LockMode.EXCLUSIVE);
+        try {
+            try (DiskImage img = format.create(storage, spec, new OpenContext(path, false, null, false))) {
+                img.flush();
+            }
+        } catch (IOException | RuntimeException e) {
+            storage.close();
+            if (!existed) {
+                Files.deleteIfExists(path); // no half-made image under the requested name
+            }
+            throw e;
+        }
+    }
+
+    /** The virtual size of the backing file {@code name} of a new image at {@code image}; it must open. */
+    public static long backingSize(Path image, String name, String format) throws IOException {
+        Path p = Path.of(fullBackingFilename(image, name));
+        try (DiskImage b = open(p, OpenOptions.forReading().withFormat(format))) {
+            return b.virtualSize();
+        }
+    }
 }

@@ -11,6 +11,12 @@ import java.io.IOException;
  */
 public interface MetadataRegions {
 
+    /**
+     * The kind a driver reports its compressed guest data under when it
+     * knows their exact extent in the file (see {@link #reportsCompressedData}).
+     */
+    String COMPRESSED_DATA = "compressed data";
+
     /** Receives one region. */
     @FunctionalInterface
     interface Sink {
@@ -27,4 +33,15 @@ public interface MetadataRegions {
      * the caller.
      */
     void metadataRegions(Sink sink) throws IOException;
+
+    /**
+     * True when {@link #metadataRegions} also reports the compressed guest
+     * data, exactly, as {@link #COMPRESSED_DATA}: the layout then does not
+     * take it from the mapping, whose compressed length may be only a bound
+     * (a streamOptimized VMDK's grain answers say two grains; the marker in
+     * front of each grain holds the real size).
+     */
+    default boolean reportsCompressedData() {
+        return false;
+    }
 }

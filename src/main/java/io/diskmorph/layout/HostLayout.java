@@ -24,7 +24,7 @@ public final class HostLayout {
     /** Bins for a file: at most this many, each at least one sector. */
     public static final int MAX_BINS = 16384;
     public static final String DATA = "guest data";
-    public static final String COMPRESSED = "compressed data";
+    public static final String COMPRESSED = MetadataRegions.COMPRESSED_DATA;
     public static final String HOLE = "hole";
     public static final String UNREFERENCED = "unreferenced";
 
@@ -152,11 +152,13 @@ public final class HostLayout {
         long lastCompressed = -1;
         int data = kind(DATA);
         int compressed = kind(COMPRESSED);
+        boolean compressedFromDriver = img instanceof MetadataRegions r && r.reportsCompressedData();
         for (long pos = 0; pos < v; ) {
             Mapping m = img.mapping(pos, v - pos);
             if (m instanceof Mapping.Data d && (d.file() == null || d.file() == file)) {
                 add(data, d.hostOffset(), d.length(), pos);
-            } else if (m instanceof Mapping.Compressed c && c.hostOffset() != lastCompressed) {
+            } else if (m instanceof Mapping.Compressed c && c.hostOffset() != lastCompressed
+                    && !compressedFromDriver) {
                 lastCompressed = c.hostOffset();
                 add(compressed, c.hostOffset(), c.compressedLength(), -1);
             }
@@ -231,5 +233,19 @@ public final class HostLayout {
 
     public long binBytes() {
         return binBytes;
+    }
+
+    /** The file's length: the bytes of all kinds together. */
+    public long fileLength() {
+        return fileLength;
+    }
+
+    public long virtualSize() {
+        return virtualSize;
+    }
+
+    /** The image's format name. */
+    public String format() {
+        return format;
     }
 }

@@ -125,7 +125,9 @@ public final class LayoutSvg {
                     + "data-bytes=\"%d\">%s: %s (%d bytes)%s</text>%n", LEFT + 40, y + 11, esc(k),
                     l.totals.get(k), esc(k), Sizes.human(l.totals.get(k)), l.totals.get(k),
                     k.equals(HostLayout.DATA) ? ", coloured by guest offset: blue at 0, red at "
-                            + Sizes.human(l.virtualSize) : ""));
+                            + Sizes.human(l.virtualSize)
+                            : k.equals(HostLayout.COMPRESSED) ? ", deflated guest data in one colour (its guest "
+                            + "offsets are not drawn)" : ""));
         }
         s.append("</svg>\n");
         return s.toString();

@@ -29,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * through every name of that file; hard links are refused; a no-op is not a
  * rewrite; an earlier rollback record is not dropped silently.
  */
-class InPlaceSafetyTest {
+public class InPlaceSafetyTest {
     @TempDir
     Path dir;
 
@@ -41,7 +41,7 @@ class InPlaceSafetyTest {
     }
 
     /** Converts {@code path} in place and "loses power" after {@code writes} writes to the image. */
-    static void convertAndCut(Path path, String target, int writes) throws IOException {
+    public static void convertAndCut(Path path, String target, int writes) throws IOException {
         Path real = path.toRealPath();
         try (FileStorage image = FileStorage.open(path, false, LockMode.EXCLUSIVE)) {
             Storage cut = new ForwardingStorage(image) {

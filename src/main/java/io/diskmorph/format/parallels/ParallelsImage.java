@@ -35,7 +35,8 @@ import java.util.List;
  * with inuse, sync; the data, sync; the BAT page, sync. A crash leaves an
  * unused cluster at the end (a leak check reports) and the inuse mark.
  */
-final class ParallelsImage extends AbstractDiskImage implements RelocatableImage {
+final class ParallelsImage extends AbstractDiskImage implements RelocatableImage,
+        io.diskmorph.image.MetadataRegions {
     private final ParallelsFormat format;
     final ParallelsHeader header;
     private final SyncTracker file;
@@ -408,5 +409,23 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
     @Override
     public Relocation relocate(Storage writable, long metadataOffset) throws IOException {
         return ParallelsRelocation.start(this, writable, metadataOffset);
+    }
+
+    // ---- the picture of the file (diskmorph layout) ----
+
+    /**
+     * The header, the BAT right behind it, and the format extension's
+     * cluster when the header names one (qemu reads one cluster there; the
+     * dirty bitmaps' data clusters it points to are not named).
+     */
+    @Override
+    public void metadataRegions(Sink sink) throws IOException {
+        sink.region("header", 0, ParallelsHeader.BYTES);
+        sink.region("BAT", ParallelsHeader.BYTES, header.batEnd() - ParallelsHeader.BYTES);
+        // a damaged offset (inside the BAT, or past 2^63) names nothing rather than a byte twice
+        if (header.extOff > 0 && header.extOff < Long.MAX_VALUE / ParallelsHeader.SECTOR / 2
+                && header.extOff * ParallelsHeader.SECTOR >= header.batEnd()) {
+            sink.region("format extension", header.extOff * ParallelsHeader.SECTOR, cluster);
+        }
     }
 }

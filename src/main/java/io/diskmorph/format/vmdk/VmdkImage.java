@@ -876,38 +876,143 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
     // ---- the picture of the file (diskmorph layout) ----
 
     /**
-     * The hosted sparse extents in the image's own file (monolithicSparse;
-     * a stream's markers and footer are not named): header, embedded
-     * descriptor, grain directories and the grain tables they name.
+     * The image's own file: a descriptor file is its descriptor (sparse
+     * header and descriptor when it is wrapped in one); a hosted sparse
+     * extent in it (monolithicSparse, streamOptimized) its header, embedded
+     * descriptor, grain directories and the grain tables they name; a
+     * stream's grains are reported too ({@link #reportsCompressedData}):
+     * each grain's 12-byte marker and its deflated bytes up to the sector
+     * that ends it, and the sector markers in front of tables and
+     * directory, the footer and the end-of-stream marker of a stream whose
+     * directory is at the end (VMware's layout; qemu's streams keep their
+     * tables after the header, without markers, and end after the last
+     * grain).
      */
     @Override
     public void metadataRegions(Sink sink) throws IOException {
-        for (Extent e : extents) {
-            if (!(e instanceof SparseExtent se) || e.file != storage() || se.header.kind() != SparseHeader.Kind.HOSTED
-                    || se.header.markers()) {
-                continue;
+        SparseExtent own = ownSparseExtent();
+        if (own == null) {
+            boolean inFile = false;
+            for (Extent e : extents) {
+                inFile |= e.file == storage();
             }
-            SparseHeader h = se.header;
-            sink.region("header", 0, SparseHeader.SECTOR);
-            if (h.descriptorBytes() > 0) {
-                sink.region("descriptor", h.descriptorOffset(), h.descriptorBytes());
-            }
-            long directory = h.gdEntries() * h.entryBytes();
-            sink.region("grain directory", h.gdOffset(), directory);
-            if (h.rgdOffset() != 0) {
-                sink.region("grain directory", h.rgdOffset(), directory);
-            }
-            long n = se.directoryEntriesInFile();
-            for (long i = 0; i < n; i++) {
-                long t = se.grainTableOffset(i);
-                if (t != 0) {
-                    sink.region("grain tables", t, h.gtBytes());
+            if (!inFile && descriptorText != null) {
+                if (descriptorAt >= SECTOR) {
+                    sink.region("header", 0, SECTOR); // a sparse header that only wraps the descriptor
                 }
-                long r = se.redundantGrainTableOffset(i);
-                if (r != 0) {
+                sink.region("descriptor", descriptorAt, descriptorText.length);
+            }
+            return;
+        }
+        SparseHeader h = own.header;
+        sink.region("header", 0, SparseHeader.SECTOR);
+        if (h.descriptorBytes() > 0) {
+            sink.region("descriptor", h.descriptorOffset(), h.descriptorBytes());
+        }
+        boolean stream = h.markers();
+        long fileSize = storage().size();
+        long directory = h.gdEntries() * h.entryBytes();
+        sink.region("grain directory", h.gdOffset(), directory);
+        if (stream) {
+            sectionMarker(sink, h.gdOffset(), 2, Math.ceilDiv(directory, SECTOR));
+        }
+        if (h.rgdOffset() != 0) {
+            sink.region("grain directory", h.rgdOffset(), directory);
+        }
+        long n = own.directoryEntriesInFile();
+        // every grain of a stream holds a sector of its own: more grains than the file has sectors is a damaged
+        // (or hostile) file whose tables name grains again and again; the walk stops there rather than read on
+        long[] grainsLeft = {Math.ceilDiv(fileSize, SECTOR)};
+        for (long i = own.nextTableIndex(0, n, false); i < n; i = own.nextTableIndex(i + 1, n, false)) {
+            long t = own.grainTableOffset(i);
+            sink.region("grain tables", t, h.gtBytes());
+            if (stream) {
+                sectionMarker(sink, t, 1, h.gtBytes() / SECTOR);
+            }
+            if (stream && h.compressed()) {
+                streamGrains(sink, own, t, fileSize, grainsLeft);
+            }
+        }
+        if (h.rgdOffset() != 0) {
+            for (long i = own.nextTableIndex(0, n, true); i < n; i = own.nextTableIndex(i + 1, n, true)) {
+                long r = own.redundantGrainTableOffset(i);
+                if (r != own.grainTableOffset(i)) {
                     sink.region("grain tables", r, h.gtBytes());
                 }
             }
         }
+        if (stream && storage().readBytes(0, SECTOR).order(ByteOrder.LITTLE_ENDIAN).getLong(56)
+                == SparseHeader.GD_AT_END) {
+            // the opening checked them: footer marker, footer (the header again), end-of-stream marker
+            long last = Math.ceilDiv(fileSize, SECTOR) * SECTOR;
+            sink.region(SECTION_MARKERS, last - 3 * SECTOR, SECTOR);
+            sink.region("footer", last - 2 * SECTOR, SECTOR);
+            sink.region(SECTION_MARKERS, last - SECTOR, SECTOR);
+        }
+    }
+
+    /** Kind of the one-sector markers of a stream: before a grain table, the directory, the footer; its end. */
+    static final String SECTION_MARKERS = "section markers";
+
+    /** The hosted sparse extent that lives in the image's own file (monolithicSparse, streamOptimized), or null. */
+    private SparseExtent ownSparseExtent() {
+        for (Extent e : extents) {
+            if (e instanceof SparseExtent se && e.file == storage() && se.header.kind() == SparseHeader.Kind.HOSTED) {
+                return se;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * The sector before {@code table}, named when it is the stream marker of
+     * that {@code type} and size (qemu's streams have none: the sector is
+     * another table's).
+     */
+    private void sectionMarker(Sink sink, long table, int type, long sectors) throws IOException {
+        if (table < 2 * SECTOR) {
+            return;
+        }
+        ByteBuffer m = storage().readBytes(table - SECTOR, 16).order(ByteOrder.LITTLE_ENDIAN);
+        if (m.remaining() == 16 && m.getLong(0) == sectors && m.getInt(8) == 0 && m.getInt(12) == type) {
+            sink.region(SECTION_MARKERS, table - SECTOR, SECTOR);
+        }
+    }
+
+    /**
+     * The grains of the grain table at {@code table}: marker and deflated
+     * bytes, as long as the marker says (a marker that is not one, past the
+     * end or with a size out of range, names nothing: check reports it), at
+     * most {@code grainsLeft[0]} more of them.
+     */
+    private void streamGrains(Sink sink, SparseExtent own, long table, long fileSize, long[] grainsLeft)
+            throws IOException {
+        long[] entries = own.grainTable(table);
+        long previous = -1;
+        for (int k = 0; k < entries.length && grainsLeft[0] > 0; k++) {
+            long sector = own.grainSector(entries[k], table + 4L * k);
+            if (sector < 0 || sector == previous) {
+                continue; // unallocated, zeroed; or the same grain twice in a row, named once
+            }
+            previous = sector;
+            long at = sector * SECTOR;
+            if (at < SECTOR || at + 12 > fileSize) {
+                continue;
+            }
+            long size = Integer.toUnsignedLong(storage().readBytes(at, 12).order(ByteOrder.LITTLE_ENDIAN).getInt(8));
+            if (size == 0 || size > 2 * own.grainBytes()) {
+                continue;
+            }
+            grainsLeft[0]--;
+            sink.region("grain markers", at, 12);
+            sink.region(COMPRESSED_DATA, at + 12, Math.ceilDiv(12 + size, SECTOR) * SECTOR - 12);
+        }
+    }
+
+    /** A stream's grains are named by {@link #metadataRegions} with their real size, which the mapping does not know. */
+    @Override
+    public boolean reportsCompressedData() {
+        SparseExtent own = ownSparseExtent();
+        return own != null && own.header.compressed() && own.header.markers();
     }
 }
