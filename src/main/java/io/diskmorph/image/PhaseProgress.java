@@ -16,5 +16,12 @@ public interface PhaseProgress {
     PhaseProgress NONE = (phase, done, total) -> {
     };
 
+    /**
+     * One report.
+     *
+     * @param phase the phase's name (documented per command in the README)
+     * @param done  bytes of the phase done so far
+     * @param total bytes the phase has in all; 0: a phase without a byte count, announced as it starts
+     */
     void update(String phase, long done, long total);
 }
