@@ -143,13 +143,32 @@ public final class Diskmorph {
      *                            result with {@link CheckResult#failure()} set instead)
      */
     public static CheckResult check(Path path, String format, Repair repair) throws DiskmorphException {
+        return check(path, format, repair, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #check(Path, String, Repair)}, telling {@code progress} how far
+     * it got: the phases "tables" (guest bytes whose table entries were
+     * judged), "refcounts" (qcow2: host bytes whose counts were compared),
+     * "grains" (VMDK), "repair" (announced), as {@code check --progress=json}
+     * prints them.
+     *
+     * @param path     the image file
+     * @param format   its format, or null to probe
+     * @param repair   what may be changed
+     * @param progress told each phase and its bytes
+     * @return the counters and messages
+     * @throws DiskmorphException when the image cannot be opened
+     */
+    public static CheckResult check(Path path, String format, Repair repair, ProgressListener progress)
+            throws DiskmorphException {
         io.diskmorph.image.OpenOptions o = new io.diskmorph.image.OpenOptions(format, repair == Repair.NONE,
                 repair == Repair.NONE ? LockMode.SHARED : LockMode.EXCLUSIVE, false, false, true);
         return Failures.translating(() -> {
             try (DiskImage image = Images.open(path, o)) {
                 CheckReport r;
                 try {
-                    r = image.check(repair.internal());
+                    r = image.check(repair.internal(), progress::progress);
                 } catch (UnsupportedFeatureException e) {
                     return CheckResult.unsupported(image.format().name());
                 }
@@ -235,8 +254,28 @@ public final class Diskmorph {
      */
     public static MeasureResult measure(Path path, String sourceFormat, String targetFormat,
                                         Map<String, String> options, boolean inPlace) throws DiskmorphException {
+        return measure(path, sourceFormat, targetFormat, options, inPlace, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #measure(Path, String, String, Map, boolean)}, telling
+     * {@code progress} the guest bytes walked (phase "measure") and, with
+     * {@code inPlace}, the planner's phases.
+     *
+     * @param path         the image file
+     * @param sourceFormat its format, or null to probe
+     * @param targetFormat the format to measure for
+     * @param options      the target's {@code -o} options
+     * @param inPlace      also plan the in-place conversion (nothing is written)
+     * @param progress     told each phase and its bytes
+     * @return the figures
+     * @throws DiskmorphException when the image cannot be read or the format cannot be measured
+     */
+    public static MeasureResult measure(Path path, String sourceFormat, String targetFormat,
+                                        Map<String, String> options, boolean inPlace, ProgressListener progress)
+            throws DiskmorphException {
         return Failures.translating(() -> MeasureResult.of(Measure.image(path, sourceFormat, targetFormat, options,
-                inPlace)));
+                inPlace, progress::progress)));
     }
 
     /**
@@ -315,10 +354,26 @@ public final class Diskmorph {
      * @throws DiskmorphException when the conversion is refused (the message says why)
      */
     public static InPlacePlan plan(Path path, InPlaceRequest request) throws DiskmorphException {
+        return plan(path, request, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #plan(Path, InPlaceRequest)}, telling {@code progress} the
+     * planner's phases ("check", "survey", "plan").
+     *
+     * @param path     the image file
+     * @param request  the conversion
+     * @param progress told each phase
+     * @return the plan
+     * @throws DiskmorphException when the conversion is refused (the message says why)
+     */
+    public static InPlacePlan plan(Path path, InPlaceRequest request, ProgressListener progress)
+            throws DiskmorphException {
         return Failures.translating(() -> {
             try (ConversionFile file = ConversionFile.open(path, LockMode.SHARED, backing(path, request))) {
                 Instant modified = Files.getLastModifiedTime(path).toInstant();
-                return InPlacePlan.of(path, request, modified, InPlaceConverter.plan(file, request.internal()));
+                return InPlacePlan.of(path, request, modified, InPlaceConverter.plan(file, request.internal(),
+                        progress::progress));
             }
         });
     }
@@ -401,10 +456,24 @@ public final class Diskmorph {
      * @throws DiskmorphException when the image is in use or its journal does not belong to it
      */
     public static RecoveryOutcome recover(Path path) throws DiskmorphException {
+        return recover(path, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #recover(Path)}, telling {@code progress} its phases: "journal"
+     * (bytes read), "restore" or "complete" (bytes put back), "sync",
+     * "cleanup".
+     *
+     * @param path     the image file
+     * @param progress told each phase and its bytes
+     * @return what was found and done
+     * @throws DiskmorphException when the image is in use or its journal does not belong to it
+     */
+    public static RecoveryOutcome recover(Path path, ProgressListener progress) throws DiskmorphException {
         return Failures.translating(() -> {
             try (ConversionFile file = ConversionFile.openAfterInterruption(path,
                     Images.backingOpener(path, io.diskmorph.image.OpenOptions.forReading()))) {
-                return RecoveryOutcome.of(Recovery.recover(file, false));
+                return RecoveryOutcome.of(Recovery.recover(file, false, progress::progress));
             }
         });
     }
@@ -418,9 +487,21 @@ public final class Diskmorph {
      * @throws DiskmorphException when there is no rollback record, or it no longer matches the image
      */
     public static void rollback(Path path) throws DiskmorphException {
+        rollback(path, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #rollback(Path)}, telling {@code progress} its phases:
+     * "journal", "restore" (bytes put back), "sync", "switch", "cleanup".
+     *
+     * @param path     the image file
+     * @param progress told each phase and its bytes
+     * @throws DiskmorphException when there is no rollback record, or it no longer matches the image
+     */
+    public static void rollback(Path path, ProgressListener progress) throws DiskmorphException {
         Failures.translating(() -> {
             try (ConversionFile file = ConversionFile.openAfterInterruption(path, null)) {
-                Recovery.rollback(file, false);
+                Recovery.rollback(file, false, progress::progress);
             }
             return null;
         });

@@ -6,11 +6,9 @@ import java.util.Map;
 
 import io.diskmorph.convert.ConversionFile;
 import io.diskmorph.convert.Recovery;
-import io.diskmorph.image.ImageInUseException;
 import io.diskmorph.image.Images;
 import io.diskmorph.image.OpenOptions;
 import io.diskmorph.image.PhaseProgress;
-import io.diskmorph.storage.LockMode;
 
 import java.nio.file.Path;
 
@@ -39,7 +37,7 @@ final class RecoverCommand implements Cli.Command {
     @Override
     public Integer call() throws Exception {
         InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
-        try (ConversionFile file = openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
+        try (ConversionFile file = ConversionFile.openAfterInterruption(path, Images.backingOpener(path, OpenOptions.forReading()))) {
             Recovery.Outcome o;
             try {
                 o = Recovery.recover(file, acceptMoved, printer != null ? printer : PhaseProgress.NONE);
@@ -59,20 +57,5 @@ final class RecoverCommand implements Cli.Command {
             }
         }
         return 0;
-    }
-
-    /**
-     * Opens an image for recover or rollback, exclusively. Right after a kill
-     * the killed process may still be exiting and holding its locks: a
-     * refusal says to retry.
-     */
-    static ConversionFile openAfterInterruption(Path path, io.diskmorph.image.OpenContext.BackingOpener backing)
-            throws java.io.IOException {
-        try {
-            return ConversionFile.open(path, LockMode.EXCLUSIVE, backing);
-        } catch (ImageInUseException e) {
-            throw new ImageInUseException(e.getMessage() + "; if a conversion of it was just interrupted, its "
-                    + "process may still be exiting: retry in a moment");
-        }
     }
 }

@@ -31,7 +31,7 @@ final class RollbackCommand implements Cli.Command {
     @Override
     public Integer call() throws Exception {
         InPlaceProgressPrinter printer = progress.printer(spec.getErr(), false);
-        try (ConversionFile file = RecoverCommand.openAfterInterruption(path, null)) {
+        try (ConversionFile file = ConversionFile.openAfterInterruption(path, null)) {
             try {
                 Recovery.rollback(file, acceptMoved,
                         printer != null ? printer : io.diskmorph.image.PhaseProgress.NONE);

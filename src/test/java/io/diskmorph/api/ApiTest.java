@@ -100,8 +100,11 @@ class ApiTest {
     @Test
     void checkCountsAndRepairsAsQemuImg() throws IOException {
         Path img = sample();
-        CheckResult clean = Diskmorph.check(img, null, Repair.NONE);
+        Phases checked = new Phases();
+        CheckResult clean = Diskmorph.check(img, null, Repair.NONE, checked);
         assertTrue(clean.isClean(), clean.toString());
+        assertEquals(64 << 20, checked.lastTotal("tables"), "the tables phase covers the disk");
+        assertEquals(checked.lastTotal("tables"), checked.lastDone("tables"));
         var q = Qemu.check(img, "qcow2").json();
         assertEquals(q.get("allocated-clusters").asLong(), clean.allocatedClusters());
         assertEquals(q.get("image-end-offset").asLong(), clean.imageEndOffset());
@@ -233,7 +236,12 @@ class ApiTest {
     void measureIsQemuImgMeasure() throws IOException {
         Path img = sample();
         var q = Qemu.img("measure", "--output=json", "-O", "qcow2", img).ok().json();
-        MeasureResult m = Diskmorph.measure(img, "qcow2", "qcow2", Map.of(), true);
+        Phases walked = new Phases();
+        MeasureResult m = Diskmorph.measure(img, "qcow2", "qcow2", Map.of(), true, walked);
+        assertEquals(64 << 20, walked.lastDone("measure"));
+        assertTrue(walked.seen.contains("check"), "qcow2 to qcow2 in place: checked, nothing to change: "
+                + walked.seen);
+        assertEquals(0, m.inPlace().orElseThrow().movedBytes());
         assertEquals(q.get("required").asLong(), m.required());
         assertEquals(q.get("fully-allocated").asLong(), m.fullyAllocated());
         assertTrue(m.inPlace().isPresent());
@@ -284,8 +292,10 @@ class ApiTest {
         assertEquals(70, foreign.exitCode());
         assertArrayEquals(twinBytes, Files.readAllBytes(twin));
 
-        Diskmorph.rollback(img);
+        Phases rolled = new Phases();
+        Diskmorph.rollback(img, rolled);
         assertArrayEquals(original, Files.readAllBytes(img), "rollback restores the original byte for byte");
+        assertTrue(rolled.seen.contains("switch"), rolled.seen.toString());
         DiskmorphException none = assertThrows(DiskmorphException.class, () -> Diskmorph.rollback(img));
         assertEquals(1, none.exitCode());
         assertTrue(none.getMessage().contains("no rollback record"), none.getMessage());
@@ -333,7 +343,10 @@ class ApiTest {
         assertEquals(69, pending.exitCode());
         assertTrue(pending.getMessage().contains("recover"), pending.getMessage());
         assertThrows(InterruptedConversionException.class, () -> Diskmorph.plan(img, InPlaceRequest.to("qed")));
-        assertEquals(RecoveryOutcome.RESTORED_SOURCE, Diskmorph.recover(img));
+        Phases recovered = new Phases();
+        assertEquals(RecoveryOutcome.RESTORED_SOURCE, Diskmorph.recover(img, recovered));
+        assertTrue(recovered.seen.contains("restore"), recovered.seen.toString());
+        assertEquals(recovered.lastTotal("restore"), recovered.lastDone("restore"));
         assertArrayEquals(original, Files.readAllBytes(img));
         assertEquals(RecoveryOutcome.NOTHING_TO_DO, Diskmorph.recover(img));
         assertEquals("qcow2", Diskmorph.info(img).format());
@@ -393,6 +406,32 @@ class ApiTest {
         assertTrue(Diskmorph.version().matches("\\d+\\.\\d+\\.\\d+.*"), Diskmorph.version());
         assertTrue(Diskmorph.formats().containsAll(List.of("raw", "qcow2", "qed", "vmdk", "vhdx", "vpc", "vdi",
                 "qcow", "parallels")), Diskmorph.formats().toString());
+    }
+
+    /** Records the phases a listener was told, and each phase's last figures. */
+    private static final class Phases implements ProgressListener {
+        final List<String> seen = new ArrayList<>();
+        final Map<String, long[]> last = new java.util.HashMap<>();
+
+        @Override
+        public void progress(String phase, long done, long total) {
+            if (seen.isEmpty() || !seen.getLast().equals(phase)) {
+                seen.add(phase);
+            }
+            long[] before = last.get(phase);
+            assertTrue(before == null || done >= before[0] || total != before[1], phase + " went back");
+            last.put(phase, new long[] {done, total});
+        }
+
+        long lastDone(String phase) {
+            assertTrue(last.containsKey(phase), "no phase " + phase + " in " + seen);
+            return last.get(phase)[0];
+        }
+
+        long lastTotal(String phase) {
+            assertTrue(last.containsKey(phase), "no phase " + phase + " in " + seen);
+            return last.get(phase)[1];
+        }
     }
 
     private static byte[] filled(int n, int value) {

@@ -200,8 +200,12 @@ final class Qcow2Checker {
             l1Entries += Integer.toUnsignedLong(sn.l1Size());
         }
         long l2Coverage = ctx.clusterSize * ctx.geo.l2Entries;
-        mappingTables.walk = new TableWalkProgress(ctx.progress, "tables", l2Coverage,
-                Math.multiplyHigh(l1Entries, l2Coverage) != 0 ? Long.MAX_VALUE : l1Entries * l2Coverage);
+        // the last L2 table of each L1 covers past the disk's end: the total is the disk (once per L1 table
+        // walked), so a 64 MiB image does not report 512 MiB of tables
+        long tables = 1L + snapshotTable.snapshots().size();
+        long coverage = Math.multiplyHigh(l1Entries, l2Coverage) != 0 ? Long.MAX_VALUE : l1Entries * l2Coverage;
+        long disks = Math.multiplyHigh(tables, header.size) != 0 ? Long.MAX_VALUE : tables * header.size;
+        mappingTables.walk = new TableWalkProgress(ctx.progress, "tables", l2Coverage, Math.min(coverage, disks));
         mappingTables.checkL1(header.l1TableOffset, Integer.toUnsignedLong(header.l1Size), true, fix, true, copied);
         var snapshots = snapshotTable.snapshots();
         if (ctx.hasDataFile && !snapshots.isEmpty()) {
