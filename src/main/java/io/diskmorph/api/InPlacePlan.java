@@ -4,7 +4,6 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -95,11 +94,9 @@ public record InPlacePlan(Path image, InPlaceRequest request, Instant lastModifi
 
     static InPlacePlan of(Path image, InPlaceRequest request, Instant lastModified,
                           io.diskmorph.convert.ConversionPlan p) {
-        Map<String, Long> why = new LinkedHashMap<>();
-        p.movedBytes().forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
         return new InPlacePlan(image, request, lastModified, p.sourceFormat(), p.targetFormat(), p.nothingToChange(),
                 p.virtualSize(), p.clusterSize(), p.originalLength(), p.finalLength(), p.keptBytes(),
-                p.movedBytesTotal(), why, p.zeroClusters(), p.zeroedDataBytes(), p.metadataBytes(), p.headerBytes(),
+                p.movedBytesTotal(), p.movedBytesByName(), p.zeroClusters(), p.zeroedDataBytes(), p.metadataBytes(), p.headerBytes(),
                 p.overwrittenBytes(), p.journalBytes(), p.extraSpace(), p.availableSpace(), p.enoughSpace(),
                 p.policy(), p.notes(), p.keepRollback(), p.replacesRollbackRecord(), p.phaseSeconds());
     }

@@ -296,9 +296,7 @@ final class ConvertCommand implements Cli.Command {
         m.put("final-length", p.finalLength());
         m.put("kept-bytes", p.keptBytes());
         m.put("moved-bytes", p.movedBytesTotal());
-        Map<String, Object> why = new LinkedHashMap<>();
-        p.movedBytes().forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
-        m.put("moved-by-reason", why);
+        m.put("moved-by-reason", p.movedBytesByName());
         m.put("zero-clusters", p.zeroClusters());
         m.put("zeroed-data-bytes", p.zeroedDataBytes());
         m.put("metadata-bytes", p.metadataBytes());

@@ -242,9 +242,7 @@ final class DemoCommand implements Cli.Command {
         m.put("seconds", round(seconds));
         m.put("kept-bytes", p.keptBytes());
         m.put("moved-bytes", p.movedBytesTotal());
-        Map<String, Object> why = new LinkedHashMap<>();
-        p.movedBytes().forEach((r, b) -> why.put(r.name().toLowerCase(Locale.ROOT).replace('_', '-'), b));
-        m.put("moved-by-reason", why);
+        m.put("moved-by-reason", p.movedBytesByName());
         m.put("metadata-bytes", p.metadataBytes());
         m.put("extra-space", p.extraSpace());
         m.put("keep-rollback", keepRollback);

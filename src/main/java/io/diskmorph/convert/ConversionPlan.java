@@ -86,6 +86,13 @@ public final class ConversionPlan {
         return Collections.unmodifiableMap(d.movedBytes);
     }
 
+    /** {@link #movedBytes()} under the reasons' JSON names ("header-zone", "unaligned", ...), in order. */
+    public Map<String, Long> movedBytesByName() {
+        Map<String, Long> named = new LinkedHashMap<>();
+        movedBytes().forEach((r, b) -> named.put(r.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'), b));
+        return named;
+    }
+
     public long movedUnits() {
         return d.movedUnits;
     }
