@@ -306,7 +306,7 @@ public final class CopyEngine {
                     case DATA -> {
                         n = Math.min(n, chunk);
                         Job job = takeFree();
-                        readSource(job, pos, (int) n);
+                        readSource(job, pos, (int) n, pos + step.length());
                         dispatch(job, pos, (int) n, scan, pool, compressors);
                         emitted++;
                     }
@@ -368,10 +368,13 @@ public final class CopyEngine {
         }
     }
 
-    /** Reads guest bytes; the part past the source's end, and the padding to a whole cluster, read as zeros. */
-    private void readSource(Job job, long pos, int n) throws IOException {
+    /**
+     * Reads guest bytes (the run of data they belong to ends at {@code runEnd}); the part past the source's end,
+     * and the padding to a whole cluster, read as zeros.
+     */
+    private void readSource(Job job, long pos, int n, long runEnd) throws IOException {
         if (padded(n) == n) { // mapped ranges cannot be padded
-            MappedSource.Range r = mappedSource.map(pos, n);
+            MappedSource.Range r = mappedSource.map(pos, n, runEnd);
             if (r != null) {
                 job.mapped = r;
                 job.dataSeg = r.segment;

@@ -95,6 +95,13 @@ final class MappedSource implements AutoCloseable {
 
     private final DiskImage source;
     private final Map<Storage, MappedFile> files = new IdentityHashMap<>();
+    // the top layer's last mappable data answer: the chunks of one extent are cut from it without asking the
+    // driver again (a raw source answers with two lseeks and three fstats per question); the source is
+    // opened read-only and locked against writers, so its answers hold for the whole copy
+    private long extentGuest = -1;
+    private long extentLength;
+    private long extentHost;
+    private FileStorage extentFile;
 
     MappedSource(DiskImage source) {
         this.source = source;
@@ -103,14 +110,26 @@ final class MappedSource implements AutoCloseable {
     /**
      * The guest range [pos, pos + length) as a mapped range, or null when it
      * is not one uncompressed data extent of a regular file in the chain.
+     * {@code runEnd}: where the copy's current run of data ends (the next
+     * chunks are likely cut from the same extent).
      */
-    Range map(long pos, int length) throws IOException {
+    Range map(long pos, int length, long runEnd) throws IOException {
+        if (pos >= extentGuest && pos + length <= extentGuest + extentLength) {
+            return slice(extentFile, extentHost + (pos - extentGuest), length);
+        }
         DiskImage layer = source;
         while (true) {
-            Mapping m = layer.mapping(pos, length);
+            // the whole rest of the copy's run is asked for, so that the answer serves the chunks after this one
+            Mapping m = layer.mapping(pos, layer == source ? Math.max(length, Math.min(runEnd, source.virtualSize()) - pos) : length);
             if (m instanceof Mapping.Data d && d.length() >= length) {
                 if (layer.mapReportsHostHolesAsZero(d) || !(layer.dataStorage(d) instanceof FileStorage fs)) {
                     return null;
+                }
+                if (layer == source) {
+                    extentGuest = pos;
+                    extentLength = d.length();
+                    extentHost = d.hostOffset();
+                    extentFile = fs;
                 }
                 return slice(fs, d.hostOffset(), length);
             }
@@ -127,9 +146,6 @@ final class MappedSource implements AutoCloseable {
     }
 
     private Range slice(FileStorage fs, long host, int length) throws IOException {
-        if (host + length > fs.size()) {
-            return null; // data past the end of the file reads as zeros: not mappable
-        }
         MappedFile f = files.get(fs);
         if (f == null) {
             f = new MappedFile();
@@ -143,11 +159,16 @@ final class MappedSource implements AutoCloseable {
             }
         }
         if (w == null) {
+            // the file's size is asked once per window, not per chunk (a window lies inside the file)
+            long fileSize = fs.size();
+            if (host + length > fileSize) {
+                return null; // data past the end of the file reads as zeros: not mappable
+            }
             if (f.windows.size() == WINDOWS_PER_FILE) {
                 f.windows.removeLast().retire();
             }
             long start = host & -PAGE;
-            long end = Math.min(fs.size(), Math.max(start + WINDOW, host + length));
+            long end = Math.min(fileSize, Math.max(start + WINDOW, host + length));
             w = new Window(fs, start, end - start);
         } else {
             f.windows.remove(w);
