@@ -116,7 +116,7 @@ public final class CopyEngine {
             dataSeg = seg;
         }
 
-        /** Back to the free list: data in the job's own buffer again, a mapped range released. */
+        /** Before reuse, or at the end: data in the job's own buffer again, a mapped range released. */
         void recycle() {
             if (mapped != null) {
                 mapped.release();
@@ -250,6 +250,9 @@ public final class CopyEngine {
                 c.close();
             }
             releaseUnwritten();
+            for (Job j : free) {
+                j.recycle(); // written jobs the reader did not take again
+            }
             mappedSource.close();
             arena.close();
         }
@@ -350,6 +353,7 @@ public final class CopyEngine {
     private Job takeFree() throws InterruptedException {
         Job first = free.poll();
         if (first != null) {
+            first.recycle();
             return first;
         }
         if (jobsCreated < settings.parallel() + 1) {
@@ -360,6 +364,7 @@ public final class CopyEngine {
         while (true) {
             Job j = free.poll(100, TimeUnit.MILLISECONDS);
             if (j != null) {
+                j.recycle();
                 return j;
             }
             if (aborted) {
@@ -481,13 +486,17 @@ public final class CopyEngine {
                     case COMPRESSED -> writeCompressed(job);
                     default -> throw new IllegalStateException(job.kind.name());
                 }
-            } finally {
+            } catch (Throwable e) {
                 job.recycle(); // a mapped range is released even when the write failed
+                throw e;
             }
             written++;
             if (job.pooled) {
                 progressDone += job.length;
                 progress.update(progressDone, progressTotal);
+                // a mapped range goes back when the reader takes the job again: dropping its pages
+                // (madvise) and unmapping a window (a handshake of every Java thread) cost TLB flushes on
+                // the other CPUs, which the writer, the thread every copy waits for, need not wait for
                 free.add(job);
             }
         }
