@@ -116,7 +116,7 @@ public final class CopyEngine {
             dataSeg = seg;
         }
 
-        /** Back to the free list: data in the job's own buffer again, a mapped range released. */
+        /** Before reuse, or at the end: data in the job's own buffer again, a mapped range released. */
         void recycle() {
             if (mapped != null) {
                 mapped.release();
@@ -266,6 +266,9 @@ public final class CopyEngine {
                 c.close();
             }
             releaseUnwritten();
+            for (Job j : free) {
+                j.recycle(); // written jobs the reader did not take again
+            }
             mappedSource.close();
             arena.close();
         }
@@ -322,7 +325,7 @@ public final class CopyEngine {
                     case DATA -> {
                         n = Math.min(n, chunk);
                         Job job = takeFree();
-                        readSource(job, pos, (int) n);
+                        readSource(job, pos, (int) n, pos + step.length());
                         dispatch(job, pos, (int) n, scan, pool, compressors);
                         emitted++;
                     }
@@ -366,6 +369,7 @@ public final class CopyEngine {
     private Job takeFree() throws InterruptedException {
         Job first = free.poll();
         if (first != null) {
+            first.recycle();
             return first;
         }
         if (jobsCreated < settings.parallel() + 1) {
@@ -376,6 +380,7 @@ public final class CopyEngine {
         while (true) {
             Job j = free.poll(100, TimeUnit.MILLISECONDS);
             if (j != null) {
+                j.recycle();
                 return j;
             }
             if (aborted) {
@@ -384,10 +389,13 @@ public final class CopyEngine {
         }
     }
 
-    /** Reads guest bytes; the part past the source's end, and the padding to a whole cluster, read as zeros. */
-    private void readSource(Job job, long pos, int n) throws IOException {
+    /**
+     * Reads guest bytes (the run of data they belong to ends at {@code runEnd}); the part past the source's end,
+     * and the padding to a whole cluster, read as zeros.
+     */
+    private void readSource(Job job, long pos, int n, long runEnd) throws IOException {
         if (padded(n) == n) { // mapped ranges cannot be padded
-            MappedSource.Range r = mappedSource.map(pos, n);
+            MappedSource.Range r = mappedSource.map(pos, n, runEnd);
             if (r != null) {
                 job.mapped = r;
                 job.dataSeg = r.segment;
@@ -497,13 +505,17 @@ public final class CopyEngine {
                     case COMPRESSED -> writeCompressed(job);
                     default -> throw new IllegalStateException(job.kind.name());
                 }
-            } finally {
+            } catch (Throwable e) {
                 job.recycle(); // a mapped range is released even when the write failed
+                throw e;
             }
             written++;
             if (job.pooled) {
                 progressDone += job.length;
                 progress.update(progressDone, progressTotal);
+                // a mapped range goes back when the reader takes the job again: dropping its pages
+                // (madvise) and unmapping a window (a handshake of every Java thread) cost TLB flushes on
+                // the other CPUs, which the writer, the thread every copy waits for, need not wait for
                 free.add(job);
             }
         }

@@ -23,16 +23,20 @@ import java.util.Map;
  *
  * <p>Files are mapped through their own storage's descriptor (a second
  * descriptor, once closed, would drop the record locks the read-only open
- * holds), in 4 MiB windows, a few per file (every mapped page a copy touches
- * counts in its resident memory until the window goes: 4 windows of 64 MiB
- * made a 1.5 GiB copy peak at 297 MiB resident, 4 of 4 MiB at 93 MiB, where
- * the copy keeps 8 chunks of 2 MiB in flight anyway); a window is
- * unmapped once the reader has dropped it and the writer has released every
- * range taken from it. The reader calls {@link #map}, the writer
+ * holds), in 64 MiB windows, a few per file. Every mapped page a copy
+ * touches counts in its resident memory while it is mapped (4 windows of
+ * 64 MiB kept until they went made a 1.5 GiB copy peak at 297 MiB
+ * resident), so a released range drops its pages at once
+ * ({@link MemorySegment#unload}: madvise MADV_DONTNEED, which leaves the
+ * page cache as it is): what stays resident is about the chunks in flight.
+ * A window is unmapped once the reader has dropped it and the writer has
+ * released every range taken from it; closing its shared arena stops every
+ * Java thread for a handshake, which 4 MiB windows paid 568 times per
+ * 2.2 GB copied (64 MiB: 57). The reader calls {@link #map}, the writer
  * {@link Range#release}.
  */
 final class MappedSource implements AutoCloseable {
-    private static final long WINDOW = 4L << 20;
+    private static final long WINDOW = 64L << 20;
     private static final int WINDOWS_PER_FILE = 4;
     private static final long PAGE = 4096;
 
@@ -47,6 +51,8 @@ final class MappedSource implements AutoCloseable {
         }
 
         void release() {
+            // its pages leave the resident set now, not when the window goes (the page cache keeps them)
+            segment.unload();
             window.release();
         }
     }
@@ -95,6 +101,13 @@ final class MappedSource implements AutoCloseable {
 
     private final DiskImage source;
     private final Map<Storage, MappedFile> files = new IdentityHashMap<>();
+    // the top layer's last mappable data answer: the chunks of one extent are cut from it without asking the
+    // driver again (a raw source answers with two lseeks and three fstats per question); the source is
+    // opened read-only and locked against writers, so its answers hold for the whole copy
+    private long extentGuest = -1;
+    private long extentLength;
+    private long extentHost;
+    private FileStorage extentFile;
 
     MappedSource(DiskImage source) {
         this.source = source;
@@ -103,14 +116,26 @@ final class MappedSource implements AutoCloseable {
     /**
      * The guest range [pos, pos + length) as a mapped range, or null when it
      * is not one uncompressed data extent of a regular file in the chain.
+     * {@code runEnd}: where the copy's current run of data ends (the next
+     * chunks are likely cut from the same extent).
      */
-    Range map(long pos, int length) throws IOException {
+    Range map(long pos, int length, long runEnd) throws IOException {
+        if (pos >= extentGuest && pos + length <= extentGuest + extentLength) {
+            return slice(extentFile, extentHost + (pos - extentGuest), length);
+        }
         DiskImage layer = source;
         while (true) {
-            Mapping m = layer.mapping(pos, length);
+            // the whole rest of the copy's run is asked for, so that the answer serves the chunks after this one
+            Mapping m = layer.mapping(pos, layer == source ? Math.max(length, Math.min(runEnd, source.virtualSize()) - pos) : length);
             if (m instanceof Mapping.Data d && d.length() >= length) {
                 if (layer.mapReportsHostHolesAsZero(d) || !(layer.dataStorage(d) instanceof FileStorage fs)) {
                     return null;
+                }
+                if (layer == source) {
+                    extentGuest = pos;
+                    extentLength = d.length();
+                    extentHost = d.hostOffset();
+                    extentFile = fs;
                 }
                 return slice(fs, d.hostOffset(), length);
             }
@@ -127,9 +152,6 @@ final class MappedSource implements AutoCloseable {
     }
 
     private Range slice(FileStorage fs, long host, int length) throws IOException {
-        if (host + length > fs.size()) {
-            return null; // data past the end of the file reads as zeros: not mappable
-        }
         MappedFile f = files.get(fs);
         if (f == null) {
             f = new MappedFile();
@@ -143,11 +165,16 @@ final class MappedSource implements AutoCloseable {
             }
         }
         if (w == null) {
+            // the file's size is asked once per window, not per chunk (a window lies inside the file)
+            long fileSize = fs.size();
+            if (host + length > fileSize) {
+                return null; // data past the end of the file reads as zeros: not mappable
+            }
             if (f.windows.size() == WINDOWS_PER_FILE) {
                 f.windows.removeLast().retire();
             }
             long start = host & -PAGE;
-            long end = Math.min(fs.size(), Math.max(start + WINDOW, host + length));
+            long end = Math.min(fileSize, Math.max(start + WINDOW, host + length));
             w = new Window(fs, start, end - start);
         } else {
             f.windows.remove(w);
