@@ -41,7 +41,7 @@ qemu-img --version | head -1
 export MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow"
 # install: the examples/ projects depend on the library by its Maven coordinates, as a user's would
 mvn -B -q -e -Dstyle.color=never install "$@"
-examples/run.sh
+examples/run.sh "$@"
 
 # Bounded fuzzing: every Jazzer target in io.diskmorph.fuzz for DISKMORPH_FUZZ_SECONDS each
 # (default 5; 0 skips). mvn verify above already replays every fuzz corpus as regression tests.

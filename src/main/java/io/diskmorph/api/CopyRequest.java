@@ -45,8 +45,10 @@ public record CopyRequest(String sourceFormat, String targetFormat, Map<String, 
 
     /**
      * A copy into {@code targetFormat} with qemu-img convert's defaults
-     * (probed source, 4 KiB sparse detection, 8 workers, in order), made
-     * durable before it appears.
+     * (probed source, 4 KiB sparse detection, 8 workers, in order) but one:
+     * the target is synced before it appears under its name (qemu-img's and
+     * the command's default, {@code -t unsafe}, leaves that to the OS; see
+     * {@link #withDurable(boolean)}).
      *
      * @param targetFormat the target's format
      * @return the request
@@ -89,6 +91,52 @@ public record CopyRequest(String sourceFormat, String targetFormat, Map<String, 
     public CopyRequest withCompress(boolean on) {
         return new CopyRequest(sourceFormat, targetFormat, options, on, minSparse, parallel, outOfOrder,
                 backingFile, backingFormat, durable);
+    }
+
+    /**
+     * The same request with another sparse-detection size.
+     *
+     * @param bytes runs of zeros this long (a multiple of 512 up to 16 MiB) become holes; 0 allocates every byte
+     * @return the new request
+     */
+    public CopyRequest withMinSparse(long bytes) {
+        return new CopyRequest(sourceFormat, targetFormat, options, compress, bytes, parallel, outOfOrder,
+                backingFile, backingFormat, durable);
+    }
+
+    /**
+     * The same request with another number of workers.
+     *
+     * @param workers 1 to 16
+     * @return the new request
+     */
+    public CopyRequest withParallel(int workers) {
+        return new CopyRequest(sourceFormat, targetFormat, options, compress, minSparse, workers, outOfOrder,
+                backingFile, backingFormat, durable);
+    }
+
+    /**
+     * The same request allowing writes out of order or not.
+     *
+     * @param allowed true as qemu-img's {@code -W}
+     * @return the new request
+     */
+    public CopyRequest withOutOfOrder(boolean allowed) {
+        return new CopyRequest(sourceFormat, targetFormat, options, compress, minSparse, parallel, allowed,
+                backingFile, backingFormat, durable);
+    }
+
+    /**
+     * The same request with a backing file for the target: the copy then
+     * holds only what differs from it ({@code -B}, {@code -F}).
+     *
+     * @param file   the backing file name to store, or null for none
+     * @param format its format, required with a file
+     * @return the new request
+     */
+    public CopyRequest withBacking(String file, String format) {
+        return new CopyRequest(sourceFormat, targetFormat, options, compress, minSparse, parallel, outOfOrder,
+                file, format, durable);
     }
 
     /**

@@ -35,7 +35,21 @@ import java.util.Properties;
  * closes), except {@link #open}, which gives an {@link Image} to read and
  * write. Failures are {@link DiskmorphException}s whose types and
  * {@link DiskmorphException#exitCode() exit codes} are the command's; a
- * refused operation leaves every file as it was.
+ * refused operation leaves every file as it was. Arguments may not be null
+ * unless a parameter says so.
+ *
+ * <p>Operations that write (in-place conversion, copy, create, check with
+ * a repair, recover, rollback) run on a thread of their own while the
+ * caller waits: interrupting the caller does not reach the files (an
+ * interrupted {@code FileChannel} closes, which would leave a conversion
+ * half done); it requests the operation's cancellation instead, where it has
+ * one, and the caller's interrupt status is set again when the operation has
+ * ended. A {@link ProgressListener} that throws is called no more, and a
+ * conversion or copy it watched is cancelled as by its {@link Cancellation}
+ * (its exception is then the cause of the {@link ConversionCancelledException}).
+ * A JVM that exits while an operation runs does not wait for it: an
+ * application that stops on a signal should cancel and wait for the
+ * operation in its shutdown hook (see {@code examples/inplace-convert}).
  *
  * <pre>{@code
  * InPlacePlan plan = Diskmorph.plan(Path.of("disk.vmdk"), InPlaceRequest.to("qcow2"));
@@ -105,7 +119,9 @@ public final class Diskmorph {
 
     /**
      * Opens an image kept in a storage of the caller's (no locks, no backing
-     * files: an image with a backing file reads through to zeros).
+     * files: an image with a backing file reads through to zeros). The image
+     * closes the storage when it is closed; when opening fails the storage
+     * stays the caller's to close.
      *
      * @param storage the image's bytes
      * @param options the format (null probes) and whether to write; locks and backing files do not apply
@@ -143,38 +159,50 @@ public final class Diskmorph {
      *                            result with {@link CheckResult#failure()} set instead)
      */
     public static CheckResult check(Path path, String format, Repair repair) throws DiskmorphException {
-        return check(path, format, repair, ProgressListener.NONE);
+        return check(path, OpenOptions.readOnly().withFormat(format), repair, ProgressListener.NONE);
     }
 
     /**
-     * {@link #check(Path, String, Repair)}, telling {@code progress} how far
-     * it got: the phases "tables" (guest bytes whose table entries were
-     * judged), "refcounts" (qcow2: host bytes whose counts were compared),
-     * "grains" (VMDK), "repair" (announced), as {@code check --progress=json}
-     * prints them.
+     * {@link #check(Path, String, Repair)} with the format and locking of
+     * {@code options} ({@link OpenOptions#forceShare()}: take no lock, as
+     * qemu-img's {@code -U}; only without a repair), telling {@code progress}
+     * how far it got: the phases "tables" (guest bytes whose table entries
+     * were judged), "refcounts" (qcow2: host bytes whose counts were
+     * compared), "grains" (VMDK), "repair" (announced), as
+     * {@code check --progress=json} prints them. Backing files are never
+     * opened; {@link OpenOptions#writable()} is ignored: a repair opens for
+     * writing. The command reports a failure to open the image as exit code
+     * 1 (qemu-img check's); here it keeps its type.
      *
      * @param path     the image file
-     * @param format   its format, or null to probe
+     * @param options  the format (null probes) and whether to take locks
      * @param repair   what may be changed
      * @param progress told each phase and its bytes
      * @return the counters and messages
-     * @throws DiskmorphException when the image cannot be opened
+     * @throws DiskmorphException when the image cannot be opened, or a repair is asked without locks
      */
-    public static CheckResult check(Path path, String format, Repair repair, ProgressListener progress)
+    public static CheckResult check(Path path, OpenOptions options, Repair repair, ProgressListener progress)
             throws DiskmorphException {
-        io.diskmorph.image.OpenOptions o = new io.diskmorph.image.OpenOptions(format, repair == Repair.NONE,
-                repair == Repair.NONE ? LockMode.SHARED : LockMode.EXCLUSIVE, false, false, true);
-        return Failures.translating(() -> {
+        if (options.forceShare() && repair != Repair.NONE) {
+            throw new InvalidRequestException(path + ": a repair takes an exclusive lock; it cannot run with "
+                    + "forceShare", null);
+        }
+        LockMode lock = options.forceShare() ? LockMode.NONE
+                : repair == Repair.NONE ? LockMode.SHARED : LockMode.EXCLUSIVE;
+        io.diskmorph.image.OpenOptions o = new io.diskmorph.image.OpenOptions(options.format(),
+                repair == Repair.NONE, lock, false, false, true);
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
+        return Failures.uninterruptibly(() -> {
             try (DiskImage image = Images.open(path, o)) {
                 CheckReport r;
                 try {
-                    r = image.check(repair.internal(), progress::progress);
+                    r = image.check(repair.internal(), listener);
                 } catch (UnsupportedFeatureException e) {
                     return CheckResult.unsupported(image.format().name());
                 }
                 return CheckResult.of(image.format().name(), r);
             }
-        });
+        }, null);
     }
 
     /**
@@ -200,13 +228,23 @@ public final class Diskmorph {
      * @param strict   also fail on different sizes and on allocation differences (qemu-img's {@code -s})
      * @param progress told the guest bytes walked (phase "compare"), of the larger virtual size
      * @return the verdict
-     * @throws DiskmorphException when an image cannot be walked ({@link CompareFailedException}: exit 3 or 4)
+     * @throws DiskmorphException when an image cannot be walked ({@link CompareFailedException}: exit 3 or 4,
+     *                            the message naming the image); the command reports its other failures as
+     *                            exit code 2 (qemu-img compare's), the API keeps their types
      */
     public static CompareResult compare(Image first, Image second, boolean strict, ProgressListener progress)
             throws DiskmorphException {
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
         return Failures.translating(() -> {
-            ImageCompare.Result r = ImageCompare.compare(first.internal(), second.internal(), strict,
-                    (done, total) -> progress.progress("compare", done, total));
+            ImageCompare.Result r;
+            try {
+                r = ImageCompare.compare(first.internal(), second.internal(), strict,
+                        (done, total) -> listener.update("compare", done, total));
+            } catch (ImageCompare.Failure f) {
+                Image failed = f.image() == 1 ? first : second;
+                throw new CompareFailedException(failed.internal().storage().name() + ": " + f.getMessage(), f,
+                        f.exitCode(), f.image());
+            }
             return new CompareResult(r.identical(), r.identical() ? -1 : r.mismatchOffset(), r.message());
         });
     }
@@ -222,21 +260,34 @@ public final class Diskmorph {
      * @throws DiskmorphException when the request is refused or the file cannot be written
      */
     public static ImageDetails create(Path path, CreateRequest request) throws DiskmorphException {
-        Failures.translating(() -> {
-            ImageFormat f = FormatRegistry.byName(request.format());
+        ImageFormat f = Failures.translating(() -> FormatRegistry.byName(request.format()));
+        Failures.uninterruptibly(() -> {
+            Map<String, String> opts = new java.util.LinkedHashMap<>(request.options());
+            // as the command: backing_file / backing_fmt may come as -o options
+            String backing = request.backingFile() != null ? request.backingFile() : opts.remove("backing_file");
+            String backingFormat = request.backingFormat() != null ? request.backingFormat()
+                    : opts.remove("backing_fmt");
+            opts.remove("backing_file");
+            opts.remove("backing_fmt");
             long size = request.virtualSize();
-            if (size < 0) {
-                if (request.backingFile() == null) {
-                    throw new io.diskmorph.image.InvalidRequestException("missing size (needed unless a backing "
-                            + "file gives it)");
-                }
-                size = Images.backingSize(path, request.backingFile(), request.backingFormat());
+            if (backing != null) { // the backing file must exist and open, as with qemu-img
+                long backingSize = Images.backingSize(path, backing, backingFormat);
+                size = size < 0 ? backingSize : size;
+            } else if (size < 0) {
+                throw new io.diskmorph.image.InvalidRequestException("missing size (needed unless a backing "
+                        + "file gives it)");
             }
-            Images.create(path, f, new CreateSpec(size, request.options(), request.backingFile(),
-                    request.backingFormat()));
+            Images.create(path, f, new CreateSpec(size, opts, backing, backingFormat));
             return null;
-        });
-        return info(path);
+        }, null);
+        return details(path, f.name());
+    }
+
+    /** The details of an image this API just wrote, opened as the format it wrote (never probed). */
+    private static ImageDetails details(Path path, String format) throws DiskmorphException {
+        try (Image image = open(path, OpenOptions.readOnly().withFormat(format).withFollowBacking(false))) {
+            return image.details();
+        }
     }
 
     /**
@@ -274,8 +325,9 @@ public final class Diskmorph {
     public static MeasureResult measure(Path path, String sourceFormat, String targetFormat,
                                         Map<String, String> options, boolean inPlace, ProgressListener progress)
             throws DiskmorphException {
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
         return Failures.translating(() -> MeasureResult.of(Measure.image(path, sourceFormat, targetFormat, options,
-                inPlace, progress::progress)));
+                inPlace, listener)));
     }
 
     /**
@@ -302,36 +354,52 @@ public final class Diskmorph {
      * @param target   the new image file
      * @param request  formats, options, compression, sparseness, durability
      * @param progress told the bytes of data copied (phase "copy")
-     * @param cancel   asked between chunks; null when the copy cannot be cancelled
+     * @param cancel   asked each time a chunk of data (2 MiB at most) has been written; null when only an
+     *                 interrupt of the calling thread should stop the copy
      * @return the new image's details and what was written
      * @throws DiskmorphException when the copy is refused or fails, {@link ConversionCancelledException}
      *                            when it was cancelled
      */
     public static CopyResult copy(Path source, Path target, CopyRequest request, ProgressListener progress,
-                                    Cancellation cancel) throws DiskmorphException {
-        CopyEngine.Progress p = progress == ProgressListener.NONE && cancel == null ? CopyEngine.Progress.NONE
+                                  Cancellation cancel) throws DiskmorphException {
+        if (request.minSparse() < 0 || request.minSparse() % 512 != 0 || request.minSparse() > CopyEngine.MAX_SPARSE) {
+            throw new InvalidRequestException("minSparse must be a multiple of 512 up to 16M (0 disables zero "
+                    + "detection and fully allocates the target), not " + request.minSparse(), null);
+        }
+        if (request.parallel() < 1 || request.parallel() > CopyEngine.MAX_PARALLEL) {
+            throw new InvalidRequestException("parallel must be between 1 and " + CopyEngine.MAX_PARALLEL, null);
+        }
+        io.diskmorph.convert.Cancellation stop = cancel != null ? cancel.internal()
+                : new io.diskmorph.convert.Cancellation();
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, stop);
+        // the engine counts its progress total with a walk of its own: only when someone listens
+        CopyEngine.Progress p = progress == ProgressListener.NONE && cancel == null
+                ? (done, total) -> stopIfRequested(stop)
                 : (done, total) -> {
-                    if (cancel != null && cancel.isCancelled()) {
-                        throw new CopyStopped();
-                    }
-                    progress.progress("copy", done, total);
+                    listener.update("copy", done, total);
+                    stopIfRequested(stop);
                 };
-        CopyConversion.Result done;
-        try {
-            done = Failures.translating(() -> {
+        CopyConversion.Result done = Failures.uninterruptibly(() -> {
                 CopyConversion.Request r = new CopyConversion.Request(source, request.sourceFormat(), target,
                         request.targetFormat(), request.options(), request.backingFile(), request.backingFormat(),
                         new CopyEngine.Settings(request.minSparse(), request.compress(), request.parallel(),
                                 request.outOfOrder()),
                         request.durable() ? CopyConversion.Cache.WRITEBACK : CopyConversion.Cache.UNSAFE);
-                return CopyConversion.run(r, PartFile.forTarget(target), p);
-            });
-        } catch (CopyStopped s) {
-            throw new ConversionCancelledException(source + ": copy to " + target + " cancelled; no target "
-                    + "was left", null, null);
+                try {
+                    return CopyConversion.run(r, PartFile.forTarget(target), p);
+                } catch (CopyStopped s) {
+                    throw new ConversionCancelledException(source + ": copy to " + target + " cancelled ("
+                            + stop.reason() + "); no target was left", listener.failure(), null);
+                }
+            }, stop);
+        return new CopyResult(details(target, request.targetFormat()), done.sourceFormat(),
+                done.written().dataBytes(), done.written().compressedBytes(), done.written().zeroBytes());
+    }
+
+    private static void stopIfRequested(io.diskmorph.convert.Cancellation stop) {
+        if (stop.requested()) {
+            throw new CopyStopped();
         }
-        return new CopyResult(info(target), done.sourceFormat(), done.written().dataBytes(),
-                done.written().compressedBytes(), done.written().zeroBytes());
     }
 
     /** Unwinds a copy whose cancellation was requested (the copy engine removes its partial target). */
@@ -369,26 +437,32 @@ public final class Diskmorph {
      */
     public static InPlacePlan plan(Path path, InPlaceRequest request, ProgressListener progress)
             throws DiskmorphException {
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
         return Failures.translating(() -> {
             try (ConversionFile file = ConversionFile.open(path, LockMode.SHARED, backing(path, request))) {
                 Instant modified = Files.getLastModifiedTime(path).toInstant();
                 return InPlacePlan.of(path, request, modified, InPlaceConverter.plan(file, request.internal(),
-                        progress::progress));
+                        listener));
             }
         });
     }
 
     /**
-     * Carries out a plan made by {@link #plan}, if the image has not changed
-     * since (its length and modification time); otherwise refuses, writing
-     * nothing: plan again.
+     * Carries out a plan made by {@link #plan}, if it still holds: under the
+     * exclusive lock the image's length and modification time must be the
+     * plan's, and planning again must give the same figures (what stays,
+     * what moves, the new metadata, the journal, the extra space, the notes);
+     * otherwise nothing is written and {@link InvalidRequestException} says
+     * to plan again. Guest data written since without changing the layout
+     * does not stale a plan: it stays where it is all the same.
      *
      * @param plan     the plan
      * @param progress told each phase and the bytes of the phases that write or move data
-     * @param cancel   asked at the conversion's safe points; null when it cannot be cancelled
+     * @param cancel   asked at the conversion's safe points; null when only an interrupt of the calling
+     *                 thread should stop it
      * @return the plan as carried out, with the time of each phase
-     * @throws DiskmorphException as {@link #convertInPlace}, or {@link InvalidRequestException} when the image
-     *                            changed since the plan
+     * @throws DiskmorphException as {@link #convertInPlace}, or {@link InvalidRequestException} when the plan
+     *                            no longer holds
      */
     public static InPlaceResult execute(InPlacePlan plan, ProgressListener progress, Cancellation cancel)
             throws DiskmorphException {
@@ -401,12 +475,16 @@ public final class Diskmorph {
      * under a journal and the header switched last, so a crash at any point
      * leaves the original or the converted image ({@link #recover}). Takes an
      * exclusive lock. Refuses, writing nothing, when the free space is less
-     * than the plan's extra space.
+     * than the plan's extra space. A cancellation before the commit point
+     * puts the original bytes back (or, on the way to raw, leaves a valid
+     * image of the intermediate format: {@link ConversionCancelledException#validAs()});
+     * after it the conversion finishes.
      *
      * @param path     the image file
      * @param request  the conversion
      * @param progress told each phase and the bytes of the phases that write or move data
-     * @param cancel   asked at the conversion's safe points; null when it cannot be cancelled
+     * @param cancel   asked at the conversion's safe points; null when only an interrupt of the calling
+     *                 thread should stop it
      * @return the plan as carried out, with the time of each phase
      * @throws DiskmorphException when the conversion is refused or fails ({@link NotEnoughSpaceException},
      *                            {@link ImageInUseException}, ...), {@link ConversionCancelledException} when
@@ -420,24 +498,50 @@ public final class Diskmorph {
     private static InPlaceResult run(Path path, InPlaceRequest request, ProgressListener progress,
                                      Cancellation cancel, InPlacePlan expected) throws DiskmorphException {
         long start = System.nanoTime();
-        return Failures.translating(() -> {
+        io.diskmorph.convert.Cancellation stop = cancel != null ? cancel.internal()
+                : new io.diskmorph.convert.Cancellation();
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, stop);
+        return Failures.uninterruptibly(() -> {
             try (ConversionFile file = ConversionFile.open(path, LockMode.EXCLUSIVE, backing(path, request))) {
                 if (expected != null) {
-                    Instant modified = Files.getLastModifiedTime(path).toInstant();
-                    long length = Files.size(path);
-                    if (!modified.equals(expected.lastModified()) || length != expected.originalLength()) {
-                        throw new io.diskmorph.image.InvalidRequestException(path + ": changed since the plan was "
-                                + "made (length " + expected.originalLength() + " -> " + length + ", modified "
-                                + expected.lastModified() + " -> " + modified + "); plan again");
-                    }
+                    stillHolds(expected, file);
                 }
-                ConversionPlan done = InPlaceConverter.convert(file, request.internal(), progress::progress,
-                        cancel != null ? cancel.internal() : io.diskmorph.convert.Cancellation.NONE);
+                ConversionPlan done;
+                try {
+                    done = InPlaceConverter.convert(file, request.internal(), listener, stop);
+                } catch (io.diskmorph.convert.Cancellation.CancelledException e) {
+                    String left = e.validAs() != null
+                            ? "the image is a valid " + e.validAs() + " image with the same content, part of its "
+                            + "data moved (converting again continues)"
+                            : "the original image is back, unchanged";
+                    RuntimeException why = listener.failure();
+                    throw new ConversionCancelledException(path + ": interrupted (" + e.reason() + ") before the "
+                            + "switch; " + left, why != null ? why : e, e.validAs());
+                }
                 Instant after = Files.getLastModifiedTime(path).toInstant();
                 return new InPlaceResult(InPlacePlan.of(path, request, after, done),
                         Duration.ofNanos(System.nanoTime() - start));
             }
-        });
+        }, stop);
+    }
+
+    /** Refuses a plan the image no longer matches (see {@link #execute}); the exclusive lock is held. */
+    private static void stillHolds(InPlacePlan expected, ConversionFile file) throws IOException {
+        Path path = expected.image();
+        Instant modified = Files.getLastModifiedTime(path).toInstant();
+        long length = Files.size(path);
+        if (!modified.equals(expected.lastModified()) || length != expected.originalLength()) {
+            throw new io.diskmorph.image.InvalidRequestException(path + ": changed since the plan was made (length "
+                    + expected.originalLength() + " -> " + length + ", modified " + expected.lastModified() + " -> "
+                    + modified + "); plan again");
+        }
+        InPlacePlan now = InPlacePlan.of(path, expected.request(), modified,
+                InPlaceConverter.plan(file, expected.request().internal()));
+        String differs = expected.differenceFrom(now);
+        if (differs != null) {
+            throw new io.diskmorph.image.InvalidRequestException(path + ": changed since the plan was made ("
+                    + differs + "); plan again");
+        }
     }
 
     private static io.diskmorph.image.OpenContext.BackingOpener backing(Path path, InPlaceRequest request)
@@ -456,7 +560,7 @@ public final class Diskmorph {
      * @throws DiskmorphException when the image is in use or its journal does not belong to it
      */
     public static RecoveryOutcome recover(Path path) throws DiskmorphException {
-        return recover(path, ProgressListener.NONE);
+        return recover(path, false, ProgressListener.NONE);
     }
 
     /**
@@ -464,18 +568,23 @@ public final class Diskmorph {
      * (bytes read), "restore" or "complete" (bytes put back), "sync",
      * "cleanup".
      *
-     * @param path     the image file
-     * @param progress told each phase and its bytes
+     * @param path        the image file
+     * @param acceptMoved the image was moved or copied to another file together with its journal: identify
+     *                    it by its content, not by its inode (the command's {@code --accept-moved})
+     * @param progress    told each phase and its bytes
      * @return what was found and done
      * @throws DiskmorphException when the image is in use or its journal does not belong to it
+     *                            ({@link JournalMismatchException}, unless {@code acceptMoved})
      */
-    public static RecoveryOutcome recover(Path path, ProgressListener progress) throws DiskmorphException {
-        return Failures.translating(() -> {
+    public static RecoveryOutcome recover(Path path, boolean acceptMoved, ProgressListener progress)
+            throws DiskmorphException {
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
+        return Failures.uninterruptibly(() -> {
             try (ConversionFile file = ConversionFile.openAfterInterruption(path,
                     Images.backingOpener(path, io.diskmorph.image.OpenOptions.forReading()))) {
-                return RecoveryOutcome.of(Recovery.recover(file, false, progress::progress));
+                return RecoveryOutcome.of(Recovery.recover(file, acceptMoved, listener));
             }
-        });
+        }, null);
     }
 
     /**
@@ -487,23 +596,28 @@ public final class Diskmorph {
      * @throws DiskmorphException when there is no rollback record, or it no longer matches the image
      */
     public static void rollback(Path path) throws DiskmorphException {
-        rollback(path, ProgressListener.NONE);
+        rollback(path, false, ProgressListener.NONE);
     }
 
     /**
      * {@link #rollback(Path)}, telling {@code progress} its phases:
      * "journal", "restore" (bytes put back), "sync", "switch", "cleanup".
      *
-     * @param path     the image file
-     * @param progress told each phase and its bytes
+     * @param path        the image file
+     * @param acceptMoved the image was moved or copied together with its rollback record: identify it by its
+     *                    content, not by its inode (the command's {@code --accept-moved})
+     * @param progress    told each phase and its bytes
      * @throws DiskmorphException when there is no rollback record, or it no longer matches the image
+     *                            ({@link JournalMismatchException}, unless {@code acceptMoved})
      */
-    public static void rollback(Path path, ProgressListener progress) throws DiskmorphException {
-        Failures.translating(() -> {
+    public static void rollback(Path path, boolean acceptMoved, ProgressListener progress)
+            throws DiskmorphException {
+        Failures.GuardedListener listener = new Failures.GuardedListener(progress, null);
+        Failures.uninterruptibly(() -> {
             try (ConversionFile file = ConversionFile.openAfterInterruption(path, null)) {
-                Recovery.rollback(file, false, progress::progress);
+                Recovery.rollback(file, acceptMoved, listener);
             }
             return null;
-        });
+        }, null);
     }
 }

@@ -100,4 +100,40 @@ public record InPlacePlan(Path image, InPlaceRequest request, Instant lastModifi
                 p.overwrittenBytes(), p.journalBytes(), p.extraSpace(), p.availableSpace(), p.enoughSpace(),
                 p.policy(), p.notes(), p.keepRollback(), p.replacesRollbackRecord(), p.phaseSeconds());
     }
+
+    /**
+     * The first figure in which {@code other}, a plan of the same request
+     * made later, differs from this one ("moved bytes 0 -> 65536"), or null
+     * when they agree on everything but the timings, the free space and the
+     * modification time.
+     */
+    String differenceFrom(InPlacePlan other) {
+        Object[][] figures = {
+            {"source format", sourceFormat, other.sourceFormat},
+            {"target format", targetFormat, other.targetFormat},
+            {"nothing to change", nothingToChange, other.nothingToChange},
+            {"virtual size", virtualSize, other.virtualSize},
+            {"cluster size", clusterSize, other.clusterSize},
+            {"file length", originalLength, other.originalLength},
+            {"final length", finalLength, other.finalLength},
+            {"kept bytes", keptBytes, other.keptBytes},
+            {"moved bytes", movedBytesByReason, other.movedBytesByReason},
+            {"zero clusters", zeroClusters, other.zeroClusters},
+            {"zeroed data bytes", zeroedDataBytes, other.zeroedDataBytes},
+            {"metadata bytes", metadataBytes, other.metadataBytes},
+            {"header bytes", headerBytes, other.headerBytes},
+            {"overwritten bytes", overwrittenBytes, other.overwrittenBytes},
+            {"journal bytes", journalBytes, other.journalBytes},
+            {"extra space", extraSpace, other.extraSpace},
+            {"policy", policy, other.policy},
+            {"notes", notes, other.notes},
+            {"rollback record", replacesRollbackRecord, other.replacesRollbackRecord},
+        };
+        for (Object[] f : figures) {
+            if (!java.util.Objects.equals(f[1], f[2])) {
+                return f[0] + " " + f[1] + " -> " + f[2];
+            }
+        }
+        return null;
+    }
 }

@@ -76,6 +76,17 @@ public record InPlaceRequest(String sourceFormat, String targetFormat, Map<Strin
         return new InPlaceRequest(sourceFormat, targetFormat, options, keep, followBacking);
     }
 
+    /**
+     * The same request opening the image's backing files or not.
+     *
+     * @param follow false reads through to zeros where the image has no data (the command's
+     *               {@code --no-backing})
+     * @return the new request
+     */
+    public InPlaceRequest withFollowBacking(boolean follow) {
+        return new InPlaceRequest(sourceFormat, targetFormat, options, keepRollback, follow);
+    }
+
     io.diskmorph.convert.InPlaceConverter.Request internal() {
         return new io.diskmorph.convert.InPlaceConverter.Request(sourceFormat, targetFormat, options, keepRollback);
     }

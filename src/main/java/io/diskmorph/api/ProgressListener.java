@@ -2,8 +2,11 @@ package io.diskmorph.api;
 
 /**
  * Told how a long operation advances. Calls come from the thread running
- * the operation, throttled by the operation; a listener should return
- * quickly and must not call back into the same image.
+ * the operation (not the caller's), often: once per table, chunk or MiB, so
+ * a listener that prints should throttle itself, and it should return
+ * quickly and not call back into the same image. A listener that throws is
+ * called no more, and a conversion or copy it watched is cancelled (see
+ * {@link Diskmorph}).
  */
 @FunctionalInterface
 public interface ProgressListener {

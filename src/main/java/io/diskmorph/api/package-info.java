@@ -11,8 +11,10 @@
  * {@code io.diskmorph} exports; everything else may change without notice.
  *
  * <p>Stability: the version is 0.x, so this API may still change between
- * minor versions; each change is listed in the CHANGELOG. Method names,
- * record components and exception types that exist in a 0.x release are
- * kept or deprecated for at least one minor version before they go.
+ * minor versions; each change is listed in the CHANGELOG. Methods, record
+ * accessors and exception types that exist in a 0.x release are kept or
+ * deprecated for at least one minor version before they go; records may
+ * gain components, so build requests from their static factories and
+ * {@code with} methods rather than their canonical constructors.
  */
 package io.diskmorph.api;

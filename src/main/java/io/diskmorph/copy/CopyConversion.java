@@ -115,6 +115,7 @@ public final class CopyConversion {
             CopyEngine.Written written;
             long virtualSize;
             try (FileStorage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
+                part.created();
                 file.allocateBeforeLargeWrites();
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
                 // relative backing names resolve against DST as the user named it, like qemu-img

@@ -11,7 +11,9 @@ import java.util.function.Consumer;
 /**
  * The temporary name a copy is written under ({@code DST.part-<pid>}, next
  * to DST so the final rename is atomic and relative backing names resolve
- * the same), and the rename that publishes it. Until {@link #commit}, the
+ * the same; {@code DST.part-<pid>-<n>} for the n-th further copy of one
+ * process, so two copies an embedding application runs at once never share
+ * one), and the rename that publishes it. Until {@link #commit}, the
  * final name is untouched: an interrupted or failed copy never leaves a
  * half-written image there. An optional shutdown hook removes the part file
  * when the process is interrupted (SIGINT, SIGTERM) and says so.
@@ -21,6 +23,9 @@ public final class PartFile {
     private final Path part;
     private Thread hook;
     private boolean finished; // guarded by this: committed or abandoned
+    private boolean created; // guarded by this: the part file is ours to remove
+    /** Part files named so far by this process: the first keeps the plain {@code .part-<pid>}. */
+    private static final java.util.concurrent.atomic.AtomicLong NAMED = new java.util.concurrent.atomic.AtomicLong();
 
     private PartFile(Path target, Path part) {
         this.target = target;
@@ -37,7 +42,9 @@ public final class PartFile {
         for (int i = 0; i < 40 && Files.isSymbolicLink(real); i++) {
             real = real.resolveSibling(Files.readSymbolicLink(real));
         }
-        Path part = real.resolveSibling(real.getFileName() + ".part-" + ProcessHandle.current().pid());
+        long n = NAMED.getAndIncrement();
+        Path part = real.resolveSibling(real.getFileName() + ".part-" + ProcessHandle.current().pid()
+                + (n == 0 ? "" : "-" + n));
         return new PartFile(real, part);
     }
 
@@ -47,6 +54,14 @@ public final class PartFile {
 
     public Path target() {
         return target;
+    }
+
+    /**
+     * The part file now exists and is this copy's: a failure removes it from
+     * here on (before, a refusal such as a lock held on it removes nothing).
+     */
+    public synchronized void created() {
+        created = true;
     }
 
     /**
@@ -60,6 +75,9 @@ public final class PartFile {
                     return;
                 }
                 finished = true;
+                if (!created) {
+                    return;
+                }
                 try {
                     Files.deleteIfExists(part);
                     message.accept("interrupted: removed the unfinished copy " + part + "; " + target
@@ -97,6 +115,10 @@ public final class PartFile {
     public synchronized void abandon() {
         if (!finished) {
             finished = true;
+            if (!created) {
+                removeHook();
+                return;
+            }
             try {
                 Files.deleteIfExists(part);
             } catch (IOException e) {

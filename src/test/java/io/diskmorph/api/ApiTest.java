@@ -101,7 +101,7 @@ class ApiTest {
     void checkCountsAndRepairsAsQemuImg() throws IOException {
         Path img = sample();
         Phases checked = new Phases();
-        CheckResult clean = Diskmorph.check(img, null, Repair.NONE, checked);
+        CheckResult clean = Diskmorph.check(img, OpenOptions.readOnly(), Repair.NONE, checked);
         assertTrue(clean.isClean(), clean.toString());
         assertEquals(64 << 20, checked.lastTotal("tables"), "the tables phase covers the disk");
         assertEquals(checked.lastTotal("tables"), checked.lastDone("tables"));
@@ -284,16 +284,18 @@ class ApiTest {
 
         // a copy of the image with its rollback record is another file: its record does not belong to it
         Path twin = dir.resolve("twin.qcow2");
-        Files.copy(img, twin);
+        Files.copy(img, twin, java.nio.file.StandardCopyOption.COPY_ATTRIBUTES); // as cp -p: same content, time
         Files.copy(dir.resolve("disk.qcow2.dmrollback"), dir.resolve("twin.qcow2.dmrollback"));
         byte[] twinBytes = Files.readAllBytes(twin);
         JournalMismatchException foreign = assertThrows(JournalMismatchException.class,
                 () -> Diskmorph.rollback(twin));
         assertEquals(70, foreign.exitCode());
         assertArrayEquals(twinBytes, Files.readAllBytes(twin));
+        Diskmorph.rollback(twin, true, ProgressListener.NONE); // --accept-moved: identified by its content
+        assertArrayEquals(original, Files.readAllBytes(twin));
 
         Phases rolled = new Phases();
-        Diskmorph.rollback(img, rolled);
+        Diskmorph.rollback(img, false, rolled);
         assertArrayEquals(original, Files.readAllBytes(img), "rollback restores the original byte for byte");
         assertTrue(rolled.seen.contains("switch"), rolled.seen.toString());
         DiskmorphException none = assertThrows(DiskmorphException.class, () -> Diskmorph.rollback(img));
@@ -344,12 +346,130 @@ class ApiTest {
         assertTrue(pending.getMessage().contains("recover"), pending.getMessage());
         assertThrows(InterruptedConversionException.class, () -> Diskmorph.plan(img, InPlaceRequest.to("qed")));
         Phases recovered = new Phases();
-        assertEquals(RecoveryOutcome.RESTORED_SOURCE, Diskmorph.recover(img, recovered));
+        assertEquals(RecoveryOutcome.RESTORED_SOURCE, Diskmorph.recover(img, false, recovered));
         assertTrue(recovered.seen.contains("restore"), recovered.seen.toString());
         assertEquals(recovered.lastTotal("restore"), recovered.lastDone("restore"));
         assertArrayEquals(original, Files.readAllBytes(img));
         assertEquals(RecoveryOutcome.NOTHING_TO_DO, Diskmorph.recover(img));
         assertEquals("qcow2", Diskmorph.info(img).format());
+    }
+
+    @Test
+    void anInterruptOfTheCallerCancelsAndLeavesTheOriginal() throws IOException {
+        Path img = sample();
+        byte[] original = Files.readAllBytes(img);
+        Thread caller = Thread.currentThread();
+        ConversionCancelledException e = assertThrows(ConversionCancelledException.class,
+                () -> Diskmorph.convertInPlace(img, InPlaceRequest.to("qed"), (phase, n, of) -> {
+                    if (phase.equals("write")) {
+                        caller.interrupt(); // as Future.cancel(true) or a pool's shutdownNow would
+                    }
+                }, null));
+        assertTrue(Thread.interrupted(), "the caller's interrupt status is set again");
+        assertTrue(e.getMessage().contains("the original image is back"), e.getMessage());
+        assertArrayEquals(original, Files.readAllBytes(img));
+        assertEquals(List.of("disk.qcow2"), names());
+        assertEquals(0, Qemu.check(img, "qcow2").exitCode());
+    }
+
+    @Test
+    void aThrowingListenerCancelsBeforeTheSwitchAndIsIgnoredAfterIt() throws IOException {
+        Path img = sample();
+        byte[] original = Files.readAllBytes(img);
+        IllegalStateException bug = new IllegalStateException("listener bug");
+        ConversionCancelledException e = assertThrows(ConversionCancelledException.class,
+                () -> Diskmorph.convertInPlace(img, InPlaceRequest.to("qed"), (phase, n, of) -> {
+                    if (phase.equals("write")) {
+                        throw bug;
+                    }
+                }, null));
+        assertEquals(bug, e.getCause());
+        assertArrayEquals(original, Files.readAllBytes(img));
+        assertEquals(List.of("disk.qcow2"), names());
+
+        // after the commit point the conversion finishes whatever the listener does
+        InPlaceResult r = Diskmorph.convertInPlace(img, InPlaceRequest.to("qed"), (phase, n, of) -> {
+            if (phase.equals("cleanup")) {
+                throw bug;
+            }
+        }, null);
+        assertEquals("qed", r.plan().targetFormat());
+        assertEquals(List.of("disk.qcow2"), names());
+        assertEquals(0, Qemu.check(img, "qed").exitCode());
+    }
+
+    @Test
+    void aPlanIsStaleWhenTheLayoutChangedEvenWithItsTimeReset() throws IOException {
+        Path img = sample();
+        InPlacePlan plan = Diskmorph.plan(img, InPlaceRequest.to("qed"));
+        Qemu.io(img, "qcow2", "discard 5M 64k"); // frees a data cluster: the file keeps its length
+        assertEquals(plan.originalLength(), Files.size(img));
+        Files.setLastModifiedTime(img, java.nio.file.attribute.FileTime.from(plan.lastModified()));
+        byte[] changed = Files.readAllBytes(img);
+        InvalidRequestException e = assertThrows(InvalidRequestException.class,
+                () -> Diskmorph.execute(plan, ProgressListener.NONE, null));
+        assertTrue(e.getMessage().contains("changed since the plan was made") && !e.getMessage().contains("modified"),
+                "refused by planning again, not by the time: " + e.getMessage());
+        assertArrayEquals(changed, Files.readAllBytes(img));
+    }
+
+    @Test
+    void twoCopiesToOneTargetInOneProcessDoNotMeet() throws IOException {
+        Path img = sample();
+        Path target = dir.resolve("out.qcow2");
+        java.util.concurrent.atomic.AtomicBoolean nested = new java.util.concurrent.atomic.AtomicBoolean();
+        CopyResult outer = Diskmorph.copy(img, target, CopyRequest.to("qcow2"), (phase, n, of) -> {
+            if (n > 0 && nested.compareAndSet(false, true)) {
+                try { // a second copy to the same name while the first is half written
+                    Diskmorph.copy(img, target, CopyRequest.to("qcow2"), ProgressListener.NONE, null);
+                } catch (DiskmorphException x) {
+                    throw new AssertionError(x);
+                }
+            }
+        }, null);
+        assertTrue(nested.get());
+        assertEquals("qcow2", outer.target().format());
+        assertEquals(0, Qemu.compare(img, target));
+        assertEquals(List.of("disk.qcow2", "out.qcow2"), names());
+    }
+
+    @Test
+    void resultsNameTheFormatWrittenNotAProbedOne() throws IOException {
+        Path vhd = dir.resolve("fixed.vhd");
+        ImageDetails made = Diskmorph.create(vhd, CreateRequest.of("vpc", 16 << 20).withOption("subformat", "fixed"));
+        assertEquals("vpc", made.format()); // a fixed VHD probes as raw
+        CopyResult copied = Diskmorph.copy(sample(), dir.resolve("copy.vhd"),
+                CopyRequest.to("vpc").withOption("subformat", "fixed"), ProgressListener.NONE, null);
+        assertEquals("vpc", copied.target().format());
+    }
+
+    @Test
+    void requestsTheCommandRefusesAreRefusedAlike() throws IOException {
+        Path img = sample();
+        InvalidRequestException sparse = assertThrows(InvalidRequestException.class,
+                () -> Diskmorph.copy(img, dir.resolve("x.qcow2"), CopyRequest.to("qcow2").withMinSparse(1000),
+                        ProgressListener.NONE, null));
+        assertTrue(sparse.getMessage().startsWith("minSparse must be a multiple of 512"), sparse.getMessage());
+        assertThrows(InvalidRequestException.class, () -> Diskmorph.copy(img, dir.resolve("x.qcow2"),
+                CopyRequest.to("qcow2").withParallel(0), ProgressListener.NONE, null));
+
+        Path overlay = dir.resolve("overlay.qcow2");
+        DiskmorphException missing = assertThrows(DiskmorphException.class, () -> Diskmorph.create(overlay,
+                CreateRequest.of("qcow2", 1 << 20).withOption("backing_file", "nothing.qcow2")
+                        .withOption("backing_fmt", "qcow2")));
+        assertEquals(1, missing.exitCode());
+        assertTrue(missing.getMessage().contains("nothing.qcow2"), missing.getMessage());
+
+        DiskmorphException huge = assertThrows(DiskmorphException.class,
+                () -> Diskmorph.create(dir.resolve("huge.qcow2"), CreateRequest.of("qcow2", Long.MAX_VALUE)));
+        assertFalse(huge.getMessage().contains("\n"));
+        assertEquals(List.of("disk.qcow2"), names(), "nothing made: " + huge.getMessage());
+    }
+
+    private List<String> names() throws IOException {
+        try (Stream<Path> files = Files.list(dir)) {
+            return files.map(p -> p.getFileName().toString()).sorted().toList();
+        }
     }
 
     @Test

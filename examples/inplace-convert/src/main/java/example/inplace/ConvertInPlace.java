@@ -8,6 +8,7 @@ import io.diskmorph.api.InPlaceRequest;
 import io.diskmorph.api.InPlaceResult;
 
 import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
 
 /**
  * Converts IMAGE to FORMAT inside its own file: plans first (nothing
@@ -32,19 +33,52 @@ public final class ConvertInPlace {
             }
             System.out.printf("%s: %s -> %s, %d bytes stay, %d move, %d bytes of extra space%n", image,
                     plan.sourceFormat(), plan.targetFormat(), plan.keptBytes(), plan.movedBytes(), plan.extraSpace());
+            // Ctrl-C or a kill runs the shutdown hooks and then halts the JVM: the hook asks the conversion
+            // to stop and waits until it has (the original bytes back, or the conversion finished)
             Cancellation cancel = new Cancellation();
-            Thread stop = new Thread(() -> cancel.cancel("interrupted"));
+            CountDownLatch ended = new CountDownLatch(1);
+            Thread stop = new Thread(() -> {
+                cancel.cancel("signal");
+                while (true) {
+                    try {
+                        ended.await();
+                        return;
+                    } catch (InterruptedException e) {
+                        // keep waiting: halting now would leave the conversion half done
+                    }
+                }
+            });
             Runtime.getRuntime().addShutdownHook(stop);
-            InPlaceResult done = Diskmorph.execute(plan, ConvertInPlace::bar, cancel);
-            Runtime.getRuntime().removeShutdownHook(stop);
-            System.err.println();
-            System.out.printf("%s is %s now (%.3f s)%n", image, done.plan().targetFormat(),
-                    done.elapsed().toNanos() / 1e9);
+            DiskmorphException failed = null;
+            try {
+                InPlaceResult done = Diskmorph.execute(plan, ConvertInPlace::bar, cancel);
+                System.err.println();
+                System.out.printf("%s is %s now (%.3f s)%n", image, done.plan().targetFormat(),
+                        done.elapsed().toNanos() / 1e9);
+            } catch (DiskmorphException e) {
+                fail(e); // said before the hook lets the JVM halt
+                failed = e;
+            } finally {
+                ended.countDown();
+            }
+            try {
+                Runtime.getRuntime().removeShutdownHook(stop);
+            } catch (IllegalStateException shuttingDown) {
+                return; // the hook has run: the process ends with the signal's status
+            }
+            if (failed != null) {
+                System.exit(failed.exitCode());
+            }
         } catch (DiskmorphException e) {
-            System.err.println();
-            System.err.println("ConvertInPlace: " + e.getMessage());
+            fail(e);
             System.exit(e.exitCode());
         }
+    }
+
+    private static void fail(DiskmorphException e) {
+        System.err.println();
+        System.err.println("ConvertInPlace: " + e.getMessage());
+        System.err.flush();
     }
 
     /** One line on stderr, redrawn: the phase and how far it is. */
