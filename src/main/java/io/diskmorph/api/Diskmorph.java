@@ -347,8 +347,10 @@ public final class Diskmorph {
     /**
      * Copies an image into a new file of another (or the same) format
      * (qemu-img convert). The target is built under a temporary name beside
-     * {@code target} and appears under its name only when complete; a
-     * failure or a cancellation leaves no target.
+     * {@code target} ({@code TARGET.part-<pid>}, {@code -<n>} added for a
+     * further copy of the process) and appears under its name only when
+     * complete; a failure or a cancellation leaves no target, a JVM that
+     * halts during the copy leaves the part file.
      *
      * @param source   the image file to copy, through its backing chain
      * @param target   the new image file
