@@ -147,26 +147,22 @@ public interface DiskImage extends Closeable {
         return mapReportsHostHolesAsZero();
     }
 
-    /** Consistency check with optional repair; formats without metadata report nothing to check. */
+    /** Consistency check with optional repair: {@link #check(RepairMode, PhaseProgress)} without a listener. */
     default CheckReport check(RepairMode repair) throws IOException {
-        throw new UnsupportedFeatureException("format " + format().name() + " does not support checks");
+        return check(repair, PhaseProgress.NONE);
     }
 
     /**
-     * {@link #check(RepairMode)}, telling {@code progress} how far it got.
-     * Drivers whose check walks tables override this (and their one-argument
-     * check calls it with {@link PhaseProgress#NONE}), reporting per phase
-     * ("tables": guest bytes whose mapping entries were judged, of the
-     * address space the tables cover; "refcounts": host bytes whose counts
-     * were compared; "repair"); this default reports the start and the end of
-     * one phase "check" over the virtual size.
+     * Consistency check with optional repair, telling {@code progress} how
+     * far it got, per phase ("tables": guest bytes whose mapping entries
+     * were judged, of the address space the tables cover; "refcounts": host
+     * bytes whose counts were compared; "repair"). Drivers with checks
+     * override this; a format without them (this default) announces one
+     * phase "check" and refuses.
      */
     default CheckReport check(RepairMode repair, PhaseProgress progress) throws IOException {
-        long size = virtualSize();
-        progress.update("check", 0, size);
-        CheckReport r = check(repair);
-        progress.update("check", size, size);
-        return r;
+        progress.update("check", 0, virtualSize());
+        throw new UnsupportedFeatureException("format " + format().name() + " does not support checks");
     }
 
     /** Durably writes cached metadata (data first, then refcounts, then tables). */

@@ -332,13 +332,8 @@ final class ParallelsImage extends AbstractDiskImage implements RelocatableImage
      * report of -r leaks still counts the unclean image, as qemu's does).
      * A leak qemu counts inside the BAT (its image end offset ignores the
      * BAT) is not cut and stays reported, where qemu reports it fixed.
+     * Progress: "tables" (the BAT walked), "repair" (announced), "tables" again after a repair.
      */
-    @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    /** Progress: "tables" (the BAT walked), "repair" (announced), "tables" again after a repair. */
     @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         boolean fix = repair != RepairMode.NONE;

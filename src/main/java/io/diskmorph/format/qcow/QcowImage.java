@@ -484,11 +484,6 @@ final class QcowImage extends AbstractDiskImage implements RelocatableImage, Com
      * (see {@link QcowChecker}) and repairs nothing.
      */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("qcow images cannot be repaired (qemu-img has no qcow check "

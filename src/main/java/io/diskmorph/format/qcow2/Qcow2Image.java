@@ -523,11 +523,6 @@ final class Qcow2Image extends AbstractDiskImage implements CompressedClusterWri
      * tables are read again, the writer and caches start afresh.
      */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             checkWritable();

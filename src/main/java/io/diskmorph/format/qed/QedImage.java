@@ -518,13 +518,9 @@ final class QedImage extends AbstractDiskImage implements RelocatableImage, io.d
      * repairing), then, when something was fixed, a second pass that
      * describes the image as it is now. A repair that leaves no corruption
      * clears need-check (qed_check_mark_clean). Leaks are never repaired.
+     * Progress: "tables" (the L1 entries walked), and after a repair "repair" (announced) and
+     * "tables" again.
      */
-    @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    /** Progress: "tables" (the L1 entries walked), and after a repair "repair" (announced) and "tables" again. */
     @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         boolean fix = repair != RepairMode.NONE;

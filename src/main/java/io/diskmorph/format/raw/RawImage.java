@@ -120,7 +120,8 @@ final class RawImage extends AbstractDiskImage {
     }
 
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
+    public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
+        progress.update("check", 0, virtualSize());
         throw new UnsupportedFeatureException("This image format does not support checks");
     }
 

@@ -306,11 +306,6 @@ final class VdiImage extends AbstractDiskImage implements io.diskmorph.image.Met
      * refused as qemu-img refuses it ("does not support checks", exit 63).
      */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("VDI check does not repair");

@@ -553,11 +553,6 @@ final class VhdxImage extends AbstractDiskImage implements io.diskmorph.image.Me
      * misses; with -r, the log was replayed when the image was opened.
      */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         // qemu's only VHDX repair is the log's replay, which a writable open (check -r) has done already
         return VhdxChecker.run(this, progress);

@@ -839,11 +839,6 @@ final class VmdkImage extends AbstractDiskImage implements FlatDataImage, Reloca
      * corruptions (exit 2). Repairs: none, as qemu (exit 63).
      */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (repair != RepairMode.NONE) {
             throw new UnsupportedFeatureException("This image format does not support checks");

@@ -525,11 +525,6 @@ final class VpcImage extends AbstractDiskImage implements io.diskmorph.image.Met
 
     /** qemu-img 7.2 has no VHD check; diskmorph's is {@link VpcChecker}. */
     @Override
-    public CheckReport check(RepairMode repair) throws IOException {
-        return check(repair, io.diskmorph.image.PhaseProgress.NONE);
-    }
-
-    @Override
     public CheckReport check(RepairMode repair, io.diskmorph.image.PhaseProgress progress) throws IOException {
         if (!isReadOnly()) {
             flush();
