@@ -126,7 +126,8 @@ final class MappedSource implements AutoCloseable {
         DiskImage layer = source;
         while (true) {
             // the whole rest of the copy's run is asked for, so that the answer serves the chunks after this one
-            Mapping m = layer.mapping(pos, layer == source ? Math.max(length, Math.min(runEnd, source.virtualSize()) - pos) : length);
+            long ask = layer == source ? Math.max(length, Math.min(runEnd, source.virtualSize()) - pos) : length;
+            Mapping m = layer.mapping(pos, ask);
             if (m instanceof Mapping.Data d && d.length() >= length) {
                 if (layer.mapReportsHostHolesAsZero(d) || !(layer.dataStorage(d) instanceof FileStorage fs)) {
                     return null;

@@ -113,18 +113,14 @@ public final class PartFile {
 
     /** Deletes the part file after a failure (the target is untouched). */
     public synchronized void abandon() {
-        if (!finished) {
-            finished = true;
-            if (!created) {
-                removeHook();
-                return;
-            }
+        if (!finished && created) { // a copy refused before it made its part file removes nothing
             try {
                 Files.deleteIfExists(part);
             } catch (IOException e) {
                 // the original failure is what the user needs to see; a stale part file is named by its pid
             }
         }
+        finished = true;
         removeHook();
     }
 
