@@ -59,6 +59,14 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_fallocate0(JNIEnv 
     return RESULT(r);
 }
 
+/* ftruncate, even to the current size (which frees blocks allocated past the end; FileChannel skips that) */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_truncate0(JNIEnv *env, jclass cls, jint fd, jlong size) {
+    (void) env;
+    (void) cls;
+    int r = ftruncate(fd, (off_t) size);
+    return RESULT(r);
+}
+
 /* st_blocks (512-byte units) */
 JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_blocks0(JNIEnv *env, jclass cls, jint fd) {
     (void) env;

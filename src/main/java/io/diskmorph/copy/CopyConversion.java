@@ -116,7 +116,11 @@ public final class CopyConversion {
             long virtualSize;
             try (FileStorage file = FileStorage.create(part.path(), LockMode.EXCLUSIVE)) {
                 part.created();
-                file.allocateBeforeLargeWrites();
+                if (format.fillsFileWithoutHoles(opts)) {
+                    file.allocateAhead();
+                } else {
+                    file.allocateBeforeLargeWrites();
+                }
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
                 // relative backing names resolve against DST as the user named it, like qemu-img
                 OpenContext ctx = new OpenContext(r.target(), false,

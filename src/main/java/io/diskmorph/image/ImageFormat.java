@@ -5,6 +5,7 @@ import io.diskmorph.storage.Storage;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A format driver (listed in {@link FormatRegistry}).
@@ -54,6 +55,17 @@ public interface ImageFormat {
      */
     default UnsupportedFeatureException writingNotSupported() {
         return new UnsupportedFeatureException(name() + " writing is not supported yet");
+    }
+
+    /**
+     * Whether an image created with these -o options fills its file from the
+     * front without holes as guests write (new clusters appended and written
+     * whole): a copy then allocates the target's blocks ahead of its writes
+     * ({@code FileStorage#allocateAhead}). False where holes in the file are
+     * part of what the format writes.
+     */
+    default boolean fillsFileWithoutHoles(Map<String, String> options) {
+        return false;
     }
 
     /** Opens an image on {@code storage}; the image owns the storage from here on. */

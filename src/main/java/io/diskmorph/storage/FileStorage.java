@@ -82,6 +82,10 @@ public final class FileStorage implements Storage {
     private static final int LARGE_WRITE = 256 << 10;
     private volatile boolean allocateLargeWrites;
     private int allocatedWrites;
+    /** Blocks are allocated ahead of the writes in steps this large ({@link #allocateAhead}). */
+    static final long AHEAD_STEP = 32L << 20;
+    /** Where the blocks allocated ahead end; -1 when not allocating ahead. */
+    private long allocatedAheadTo = -1;
 
     private FileStorage(Path path, FileChannel channel, java.io.RandomAccessFile writable, boolean readOnly) {
         this.path = path;
@@ -425,7 +429,11 @@ public final class FileStorage implements Storage {
         if (position < 0) {
             throw new IOException(name() + ": negative write offset " + position);
         }
-        if (allocateLargeWrites && src.remaining() >= LARGE_WRITE) {
+        if (allocatedAheadTo >= 0) {
+            if (position + src.remaining() > allocatedAheadTo) {
+                allocateAhead(position, position + src.remaining());
+            }
+        } else if (allocateLargeWrites && src.remaining() >= LARGE_WRITE) {
             allocate(position, src.remaining());
         }
         long pos = position;
@@ -461,6 +469,62 @@ public final class FileStorage implements Storage {
             allocateLargeWrites = fd >= 0 && NativeFs.filesystemType(fd, name()) == NativeFs.EXT4_SUPER_MAGIC;
         } catch (IOException e) {
             allocateLargeWrites = false; // an optimisation only
+        }
+    }
+
+    /**
+     * For a file filled from the front without holes (a qcow2 copy target:
+     * every cluster is appended and written whole): on ext4, blocks are
+     * allocated past the end in steps of 32 MiB ahead of the writes
+     * (fallocate FALLOC_FL_KEEP_SIZE, the size unchanged), so that every
+     * write, small ones too, skips the delayed-allocation bookkeeping:
+     * writing 1.6 GB in 64 KiB writes took 0.123 s instead of 0.151 s here,
+     * and 2 MiB writes 0.121 s instead of 0.130 s with an allocation per
+     * write ({@link #allocateBeforeLargeWrites}). A write past the allocated
+     * end allocates from where it starts, so a gap it leaves stays a hole.
+     * {@link #close} gives back the blocks past the end. Only with the JNI
+     * shim; where fallocate fails, writes go on without it.
+     */
+    public void allocateAhead() {
+        if (readOnly || !JniSyscalls.loaded()) {
+            return;
+        }
+        try {
+            int fd = nativeFd();
+            if (fd >= 0 && NativeFs.filesystemType(fd, name()) == NativeFs.EXT4_SUPER_MAGIC) {
+                allocatedAheadTo = channel.size();
+            }
+        } catch (IOException e) {
+            allocatedAheadTo = -1; // an optimisation only
+        }
+    }
+
+    private void allocateAhead(long position, long end) {
+        long from = Math.max(allocatedAheadTo, position & -4096L);
+        long to = Math.addExact(end, AHEAD_STEP - 1) / AHEAD_STEP * AHEAD_STEP;
+        try {
+            NativeFs.fallocate(nativeFd(), NativeFs.FALLOC_FL_KEEP_SIZE, from, to - from, name());
+            allocatedAheadTo = to;
+            allocatedWrites++;
+        } catch (IOException e) {
+            // no space for the step (the write itself may still fit and reports it if not), or not supported
+            releaseAhead();
+            allocatedAheadTo = -1;
+        }
+    }
+
+    /** Gives back blocks allocated ahead past the end of the file (a truncate to its own size). */
+    private void releaseAhead() {
+        if (allocatedAheadTo < 0) {
+            return;
+        }
+        try {
+            long size = channel.size();
+            if (allocatedAheadTo > size) {
+                NativeFs.truncate(nativeFd(), size, name());
+            }
+        } catch (IOException e) {
+            // the blocks stay allocated past the end: space only, the content is unaffected
         }
     }
 
@@ -502,6 +566,7 @@ public final class FileStorage implements Storage {
         long cur = channel.size();
         if (size < cur) {
             channel.truncate(size);
+            allocatedAheadTo = Math.min(allocatedAheadTo, size); // the blocks past it went too
         } else if (size > cur) {
             // FileChannel.truncate cannot grow, and a one-byte write at the end would allocate a
             // block: grow with ftruncate, through our own descriptor when we have one (closing a
@@ -614,6 +679,7 @@ public final class FileStorage implements Storage {
         if (closed) {
             return;
         }
+        releaseAhead();
         closed = true;
         nativePending = false; // no descriptor is opened for a closed storage
         try {

@@ -16,10 +16,11 @@ import java.lang.invoke.VarHandle;
  * not built.
  */
 final class ForeignSyscalls implements Syscalls {
-    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate, fstatfs}. */
-    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285, 138};
-    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47, 44};
-    private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5, FSTATFS = 6;
+    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate, fstatfs, ftruncate}. */
+    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285, 138, 77};
+    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47, 44, 46};
+    private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5, FSTATFS = 6,
+            FTRUNCATE = 7;
     private static final long STATFS_SIZE = 256; // larger than struct statfs; f_type is its first field
     private static final int AT_FDCWD = -100;
     private static final int O_CLOEXEC = 0x80000;
@@ -105,6 +106,13 @@ final class ForeignSyscalls implements Syscalls {
     public long fallocate(int fd, int mode, long offset, long length) {
         try (Arena arena = Arena.ofConfined()) {
             return call(arena, FALLOCATE, fd, mode, offset, length);
+        }
+    }
+
+    @Override
+    public long truncate(int fd, long size) {
+        try (Arena arena = Arena.ofConfined()) {
+            return call(arena, FTRUNCATE, fd, size, 0, 0);
         }
     }
 

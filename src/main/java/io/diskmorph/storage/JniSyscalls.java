@@ -53,6 +53,7 @@ final class JniSyscalls implements Syscalls {
             // every function bound, and failing the way the Java side expects
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
+                    && calls.truncate(-1, 0) == -NativeFs.EBADF
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
                     && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT
                     && calls.birthTime("") == -NativeFs.ENOENT ? calls : null;
@@ -97,6 +98,11 @@ final class JniSyscalls implements Syscalls {
     }
 
     @Override
+    public long truncate(int fd, long size) {
+        return truncate0(fd, size);
+    }
+
+    @Override
     public long blocks(int fd) {
         return blocks0(fd);
     }
@@ -118,6 +124,8 @@ final class JniSyscalls implements Syscalls {
     private static native long lseek0(int fd, long offset, int whence);
 
     private static native long fallocate0(int fd, int mode, long offset, long length);
+
+    private static native long truncate0(int fd, long size);
 
     private static native long blocks0(int fd);
 

@@ -104,6 +104,13 @@ final class NativeFs {
         }
     }
 
+    static void truncate(int fd, long size, String name) throws IOException {
+        long r = CALLS.truncate(fd, size);
+        if (r != 0) {
+            throw new ErrnoException("ftruncate", name, (int) -r);
+        }
+    }
+
     /** st_blocks * 512 of an open descriptor. */
     static long allocatedBytes(int fd, String name) throws IOException {
         long r = CALLS.blocks(fd);

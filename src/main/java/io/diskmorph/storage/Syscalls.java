@@ -18,6 +18,9 @@ interface Syscalls {
 
     long fallocate(int fd, int mode, long offset, long length);
 
+    /** ftruncate(2), to the current size too (which releases blocks allocated past the end). */
+    long truncate(int fd, long size);
+
     /** fstat's st_blocks (512-byte units). */
     long blocks(int fd);
 

@@ -65,6 +65,51 @@ class FileStorageTest {
         assertArrayEquals(java.util.Arrays.copyOf(data, 4096), java.util.Arrays.copyOfRange(back, 10 << 20, (10 << 20) + 4096));
     }
 
+    /**
+     * A file filled from the front (a qcow2 copy target) gets its blocks
+     * 32 MiB ahead of its writes, past its end without changing its size;
+     * a write past the allocated end leaves its gap a hole; closing gives
+     * the blocks past the end back.
+     */
+    @Test
+    void blocksAllocatedAheadStayPastTheEndUntilClosed() throws IOException {
+        Path f = dir.resolve("ahead");
+        byte[] data = new byte[64 << 10];
+        new java.util.Random(5).nextBytes(data);
+        boolean ext4 = List.of("ext2", "ext3", "ext4").contains(Files.getFileStore(f.getParent()).type());
+        try (FileStorage s = FileStorage.create(f, LockMode.EXCLUSIVE)) {
+            s.allocateAhead();
+            for (int i = 0; i < 16; i++) { // 1 MiB in small writes
+                s.write(ByteBuffer.wrap(data), (long) i * data.length);
+            }
+            assertEquals(1 << 20, s.size(), "the size is the data's");
+            if (ext4) {
+                long ahead = s.allocatedBytes();
+                assertTrue(ahead >= FileStorage.AHEAD_STEP && ahead < FileStorage.AHEAD_STEP + (1 << 20),
+                        "32 MiB allocated ahead: " + ahead);
+                assertEquals(1, s.allocatedWrites(), "in one call");
+            }
+            s.write(ByteBuffer.wrap(data), 40L << 20); // past the allocated end, leaving a gap
+            assertEquals(0, s.readBytes(20 << 20, 1).get(0), "blocks allocated ahead read as zeros");
+            assertEquals(0, s.readBytes(36 << 20, 1).get(0));
+        }
+        try (FileStorage s = FileStorage.open(f, true, LockMode.SHARED)) {
+            assertEquals((40L << 20) + data.length, s.size());
+            long allocated = s.allocatedBytes();
+            // [0, 32 MiB) and the last write's blocks; the gap after 32 MiB and the 32 MiB step allocated
+            // past the end with the last write are not
+            assertTrue(allocated < (33L << 20), "blocks past the end given back, the gap a hole: " + allocated);
+            if (ext4) {
+                assertTrue(allocated >= (32L << 20) + data.length, "allocated " + allocated);
+            }
+        }
+        byte[] back = Files.readAllBytes(f);
+        for (int i = 0; i < 16; i++) {
+            assertArrayEquals(data, java.util.Arrays.copyOfRange(back, i * data.length, (i + 1) * data.length));
+        }
+        assertArrayEquals(data, java.util.Arrays.copyOfRange(back, 40 << 20, (40 << 20) + data.length));
+    }
+
     @Test
     void readsPastTheEndAreZeros() throws IOException {
         Path f = dir.resolve("short");

@@ -66,6 +66,14 @@ class SyscallsTest {
                         9 * M, 4096), who);
                 assertEquals(-NativeFs.ENXIO, s.lseek(d, 2 * M, NativeFs.SEEK_DATA), who + ": punched");
                 assertEquals(-NativeFs.EINVAL, s.lseek(d, 0, 99), who + ": bad whence");
+                // blocks allocated past the end, given back by a truncate to the file's own size
+                long before = s.blocks(d);
+                assertEquals(0, s.fallocate(d, NativeFs.FALLOC_FL_KEEP_SIZE, 16 * M, 4 * M), who);
+                assertEquals(16 * M, (long) Files.getAttribute(f, "size"), who + ": size kept");
+                assertTrue(s.blocks(d) >= before + 4 * M / 512, who + " allocated past the end");
+                assertEquals(0, s.truncate(d, 16 * M), who);
+                assertEquals(before, s.blocks(d), who + ": given back");
+                assertEquals(-NativeFs.EBADF, s.truncate(-1, 0), who);
             } finally {
                 assertEquals(0, s.close((int) fd), who);
             }

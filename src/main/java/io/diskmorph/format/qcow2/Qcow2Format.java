@@ -83,6 +83,22 @@ public final class Qcow2Format implements ImageFormat, LayoutTarget, MeasurableF
         return open(storage, context.withReadOnly(false));
     }
 
+    /**
+     * Without preallocation (whose data clusters wait as holes) and without
+     * subclusters (a cluster partly written keeps holes), every cluster is
+     * appended and written whole.
+     */
+    @Override
+    public boolean fillsFileWithoutHoles(Map<String, String> options) {
+        try {
+            Qcow2CreateOptions o = Qcow2CreateOptions.parse(new CreateSpec(0, options, null, null),
+                    TargetDefaults.NONE);
+            return !o.preallocateMetadata() && !o.extendedL2();
+        } catch (IOException | RuntimeException e) {
+            return false; // create reports what is wrong with the options
+        }
+    }
+
     @Override
     public String notInPlace(String name) {
         return name.equals("preallocation")
