@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jni.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -65,6 +67,39 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_truncate0(JNIEnv *
     (void) cls;
     int r = ftruncate(fd, (off_t) size);
     return RESULT(r);
+}
+
+/* mmap(NULL, length, PROT_READ, MAP_SHARED, fd, offset): the address, or -errno */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_mapReadOnly0(JNIEnv *env, jclass cls, jint fd,
+                                                                           jlong offset, jlong length) {
+    (void) env;
+    (void) cls;
+    void *p = mmap(NULL, (size_t) length, PROT_READ, MAP_SHARED, fd, (off_t) offset);
+    return p == MAP_FAILED ? -(jlong) errno : (jlong) (intptr_t) p;
+}
+
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_unmap0(JNIEnv *env, jclass cls, jlong address,
+                                                                     jlong length) {
+    (void) env;
+    (void) cls;
+    int r = munmap((void *) (intptr_t) address, (size_t) length);
+    return RESULT(r);
+}
+
+/* madvise(MADV_DONTNEED): the pages leave this process's mapping, the page cache keeps them */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_dropPages0(JNIEnv *env, jclass cls, jlong address,
+                                                                         jlong length) {
+    (void) env;
+    (void) cls;
+    int r = madvise((void *) (intptr_t) address, (size_t) length, MADV_DONTNEED);
+    return RESULT(r);
+}
+
+/* a direct buffer over [address, address + length) of a mapping (no cleaner: unmap0 ends it) */
+JNIEXPORT jobject JNICALL Java_io_diskmorph_storage_JniSyscalls_buffer0(JNIEnv *env, jclass cls, jlong address,
+                                                                        jlong length) {
+    (void) cls;
+    return (*env)->NewDirectByteBuffer(env, (void *) (intptr_t) address, length);
 }
 
 /* st_blocks (512-byte units) */

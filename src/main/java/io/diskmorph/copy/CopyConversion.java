@@ -69,7 +69,6 @@ public final class CopyConversion {
 
     /** Runs the conversion; {@code part} is the temporary file the target is built in (see {@link PartFile}). */
     public static Result run(Request r, PartFile part, CopyEngine.Progress progress) throws IOException {
-        CopyEngine.prepare();
         try {
             return copy(r, part, progress);
         } finally {

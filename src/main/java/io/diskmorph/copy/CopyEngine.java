@@ -6,8 +6,6 @@ import io.diskmorph.image.InvalidRequestException;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
@@ -88,10 +86,8 @@ public final class CopyEngine {
          * resident memory: nine of 2 MiB for every copy).
          */
         ByteBuffer buf;
-        MemorySegment seg;
         /** Where the data is: the job's buffer, or a mapped range of the source file. */
         ByteBuffer data;
-        MemorySegment dataSeg;
         MappedSource.Range mapped;
         Kind kind;
         long offset;
@@ -109,14 +105,12 @@ public final class CopyEngine {
         }
 
         /** The job's own buffer, made now if it has none, and the data pointed at it. */
-        void ownBuffer(Arena arena, int chunk) {
-            if (seg == null) {
-                seg = arena.allocate(chunk, 4096);
-                // native order: the zero scan's word reads need no byte swapping
-                buf = seg.asByteBuffer().order(ByteOrder.nativeOrder());
+        void ownBuffer(int chunk) {
+            if (buf == null) {
+                // page-aligned, native order: the zero scan's word reads need no byte swapping
+                buf = ByteBuffer.allocateDirect(chunk + 4096).alignedSlice(4096).order(ByteOrder.nativeOrder());
             }
             data = buf;
-            dataSeg = seg;
         }
 
         /** Before reuse, or at the end: data in the job's own buffer again, a mapped range released. */
@@ -126,7 +120,6 @@ public final class CopyEngine {
                 mapped = null;
             }
             data = buf;
-            dataSeg = seg;
         }
 
         void addRun(int sectors, boolean data) {
@@ -161,8 +154,7 @@ public final class CopyEngine {
     private final BlockingQueue<CompletableFuture<Job>> ready = new LinkedBlockingQueue<>();
     private volatile boolean aborted;
     private MappedSource mappedSource;
-    /** Chunk buffers, allocated by the reader as it needs them (at most parallel + 1). */
-    private Arena arena;
+    /** Chunk jobs made so far by the reader, as it needs them (at most parallel + 1). */
     private int jobsCreated;
     private long progressTotal;
     private long progressDone;
@@ -202,17 +194,6 @@ public final class CopyEngine {
     }
 
     /**
-     * Sets up, on a background thread, the memory-segment machinery the copy
-     * uses (its first use generates classes: about 15 ms that would
-     * otherwise delay the first chunk), while the caller opens the images.
-     */
-    public static void prepare() {
-        Thread t = new Thread(ZeroScan::warmUp, "diskmorph-segment-setup");
-        t.setDaemon(true);
-        t.start();
-    }
-
-    /**
      * Copies {@code source} into {@code target} (a new image, at least as
      * large). {@code targetHasBacking}: the target has a backing file (-B),
      * whose virtual size is {@code targetBackingSize} (-1 when unknown). The
@@ -245,7 +226,6 @@ public final class CopyEngine {
         ExecutorService pool = workers > 0 ? Executors.newFixedThreadPool(workers, daemon("diskmorph-compress"))
                 : null;
         BlockingQueue<CompressedClusterWriter.Compressor> compressors = new LinkedBlockingQueue<>();
-        arena = Arena.ofShared();
         Thread reader = null;
         mappedSource = new MappedSource(source);
         try {
@@ -261,19 +241,22 @@ public final class CopyEngine {
                 reader.interrupt();
                 joinQuietly(reader);
             }
+            boolean stopped = true;
             if (pool != null) {
                 pool.shutdownNow();
-                awaitQuietly(pool);
+                stopped = awaitQuietly(pool);
             }
             for (CompressedClusterWriter.Compressor c : compressors) {
                 c.close();
             }
-            releaseUnwritten();
-            for (Job j : free) {
-                j.recycle(); // written jobs the reader did not take again
+            // a compression thread still running may read a mapped range: its windows stay mapped
+            if (stopped) {
+                releaseUnwritten();
+                for (Job j : free) {
+                    j.recycle(); // written jobs the reader did not take again
+                }
+                mappedSource.close();
             }
-            mappedSource.close();
-            arena.close();
         }
     }
 
@@ -311,8 +294,8 @@ public final class CopyEngine {
                         if (settings.minSparse() == 0) {
                             n = Math.min(n, chunk); // -S 0: zeros are written as data
                             Job job = takeFree();
-                            job.ownBuffer(arena, chunk);
-                            job.seg.asSlice(0, padded(n)).fill((byte) 0);
+                            job.ownBuffer(chunk);
+                            fillZero(job.buf, 0, (int) padded(n));
                             dispatch(job, pos, (int) n, null, pool, compressors);
                             emitted++;
                         } else if (!zeroInit) {
@@ -455,19 +438,18 @@ public final class CopyEngine {
             MappedSource.Range r = mappedSource.map(pos, n, runEnd);
             if (r != null) {
                 job.mapped = r;
-                job.dataSeg = r.segment;
-                job.data = r.segment.asByteBuffer().order(ByteOrder.nativeOrder());
+                job.data = r.buffer;
                 return;
             }
         }
-        job.ownBuffer(arena, chunk);
+        job.ownBuffer(chunk);
         long inSource = Math.max(0, Math.min(n, source.virtualSize() - pos));
         if (inSource > 0) {
             source.read(job.buf.slice(0, (int) inSource), pos);
         }
         long padded = padded(n);
         if (padded > inSource) {
-            job.seg.asSlice(inSource, padded - inSource).fill((byte) 0);
+            fillZero(job.buf, (int) inSource, (int) (padded - inSource));
         }
     }
 
@@ -488,7 +470,7 @@ public final class CopyEngine {
         } else {
             long sector = pos / ZeroScan.SECTOR;
             for (int first = 0; first < sectors; ) {
-                boolean data = scan.allocated(job.dataSeg, job.data, first, sectors - first, sector + first);
+                boolean data = scan.allocated(job.data, first, sectors - first, sector + first);
                 job.addRun(scan.runSectors(), data);
                 first += scan.runSectors();
             }
@@ -516,7 +498,7 @@ public final class CopyEngine {
         try {
             for (int i = 0; i < clusters; i++) {
                 long off = i * cluster;
-                if (settings.minSparse() > 0 && ZeroScan.isZero(job.dataSeg, off, cluster)) {
+                if (settings.minSparse() > 0 && ZeroScan.isZero(job.data, off, cluster)) {
                     job.clusterCode[i] = ZERO_CLUSTER;
                     continue;
                 }
@@ -636,6 +618,17 @@ public final class CopyEngine {
 
     // ---- helpers ----
 
+    private static final byte[] ZEROS = new byte[64 << 10];
+
+    /** Zeros [from, from + length) of a buffer (its position and limit unchanged). */
+    private static void fillZero(ByteBuffer b, int from, int length) {
+        for (int done = 0; done < length; ) {
+            int n = Math.min(length - done, ZEROS.length);
+            b.put(from + done, ZEROS, 0, n);
+            done += n;
+        }
+    }
+
     private static IOException unwrap(Throwable t) {
         Throwable c = t;
         while ((c instanceof CompletionException || c instanceof UncheckedIOException) && c.getCause() != null) {
@@ -669,11 +662,13 @@ public final class CopyEngine {
         }
     }
 
-    private static void awaitQuietly(ExecutorService pool) {
+    /** Whether the pool's threads ended (within a minute). */
+    private static boolean awaitQuietly(ExecutorService pool) {
         try {
-            pool.awaitTermination(1, TimeUnit.MINUTES);
+            return pool.awaitTermination(1, TimeUnit.MINUTES);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+            return pool.isTerminated();
         }
     }
 

@@ -3,11 +3,13 @@ package io.diskmorph.copy;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.Mapping;
 import io.diskmorph.storage.FileStorage;
+import io.diskmorph.storage.MappedRegion;
 import io.diskmorph.storage.Storage;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayDeque;
 import java.util.IdentityHashMap;
 import java.util.Map;
@@ -27,7 +29,7 @@ import java.util.Map;
  * touches counts in its resident memory while it is mapped (4 windows of
  * 64 MiB kept until they went made a 1.5 GiB copy peak at 297 MiB
  * resident), so released ranges drop their pages
- * ({@link MemorySegment#unload}: madvise MADV_DONTNEED, which leaves the
+ * ({@link MappedRegion#dropPages}: madvise MADV_DONTNEED, which leaves the
  * page cache as it is): what stays resident is about the chunks in flight.
  * Pages are dropped in 2 MiB blocks of the address space once no range in
  * flight touches the block: the kernel maps a large page-cache folio of the
@@ -35,11 +37,12 @@ import java.util.Map;
  * of it, the neighbouring chunk's pages too; the writer then copied from
  * unmapped pages, and every such write came back short, zeroed what it had
  * begun and was retried (about 800 times per 1.8 GB copied, 10-15 % of the
- * writer's time). A window is unmapped once the reader has dropped it and the writer has
- * released every range taken from it; closing its shared arena stops every
- * Java thread for a handshake, which 4 MiB windows paid 568 times per
- * 2.2 GB copied (64 MiB: 57). The reader calls {@link #map}, the writer
- * {@link Range#release}.
+ * writer's time). A window is unmapped once the reader has dropped it and
+ * every range taken from it has been released (without the JNI shim,
+ * closing its shared arena stops every Java thread for a handshake, which
+ * 4 MiB windows paid 568 times per 2.2 GB copied; 64 MiB: 57). The reader
+ * calls {@link #map} and releases the ranges the writer has written
+ * ({@link Range#release}).
  */
 final class MappedSource implements AutoCloseable {
     private static final long WINDOW = 64L << 20;
@@ -48,18 +51,24 @@ final class MappedSource implements AutoCloseable {
 
     /** A mapped range handed to the writer; release it once written. */
     static final class Range {
-        final MemorySegment segment;
+        /** The range's bytes, read-only, in the platform's byte order. */
+        final ByteBuffer buffer;
         private final Window window;
         private final long from;
 
-        Range(MemorySegment segment, Window window, long from) {
-            this.segment = segment;
+        Range(ByteBuffer buffer, Window window, long from) {
+            this.buffer = buffer;
             this.window = window;
             this.from = from;
         }
 
+        /** The address of the range's first byte. */
+        long address() {
+            return window.base + from;
+        }
+
         void release() {
-            window.release(from, segment.byteSize());
+            window.release(from, buffer.capacity());
         }
     }
 
@@ -67,9 +76,9 @@ final class MappedSource implements AutoCloseable {
     static final long BLOCK = 2L << 20;
 
     private static final class Window {
-        final Arena arena = Arena.ofShared();
-        final MemorySegment segment;
+        final MappedRegion region;
         final long start;
+        final long length;
         /** The address of the window's first byte, and per 2 MiB block of addresses the ranges in flight in it. */
         private final long base;
         private final int[] inFlight;
@@ -78,8 +87,9 @@ final class MappedSource implements AutoCloseable {
 
         Window(FileStorage file, long start, long length) throws IOException {
             this.start = start;
-            this.segment = file.mapReadOnly(start, length, arena);
-            this.base = segment.address();
+            this.length = length;
+            this.region = file.mapReadOnly(start, length);
+            this.base = region.address();
             this.inFlight = new int[(int) (block(base + length - 1) - block(base) + 1)];
         }
 
@@ -88,9 +98,9 @@ final class MappedSource implements AutoCloseable {
         }
 
         /** A range [from, from + length) of the window goes to the writer. */
-        synchronized void acquire(long from, long length) {
+        synchronized void acquire(long from, long rangeLength) {
             users++;
-            for (long b = block(base + from); b <= block(base + from + length - 1); b++) {
+            for (long b = block(base + from); b <= block(base + from + rangeLength - 1); b++) {
                 inFlight[(int) (b - block(base))]++;
             }
         }
@@ -100,13 +110,17 @@ final class MappedSource implements AutoCloseable {
          * leave the resident set now, not when the window goes (the page
          * cache keeps them).
          */
-        synchronized void release(long from, long length) {
+        synchronized void release(long from, long rangeLength) {
             users--;
-            for (long b = block(base + from); b <= block(base + from + length - 1); b++) {
-                if (--inFlight[(int) (b - block(base))] == 0 && arena.scope().isAlive()) {
+            for (long b = block(base + from); b <= block(base + from + rangeLength - 1); b++) {
+                if (--inFlight[(int) (b - block(base))] == 0) {
                     long lo = Math.max(0, b * BLOCK - base);
-                    long hi = Math.min(segment.byteSize(), (b + 1) * BLOCK - base);
-                    segment.asSlice(lo, hi - lo).unload();
+                    long hi = Math.min(length, (b + 1) * BLOCK - base);
+                    try {
+                        region.dropPages(lo, hi - lo);
+                    } catch (IOException e) {
+                        throw new UncheckedIOException(e);
+                    }
                 }
             }
             closeIfDone();
@@ -118,13 +132,17 @@ final class MappedSource implements AutoCloseable {
         }
 
         private void closeIfDone() {
-            if (retired && users == 0 && arena.scope().isAlive()) {
-                arena.close();
+            if (retired && users == 0) {
+                try {
+                    region.unmap();
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
             }
         }
 
         boolean covers(long host, long length) {
-            return host >= start && host + length <= start + segment.byteSize();
+            return host >= start && host + length <= start + this.length;
         }
     }
 
@@ -216,7 +234,8 @@ final class MappedSource implements AutoCloseable {
         }
         f.windows.addFirst(w);
         w.acquire(host - w.start, length);
-        return new Range(w.segment.asSlice(host - w.start, length), w, host - w.start);
+        ByteBuffer b = w.region.buffer().slice((int) (host - w.start), length).order(ByteOrder.nativeOrder());
+        return new Range(b, w, host - w.start);
     }
 
     /** Unmaps the windows the writer no longer uses (any still in use go when released). */

@@ -1,7 +1,5 @@
 package io.diskmorph.copy;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 
 /**
@@ -13,26 +11,18 @@ import java.nio.ByteBuffer;
  * run of data starts, zero runs shorter than {@code min} sectors stay part
  * of it instead of splitting the write.
  *
- * <p>Comparisons use vectorised {@link MemorySegment#mismatch}; one scanner
- * per thread.
+ * <p>Comparisons use vectorised {@link ByteBuffer#mismatch} (direct
+ * buffers: the chunk buffers and the mapped source); one scanner per
+ * thread.
  */
 final class ZeroScan {
     static final int SECTOR = 512;
-    private static final MemorySegment ZEROS = Arena.global().allocate(1 << 20, 64);
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(1 << 20).asReadOnlyBuffer();
 
     private final int min;
     private final int alignment;
     /** Sectors of the run the last call described. */
     private int pnum;
-
-    /** Runs the segment code the scan and the chunk buffers use once (see {@link CopyEngine#prepare}). */
-    static void warmUp() {
-        try (Arena arena = Arena.ofShared()) {
-            MemorySegment s = arena.allocate(SECTOR, 64);
-            isZero(s, 0, SECTOR);
-            s.asByteBuffer().getLong(0);
-        }
-    }
 
     /** @param minSparse the -S size in bytes (a positive multiple of 512) */
     ZeroScan(long minSparse) {
@@ -68,14 +58,14 @@ final class ZeroScan {
 
     /**
      * Describes the run at the start of sectors [first, first + n) of
-     * {@code buf} ({@code words} is a buffer view of the same bytes;
-     * {@code sector} is the absolute number of sector {@code first}):
-     * returns whether it must be written, and sets {@link #runSectors()}.
+     * {@code buf} ({@code sector} is the absolute number of sector
+     * {@code first}): returns whether it must be written, and sets
+     * {@link #runSectors()}.
      * qemu's is_allocated_sectors_min.
      */
-    boolean allocated(MemorySegment buf, ByteBuffer words, int first, int n, long sector) {
+    boolean allocated(ByteBuffer buf, int first, int n, long sector) {
         int minRun = Math.min(min, n);
-        if (!run(buf, words, first, n, sector)) {
+        if (!run(buf, first, n, sector)) {
             return false;
         }
         int used = pnum;
@@ -84,7 +74,7 @@ final class ZeroScan {
         int left = n - pnum;
         long s = sector + pnum;
         while (left > 0) {
-            boolean data = run(buf, words, at, left, s);
+            boolean data = run(buf, at, left, s);
             at += pnum;
             left -= pnum;
             s += pnum;
@@ -100,14 +90,14 @@ final class ZeroScan {
     }
 
     /** qemu's is_allocated_sectors: one run of equal sectors, its end aligned. */
-    private boolean run(MemorySegment buf, ByteBuffer words, int first, int n, long sector) {
+    private boolean run(ByteBuffer buf, int first, int n, long sector) {
         if (n <= 0) {
             pnum = 0;
             return false;
         }
         boolean zero = isZero(buf, (long) first * SECTOR, SECTOR);
         int i = zero ? firstNonZeroSector(buf, first + 1, first + n) - first
-                : firstZeroSector(buf, words, first + 1, first + n) - first;
+                : firstZeroSector(buf, first + 1, first + n) - first;
         if (i == n) {
             pnum = i;
             return !zero;
@@ -128,15 +118,14 @@ final class ZeroScan {
     }
 
     /** First sector in [from, to) holding a non-zero byte, or {@code to}. */
-    private static int firstNonZeroSector(MemorySegment buf, int from, int to) {
-        long start = (long) from * SECTOR;
-        long end = (long) to * SECTOR;
-        long pos = start;
+    private static int firstNonZeroSector(ByteBuffer buf, int from, int to) {
+        int end = to * SECTOR;
+        int pos = from * SECTOR;
         while (pos < end) {
-            long len = Math.min(end - pos, ZEROS.byteSize());
-            long m = MemorySegment.mismatch(buf, pos, pos + len, ZEROS, 0, len);
+            int len = Math.min(end - pos, ZEROS.capacity());
+            int m = buf.slice(pos, len).mismatch(ZEROS.slice(0, len));
             if (m >= 0) {
-                return (int) ((pos + m) / SECTOR);
+                return (pos + m) / SECTOR;
             }
             pos += len;
         }
@@ -146,25 +135,24 @@ final class ZeroScan {
     /**
      * First sector in [from, to) that is all zeros, or {@code to}. Data
      * sectors almost always show a non-zero first word: only the others get
-     * the full comparison. (The word is read through the buffer view, which
-     * costs less than a segment access before the JIT has warmed up.)
+     * the full comparison.
      */
-    private static int firstZeroSector(MemorySegment buf, ByteBuffer words, int from, int to) {
+    private static int firstZeroSector(ByteBuffer buf, int from, int to) {
         for (int s = from; s < to; s++) {
             int off = s * SECTOR;
-            if (words.getLong(off) == 0 && isZero(buf, off, SECTOR)) {
+            if (buf.getLong(off) == 0 && isZero(buf, off, SECTOR)) {
                 return s;
             }
         }
         return to;
     }
 
-    static boolean isZero(MemorySegment buf, long offset, long length) {
-        long pos = offset;
-        long end = offset + length;
+    static boolean isZero(ByteBuffer buf, long offset, long length) {
+        int pos = (int) offset;
+        int end = (int) (offset + length);
         while (pos < end) {
-            long len = Math.min(end - pos, ZEROS.byteSize());
-            if (MemorySegment.mismatch(buf, pos, pos + len, ZEROS, 0, len) >= 0) {
+            int len = Math.min(end - pos, ZEROS.capacity());
+            if (buf.slice(pos, len).mismatch(ZEROS.slice(0, len)) >= 0) {
                 return false;
             }
             pos += len;

@@ -361,13 +361,12 @@ public final class FileStorage implements Storage {
     }
 
     /**
-     * Maps [offset, offset + length) of the file read-only into
-     * {@code arena}, through this storage's own descriptor (closing a second
-     * one would drop the process's record locks on the file).
+     * Maps [offset, offset + length) of the file read-only ({@code offset}
+     * page-aligned), through this storage's own descriptors (closing a
+     * second one would drop the process's record locks on the file).
      */
-    public java.lang.foreign.MemorySegment mapReadOnly(long offset, long length, java.lang.foreign.Arena arena)
-            throws IOException {
-        return channel.map(FileChannel.MapMode.READ_ONLY, offset, length, arena);
+    public MappedRegion mapReadOnly(long offset, long length) throws IOException {
+        return MappedRegion.map(name(), channel, JniSyscalls.loaded() ? nativeFd() : -1, offset, length);
     }
 
     @Override

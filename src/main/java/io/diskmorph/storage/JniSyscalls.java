@@ -54,6 +54,8 @@ final class JniSyscalls implements Syscalls {
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.truncate(-1, 0) == -NativeFs.EBADF
+                    && mapReadOnly0(-1, 0, 4096) == -NativeFs.EBADF && unmap0(0, 0) == -NativeFs.EINVAL
+                    && dropPages0(0, 0) == 0 && buffer0(0, 0) != null
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
                     && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT
                     && calls.birthTime("") == -NativeFs.ENOENT ? calls : null;
@@ -126,6 +128,18 @@ final class JniSyscalls implements Syscalls {
     private static native long fallocate0(int fd, int mode, long offset, long length);
 
     private static native long truncate0(int fd, long size);
+
+    /** mmap PROT_READ MAP_SHARED: the address, or -errno. */
+    static native long mapReadOnly0(int fd, long offset, long length);
+
+    /** munmap: 0 or -errno. */
+    static native long unmap0(long address, long length);
+
+    /** madvise MADV_DONTNEED: 0 or -errno. */
+    static native long dropPages0(long address, long length);
+
+    /** A direct buffer over memory of a mapping (no cleaner). */
+    static native java.nio.ByteBuffer buffer0(long address, long length);
 
     private static native long blocks0(int fd);
 

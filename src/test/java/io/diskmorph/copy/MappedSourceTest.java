@@ -7,8 +7,6 @@ import io.diskmorph.testing.Qemu;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -35,7 +33,7 @@ class MappedSourceTest {
             try (MappedSource m = new MappedSource(img)) {
                 MappedSource.Range r = m.map(0, 1 << 20, 1 << 20);
                 assertNotNull(r, "one data extent of a regular file is mapped");
-                assertEquals(5, r.segment.get(ValueLayout.JAVA_BYTE, (1 << 20) - 1));
+                assertEquals(5, r.buffer.get((1 << 20) - 1));
                 r.release();
             }
             Qemu.Result w = Qemu.run("qemu-io", "-f", "qcow2", "-c", "write 0 4k", f.toString());
@@ -64,8 +62,8 @@ class MappedSourceTest {
                 MappedSource.Range r = m.map(pos, 32768, 4 * 65536);
                 assertNotNull(r, "chunk " + chunk);
                 byte want = (byte) (pos / 65536 + 1);
-                assertEquals(want, r.segment.get(ValueLayout.JAVA_BYTE, 0), "first byte of chunk " + chunk);
-                assertEquals(want, r.segment.get(ValueLayout.JAVA_BYTE, 32767), "last byte of chunk " + chunk);
+                assertEquals(want, r.buffer.get(0), "first byte of chunk " + chunk);
+                assertEquals(want, r.buffer.get(32767), "last byte of chunk " + chunk);
                 r.release();
             }
             assertNull(m.map(65536 - 4096, 8192, 4 * 65536), "a range over two separate clusters is not mapped");
@@ -94,15 +92,15 @@ class MappedSourceTest {
             for (int i = 0; i < ranges.length; i++) {
                 ranges[i] = m.map((long) i * mib, mib, data.length);
                 assertNotNull(ranges[i], "range " + i);
-                touch(ranges[i].segment);
-                assertEquals(data[i * mib + 4095], ranges[i].segment.get(ValueLayout.JAVA_BYTE, 4095));
+                touch(ranges[i].buffer);
+                assertEquals(data[i * mib + 4095], ranges[i].buffer.get(4095));
             }
             // every other range written: the ranges between them are still in flight and keep their pages
             for (int i = 0; i < ranges.length; i += 2) {
                 ranges[i].release();
             }
             for (int i = 1; i < ranges.length; i += 2) {
-                assertEquals(256, presentPages(pagemap, ranges[i].segment), "pages of range " + i
+                assertEquals(256, presentPages(pagemap, ranges[i]), "pages of range " + i
                         + ", in flight, after its neighbours were written");
             }
             for (int i = 1; i < ranges.length; i += 2) {
@@ -110,22 +108,22 @@ class MappedSourceTest {
             }
             // nothing in flight: every block the ranges touched left the resident set
             for (int i = 0; i < ranges.length; i++) {
-                assertEquals(0, presentPages(pagemap, ranges[i].segment), "pages of written range " + i);
+                assertEquals(0, presentPages(pagemap, ranges[i]), "pages of written range " + i);
             }
         }
     }
 
-    private static void touch(MemorySegment s) {
-        for (long off = 0; off < s.byteSize(); off += 4096) {
-            s.get(ValueLayout.JAVA_BYTE, off);
+    private static void touch(ByteBuffer b) {
+        for (int off = 0; off < b.capacity(); off += 4096) {
+            b.get(off);
         }
     }
 
-    /** Pages of the segment mapped in this process (/proc/self/pagemap: bit 63 of each page's entry). */
-    private static int presentPages(FileChannel pagemap, MemorySegment s) throws Exception {
-        long pages = s.byteSize() / 4096;
+    /** Pages of the range mapped in this process (/proc/self/pagemap: bit 63 of each page's entry). */
+    private static int presentPages(FileChannel pagemap, MappedSource.Range r) throws Exception {
+        long pages = r.buffer.capacity() / 4096;
         ByteBuffer b = ByteBuffer.allocate((int) pages * 8).order(ByteOrder.LITTLE_ENDIAN);
-        long at = s.address() / 4096 * 8;
+        long at = r.address() / 4096 * 8;
         while (b.hasRemaining()) {
             if (pagemap.read(b, at + b.position()) < 0) {
                 break;
