@@ -23,6 +23,13 @@ final class ZeroScan {
     private final int alignment;
     /** Sectors of the run the last call described. */
     private int pnum;
+    /**
+     * Views whose position and limit frame each comparison: slices made per
+     * comparison were garbage enough to grow a copy's heap by 5 MiB (the
+     * compiler that runs here does no escape analysis).
+     */
+    private ByteBuffer view;
+    private final ByteBuffer zeros = ZEROS.duplicate();
 
     /** @param minSparse the -S size in bytes (a positive multiple of 512) */
     ZeroScan(long minSparse) {
@@ -64,6 +71,7 @@ final class ZeroScan {
      * qemu's is_allocated_sectors_min.
      */
     boolean allocated(ByteBuffer buf, int first, int n, long sector) {
+        view = buf.duplicate();
         int minRun = Math.min(min, n);
         if (!run(buf, first, n, sector)) {
             return false;
@@ -95,8 +103,8 @@ final class ZeroScan {
             pnum = 0;
             return false;
         }
-        boolean zero = isZero(buf, (long) first * SECTOR, SECTOR);
-        int i = zero ? firstNonZeroSector(buf, first + 1, first + n) - first
+        boolean zero = mismatch(first * SECTOR, SECTOR) < 0;
+        int i = zero ? firstNonZeroSector(first + 1, first + n) - first
                 : firstZeroSector(buf, first + 1, first + n) - first;
         if (i == n) {
             pnum = i;
@@ -117,13 +125,20 @@ final class ZeroScan {
         return !zero;
     }
 
+    /** The first non-zero byte of [from, from + length) of the view (length up to 1 MiB), relative, or -1. */
+    private int mismatch(int from, int length) {
+        view.limit(from + length).position(from);
+        zeros.limit(length).position(0);
+        return view.mismatch(zeros);
+    }
+
     /** First sector in [from, to) holding a non-zero byte, or {@code to}. */
-    private static int firstNonZeroSector(ByteBuffer buf, int from, int to) {
+    private int firstNonZeroSector(int from, int to) {
         int end = to * SECTOR;
         int pos = from * SECTOR;
         while (pos < end) {
             int len = Math.min(end - pos, ZEROS.capacity());
-            int m = buf.slice(pos, len).mismatch(ZEROS.slice(0, len));
+            int m = mismatch(pos, len);
             if (m >= 0) {
                 return (pos + m) / SECTOR;
             }
@@ -137,10 +152,10 @@ final class ZeroScan {
      * sectors almost always show a non-zero first word: only the others get
      * the full comparison.
      */
-    private static int firstZeroSector(ByteBuffer buf, int from, int to) {
+    private int firstZeroSector(ByteBuffer buf, int from, int to) {
         for (int s = from; s < to; s++) {
             int off = s * SECTOR;
-            if (buf.getLong(off) == 0 && isZero(buf, off, SECTOR)) {
+            if (buf.getLong(off) == 0 && mismatch(off, SECTOR) < 0) {
                 return s;
             }
         }
