@@ -69,6 +69,14 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_truncate0(JNIEnv *
     return RESULT(r);
 }
 
+/* the page size: mmap offsets and madvise ranges are multiples of it (4 KiB, 16 KiB or 64 KiB) */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_pageSize0(JNIEnv *env, jclass cls) {
+    (void) env;
+    (void) cls;
+    long r = sysconf(_SC_PAGESIZE);
+    return RESULT(r);
+}
+
 /* mmap(NULL, length, PROT_READ, MAP_SHARED, fd, offset): the address, or -errno */
 JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_mapReadOnly0(JNIEnv *env, jclass cls, jint fd,
                                                                            jlong offset, jlong length) {

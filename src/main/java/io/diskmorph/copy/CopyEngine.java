@@ -9,7 +9,8 @@ import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
-import java.util.Iterator;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -155,7 +156,7 @@ public final class CopyEngine {
     private volatile boolean aborted;
     private MappedSource mappedSource;
     /** Chunk jobs made so far by the reader, as it needs them (at most parallel + 1). */
-    private int jobsCreated;
+    private final List<Job> chunkJobs = new ArrayList<>();
     private long progressTotal;
     private long progressDone;
     // what was written (writer thread only)
@@ -241,19 +242,20 @@ public final class CopyEngine {
                 reader.interrupt();
                 joinQuietly(reader);
             }
-            boolean stopped = true;
+            boolean stopped = reader == null || !reader.isAlive();
             if (pool != null) {
                 pool.shutdownNow();
-                stopped = awaitQuietly(pool);
+                stopped &= awaitQuietly(pool);
             }
             for (CompressedClusterWriter.Compressor c : compressors) {
                 c.close();
             }
-            // a compression thread still running may read a mapped range: its windows stay mapped
+            // a thread still running may read a mapped range: then the windows stay mapped. Otherwise every
+            // job gives its range back (written or not, queued for compression and dropped by shutdownNow too)
             if (stopped) {
                 releaseUnwritten();
-                for (Job j : free) {
-                    j.recycle(); // written jobs the reader did not take again
+                for (Job j : chunkJobs) {
+                    j.recycle();
                 }
                 mappedSource.close();
             }
@@ -354,10 +356,11 @@ public final class CopyEngine {
 
     private Job takeFree() throws InterruptedException {
         Job first = free.poll();
-        if (first == null && jobsCreated < settings.parallel() + 1) {
+        if (first == null && chunkJobs.size() < settings.parallel() + 1) {
             // buffers are made as the copy needs them: a small image never zeroes all of them
-            jobsCreated++;
-            return new Job(true);
+            Job j = new Job(true);
+            chunkJobs.add(j);
+            return j;
         }
         while (first == null) {
             first = free.awaitBatch();
@@ -378,7 +381,7 @@ public final class CopyEngine {
      * still has the other jobs to write (with every job created in flight,
      * all of them come back, so a wait for a batch always ends).
      */
-    private static final class FreeJobs implements Iterable<Job> {
+    private static final class FreeJobs {
         private final ConcurrentLinkedQueue<Job> jobs = new ConcurrentLinkedQueue<>();
         private final AtomicInteger count = new AtomicInteger();
         private final int batch;
@@ -421,11 +424,6 @@ public final class CopyEngine {
                 throw new InterruptedException("copy aborted");
             }
             return count.get() >= batch ? poll() : null;
-        }
-
-        @Override
-        public Iterator<Job> iterator() {
-            return jobs.iterator();
         }
     }
 
@@ -654,10 +652,20 @@ public final class CopyEngine {
         };
     }
 
+    /**
+     * Waits for the thread to end, through interrupts too (the flag is set
+     * again afterwards): its mapped ranges must not be unmapped under it.
+     */
     private static void joinQuietly(Thread t) {
-        try {
-            t.join();
-        } catch (InterruptedException e) {
+        boolean interrupted = false;
+        while (t.isAlive()) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
             Thread.currentThread().interrupt();
         }
     }

@@ -55,7 +55,7 @@ final class JniSyscalls implements Syscalls {
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.truncate(-1, 0) == -NativeFs.EBADF
                     && mapReadOnly0(-1, 0, 4096) == -NativeFs.EBADF && unmap0(0, 0) == -NativeFs.EINVAL
-                    && dropPages0(0, 0) == 0 && buffer0(0, 0) != null
+                    && dropPages0(0, 0) == 0 && buffer0(0, 0) != null && pageSize0() > 0
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
                     && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT
                     && calls.birthTime("") == -NativeFs.ENOENT ? calls : null;
@@ -128,6 +128,9 @@ final class JniSyscalls implements Syscalls {
     private static native long fallocate0(int fd, int mode, long offset, long length);
 
     private static native long truncate0(int fd, long size);
+
+    /** sysconf(_SC_PAGESIZE). */
+    static native long pageSize0();
 
     /** mmap PROT_READ MAP_SHARED: the address, or -errno. */
     static native long mapReadOnly0(int fd, long offset, long length);

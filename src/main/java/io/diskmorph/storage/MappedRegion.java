@@ -17,20 +17,27 @@ import java.nio.channels.FileChannel;
  * counts of windows do).
  */
 public final class MappedRegion {
-    private static final long PAGE = 4096;
+    /** The kernel's page size (4 KiB here; 16 or 64 KiB on some aarch64 and ppc64 kernels). */
+    private static final long PAGE = JniSyscalls.loaded() ? JniSyscalls.pageSize0() : 4096;
 
     private final String name;
+    /** The first byte asked for, and the mapping itself (from the page holding it). */
     private final long address;
     private final long length;
+    private final long mapAddress;
+    private final long mapLength;
     private final ByteBuffer buffer;
     /** The java.lang.foreign mapping when there is no shim, else null. */
     private final ForeignMapping foreign;
     private boolean unmapped;
 
-    private MappedRegion(String name, long address, long length, ByteBuffer buffer, ForeignMapping foreign) {
+    private MappedRegion(String name, long address, long length, long mapAddress, long mapLength, ByteBuffer buffer,
+                         ForeignMapping foreign) {
         this.name = name;
         this.address = address;
         this.length = length;
+        this.mapAddress = mapAddress;
+        this.mapLength = mapLength;
         this.buffer = buffer;
         this.foreign = foreign;
     }
@@ -40,25 +47,35 @@ public final class MappedRegion {
      * {@code nativeFd} when the shim is loaded and the descriptor open (a
      * descriptor of the file's own storage: one opened for the mapping alone
      * would drop the file's record locks when closed), else through
-     * {@code channel}. {@code offset} is a multiple of the page size.
+     * {@code channel}.
      */
     static MappedRegion map(String name, FileChannel channel, int nativeFd, long offset, long length)
             throws IOException {
-        if (length <= 0 || length > Integer.MAX_VALUE || offset % PAGE != 0) {
+        if (length <= 0 || length > Integer.MAX_VALUE || offset < 0) {
             throw new IllegalArgumentException("mapping of " + length + " bytes at " + offset);
         }
         if (nativeFd >= 0 && JniSyscalls.loaded()) {
-            long a = JniSyscalls.mapReadOnly0(nativeFd, offset, length);
+            // mmap takes offsets that are multiples of the page size: map from the page holding the first byte
+            long lead = offset % PAGE;
+            long mapLength = length + lead;
+            long a = JniSyscalls.mapReadOnly0(nativeFd, offset - lead, mapLength);
             if (a < 0) {
                 throw new NativeFs.ErrnoException("mmap", name, (int) -a);
             }
-            return new MappedRegion(name, a, length, JniSyscalls.buffer0(a, length).asReadOnlyBuffer(), null);
+            ByteBuffer b;
+            try {
+                b = JniSyscalls.buffer0(a + lead, length).asReadOnlyBuffer();
+            } catch (RuntimeException | Error e) {
+                JniSyscalls.unmap0(a, mapLength);
+                throw e;
+            }
+            return new MappedRegion(name, a + lead, length, a, mapLength, b, null);
         }
         ForeignMapping f = new ForeignMapping(channel, offset, length);
-        return new MappedRegion(name, f.address(), length, f.buffer(), f);
+        return new MappedRegion(name, f.address(), length, f.address(), length, f.buffer(), f);
     }
 
-    /** The address of the first byte (page-aligned). */
+    /** The address of the first byte. */
     public long address() {
         return address;
     }
@@ -69,24 +86,28 @@ public final class MappedRegion {
     }
 
     /**
-     * Drops the pages of [from, from + length) of the region (whole pages
-     * inside it) from this process's resident set; the page cache keeps
-     * them, and reading them again maps them again.
+     * Drops the pages of [from, from + length) of the region (the whole
+     * pages inside it) from this process's resident set; the page cache
+     * keeps them, and reading them again maps them again.
      */
     public synchronized void dropPages(long from, long length) throws IOException {
         if (unmapped) {
             return;
         }
-        long start = (from + PAGE - 1) & -PAGE;
-        long end = Math.min(this.length, from + length) & -PAGE;
+        if (foreign != null) {
+            long start = (from + 4095) & -4096L;
+            long end = Math.min(this.length, from + length) & -4096L;
+            if (end > start) {
+                foreign.dropPages(start, end - start); // unload rounds to the real pages itself
+            }
+            return;
+        }
+        long start = (address + from + PAGE - 1) & -PAGE;
+        long end = Math.min(address + this.length, address + from + length) & -PAGE;
         if (end <= start) {
             return;
         }
-        if (foreign != null) {
-            foreign.dropPages(start, end - start);
-            return;
-        }
-        long r = JniSyscalls.dropPages0(address + start, end - start);
+        long r = JniSyscalls.dropPages0(start, end - start);
         if (r != 0) {
             throw new NativeFs.ErrnoException("madvise", name, (int) -r);
         }
@@ -107,7 +128,7 @@ public final class MappedRegion {
             foreign.close();
             return;
         }
-        long r = JniSyscalls.unmap0(address, length);
+        long r = JniSyscalls.unmap0(mapAddress, mapLength);
         if (r != 0) {
             throw new NativeFs.ErrnoException("munmap", name, (int) -r);
         }

@@ -110,6 +110,35 @@ class FileStorageTest {
         assertArrayEquals(data, java.util.Arrays.copyOfRange(back, 40 << 20, (40 << 20) + data.length));
     }
 
+    /**
+     * A mapping may start anywhere in the file: mmap takes page-aligned
+     * offsets (16 or 64 KiB pages on some kernels), so the region maps from
+     * the page holding its first byte and shows only what was asked for.
+     */
+    @Test
+    void mappedRegionsStartAnywhereAndUnmapOnce() throws IOException {
+        Path f = dir.resolve("mapped");
+        byte[] data = new byte[1 << 20];
+        new java.util.Random(9).nextBytes(data);
+        Files.write(f, data);
+        try (FileStorage s = FileStorage.open(f, true, LockMode.SHARED)) {
+            MappedRegion r = s.mapReadOnly(12345, 300000);
+            ByteBuffer b = r.buffer();
+            assertEquals(300000, b.remaining());
+            assertTrue(b.isReadOnly());
+            for (int i = 0; i < 300000; i += 4099) {
+                assertEquals(data[12345 + i], b.get(i), "byte " + i);
+            }
+            assertEquals(data[12345 + 299999], b.get(299999));
+            r.dropPages(0, 300000); // the whole pages inside; reading again maps them again
+            assertEquals(data[12345 + 150000], r.buffer().get(150000));
+            r.unmap();
+            assertTrue(r.isUnmapped());
+            r.unmap(); // once
+            r.dropPages(0, 300000); // nothing to drop any more
+        }
+    }
+
     @Test
     void readsPastTheEndAreZeros() throws IOException {
         Path f = dir.resolve("short");

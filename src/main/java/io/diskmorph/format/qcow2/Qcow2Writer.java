@@ -101,21 +101,29 @@ final class Qcow2Writer {
         flushCompressed(); // a partial write may read a compressed cluster back
         long pos = guestOffset;
         long sinceFlushCheck = 0;
-        while (src.hasRemaining()) {
-            long cluster = pos & -clusterSize;
-            int from = (int) (pos - cluster);
-            int n = (int) Math.min(src.remaining(), clusterSize - from);
-            writeCluster(cluster, from, src, src.position(), n);
-            src.position(src.position() + n);
-            pos += n;
-            sinceFlushCheck += n;
-            if (sinceFlushCheck >= CHUNK) {
-                sinceFlushCheck = 0;
-                flushPending();
-                flushIfCachesFull();
+        try {
+            while (src.hasRemaining()) {
+                long cluster = pos & -clusterSize;
+                int from = (int) (pos - cluster);
+                int n = (int) Math.min(src.remaining(), clusterSize - from);
+                writeCluster(cluster, from, src, src.position(), n);
+                src.position(src.position() + n);
+                pos += n;
+                sinceFlushCheck += n;
+                if (sinceFlushCheck >= CHUNK) {
+                    sinceFlushCheck = 0;
+                    flushPending();
+                    flushIfCachesFull();
+                }
             }
+            flushPending();
+        } catch (IOException | RuntimeException | Error e) {
+            // the caller's buffer is not ours after a failed write (a copy gives a mapped source range
+            // back, and unmaps it): what was still pending from it is not written later from there
+            pendingHost = -1;
+            pendingSrc = null;
+            throw e;
         }
-        flushPending();
         flushIfCachesFull();
     }
 
