@@ -1,5 +1,6 @@
 package io.diskmorph.copy;
 
+import io.diskmorph.image.AbstractDiskImage;
 import io.diskmorph.image.CompressedClusterWriter;
 import io.diskmorph.image.DiskImage;
 import io.diskmorph.image.InvalidRequestException;
@@ -297,7 +298,7 @@ public final class CopyEngine {
                             n = Math.min(n, chunk); // -S 0: zeros are written as data
                             Job job = takeFree();
                             job.ownBuffer(chunk);
-                            fillZero(job.buf, 0, (int) padded(n));
+                            AbstractDiskImage.fillZero(job.buf.slice(0, (int) padded(n)));
                             dispatch(job, pos, (int) n, null, pool, compressors);
                             emitted++;
                         } else if (!zeroInit) {
@@ -447,7 +448,7 @@ public final class CopyEngine {
         }
         long padded = padded(n);
         if (padded > inSource) {
-            fillZero(job.buf, (int) inSource, (int) (padded - inSource));
+            AbstractDiskImage.fillZero(job.buf.slice((int) inSource, (int) (padded - inSource)));
         }
     }
 
@@ -615,17 +616,6 @@ public final class CopyEngine {
     }
 
     // ---- helpers ----
-
-    private static final byte[] ZEROS = new byte[64 << 10];
-
-    /** Zeros [from, from + length) of a buffer (its position and limit unchanged). */
-    private static void fillZero(ByteBuffer b, int from, int length) {
-        for (int done = 0; done < length; ) {
-            int n = Math.min(length - done, ZEROS.length);
-            b.put(from + done, ZEROS, 0, n);
-            done += n;
-        }
-    }
 
     private static IOException unwrap(Throwable t) {
         Throwable c = t;

@@ -128,7 +128,8 @@ public abstract class AbstractDiskImage implements DiskImage {
         fillZero(part.position(part.position() + (int) inBacking));
     }
 
-    protected static void fillZero(ByteBuffer b) {
+    /** Zeros the remaining bytes of {@code b} (its position moves to its limit). */
+    public static void fillZero(ByteBuffer b) {
         // bulk copies: a loop of putLong, still interpreted early in a copy, filled the zero edges of
         // partly written qcow2 clusters at 11 % of the writer's time
         while (b.hasRemaining()) {
