@@ -314,7 +314,7 @@ public final class CopyEngine {
                     case DATA -> {
                         n = Math.min(n, chunk);
                         Job job = takeFree();
-                        readSource(job, pos, (int) n, pos + step.length());
+                        n = readSource(job, pos, (int) n, pos + step.length());
                         dispatch(job, pos, (int) n, scan, pool, compressors);
                         emitted++;
                     }
@@ -430,15 +430,16 @@ public final class CopyEngine {
 
     /**
      * Reads guest bytes (the run of data they belong to ends at {@code runEnd}); the part past the source's end,
-     * and the padding to a whole cluster, read as zeros.
+     * and the padding to a whole cluster, read as zeros. Returns how many were read: {@code n}, or fewer when
+     * only that many are one mapped range.
      */
-    private void readSource(Job job, long pos, int n, long runEnd) throws IOException {
+    private int readSource(Job job, long pos, int n, long runEnd) throws IOException {
         if (padded(n) == n) { // mapped ranges cannot be padded
-            MappedSource.Range r = mappedSource.map(pos, n, runEnd);
+            MappedSource.Range r = mappedSource.map(pos, n, (int) cluster, runEnd);
             if (r != null) {
                 job.mapped = r;
                 job.data = r.buffer;
-                return;
+                return r.buffer.capacity();
             }
         }
         job.ownBuffer(chunk);
@@ -450,6 +451,7 @@ public final class CopyEngine {
         if (padded > inSource) {
             AbstractDiskImage.fillZero(job.buf.slice((int) inSource, (int) (padded - inSource)));
         }
+        return n;
     }
 
     private void dispatch(Job job, long pos, int n, ZeroScan scan, ExecutorService pool,

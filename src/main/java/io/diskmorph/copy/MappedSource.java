@@ -168,19 +168,30 @@ final class MappedSource implements AutoCloseable {
     /**
      * The guest range [pos, pos + length) as a mapped range, or null when it
      * is not one uncompressed data extent of a regular file in the chain.
-     * {@code runEnd}: where the copy's current run of data ends (the next
-     * chunks are likely cut from the same extent).
+     * When only a prefix of it is one such extent (a qcow2 run of guest data
+     * that continues past an L2 table in the file, say), the range is that
+     * prefix rounded down to {@code unit} bytes, if that leaves any: the
+     * caller copies the rest as the next range, which would otherwise have
+     * been read, all of it, into a buffer of its own. {@code runEnd}: where
+     * the copy's current run of data ends (the next chunks are likely cut
+     * from the same extent).
      */
-    Range map(long pos, int length, long runEnd) throws IOException {
-        if (pos >= extentGuest && pos + length <= extentGuest + extentLength) {
-            return slice(extentFile, extentHost + (pos - extentGuest), length);
+    Range map(long pos, int length, int unit, long runEnd) throws IOException {
+        if (pos >= extentGuest && pos < extentGuest + extentLength) {
+            int n = prefix(length, extentGuest + extentLength - pos, unit);
+            return n > 0 ? slice(extentFile, extentHost + (pos - extentGuest), n) : null;
         }
         DiskImage layer = source;
+        int n = length;
         while (true) {
             // the whole rest of the copy's run is asked for, so that the answer serves the chunks after this one
-            long ask = layer == source ? Math.max(length, Math.min(runEnd, source.virtualSize()) - pos) : length;
+            long ask = layer == source ? Math.max(n, Math.min(runEnd, source.virtualSize()) - pos) : n;
             Mapping m = layer.mapping(pos, ask);
-            if (m instanceof Mapping.Data d && d.length() >= length) {
+            n = prefix(n, m.length(), unit);
+            if (n == 0) {
+                return null;
+            }
+            if (m instanceof Mapping.Data d) {
                 if (layer.mapReportsHostHolesAsZero(d) || !(layer.dataStorage(d) instanceof FileStorage fs)) {
                     return null;
                 }
@@ -190,18 +201,23 @@ final class MappedSource implements AutoCloseable {
                     extentHost = d.hostOffset();
                     extentFile = fs;
                 }
-                return slice(fs, d.hostOffset(), length);
+                return slice(fs, d.hostOffset(), n);
             }
-            if (!(m instanceof Mapping.Unallocated) || m.length() < length) {
+            if (!(m instanceof Mapping.Unallocated)) {
                 return null;
             }
             DiskImage below = layer.backing();
-            if (below == null || pos + length > below.virtualSize()) {
+            if (below == null || pos + n > below.virtualSize()) {
                 return null;
             }
             layer.checkBackingReadable(); // its data would come from below without the layer's read
             layer = below;
         }
+    }
+
+    /** {@code length}, or the {@code available} bytes rounded down to {@code unit} when fewer; 0: none. */
+    private static int prefix(int length, long available, int unit) {
+        return available >= length ? length : (int) (available - available % unit);
     }
 
     private Range slice(FileStorage fs, long host, int length) throws IOException {

@@ -31,7 +31,7 @@ class MappedSourceTest {
         Qemu.io(f, "qcow2", "write -P 5 0 1M");
         try (DiskImage img = Images.open(f, OpenOptions.forReading())) {
             try (MappedSource m = new MappedSource(img)) {
-                MappedSource.Range r = m.map(0, 1 << 20, 1 << 20);
+                MappedSource.Range r = m.map(0, 1 << 20, 512, 1 << 20);
                 assertNotNull(r, "one data extent of a regular file is mapped");
                 assertEquals(5, r.buffer.get((1 << 20) - 1));
                 r.release();
@@ -59,14 +59,25 @@ class MappedSourceTest {
              MappedSource m = new MappedSource(img)) {
             for (int chunk = 0; chunk < 8; chunk++) { // 32 KiB chunks, the whole run (256 KiB) as the run
                 long pos = chunk * 32768L;
-                MappedSource.Range r = m.map(pos, 32768, 4 * 65536);
+                MappedSource.Range r = m.map(pos, 32768, 512, 4 * 65536);
                 assertNotNull(r, "chunk " + chunk);
                 byte want = (byte) (pos / 65536 + 1);
                 assertEquals(want, r.buffer.get(0), "first byte of chunk " + chunk);
                 assertEquals(want, r.buffer.get(32767), "last byte of chunk " + chunk);
                 r.release();
             }
-            assertNull(m.map(65536 - 4096, 8192, 4 * 65536), "a range over two separate clusters is not mapped");
+            assertNull(m.map(65536 - 4096, 8192, 8192, 4 * 65536),
+                    "a range over two separate clusters, with no whole unit in the first, is not mapped");
+            // the same range in 512-byte units: the part in the first cluster is one range, and what follows
+            // it (the next chunk of the copy) comes from its own cluster
+            MappedSource.Range head = m.map(65536 - 4096, 8192, 512, 4 * 65536);
+            assertNotNull(head, "the first cluster's part of a range over two clusters");
+            assertEquals(4096, head.buffer.capacity(), "only the part in the first cluster");
+            assertEquals(1, head.buffer.get(4095));
+            head.release();
+            MappedSource.Range tail = m.map(65536, 4096, 512, 4 * 65536);
+            assertEquals(2, tail.buffer.get(0));
+            tail.release();
         }
     }
 
@@ -90,7 +101,7 @@ class MappedSourceTest {
             int mib = 1 << 20;
             MappedSource.Range[] ranges = new MappedSource.Range[6];
             for (int i = 0; i < ranges.length; i++) {
-                ranges[i] = m.map((long) i * mib, mib, data.length);
+                ranges[i] = m.map((long) i * mib, mib, 512, data.length);
                 assertNotNull(ranges[i], "range " + i);
                 touch(ranges[i].buffer);
                 assertEquals(data[i * mib + 4095], ranges[i].buffer.get(4095));
