@@ -17,7 +17,12 @@ import java.nio.ByteBuffer;
  */
 final class ZeroScan {
     static final int SECTOR = 512;
-    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(1 << 20).asReadOnlyBuffer();
+    /**
+     * Compared against in pieces of up to 64 KiB: it stays in the CPU's
+     * cache beside the data, and a copy zeroes (and faults in) 16 pages of
+     * it, not the 256 a 1 MiB one cost at every start.
+     */
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 << 10).asReadOnlyBuffer();
 
     private final int min;
     private final int alignment;
@@ -125,7 +130,7 @@ final class ZeroScan {
         return !zero;
     }
 
-    /** The first non-zero byte of [from, from + length) of the view (length up to 1 MiB), relative, or -1. */
+    /** The first non-zero byte of [from, from + length) of the view (length up to 64 KiB), relative, or -1. */
     private int mismatch(int from, int length) {
         view.limit(from + length).position(from);
         zeros.limit(length).position(0);
