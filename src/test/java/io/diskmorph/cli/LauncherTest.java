@@ -12,7 +12,9 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -158,6 +160,49 @@ class LauncherTest {
         }
         assertEquals(Set.of("diskmorph-info.aot"), aotFiles(), "only the known command got a cache");
         assertEquals(Set.of(), names(dir.resolve("tmp")), "the training's scratch images are gone");
+    }
+
+    /**
+     * The jar is rebuilt when a source file, a source directory (a file
+     * added or removed) or the pom is newer than it, found by the script's
+     * own directory walk (it ran find, 10 ms of every start here); otherwise
+     * the jar runs as it is. This install has no pom beside its sources, so
+     * a rebuild is seen by its message and its failure.
+     */
+    @Test
+    void rebuildsOnlyWhenSourcesAreNewerThanTheJar() throws Exception {
+        Path launcher = app.resolve("diskmorph");
+        Path jar = app.resolve("target").resolve("diskmorph.jar");
+        Path pkg = Files.createDirectories(app.resolve("src/main/java/io/example"));
+        Path source = Files.writeString(pkg.resolve("Example.java"), "class Example {}");
+        FileTime old = FileTime.from(Instant.parse("2026-01-01T00:00:00Z"));
+        FileTime built = FileTime.from(Instant.parse("2026-02-01T00:00:00Z"));
+        FileTime later = FileTime.from(Instant.parse("2026-03-01T00:00:00Z"));
+        Path pom = Files.writeString(app.resolve("pom.xml"), "<project/>");
+        List<Path> tree = List.of(source, pkg, pkg.getParent(), pkg.getParent().getParent(),
+                app.resolve("src/main/java"), app.resolve("src/main"), pom);
+        Map<String, String> env = Map.of("DISKMORPH_NO_AOT", "1");
+        List<String> info = List.of(launcher.toString(), "info", "x.qcow2");
+        record Case(String what, Path newer) {
+        }
+        for (Case c : List.of(new Case("nothing newer", null), new Case("a nested source file", source),
+                new Case("a directory (a file added)", pkg), new Case("the pom", pom))) {
+            for (Path p : tree) {
+                Files.setLastModifiedTime(p, old);
+            }
+            Files.setLastModifiedTime(jar, built);
+            if (c.newer() != null) {
+                Files.setLastModifiedTime(c.newer(), later);
+            }
+            Qemu.Result r = run(info, env);
+            if (c.newer() == null) {
+                assertEquals(0, r.exitCode(), c.what() + ": " + r.err());
+                assertEquals("", r.err(), c.what() + ": nothing built");
+            } else {
+                assertTrue(r.err().startsWith("diskmorph: building"), c.what() + ": " + r.err());
+                assertEquals(1, r.exitCode(), c.what() + ": the build of this pom fails: " + r.err());
+            }
+        }
     }
 
     private Set<String> aotFiles() throws IOException {
