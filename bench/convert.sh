@@ -13,7 +13,12 @@
 # into the page cache (COLD=1: they are not, everything comes from disk). No memory warming by
 # default, as on a user's machine (on this VM a page the guest freed goes back to the host and the
 # next touch of it costs a host fault: a process that touches more memory pays more); WARM_MEMORY=1
-# warms memory before each run (lib.sh warm_memory), which earlier figures used.
+# warms memory before each run (lib.sh warm_memory), which earlier figures used. SETTLE=N waits N
+# seconds after that preparation, before each timed run: the guest's free page reporting hands the
+# memory the preparation freed (the dropped page cache, the previous output) back to the host about
+# 2 s after it was freed, so without a wait a run meets a race, whose outcome depends on how soon a
+# tool starts allocating; after a wait of 5 s every run, of either tool, starts in the state of a VM
+# that has been idle a while: every page it newly touches, its output's page cache too, is a host fault.
 # raw -> raw the same way, and nbdcopy (libnbd-bin) as a second peer, in runs of its own after it
 # (NBDCOPY=0 skips them; why not alternating: see that section).
 # PAIRS="raw -> qcow2,qcow2 -> raw" runs only the pairs named. Each diskmorph output is checked by
@@ -21,6 +26,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-5}"
 WARM_MEMORY="${WARM_MEMORY:-0}"; export WARM_MEMORY
+SETTLE="${SETTLE:-0}"
 need mke2fs; need python3
 img="$BENCH_DIR/copy-src"
 tree="$BENCH_DIR/copy-tree"
@@ -94,6 +100,7 @@ prepare() { # source
     # and both tools' own files, as on a machine that uses them
     qemu-img --version >/dev/null; "$DM" --version >/dev/null; cat "$root"/target/*.aot >/dev/null 2>&1 || true
   fi
+  if [ "$SETTLE" != 0 ]; then sleep "$SETTLE"; fi
   warm_memory "$warm_mib"
 }
 
@@ -159,7 +166,8 @@ pair() { # label srcfmt dstfmt [flags...]
 }
 
 startup=$( { /usr/bin/time -f "%e" "$DM" --version >/dev/null; } 2>&1 )
-echo "JVM start-up (diskmorph --version): ${startup}s; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "JVM start-up (diskmorph --version): ${startup}s; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg);" \
+  "WARM_MEMORY=$WARM_MEMORY SETTLE=$SETTLE"
 pair "raw -> qcow2" raw qcow2
 pair "qcow2 -> raw" qcow2 raw
 pair "qed -> qcow2" qed qcow2
