@@ -373,6 +373,12 @@ final class VhdxImage extends AbstractDiskImage implements io.diskmorph.image.Me
         super.readBacking(part, guestOffset);
     }
 
+    /** The same check for readers that take the parent's data without this image's read (a copy's mapped ranges). */
+    @Override
+    public void checkBackingReadable() throws IOException {
+        checkParent();
+    }
+
     private void checkParent() throws IOException {
         DiskImage parent = backing();
         if (parent == null || parentChecked) {
