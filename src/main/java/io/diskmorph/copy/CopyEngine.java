@@ -8,7 +8,6 @@ import io.diskmorph.image.InvalidRequestException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.ArrayList;
 import java.util.List;
@@ -83,9 +82,9 @@ public final class CopyEngine {
         /** A chunk job of the free list (false: a job without data, a zero run or the end). */
         final boolean pooled;
         /**
-         * The job's own buffer, made the first time the job reads through it:
-         * data a mapped range serves never needs one (a zeroed buffer is
-         * resident memory: nine of 2 MiB for every copy).
+         * A chunk buffer, taken from {@link ChunkBuffers} when the job reads
+         * through one and given back once the job is written: data a mapped
+         * range serves never needs one.
          */
         ByteBuffer buf;
         /** Where the data is: the job's buffer, or a mapped range of the source file. */
@@ -106,13 +105,20 @@ public final class CopyEngine {
             this.pooled = pooled;
         }
 
-        /** The job's own buffer, made now if it has none, and the data pointed at it. */
-        void ownBuffer(int chunk) {
+        /** A chunk buffer for the job, taken now if it has none, and the data pointed at it. */
+        void ownBuffer(ChunkBuffers buffers) {
             if (buf == null) {
-                // page-aligned, native order: the zero scan's word reads need no byte swapping
-                buf = ByteBuffer.allocateDirect(chunk + 4096).alignedSlice(4096).order(ByteOrder.nativeOrder());
+                buf = buffers.take();
             }
             data = buf;
+        }
+
+        /** The job was written: its chunk buffer, if it took one, goes back for the next job that needs one. */
+        void giveBuffer(ChunkBuffers buffers) {
+            if (buf != null) {
+                buffers.give(buf);
+                buf = null;
+            }
         }
 
         /** Before reuse, or at the end: data in the job's own buffer again, a mapped range released. */
@@ -153,6 +159,7 @@ public final class CopyEngine {
     private final CompressedClusterWriter compressedTarget;
 
     private final FreeJobs free;
+    private final ChunkBuffers buffers;
     private final BlockingQueue<CompletableFuture<Job>> ready = new LinkedBlockingQueue<>();
     private volatile boolean aborted;
     private MappedSource mappedSource;
@@ -193,6 +200,7 @@ public final class CopyEngine {
             chunk = CHUNK;
         }
         this.free = new FreeJobs(Math.max(1, (settings.parallel() + 1) / 2));
+        this.buffers = new ChunkBuffers(chunk);
     }
 
     /**
@@ -297,7 +305,7 @@ public final class CopyEngine {
                         if (settings.minSparse() == 0) {
                             n = Math.min(n, chunk); // -S 0: zeros are written as data
                             Job job = takeFree();
-                            job.ownBuffer(chunk);
+                            job.ownBuffer(buffers);
                             AbstractDiskImage.fillZero(job.buf.slice(0, (int) padded(n)));
                             dispatch(job, pos, (int) n, null, pool, compressors);
                             emitted++;
@@ -442,7 +450,7 @@ public final class CopyEngine {
                 return r.buffer.capacity();
             }
         }
-        job.ownBuffer(chunk);
+        job.ownBuffer(buffers);
         long inSource = Math.max(0, Math.min(n, source.virtualSize() - pos));
         if (inSource > 0) {
             source.read(job.buf.slice(0, (int) inSource), pos);
@@ -550,6 +558,7 @@ public final class CopyEngine {
                 throw e;
             }
             written++;
+            job.giveBuffer(buffers);
             if (job.pooled) {
                 progressDone += job.length;
                 progress.update(progressDone, progressTotal);
