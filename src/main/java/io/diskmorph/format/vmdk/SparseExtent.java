@@ -45,6 +45,9 @@ final class SparseExtent extends Extent {
     // the last grain inflated (reads of a compressed grain come in pieces)
     private Inflater inflater;
     private byte[] grain;
+    /** The compressed grain being inflated, kept for the next (a new buffer per grain was garbage all through
+     *  a read of a streamOptimized disk). */
+    private ByteBuffer compressed;
     private int grainLength;
     private long grainHost = -1;
     /** Where the next grain goes (-1: not asked yet). */
@@ -283,7 +286,12 @@ final class SparseExtent extends Extent {
             }
             dataAt = host + MARKER_BYTES;
         }
-        ByteBuffer compressed = file.readBytes(dataAt, (int) size);
+        if (compressed == null || compressed.capacity() < size) {
+            compressed = ByteBuffer.allocate((int) size);
+        }
+        compressed.clear().limit((int) size);
+        file.read(compressed, dataAt);
+        compressed.flip();
         if (grain == null) {
             grain = new byte[(int) grainBytes];
             inflater = new Inflater();
