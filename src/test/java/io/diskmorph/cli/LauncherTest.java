@@ -165,7 +165,8 @@ class LauncherTest {
     /**
      * The jar is rebuilt when a source file, a source directory (a file
      * added or removed) or the pom is newer than it, found by the script's
-     * own directory walk (it ran find, 10 ms of every start here); otherwise
+     * own directory walk (it ran find, 10 ms of every start here), hidden
+     * files included as find included them; otherwise
      * the jar runs as it is. This install has no pom beside its sources, so
      * a rebuild is seen by its message and its failure.
      */
@@ -175,18 +176,21 @@ class LauncherTest {
         Path jar = app.resolve("target").resolve("diskmorph.jar");
         Path pkg = Files.createDirectories(app.resolve("src/main/java/io/example"));
         Path source = Files.writeString(pkg.resolve("Example.java"), "class Example {}");
+        Path hiddenDir = Files.createDirectories(pkg.resolve(".generated"));
+        Path hidden = Files.writeString(hiddenDir.resolve("Hidden.java"), "class Hidden {}");
         FileTime old = FileTime.from(Instant.parse("2026-01-01T00:00:00Z"));
         FileTime built = FileTime.from(Instant.parse("2026-02-01T00:00:00Z"));
         FileTime later = FileTime.from(Instant.parse("2026-03-01T00:00:00Z"));
         Path pom = Files.writeString(app.resolve("pom.xml"), "<project/>");
-        List<Path> tree = List.of(source, pkg, pkg.getParent(), pkg.getParent().getParent(),
+        List<Path> tree = List.of(source, hidden, hiddenDir, pkg, pkg.getParent(), pkg.getParent().getParent(),
                 app.resolve("src/main/java"), app.resolve("src/main"), pom);
         Map<String, String> env = Map.of("DISKMORPH_NO_AOT", "1");
         List<String> info = List.of(launcher.toString(), "info", "x.qcow2");
         record Case(String what, Path newer) {
         }
         for (Case c : List.of(new Case("nothing newer", null), new Case("a nested source file", source),
-                new Case("a directory (a file added)", pkg), new Case("the pom", pom))) {
+                new Case("a directory (a file added)", pkg), new Case("the pom", pom),
+                new Case("a file in a hidden directory", hidden))) {
             for (Path p : tree) {
                 Files.setLastModifiedTime(p, old);
             }
