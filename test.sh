@@ -5,7 +5,8 @@
 # e2fsprogs for filesystem content, gcc for the JNI shim the build makes and
 # the tests expect, bsdutils for `script`, which gives the progress bar test a
 # terminal, librsvg2-bin for rsvg-convert, which renders `layout`'s SVG,
-# python3, which reads the JSON the examples/ print) when it is missing.
+# python3, which reads the JSON the examples/ print, util-linux-extra for fincore, which shows what of
+# a copy's target the page cache holds) when it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -18,6 +19,7 @@ command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v fincore >/dev/null 2>&1 || need+=(util-linux-extra)
 [ -x /usr/bin/cc ] || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

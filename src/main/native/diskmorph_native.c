@@ -168,3 +168,21 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_birthTime0(JNIEnv 
     }
     return (jlong) stx.stx_btime.tv_sec * 1000000000LL + (jlong) stx.stx_btime.tv_nsec;
 }
+
+/* sync_file_range(2): starts (SYNC_FILE_RANGE_WRITE) or waits for (WAIT_BEFORE | WRITE | WAIT_AFTER) the writeback of a range */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_syncRange0(JNIEnv *env, jclass cls, jint fd, jlong offset,
+                                                                         jlong length, jint flags) {
+    (void) env;
+    (void) cls;
+    int r = sync_file_range(fd, (off64_t) offset, (off64_t) length, (unsigned int) flags);
+    return RESULT(r);
+}
+
+/* posix_fadvise(2) returns the error number itself instead of setting errno */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_fadvise0(JNIEnv *env, jclass cls, jint fd, jlong offset,
+                                                                       jlong length, jint advice) {
+    (void) env;
+    (void) cls;
+    int r = posix_fadvise(fd, (off_t) offset, (off_t) length, advice);
+    return r == 0 ? 0 : -(jlong) r;
+}

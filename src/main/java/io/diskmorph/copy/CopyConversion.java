@@ -120,6 +120,7 @@ public final class CopyConversion {
                 } else {
                     file.allocateBeforeLargeWrites();
                 }
+                file.dropBehindWrites();
                 Storage storage = r.cache() == Cache.UNSAFE ? new UnsafeCacheStorage(file) : file;
                 // relative backing names resolve against DST as the user named it, like qemu-img
                 OpenContext ctx = new OpenContext(r.target(), false,

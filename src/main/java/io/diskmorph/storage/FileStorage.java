@@ -86,6 +86,8 @@ public final class FileStorage implements Storage {
     static final long AHEAD_STEP = 32L << 20;
     /** Where the blocks allocated ahead end; -1 when not allocating ahead. */
     private long allocatedAheadTo = -1;
+    /** Drop-behind of written data ({@link #dropBehindWrites}), or null. */
+    private DropBehind dropBehind;
 
     private FileStorage(Path path, FileChannel channel, java.io.RandomAccessFile writable, boolean readOnly) {
         this.path = path;
@@ -446,6 +448,59 @@ public final class FileStorage implements Storage {
             }
             throw e;
         }
+        if (dropBehind != null) {
+            dropBehind(position, pos - position);
+        }
+    }
+
+    /**
+     * For a copy's target: written data goes to disk as the copy goes on and
+     * leaves the page cache some MiB behind the writes ({@link DropBehind}
+     * says why). Only with the JNI shim (a few cheap calls per MiB); where
+     * the calls are not supported, writes go on without it.
+     */
+    public void dropBehindWrites() {
+        if (readOnly || !JniSyscalls.loaded()) {
+            return;
+        }
+        try {
+            int fd = nativeFd();
+            if (fd < 0) {
+                return;
+            }
+            dropBehind = new DropBehind(new DropBehind.Calls() {
+                @Override
+                public void startWriteback(long offset, long length) throws IOException {
+                    NativeFs.startWriteback(fd, offset, length, name());
+                }
+
+                @Override
+                public void waitAndDrop(long offset, long length) throws IOException {
+                    NativeFs.waitAndDrop(fd, offset, length, name());
+                }
+            }, DropBehind.WINDOW);
+        } catch (IOException e) {
+            dropBehind = null; // an optimisation only
+        }
+    }
+
+    private void dropBehind(long position, long length) throws IOException {
+        try {
+            dropBehind.written(position, length);
+        } catch (NativeFs.ErrnoException e) {
+            switch (e.errno) {
+                case NativeFs.EINVAL, NativeFs.ESPIPE, NativeFs.ENOSYS, NativeFs.EOPNOTSUPP ->
+                        dropBehind = null; // not on this file: the page cache keeps what is written
+                case NativeFs.ENOSPC -> throw new IOException(name() + ": no space left on device", e);
+                default -> throw new IOException(name() + ": writing the data to disk failed (errno " + e.errno
+                        + ")", e);
+            }
+        }
+    }
+
+    /** Bytes under writeback not yet dropped, or -1 without drop-behind (tests). */
+    long bytesUnderWriteback() {
+        return dropBehind == null ? -1 : dropBehind.bytesUnderWriteback();
     }
 
     /**

@@ -16,11 +16,14 @@ import java.lang.invoke.VarHandle;
  * not built.
  */
 final class ForeignSyscalls implements Syscalls {
-    /** System call numbers: {openat, close, lseek, fstat, fcntl, fallocate, fstatfs, ftruncate}. */
-    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285, 138, 77};
-    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47, 44, 46};
+    /**
+     * System call numbers: {openat, close, lseek, fstat, fcntl, fallocate,
+     * fstatfs, ftruncate, sync_file_range, fadvise64}.
+     */
+    private static final long[] NR_X86_64 = {257, 3, 8, 5, 72, 285, 138, 77, 277, 221};
+    private static final long[] NR_AARCH64 = {56, 57, 62, 80, 25, 47, 44, 46, 84, 223};
     private static final int OPENAT = 0, CLOSE = 1, LSEEK = 2, FSTAT = 3, FCNTL = 4, FALLOCATE = 5, FSTATFS = 6,
-            FTRUNCATE = 7;
+            FTRUNCATE = 7, SYNC_FILE_RANGE = 8, FADVISE = 9;
     private static final long STATFS_SIZE = 256; // larger than struct statfs; f_type is its first field
     private static final int AT_FDCWD = -100;
     private static final int O_CLOEXEC = 0x80000;
@@ -113,6 +116,21 @@ final class ForeignSyscalls implements Syscalls {
     public long truncate(int fd, long size) {
         try (Arena arena = Arena.ofConfined()) {
             return call(arena, FTRUNCATE, fd, size, 0, 0);
+        }
+    }
+
+    @Override
+    public long syncFileRange(int fd, long offset, long length, int flags) {
+        try (Arena arena = Arena.ofConfined()) {
+            return call(arena, SYNC_FILE_RANGE, fd, offset, length, flags);
+        }
+    }
+
+    /** The raw fadvise64 call sets errno like the others (libc's posix_fadvise returns it instead). */
+    @Override
+    public long fadvise(int fd, long offset, long length, int advice) {
+        try (Arena arena = Arena.ofConfined()) {
+            return call(arena, FADVISE, fd, offset, length, advice);
         }
     }
 

@@ -54,6 +54,8 @@ final class JniSyscalls implements Syscalls {
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.truncate(-1, 0) == -NativeFs.EBADF
+                    && calls.syncFileRange(-1, 0, 1, NativeFs.SYNC_FILE_RANGE_WRITE) == -NativeFs.EBADF
+                    && calls.fadvise(-1, 0, 1, NativeFs.POSIX_FADV_DONTNEED) == -NativeFs.EBADF
                     && mapReadOnly0(-1, 0, 4096) == -NativeFs.EBADF && unmap0(0, 0) == -NativeFs.EINVAL
                     && dropPages0(0, 0) == 0 && buffer0(0, 0) != null && pageSize0() > 0
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
@@ -105,6 +107,16 @@ final class JniSyscalls implements Syscalls {
     }
 
     @Override
+    public long syncFileRange(int fd, long offset, long length, int flags) {
+        return syncRange0(fd, offset, length, flags);
+    }
+
+    @Override
+    public long fadvise(int fd, long offset, long length, int advice) {
+        return fadvise0(fd, offset, length, advice);
+    }
+
+    @Override
     public long blocks(int fd) {
         return blocks0(fd);
     }
@@ -128,6 +140,10 @@ final class JniSyscalls implements Syscalls {
     private static native long fallocate0(int fd, int mode, long offset, long length);
 
     private static native long truncate0(int fd, long size);
+
+    private static native long syncRange0(int fd, long offset, long length, int flags);
+
+    private static native long fadvise0(int fd, long offset, long length, int advice);
 
     /** sysconf(_SC_PAGESIZE). */
     static native long pageSize0();

@@ -22,6 +22,11 @@ final class NativeFs {
     static final int SEEK_HOLE = 4;
     static final int FALLOC_FL_KEEP_SIZE = 0x01;
     static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    static final int SYNC_FILE_RANGE_WAIT_BEFORE = 1;
+    static final int SYNC_FILE_RANGE_WRITE = 2;
+    static final int SYNC_FILE_RANGE_WAIT_AFTER = 4;
+    /** Linux's value on x86_64 and aarch64 (s390x differs; ForeignSyscalls serves only these two). */
+    static final int POSIX_FADV_DONTNEED = 4;
     static final int F_OFD_GETLK = 36;
     static final int F_OFD_SETLK = 37;
     static final short F_RDLCK = 0;
@@ -33,6 +38,9 @@ final class NativeFs {
     static final int EAGAIN = 11;
     static final int EACCES = 13;
     static final int EINVAL = 22;
+    static final int ENOSPC = 28;
+    static final int ESPIPE = 29;
+    static final int ENOSYS = 38;
     static final int EOPNOTSUPP = 95;
     static final int ENODATA = 61;
 
@@ -72,7 +80,7 @@ final class NativeFs {
             return FileIdentity.UNKNOWN;
         }
         long t = CALLS.birthTime(path.toString());
-        if (t == -ENODATA || t == -EINVAL || t == -38 /* ENOSYS: kernel without statx */) {
+        if (t == -ENODATA || t == -EINVAL || t == -ENOSYS /* a kernel without statx */) {
             return FileIdentity.UNKNOWN;
         }
         if (t < 0 && t > -4096) {
@@ -102,6 +110,28 @@ final class NativeFs {
         if (r != 0) {
             throw new ErrnoException("fallocate", name, (int) -r);
         }
+    }
+
+    /** Starts the writeback of the range's dirty pages (sync_file_range SYNC_FILE_RANGE_WRITE). */
+    static void startWriteback(int fd, long offset, long length, String name) throws IOException {
+        long r = CALLS.syncFileRange(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+        if (r != 0) {
+            throw new ErrnoException("sync_file_range", name, (int) -r);
+        }
+    }
+
+    /**
+     * Waits until the range's pages are written (starting what is not yet
+     * under way), then asks the kernel to drop them from the page cache
+     * (POSIX_FADV_DONTNEED, which leaves dirty pages alone: advice only).
+     */
+    static void waitAndDrop(int fd, long offset, long length, String name) throws IOException {
+        long r = CALLS.syncFileRange(fd, offset, length,
+                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+        if (r != 0) {
+            throw new ErrnoException("sync_file_range", name, (int) -r);
+        }
+        CALLS.fadvise(fd, offset, length, POSIX_FADV_DONTNEED); // advice: nothing to do if it fails
     }
 
     static void truncate(int fd, long size, String name) throws IOException {

@@ -35,6 +35,17 @@ interface Syscalls {
     long ofdLock(int fd, int cmd, short type, long start, long length);
 
     /**
+     * sync_file_range(2) on [offset, offset + length): flags
+     * SYNC_FILE_RANGE_WRITE starts the writeback of the range's dirty pages;
+     * with WAIT_BEFORE and WAIT_AFTER too it returns once they are written
+     * (file data only: no metadata, no disk cache flush).
+     */
+    long syncFileRange(int fd, long offset, long length, int flags);
+
+    /** posix_fadvise(2); with POSIX_FADV_DONTNEED the range's clean pages leave the page cache. */
+    long fadvise(int fd, long offset, long length, int advice);
+
+    /**
      * The birth time of the file at {@code path} (symbolic links followed),
      * in nanoseconds since the epoch, from statx(2); -ENODATA when the file
      * system records none.

@@ -72,6 +72,44 @@ class FileStorageTest {
      * the blocks past the end back.
      */
     @Test
+    void writesDroppedBehindReachTheFileButLeaveThePageCache() throws Exception {
+        byte[] data = new byte[1 << 20];
+        new java.util.Random(5).nextBytes(data);
+        long[] resident = new long[2];
+        for (int dropped = 0; dropped < 2; dropped++) {
+            Path f = dir.resolve(dropped == 1 ? "dropped" : "kept");
+            try (FileStorage s = FileStorage.create(f, LockMode.EXCLUSIVE)) {
+                if (dropped == 1) {
+                    s.dropBehindWrites();
+                    assertEquals(0, s.bytesUnderWriteback(), "drop-behind is on (the JNI shim is built)");
+                }
+                s.write(ByteBuffer.wrap(data, 0, 512), 0); // a header, rewritten at the end
+                for (int i = 0; i < 64; i++) {
+                    data[0] = (byte) i;
+                    s.write(ByteBuffer.wrap(data), (long) (i + 1) << 20);
+                }
+                s.write(ByteBuffer.wrap(data, 0, 512).put(0, (byte) 7), 0);
+                if (dropped == 1) {
+                    assertTrue(s.bytesUnderWriteback() <= DropBehind.WINDOW, String.valueOf(s.bytesUnderWriteback()));
+                }
+            }
+            resident[dropped] = io.diskmorph.testing.PageCache.residentBytes(f);
+            try (FileStorage s = FileStorage.open(f, true, LockMode.SHARED)) {
+                assertEquals(65 << 20, s.size());
+                assertEquals(7, s.readBytes(0, 1).get(0), "the rewritten header");
+                for (int i = 0; i < 64; i++) {
+                    ByteBuffer b = s.readBytes((long) (i + 1) << 20, 1 << 20);
+                    data[0] = (byte) i;
+                    assertEquals(ByteBuffer.wrap(data), b, "MiB " + (i + 1));
+                }
+            }
+        }
+        assertEquals((64 << 20) + 4096, resident[0], "without drop-behind every written page stays cached");
+        assertTrue(resident[1] <= DropBehind.WINDOW + DropBehind.STEP + 4096,
+                "written and dropped behind, still cached: " + resident[1]);
+    }
+
+    @Test
     void blocksAllocatedAheadStayPastTheEndUntilClosed() throws IOException {
         Path f = dir.resolve("ahead");
         byte[] data = new byte[64 << 10];

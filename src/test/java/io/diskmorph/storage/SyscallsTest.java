@@ -89,6 +89,35 @@ class SyscallsTest {
     }
 
     @Test
+    void writebackAndDroppingAgree() throws Exception {
+        for (Syscalls s : new Syscalls[] {jni(), foreign()}) {
+            String who = s.getClass().getSimpleName();
+            Path f = dir.resolve("written-" + who);
+            try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+                for (int i = 0; i < 4; i++) {
+                    raf.write(new byte[(int) M]); // page cache folios of at most 1 MiB: none crosses 3 MiB
+                }
+            }
+            assertEquals(4 * M, io.diskmorph.testing.PageCache.residentBytes(f), who + ": written, cached");
+            long fd = s.open(f.toString(), NativeFs.O_RDWR);
+            try {
+                int d = (int) fd;
+                assertEquals(0, s.syncFileRange(d, 0, 4 * M, NativeFs.SYNC_FILE_RANGE_WRITE), who);
+                assertEquals(0, s.syncFileRange(d, 0, 3 * M, NativeFs.SYNC_FILE_RANGE_WAIT_BEFORE
+                        | NativeFs.SYNC_FILE_RANGE_WRITE | NativeFs.SYNC_FILE_RANGE_WAIT_AFTER), who);
+                assertEquals(0, s.fadvise(d, 0, 3 * M, NativeFs.POSIX_FADV_DONTNEED), who);
+                assertEquals(M, io.diskmorph.testing.PageCache.residentBytes(f), who + ": 3 MiB dropped");
+                assertEquals(-NativeFs.EINVAL, s.syncFileRange(d, -1, 1, NativeFs.SYNC_FILE_RANGE_WRITE), who);
+                assertEquals(-NativeFs.EINVAL, s.fadvise(d, 0, 1, 99), who + ": bad advice");
+            } finally {
+                s.close((int) fd);
+            }
+            assertEquals(-NativeFs.EBADF, s.syncFileRange(-1, 0, 1, NativeFs.SYNC_FILE_RANGE_WRITE), who);
+            assertEquals(-NativeFs.EBADF, s.fadvise(-1, 0, 1, NativeFs.POSIX_FADV_DONTNEED), who);
+        }
+    }
+
+    @Test
     void ofdLocksTakenThroughOneAreSeenThroughTheOther() throws Exception {
         Path f = dir.resolve("locked");
         Files.write(f, new byte[512]);
