@@ -2,35 +2,45 @@ package io.diskmorph.storage;
 
 import java.io.IOException;
 import java.util.ArrayDeque;
+import java.util.function.LongSupplier;
 
 /**
- * Drop-behind for a file written mostly front to back (a copy's target):
- * the written data is handed to the disk as the writes go on and, a window
- * later, dropped from the page cache, so the copy keeps some MiB of page
- * cache in use instead of all it wrote (nbdcopy does the same).
+ * Drop-behind for a file written mostly front to back (a copy's target),
+ * used when it pays: the written data is handed to the disk as the writes
+ * go on and, a window later, dropped from the page cache, so the copy keeps
+ * some MiB of page cache in use instead of all it wrote (nbdcopy always
+ * does this).
  *
- * <p>Why: a page the copy writes must first be given to the page cache; on a
- * VM that hands free memory back to its host (free page reporting, balloon),
- * each such fresh page costs a host fault, and copies spent most of their
- * time there (README, issue 19). Pages dropped here go back to the free
- * lists hot and are reused by the next writes. It also leaves the rest of
- * the page cache (the user's) alone. The price: the data is written to disk
- * during the copy, not later, so the copy goes no faster than the disk
- * takes its data once the window is full.
+ * <p>Why: a page the copy writes must first be given to the page cache. On
+ * a VM that hands free memory back to its host (free page reporting, a
+ * balloon), each such fresh page costs a host fault, and copies spent most
+ * of their time there (README, issue 19): writing into the page cache ran
+ * at 0.7 GB/s instead of 7. Pages dropped here go back to the free lists
+ * and are reused by the next writes, which then go at the speed of the
+ * page cache again; the price is that the copy also waits for the disk
+ * (1.6 GB/s on this project's VM). Where the page cache is fast (most
+ * machines, and this VM while its freed memory is still backed), waiting
+ * for the disk would only slow a copy down (qemu-img leaves the data to
+ * the kernel's later writeback), so the mode is chosen by measurement
+ * ({@link Mode#AUTO}): the time of the writes (and, when dropping, of the
+ * waits) per byte over each {@link #BLOCK} bytes written; a copy starts
+ * without dropping, tries it once writes are slower than
+ * {@link #TRY_COST_NANOS_PER_BYTE}, and keeps whichever of the two last
+ * cost less.
  *
- * <p>Writes going forward (contiguous, or past a hole of at most
- * {@link #STEP}) gather into a range; each time it passes a multiple of
- * {@link #STEP}, the writeback of the range up to there starts. Once more
- * than the window's written bytes are under writeback, the oldest ranges
- * are waited for and dropped. A write further ahead, or one behind of at
- * least {@link #LARGE} bytes (out-of-order copies), starts a new range; a
- * smaller write behind (format metadata: a header, an L2 table, rewritten
- * later) is left to the page cache. Ranges end where a write ended or at a
- * multiple of {@link #STEP}: the page cache holds a file in folios of up to
- * 2 MiB (ext4 since Linux 6.16), each within one write and aligned to its
- * size, and the kernel drops only folios (and pages) a range covers whole.
- * Nothing here changes what the file holds: dropping only removes clean
- * pages.
+ * <p>When dropping: writes going forward (contiguous, or past a hole of at
+ * most {@link #STEP}) gather into a range; each time it passes a multiple
+ * of {@link #STEP}, the writeback of the range up to there starts. Once
+ * more than the window's written bytes are under writeback, the oldest
+ * ranges are waited for and dropped. A write further ahead, or one behind
+ * of at least {@link #LARGE} bytes (out-of-order copies), starts a new
+ * range; a smaller write behind (format metadata: a header, an L2 table,
+ * rewritten later) is left to the page cache. Ranges end where a write
+ * ended or at a multiple of {@link #STEP}: the page cache holds a file in
+ * folios of up to 2 MiB (ext4 since Linux 6.16), each within one write and
+ * aligned to its size, and the kernel drops only folios (and pages) a range
+ * covers whole. Nothing here changes what the file holds: dropping only
+ * removes clean pages.
  */
 final class DropBehind {
     /** The writeback of gathered contiguous data starts at multiples of this (the largest folio). */
@@ -46,6 +56,26 @@ final class DropBehind {
     /** A write behind the gathered range starts a new range if it is at least this large. */
     static final int LARGE = 64 << 10;
 
+    /** Writes are timed over blocks of this many bytes, and the mode is chosen after each. */
+    static final long BLOCK = 32L << 20;
+    /**
+     * Writes slower than this (ns per byte: 2 GB/s) make {@link Mode#AUTO}
+     * try dropping. Into backed page cache this VM writes at 0.15 ns per
+     * byte, into pages that fault on the host at 1.4, and dropping ran at
+     * 0.6 (the disk).
+     */
+    static final double TRY_COST_NANOS_PER_BYTE = 0.5;
+
+    /** When to drop behind. */
+    enum Mode {
+        /** Never (the page cache keeps what is written, as without this class). */
+        OFF,
+        /** Always (tests, and users whose page cache is better left alone). */
+        ON,
+        /** Whichever costs less, measured as the copy goes. */
+        AUTO
+    }
+
     /** The two calls, on the file's descriptor (tests record them). */
     interface Calls {
         /** Starts the writeback of [offset, offset + length). */
@@ -57,6 +87,18 @@ final class DropBehind {
 
     private final Calls calls;
     private final long window;
+    private final Mode mode;
+    private final LongSupplier nanoClock;
+    /** Whether writes are dropped behind now. */
+    private boolean dropping;
+    /** The block being timed: bytes written and nanoseconds spent on them. */
+    private long blockBytes;
+    private long blockNanos;
+    /** Blocks timed since dropping started (the first waits for nothing yet and is not counted). */
+    private int blocksDropping;
+    /** Nanoseconds per byte of the last block timed without and with dropping; negative until timed. */
+    private double costKeeping = -1;
+    private double costDropping = -1;
     /** The gathered range whose writeback has not started: [gatherStart, gatherEnd); empty when equal. */
     private long gatherStart = -1;
     private long gatherEnd = -1;
@@ -66,17 +108,70 @@ final class DropBehind {
     private final ArrayDeque<long[]> underWriteback = new ArrayDeque<>();
     private long bytesUnderWriteback;
 
-    /** {@code window}: {@link #WINDOW}, smaller in tests. */
-    DropBehind(Calls calls, long window) {
+    /** {@code window}: {@link #WINDOW}, smaller in tests; {@code nanoClock}: System::nanoTime but in tests. */
+    DropBehind(Calls calls, long window, Mode mode, LongSupplier nanoClock) {
         this.calls = calls;
         this.window = window;
+        this.mode = mode;
+        this.nanoClock = nanoClock;
+        this.dropping = mode == Mode.ON;
     }
 
-    /** Records a completed write of [offset, offset + length). */
-    void written(long offset, long length) throws IOException {
+    /**
+     * Records a completed write of [offset, offset + length) that took
+     * {@code writeNanos}; when dropping, starts writeback and waits as the
+     * window says.
+     */
+    void written(long offset, long length, long writeNanos) throws IOException {
         if (length <= 0) {
             return;
         }
+        long spent = writeNanos;
+        if (dropping) {
+            long start = nanoClock.getAsLong();
+            gather(offset, length);
+            spent += nanoClock.getAsLong() - start;
+        }
+        if (mode == Mode.AUTO) {
+            time(length, spent);
+        }
+    }
+
+    /** Times the writes block by block and switches the mode when the other one costs less. */
+    private void time(long length, long nanos) {
+        blockBytes += length;
+        blockNanos += nanos;
+        if (blockBytes < BLOCK) {
+            return;
+        }
+        double cost = (double) blockNanos / blockBytes;
+        blockBytes = 0;
+        blockNanos = 0;
+        if (!dropping) {
+            costKeeping = cost;
+            if (cost > (costDropping < 0 ? TRY_COST_NANOS_PER_BYTE : costDropping)) {
+                dropping = true;
+                blocksDropping = 0;
+                gatherStart = -1;
+                gatherEnd = -1;
+                gatherBytes = 0;
+            }
+        } else if (++blocksDropping > 1) {
+            costDropping = cost;
+            if (cost > costKeeping) {
+                dropping = false; // what is under writeback stays cached: nothing waits for it
+                underWriteback.clear();
+                bytesUnderWriteback = 0;
+            }
+        }
+    }
+
+    /** Whether writes are dropped behind now (tests). */
+    boolean dropping() {
+        return dropping;
+    }
+
+    private void gather(long offset, long length) throws IOException {
         if (gatherEnd >= 0 && offset >= gatherEnd && offset - gatherEnd <= STEP) {
             gatherEnd = offset + length;
             gatherBytes += length;

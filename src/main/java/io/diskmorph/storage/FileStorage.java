@@ -438,6 +438,7 @@ public final class FileStorage implements Storage {
             allocate(position, src.remaining());
         }
         long pos = position;
+        long start = dropBehind != null ? System.nanoTime() : 0;
         try {
             while (src.hasRemaining()) {
                 pos += channel.write(src, pos);
@@ -449,18 +450,31 @@ public final class FileStorage implements Storage {
             throw e;
         }
         if (dropBehind != null) {
-            dropBehind(position, pos - position);
+            dropBehind(position, pos - position, System.nanoTime() - start);
         }
     }
 
     /**
-     * For a copy's target: written data goes to disk as the copy goes on and
-     * leaves the page cache some MiB behind the writes ({@link DropBehind}
-     * says why). Only with the JNI shim (a few cheap calls per MiB); where
-     * the calls are not supported, writes go on without it.
+     * For a copy's target: when writing into the page cache is slow (pages
+     * that fault on the host), written data goes to disk as the copy goes on
+     * and leaves the page cache some MiB behind the writes ({@link DropBehind}
+     * says why and how it decides). {@code -Ddiskmorph.drop-behind=on} (or
+     * {@code off}) fixes the choice. Only with the JNI shim (a few cheap
+     * calls per MiB); where the calls are not supported, writes go on
+     * without it.
      */
     public void dropBehindWrites() {
-        if (readOnly || !JniSyscalls.loaded()) {
+        String mode = System.getProperty("diskmorph.drop-behind", "auto");
+        switch (mode) {
+            case "on" -> dropBehindWrites(DropBehind.Mode.ON);
+            case "off" -> {
+            }
+            default -> dropBehindWrites(DropBehind.Mode.AUTO);
+        }
+    }
+
+    void dropBehindWrites(DropBehind.Mode mode) {
+        if (readOnly || !JniSyscalls.loaded() || mode == DropBehind.Mode.OFF) {
             return;
         }
         try {
@@ -478,15 +492,15 @@ public final class FileStorage implements Storage {
                 public void waitAndDrop(long offset, long length) throws IOException {
                     NativeFs.waitAndDrop(fd, offset, length, name());
                 }
-            }, DropBehind.WINDOW);
+            }, DropBehind.WINDOW, mode, System::nanoTime);
         } catch (IOException e) {
             dropBehind = null; // an optimisation only
         }
     }
 
-    private void dropBehind(long position, long length) throws IOException {
+    private void dropBehind(long position, long length, long nanos) throws IOException {
         try {
-            dropBehind.written(position, length);
+            dropBehind.written(position, length, nanos);
         } catch (NativeFs.ErrnoException e) {
             switch (e.errno) {
                 case NativeFs.EINVAL, NativeFs.ESPIPE, NativeFs.ENOSYS, NativeFs.EOPNOTSUPP ->
@@ -501,6 +515,11 @@ public final class FileStorage implements Storage {
     /** Bytes under writeback not yet dropped, or -1 without drop-behind (tests). */
     long bytesUnderWriteback() {
         return dropBehind == null ? -1 : dropBehind.bytesUnderWriteback();
+    }
+
+    /** Whether written data is dropped behind now (tests). */
+    boolean droppingBehind() {
+        return dropBehind != null && dropBehind.dropping();
     }
 
     /**

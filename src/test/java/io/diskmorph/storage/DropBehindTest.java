@@ -8,7 +8,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** Which ranges drop-behind hands to the disk and drops, in which order. */
+/** Which ranges drop-behind hands to the disk and drops, in which order; when it chooses to. */
 class DropBehindTest {
     private static final long M = 1 << 20;
     private static final long K = 1 << 10;
@@ -26,12 +26,12 @@ class DropBehindTest {
         public void waitAndDrop(long offset, long length) {
             calls.add("drop " + offset + "+" + length);
         }
-    }, WINDOW);
+    }, WINDOW, DropBehind.Mode.ON, () -> 0);
 
     @Test
     void contiguousWritesStartInStepsAndTheOldestAreDroppedPastTheWindow() throws IOException {
         for (long pos = 0; pos < 12 * M; pos += 256 * K) {
-            dropBehind.written(pos, 256 * K);
+            dropBehind.written(pos, 256 * K, 0);
         }
         assertEquals(List.of("start 0+" + 2 * M, "start " + 2 * M + "+" + 2 * M, "start " + 4 * M + "+" + 2 * M,
                 "start " + 6 * M + "+" + 2 * M, "start " + 8 * M + "+" + 2 * M, "drop 0+" + 2 * M,
@@ -46,27 +46,27 @@ class DropBehindTest {
         // that two ranges share, and neither would drop it
         long pos = 5 * M;
         for (int i = 0; i < 40; i++) {
-            dropBehind.written(pos, 30_001);
+            dropBehind.written(pos, 30_001, 0);
             pos += 30_001;
         }
         assertEquals(List.of("start " + 5 * M + "+" + M), calls, "up to 6 MiB, once the writes pass it");
-        dropBehind.written(pos, 2 * M);
+        dropBehind.written(pos, 2 * M, 0);
         assertEquals(List.of("start " + 5 * M + "+" + M, "start " + 6 * M + "+" + 2 * M), calls,
                 "the gathered tail goes on from where the last writeback ended");
     }
 
     @Test
     void smallWritesBehindAreLeftAloneAndOthersElsewhereStartANewRange() throws IOException {
-        dropBehind.written(10 * M, 512 * K);
-        dropBehind.written(0, 4 * K); // a header, an L2 table: rewritten later, left to the page cache
-        dropBehind.written(10 * M + 512 * K, 512 * K); // the data goes on
-        dropBehind.written(11 * M, 256 * K);
-        dropBehind.written(11 * M + 356 * K, 4 * K); // past a small hole: the same range
+        dropBehind.written(10 * M, 512 * K, 0);
+        dropBehind.written(0, 4 * K, 0); // a header, an L2 table: rewritten later, left to the page cache
+        dropBehind.written(10 * M + 512 * K, 512 * K, 0); // the data goes on
+        dropBehind.written(11 * M, 256 * K, 0);
+        dropBehind.written(11 * M + 356 * K, 4 * K, 0); // past a small hole: the same range
         assertEquals(List.of(), calls, "no multiple of the step passed yet");
-        dropBehind.written(5 * M, 64 * K); // a large write behind (out of order): a new range
+        dropBehind.written(5 * M, 64 * K, 0); // a large write behind (out of order): a new range
         assertEquals(List.of("start " + 10 * M + "+" + (M + 360 * K)), calls);
-        dropBehind.written(5 * M + 64 * K, 2 * M);
-        dropBehind.written(50 * M, 4 * K); // far ahead: a new range
+        dropBehind.written(5 * M + 64 * K, 2 * M, 0);
+        dropBehind.written(50 * M, 4 * K, 0); // far ahead: a new range
         assertEquals(List.of("start " + 10 * M + "+" + (M + 360 * K), "start " + 5 * M + "+" + M,
                 "start " + 6 * M + "+" + (M + 64 * K)), calls);
         assertEquals((M + 260 * K) + M + (M + 64 * K), dropBehind.bytesUnderWriteback(),
@@ -76,12 +76,83 @@ class DropBehindTest {
     @Test
     void theWindowCountsWrittenBytesNotHoles() throws IOException {
         for (long pos = 0; pos < 64 * M; pos += 2 * M) { // 1 MiB written in every 2 MiB
-            dropBehind.written(pos, M);
+            dropBehind.written(pos, M, 0);
         }
         assertEquals(31, calls.stream().filter(c -> c.startsWith("start")).count());
         assertEquals(31 - 8, calls.stream().filter(c -> c.startsWith("drop")).count(),
                 "8 ranges of 1 MiB written fit the window");
         assertEquals(WINDOW, dropBehind.bytesUnderWriteback());
+    }
+
+    /**
+     * A copy of {@code bytes} in 1 MiB writes, each timed as the page cache
+     * would take it; {@code log} gets the calls, {@code modes} "dropping" or
+     * "keeping" after each write.
+     */
+    private static DropBehind copy(long bytes, double keepingNanosPerByte, double droppingNanosPerByte,
+                                   double diskNanosPerByte, List<String> log, List<String> modes)
+            throws IOException {
+        long[] now = {0};
+        DropBehind[] d = new DropBehind[1];
+        d[0] = new DropBehind(new DropBehind.Calls() {
+            @Override
+            public void startWriteback(long offset, long length) {
+                log.add("start " + offset);
+            }
+
+            @Override
+            public void waitAndDrop(long offset, long length) {
+                now[0] += (long) (length * diskNanosPerByte);
+                log.add("drop " + offset);
+            }
+        }, 8 * M, DropBehind.Mode.AUTO, () -> now[0]);
+        for (long pos = 0; pos < bytes; pos += M) {
+            double cost = d[0].dropping() ? droppingNanosPerByte : keepingNanosPerByte;
+            d[0].written(pos, M, (long) (M * cost));
+            modes.add(d[0].dropping() ? "dropping" : "keeping");
+        }
+        return d[0];
+    }
+
+    @Test
+    void autoKeepsThePageCacheWhereWritingIntoItIsFast() throws IOException {
+        List<String> log = new ArrayList<>();
+        List<String> modes = new ArrayList<>();
+        DropBehind d = copy(256 * M, 0.15, 0.15, 0.6, log, modes); // backed memory: 7 GB/s
+        assertFalse(d.dropping());
+        assertFalse(modes.contains("dropping"));
+        assertEquals(List.of(), log, "no writeback started");
+    }
+
+    @Test
+    void autoDropsBehindWhereTheDiskIsFasterThanFreshPages() throws IOException {
+        List<String> log = new ArrayList<>();
+        List<String> modes = new ArrayList<>();
+        // pages that fault on the host: 1.4 ns per byte; dropping: 0.15 plus the disk's 0.6
+        DropBehind d = copy(256 * M, 1.4, 0.15, 0.6, log, modes);
+        assertTrue(d.dropping());
+        int first = modes.indexOf("dropping");
+        assertEquals(DropBehind.BLOCK / M - 1, first, "after one block timed");
+        assertFalse(modes.subList(first, modes.size()).contains("keeping"), "kept while it costs less");
+        assertEquals("start " + DropBehind.BLOCK, log.get(0), "gathering from the first write dropped behind");
+        assertEquals((256 * M - DropBehind.BLOCK) / (2 * M) - 4, log.stream().filter(c -> c.startsWith("drop ")).count(),
+                "every 2 MiB step waited for and dropped, but the last 8 MiB (the window)");
+    }
+
+    @Test
+    void autoStopsDroppingWhenWaitingForTheDiskCostsMore() throws IOException {
+        List<String> log = new ArrayList<>();
+        List<String> modes = new ArrayList<>();
+        // a slow page cache (0.6 ns per byte) over a slower disk (2 ns per byte)
+        DropBehind d = copy(256 * M, 0.6, 0.15, 2, log, modes);
+        assertFalse(d.dropping());
+        int on = modes.indexOf("dropping");
+        int off = modes.subList(on, modes.size()).indexOf("keeping") + on;
+        assertEquals(DropBehind.BLOCK / M - 1, on, "tried after the first block");
+        assertEquals(3 * DropBehind.BLOCK / M - 1, off, "left after the second block timed dropping");
+        assertFalse(modes.subList(off, modes.size()).contains("dropping"), "not tried again: it cost more");
+        assertEquals("start " + (3 * DropBehind.BLOCK - 2 * M), log.get(log.size() - 2),
+                "no writeback started after that");
     }
 
     @Test
@@ -95,7 +166,7 @@ class DropBehindTest {
             @Override
             public void waitAndDrop(long offset, long length) {
             }
-        }, WINDOW);
-        assertThrows(NativeFs.ErrnoException.class, () -> failing.written(0, 2 * M));
+        }, WINDOW, DropBehind.Mode.ON, () -> 0);
+        assertThrows(NativeFs.ErrnoException.class, () -> failing.written(0, 2 * M, 0));
     }
 }
