@@ -170,11 +170,11 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_birthTime0(JNIEnv 
 }
 
 /* sync_file_range(2): starts (SYNC_FILE_RANGE_WRITE) or waits for (WAIT_BEFORE | WRITE | WAIT_AFTER) the writeback of a range */
-JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_syncRange0(JNIEnv *env, jclass cls, jint fd, jlong offset,
-                                                                         jlong length, jint flags) {
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_syncFileRange0(JNIEnv *env, jclass cls, jint fd,
+                                                                             jlong offset, jlong length, jint flags) {
     (void) env;
     (void) cls;
-    int r = sync_file_range(fd, (off64_t) offset, (off64_t) length, (unsigned int) flags);
+    int r = sync_file_range(fd, (off_t) offset, (off_t) length, (unsigned int) flags);
     return RESULT(r);
 }
 

@@ -34,8 +34,8 @@ import java.util.function.LongSupplier;
  * more than the window's written bytes are under writeback, the oldest
  * ranges are waited for and dropped. A write further ahead, or one behind
  * of at least {@link #LARGE} bytes (out-of-order copies), starts a new
- * range; a smaller write behind (format metadata: a header, an L2 table,
- * rewritten later) is left to the page cache. Ranges end where a write
+ * range; a smaller write behind (format metadata: a header, a 64 KiB L2
+ * table, rewritten later) is left to the page cache. Ranges end where a write
  * ended or at a multiple of {@link #STEP}: the page cache holds a file in
  * folios of up to 2 MiB (ext4 since Linux 6.16), each within one write and
  * aligned to its size, and the kernel drops only folios (and pages) a range
@@ -43,7 +43,12 @@ import java.util.function.LongSupplier;
  * removes clean pages.
  */
 final class DropBehind {
-    /** The writeback of gathered contiguous data starts at multiples of this (the largest folio). */
+    /**
+     * The writeback of gathered contiguous data starts at multiples of this
+     * (the largest page-cache folio with 4 KiB pages, the PMD size; with
+     * larger pages folios stay within one write, and every cut here is at
+     * a write's end or a multiple of this).
+     */
     static final long STEP = 2L << 20;
     /**
      * Written bytes under writeback beyond this are waited for and dropped,
@@ -53,8 +58,12 @@ final class DropBehind {
      * in use small.
      */
     static final long WINDOW = 32L << 20;
-    /** A write behind the gathered range starts a new range if it is at least this large. */
-    static final int LARGE = 64 << 10;
+    /**
+     * A write behind the gathered range starts a new range if it is at
+     * least this large: more than qcow2's metadata at its default cluster
+     * size (64 KiB L2 tables and refcount blocks), which is rewritten.
+     */
+    static final int LARGE = 256 << 10;
 
     /** Writes are timed over blocks of this many bytes, and the mode is chosen after each. */
     static final long BLOCK = 32L << 20;
@@ -202,8 +211,8 @@ final class DropBehind {
         gatherBytes = tailBytes;
         while (bytesUnderWriteback > window) {
             long[] oldest = underWriteback.poll();
-            calls.waitAndDrop(oldest[0], oldest[1]);
             bytesUnderWriteback -= oldest[2];
+            calls.waitAndDrop(oldest[0], oldest[1]);
         }
     }
 

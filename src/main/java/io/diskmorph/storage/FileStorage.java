@@ -36,7 +36,8 @@ import java.util.Set;
  * system, also where /proc/locks does not show every holder: btrfs device
  * numbers, NFS, other PID namespaces) and which make every QEMU open fail.
  * The native descriptor is then opened only when a sparse query, hole
- * punching or the allocated size is asked for; it is opened by path, so a
+ * punching, the allocated size, allocation before writes or drop-behind
+ * is asked for; it is opened by path, so a
  * created file is not renamed while it is held. Record locks belong to the
  * process and vanish when any descriptor of the file closes, so a created
  * file is never opened a second time by this process while it is held
@@ -479,13 +480,13 @@ public final class FileStorage implements Storage {
         }
         try {
             int fd = nativeFd();
-            if (fd < 0) {
+            if (fd < 0 || !NativeFs.syncFileRangeWorks(fd)) {
                 return;
             }
             dropBehind = new DropBehind(new DropBehind.Calls() {
                 @Override
-                public void startWriteback(long offset, long length) throws IOException {
-                    NativeFs.startWriteback(fd, offset, length, name());
+                public void startWriteback(long offset, long length) {
+                    NativeFs.startWriteback(fd, offset, length);
                 }
 
                 @Override
@@ -502,14 +503,16 @@ public final class FileStorage implements Storage {
         try {
             dropBehind.written(position, length, nanos);
         } catch (NativeFs.ErrnoException e) {
-            switch (e.errno) {
-                case NativeFs.EINVAL, NativeFs.ESPIPE, NativeFs.ENOSYS, NativeFs.EOPNOTSUPP ->
-                        dropBehind = null; // not on this file: the page cache keeps what is written
-                case NativeFs.ENOSPC -> throw new IOException(name() + ": no space left on device", e);
-                default -> throw new IOException(name() + ": writing the data to disk failed (errno " + e.errno
-                        + ")", e);
-            }
+            dropBehind = null; // the file failed: later writes (a failed copy's cleanup) just write
+            throw writebackFailed(name(), e);
         }
+    }
+
+    /** A writeback error of the file: its data did not reach the disk. */
+    static IOException writebackFailed(String name, NativeFs.ErrnoException e) {
+        return e.errno == NativeFs.ENOSPC || e.errno == NativeFs.EDQUOT
+                ? new IOException(name + ": no space left on device", e)
+                : new IOException(name + ": writing the data to disk failed (errno " + e.errno + ")", e);
     }
 
     /** Bytes under writeback not yet dropped, or -1 without drop-behind (tests). */

@@ -54,8 +54,8 @@ final class JniSyscalls implements Syscalls {
             return calls.lseek(-1, 0, 0) == -NativeFs.EBADF && calls.blocks(-1) == -NativeFs.EBADF
                     && calls.close(-1) == -NativeFs.EBADF && calls.filesystemType(-1) == -NativeFs.EBADF && calls.fallocate(-1, 0, 0, 1) == -NativeFs.EBADF
                     && calls.truncate(-1, 0) == -NativeFs.EBADF
-                    && calls.syncFileRange(-1, 0, 1, NativeFs.SYNC_FILE_RANGE_WRITE) == -NativeFs.EBADF
-                    && calls.fadvise(-1, 0, 1, NativeFs.POSIX_FADV_DONTNEED) == -NativeFs.EBADF
+                    && optional(calls.syncFileRange(-1, 0, 1, NativeFs.SYNC_FILE_RANGE_WRITE))
+                    && optional(calls.fadvise(-1, 0, 1, NativeFs.POSIX_FADV_DONTNEED))
                     && mapReadOnly0(-1, 0, 4096) == -NativeFs.EBADF && unmap0(0, 0) == -NativeFs.EINVAL
                     && dropPages0(0, 0) == 0 && buffer0(0, 0) != null && pageSize0() > 0
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
@@ -67,6 +67,15 @@ final class JniSyscalls implements Syscalls {
     }
 
     private JniSyscalls() {
+    }
+
+    /**
+     * A call the shim can do without (drop-behind asks for it again before
+     * use): bound and failing on a bad descriptor, or refused by a seccomp
+     * filter (ENOSYS, EPERM).
+     */
+    private static boolean optional(long r) {
+        return r == -NativeFs.EBADF || r == -NativeFs.ENOSYS || r == -NativeFs.EPERM;
     }
 
     @Override
@@ -108,7 +117,7 @@ final class JniSyscalls implements Syscalls {
 
     @Override
     public long syncFileRange(int fd, long offset, long length, int flags) {
-        return syncRange0(fd, offset, length, flags);
+        return syncFileRange0(fd, offset, length, flags);
     }
 
     @Override
@@ -141,7 +150,7 @@ final class JniSyscalls implements Syscalls {
 
     private static native long truncate0(int fd, long size);
 
-    private static native long syncRange0(int fd, long offset, long length, int flags);
+    private static native long syncFileRange0(int fd, long offset, long length, int flags);
 
     private static native long fadvise0(int fd, long offset, long length, int advice);
 

@@ -33,6 +33,7 @@ final class NativeFs {
     static final short F_WRLCK = 1;
     static final short F_UNLCK = 2;
     static final int ENOENT = 2;
+    static final int EPERM = 1;
     static final int ENXIO = 6;
     static final int EBADF = 9;
     static final int EAGAIN = 11;
@@ -42,6 +43,7 @@ final class NativeFs {
     static final int ESPIPE = 29;
     static final int ENOSYS = 38;
     static final int EOPNOTSUPP = 95;
+    static final int EDQUOT = 122;
     static final int ENODATA = 61;
 
     /** The calls, or null when this platform has neither way. */
@@ -112,18 +114,31 @@ final class NativeFs {
         }
     }
 
-    /** Starts the writeback of the range's dirty pages (sync_file_range SYNC_FILE_RANGE_WRITE). */
-    static void startWriteback(int fd, long offset, long length, String name) throws IOException {
-        long r = CALLS.syncFileRange(fd, offset, length, SYNC_FILE_RANGE_WRITE);
-        if (r != 0) {
-            throw new ErrnoException("sync_file_range", name, (int) -r);
-        }
+    /**
+     * Whether sync_file_range works on this descriptor: without flags it
+     * only checks its arguments (ESPIPE on a pipe, ENOSYS or EPERM where a
+     * kernel or a seccomp filter lacks it).
+     */
+    static boolean syncFileRangeWorks(int fd) {
+        return CALLS.syncFileRange(fd, 0, 0, 0) == 0;
+    }
+
+    /**
+     * Starts the writeback of the range's dirty pages (sync_file_range
+     * SYNC_FILE_RANGE_WRITE). A hint: it fails only for reasons that the
+     * wait ({@link #waitAndDrop}) reports, or passing ones (ENOMEM), so its
+     * result is not looked at.
+     */
+    static void startWriteback(int fd, long offset, long length) {
+        CALLS.syncFileRange(fd, offset, length, SYNC_FILE_RANGE_WRITE);
     }
 
     /**
      * Waits until the range's pages are written (starting what is not yet
      * under way), then asks the kernel to drop them from the page cache
-     * (POSIX_FADV_DONTNEED, which leaves dirty pages alone: advice only).
+     * (POSIX_FADV_DONTNEED: clean pages leave; dirty ones, none here, it
+     * would only start writing). Any error of the wait is the file's
+     * writeback error: the data did not reach the disk.
      */
     static void waitAndDrop(int fd, long offset, long length, String name) throws IOException {
         long r = CALLS.syncFileRange(fd, offset, length,

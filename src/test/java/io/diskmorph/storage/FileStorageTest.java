@@ -65,12 +65,6 @@ class FileStorageTest {
         assertArrayEquals(java.util.Arrays.copyOf(data, 4096), java.util.Arrays.copyOfRange(back, 10 << 20, (10 << 20) + 4096));
     }
 
-    /**
-     * A file filled from the front (a qcow2 copy target) gets its blocks
-     * 32 MiB ahead of its writes, past its end without changing its size;
-     * a write past the allocated end leaves its gap a hole; closing gives
-     * the blocks past the end back.
-     */
     @Test
     void writesDroppedBehindReachTheFileButLeaveThePageCache() throws Exception {
         byte[] data = new byte[1 << 20];
@@ -105,11 +99,28 @@ class FileStorageTest {
                 }
             }
         }
-        assertEquals((64 << 20) + 4096, resident[0], "without drop-behind every written page stays cached");
-        assertTrue(resident[1] <= DropBehind.WINDOW + DropBehind.STEP + 4096,
+        assertTrue(resident[0] >= 64 << 20, "without drop-behind every written page stays cached: " + resident[0]);
+        assertTrue(resident[1] <= DropBehind.WINDOW + DropBehind.STEP + (64 << 10), // and the header's page
                 "written and dropped behind, still cached: " + resident[1]);
     }
 
+    @Test
+    void writebackErrorsSayWhatFailed() {
+        assertEquals("f: writing the data to disk failed (errno 5)",
+                FileStorage.writebackFailed("f", new NativeFs.ErrnoException("sync_file_range", "f", 5)).getMessage());
+        assertEquals("f: no space left on device",
+                FileStorage.writebackFailed("f", new NativeFs.ErrnoException("sync_file_range", "f", 28)).getMessage());
+        assertEquals("f: no space left on device",
+                FileStorage.writebackFailed("f", new NativeFs.ErrnoException("sync_file_range", "f", 122)).getMessage(),
+                "EDQUOT: the user's quota");
+    }
+
+    /**
+     * A file filled from the front (a qcow2 copy target) gets its blocks
+     * 32 MiB ahead of its writes, past its end without changing its size;
+     * a write past the allocated end leaves its gap a hole; closing gives
+     * the blocks past the end back.
+     */
     @Test
     void blocksAllocatedAheadStayPastTheEndUntilClosed() throws IOException {
         Path f = dir.resolve("ahead");

@@ -98,7 +98,8 @@ class SyscallsTest {
                     raf.write(new byte[(int) M]); // page cache folios of at most 1 MiB: none crosses 3 MiB
                 }
             }
-            assertEquals(4 * M, io.diskmorph.testing.PageCache.residentBytes(f), who + ": written, cached");
+            long cached = io.diskmorph.testing.PageCache.residentBytes(f);
+            assertTrue(cached > 3 * M, who + ": written, cached: " + cached);
             long fd = s.open(f.toString(), NativeFs.O_RDWR);
             try {
                 int d = (int) fd;
@@ -106,7 +107,8 @@ class SyscallsTest {
                 assertEquals(0, s.syncFileRange(d, 0, 3 * M, NativeFs.SYNC_FILE_RANGE_WAIT_BEFORE
                         | NativeFs.SYNC_FILE_RANGE_WRITE | NativeFs.SYNC_FILE_RANGE_WAIT_AFTER), who);
                 assertEquals(0, s.fadvise(d, 0, 3 * M, NativeFs.POSIX_FADV_DONTNEED), who);
-                assertEquals(M, io.diskmorph.testing.PageCache.residentBytes(f), who + ": 3 MiB dropped");
+                long left = io.diskmorph.testing.PageCache.residentBytes(f);
+                assertTrue(left <= M && left > 0, who + ": 3 MiB dropped, the last one kept: " + left);
                 assertEquals(-NativeFs.EINVAL, s.syncFileRange(d, -1, 1, NativeFs.SYNC_FILE_RANGE_WRITE), who);
                 assertEquals(-NativeFs.EINVAL, s.fadvise(d, 0, 1, 99), who + ": bad advice");
             } finally {

@@ -12,11 +12,15 @@ public final class PageCache {
     /** Bytes of {@code file} resident in the page cache. */
     public static long residentBytes(Path file) throws IOException, InterruptedException {
         Process p = new ProcessBuilder("fincore", "--bytes", "--noheadings", "--output", "RES", file.toString())
-                .redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes()).strip();
-        if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new AssertionError("fincore " + file + ": " + out);
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        try {
+            String out = new String(p.getInputStream().readAllBytes()).strip();
+            if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0 || !out.matches("\\d+")) {
+                throw new AssertionError("fincore " + file + ": " + out);
+            }
+            return Long.parseLong(out);
+        } finally {
+            p.destroy();
         }
-        return Long.parseLong(out);
     }
 }
