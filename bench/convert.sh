@@ -8,7 +8,8 @@
 # 5; RUNS_COMPRESSED for -c, default 3), the two tools alternating (which goes first alternates too):
 # min / median / max of each tool, of
 # the ratio diskmorph/qemu-img of each alternating pair, and the peak resident memory of each. Before
-# every run: the previous output removed and everything synced, so both tools start with no dirty
+# every run: the previous output read into the page cache (whichever tool wrote it, so every
+# preparation frees the same memory), removed and everything synced, so both tools start with no dirty
 # pages and an emptied page cache (root); warm cache: the source and both tools' files are then read
 # into the page cache (COLD=1: they are not, everything comes from disk). No memory warming by
 # default, as on a user's machine (on this VM a page the guest freed goes back to the host and the
@@ -89,6 +90,12 @@ rm -f "$out.warm" "$warm"
 warm_mib=$(( $(du -m "$img.raw" | cut -f1) * 2 + 2048 ))
 
 prepare() { # source
+  # the previous run's output is read into the page cache before it goes, so that every preparation
+  # frees the same memory whichever tool wrote it: qemu-img leaves its whole output in the page cache,
+  # diskmorph (drop-behind, where writes are slow) and nbdcopy leave little of theirs, and memory freed
+  # just before a run is memory that run's writes find still backed (see SETTLE): without this a run
+  # after diskmorph or nbdcopy met more host faults than a run after qemu-img, whichever tool it was
+  if [ -f "$out" ]; then cat "$out" > /dev/null; fi
   rm -f "$out" "$out".part-*
   sync
   # the page cache is emptied first either way: a run that has to evict other files' pages to make
