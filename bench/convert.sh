@@ -198,5 +198,7 @@ if { [ -z "${PAIRS:-}" ] || [[ ",$PAIRS," == *",raw -> raw,"* ]]; }; then
     echo "RESULT raw -> raw nbdcopy min/median/max: $(mmm "${n[@]}") s, system time $(mmm "${ns[@]}") s," \
       "peak RSS $(( $(maxof "${nr[@]}") / 1024 )) MiB (runs of its own, after the pair above)"
     rm -f "$out"
+  elif [ "${NBDCOPY:-1}" = 1 ]; then
+    echo "== raw -> raw, nbdcopy: not installed (Debian's libnbd-bin), not measured"
   fi
 fi
