@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RESULT(r) ((r) == -1 ? -(jlong) errno : (jlong) (r))
@@ -185,4 +186,15 @@ JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_fadvise0(JNIEnv *e
     (void) cls;
     int r = posix_fadvise(fd, (off_t) offset, (off_t) length, advice);
     return r == 0 ? 0 : -(jlong) r;
+}
+
+/* CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID): a write's cost without the time others ran */
+JNIEXPORT jlong JNICALL Java_io_diskmorph_storage_JniSyscalls_threadCpuNanos0(JNIEnv *env, jclass cls) {
+    (void) env;
+    (void) cls;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return -(jlong) errno;
+    }
+    return (jlong) ts.tv_sec * 1000000000LL + (jlong) ts.tv_nsec;
 }

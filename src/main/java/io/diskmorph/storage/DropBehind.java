@@ -22,8 +22,10 @@ import java.util.function.LongSupplier;
  * machines, and this VM while its freed memory is still backed), waiting
  * for the disk would only slow a copy down (qemu-img leaves the data to
  * the kernel's later writeback), so the mode is chosen by measurement
- * ({@link Mode#AUTO}): the time of the writes (and, when dropping, of the
- * waits) per byte over each {@link #BLOCK} bytes written; a copy starts
+ * ({@link Mode#AUTO}): the writing thread's CPU time in its writes (a host
+ * fault stalls it there; time it waited for a CPU does not count) and,
+ * when dropping, the time of the writeback calls, per byte over each
+ * {@link #BLOCK} bytes written; a copy starts
  * without dropping, tries it once writes are slower than
  * {@link #TRY_COST_NANOS_PER_BYTE}, and keeps whichever of the two last
  * cost less.
@@ -68,10 +70,10 @@ final class DropBehind {
     /** Writes are timed over blocks of this many bytes, and the mode is chosen after each. */
     static final long BLOCK = 32L << 20;
     /**
-     * Writes slower than this (ns per byte: 2 GB/s) make {@link Mode#AUTO}
-     * try dropping. Into backed page cache this VM writes at 0.15 ns per
-     * byte, into pages that fault on the host at 1.4, and dropping ran at
-     * 0.6 (the disk).
+     * Writes slower than this (ns of the writer's CPU per byte: 2 GB/s)
+     * make {@link Mode#AUTO} try dropping. Into backed page cache this VM
+     * writes at 0.12-0.36 ns per byte, into pages that fault on the host at
+     * 1.2-2.6, and dropping ran at 0.5-0.6 (the disk).
      */
     static final double TRY_COST_NANOS_PER_BYTE = 0.5;
 
@@ -127,9 +129,10 @@ final class DropBehind {
     }
 
     /**
-     * Records a completed write of [offset, offset + length) that took
-     * {@code writeNanos}; when dropping, starts writeback and waits as the
-     * window says.
+     * Records a completed write of [offset, offset + length) that cost the
+     * writing thread {@code writeNanos} of CPU time; when dropping, starts
+     * writeback and waits as the window says (those calls are timed by the
+     * clock: a wait for the disk costs the copy time, not CPU).
      */
     void written(long offset, long length, long writeNanos) throws IOException {
         if (length <= 0) {

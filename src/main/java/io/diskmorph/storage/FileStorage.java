@@ -439,7 +439,9 @@ public final class FileStorage implements Storage {
             allocate(position, src.remaining());
         }
         long pos = position;
-        long start = dropBehind != null ? System.nanoTime() : 0;
+        // the writing thread's CPU time: a host fault on a new page-cache page stalls the thread inside
+        // the kernel and counts there; time other threads ran (2 CPUs, a reader scanning) does not
+        long start = dropBehind != null ? JniSyscalls.threadCpuNanos0() : 0;
         try {
             while (src.hasRemaining()) {
                 pos += channel.write(src, pos);
@@ -451,7 +453,7 @@ public final class FileStorage implements Storage {
             throw e;
         }
         if (dropBehind != null) {
-            dropBehind(position, pos - position, System.nanoTime() - start);
+            dropBehind(position, pos - position, JniSyscalls.threadCpuNanos0() - start);
         }
     }
 

@@ -57,7 +57,7 @@ final class JniSyscalls implements Syscalls {
                     && optional(calls.syncFileRange(-1, 0, 1, NativeFs.SYNC_FILE_RANGE_WRITE))
                     && optional(calls.fadvise(-1, 0, 1, NativeFs.POSIX_FADV_DONTNEED))
                     && mapReadOnly0(-1, 0, 4096) == -NativeFs.EBADF && unmap0(0, 0) == -NativeFs.EINVAL
-                    && dropPages0(0, 0) == 0 && buffer0(0, 0) != null && pageSize0() > 0
+                    && dropPages0(0, 0) == 0 && buffer0(0, 0) != null && pageSize0() > 0 && threadCpuNanos0() >= 0
                     && calls.ofdLock(-1, NativeFs.F_OFD_GETLK, NativeFs.F_WRLCK, 0, 1) == -NativeFs.EBADF
                     && calls.open("", NativeFs.O_RDONLY) == -NativeFs.ENOENT
                     && calls.birthTime("") == -NativeFs.ENOENT ? calls : null;
@@ -156,6 +156,9 @@ final class JniSyscalls implements Syscalls {
 
     /** sysconf(_SC_PAGESIZE). */
     static native long pageSize0();
+
+    /** CPU time of the calling thread, nanoseconds (clock_gettime CLOCK_THREAD_CPUTIME_ID). */
+    static native long threadCpuNanos0();
 
     /** mmap PROT_READ MAP_SHARED: the address, or -errno. */
     static native long mapReadOnly0(int fd, long offset, long length);

@@ -120,6 +120,21 @@ class SyscallsTest {
     }
 
     @Test
+    void threadCpuTimeCountsWorkNotWaiting() throws Exception {
+        jni();
+        long start = JniSyscalls.threadCpuNanos0();
+        Thread.sleep(300);
+        long slept = JniSyscalls.threadCpuNanos0();
+        assertTrue(slept - start < 100_000_000L, "sleeping: " + (slept - start) + " ns of CPU");
+        long spin = 0;
+        for (long end = System.nanoTime() + 300_000_000L; System.nanoTime() < end; ) {
+            spin++;
+        }
+        long worked = JniSyscalls.threadCpuNanos0();
+        assertTrue(worked - slept > 150_000_000L, "spinning " + spin + " times: " + (worked - slept) + " ns of CPU");
+    }
+
+    @Test
     void ofdLocksTakenThroughOneAreSeenThroughTheOther() throws Exception {
         Path f = dir.resolve("locked");
         Files.write(f, new byte[512]);
