@@ -23,12 +23,15 @@ import java.util.function.LongSupplier;
  * for the disk would only slow a copy down (qemu-img leaves the data to
  * the kernel's later writeback), so the mode is chosen by measurement
  * ({@link Mode#AUTO}): the writing thread's CPU time in its writes (a host
- * fault stalls it there; time it waited for a CPU does not count) and,
- * when dropping, the time of the writeback calls, per byte over each
+ * fault stalls it there; time it waited for a CPU, or slept in the
+ * kernel's dirty-page throttling, does not count) and, when dropping, the
+ * elapsed time of the writeback calls (waiting for the disk), per byte over each
  * {@link #BLOCK} bytes written; a copy starts
  * without dropping, tries it once writes are slower than
- * {@link #TRY_COST_NANOS_PER_BYTE}, and keeps whichever of the two last
- * cost less.
+ * {@link #TRY_COST_NANOS_PER_BYTE}, keeps whichever of the two last cost
+ * less, and while dropping tries keeping again after 2, 4, 8... blocks
+ * (memory handed back just before a copy may fault only for its first
+ * pages).
  *
  * <p>When dropping: writes going forward (contiguous, or past a hole of at
  * most {@link #STEP}) gather into a range; each time it passes a multiple
@@ -107,6 +110,8 @@ final class DropBehind {
     private long blockNanos;
     /** Blocks timed since dropping started (the first waits for nothing yet and is not counted). */
     private int blocksDropping;
+    /** Counted dropping blocks after which keeping is tried again; doubles with each try. */
+    private int blocksBeforeTry = 2;
     /** Nanoseconds per byte of the last block timed without and with dropping; negative until timed. */
     private double costKeeping = -1;
     private double costDropping = -1;
@@ -161,7 +166,7 @@ final class DropBehind {
         blockNanos = 0;
         if (!dropping) {
             costKeeping = cost;
-            if (cost > (costDropping < 0 ? TRY_COST_NANOS_PER_BYTE : costDropping)) {
+            if (cost > Math.max(TRY_COST_NANOS_PER_BYTE, costDropping)) {
                 dropping = true;
                 blocksDropping = 0;
                 gatherStart = -1;
@@ -170,7 +175,13 @@ final class DropBehind {
             }
         } else if (++blocksDropping > 1) {
             costDropping = cost;
-            if (cost > costKeeping) {
+            // leave when keeping cost less, and now and then try keeping again: the pages that fault
+            // may have been only the first ones (memory handed back just before the copy, the rest still
+            // backed), which dropping would never see; the tries grow rarer where they keep failing
+            if (cost > costKeeping || blocksDropping > blocksBeforeTry) {
+                if (cost <= costKeeping) {
+                    blocksBeforeTry *= 2;
+                }
                 dropping = false; // what is under writeback stays cached: nothing waits for it
                 underWriteback.clear();
                 bytesUnderWriteback = 0;

@@ -94,6 +94,13 @@ class DropBehindTest {
     private static DropBehind copy(long bytes, double keepingNanosPerByte, double droppingNanosPerByte,
                                    double diskNanosPerByte, List<String> log, List<String> modes)
             throws IOException {
+        return copy(bytes, pos -> keepingNanosPerByte, droppingNanosPerByte, diskNanosPerByte, log, modes);
+    }
+
+    /** {@link #copy}, where keeping costs what {@code keepingNanosPerByte} says at each offset. */
+    private static DropBehind copy(long bytes, java.util.function.LongToDoubleFunction keepingNanosPerByte,
+                                   double droppingNanosPerByte, double diskNanosPerByte, List<String> log,
+                                   List<String> modes) throws IOException {
         long[] now = {0};
         DropBehind[] d = new DropBehind[1];
         d[0] = new DropBehind(new DropBehind.Calls() {
@@ -109,7 +116,7 @@ class DropBehindTest {
             }
         }, 8 * M, DropBehind.Mode.AUTO, () -> now[0]);
         for (long pos = 0; pos < bytes; pos += M) {
-            double cost = d[0].dropping() ? droppingNanosPerByte : keepingNanosPerByte;
+            double cost = d[0].dropping() ? droppingNanosPerByte : keepingNanosPerByte.applyAsDouble(pos);
             d[0].written(pos, M, (long) (M * cost));
             modes.add(d[0].dropping() ? "dropping" : "keeping");
         }
@@ -131,14 +138,37 @@ class DropBehindTest {
         List<String> log = new ArrayList<>();
         List<String> modes = new ArrayList<>();
         // pages that fault on the host: 1.4 ns per byte; dropping: 0.15 plus the disk's 0.6
-        DropBehind d = copy(256 * M, 1.4, 0.15, 0.6, log, modes);
+        DropBehind d = copy(1024 * M, 1.4, 0.15, 0.6, log, modes);
         assertTrue(d.dropping());
-        int first = modes.indexOf("dropping");
-        assertEquals(DropBehind.BLOCK / M - 1, first, "after one block timed");
-        assertFalse(modes.subList(first, modes.size()).contains("keeping"), "kept while it costs less");
+        int block = (int) (DropBehind.BLOCK / M);
+        assertEquals(List.of(block - 1, 4 * block - 1, 5 * block - 1, 10 * block - 1, 11 * block - 1,
+                        20 * block - 1, 21 * block - 1), changes(modes),
+                "dropping after the first block; keeping tried again after 2, 4 and 8 blocks timed dropping"
+                        + " (the first after a switch is not timed), one block each, each failing");
         assertEquals("start " + DropBehind.BLOCK, log.get(0), "gathering from the first write dropped behind");
-        assertEquals((256 * M - DropBehind.BLOCK) / (2 * M) - 4, log.stream().filter(c -> c.startsWith("drop ")).count(),
-                "every 2 MiB step waited for and dropped, but the last 8 MiB (the window)");
+    }
+
+    @Test
+    void autoKeepsAgainWhenOnlyTheFirstPagesFaulted() throws IOException {
+        List<String> log = new ArrayList<>();
+        List<String> modes = new ArrayList<>();
+        // memory handed back just before the copy: its first 96 MiB fault (2.5 ns per byte), the rest is backed
+        DropBehind d = copy(512 * M, pos -> pos < 96 * M ? 2.5 : 0.15, 0.15, 0.6, log, modes);
+        assertFalse(d.dropping());
+        int block = (int) (DropBehind.BLOCK / M);
+        assertEquals(List.of(block - 1, 4 * block - 1), changes(modes),
+                "dropping after the first block, keeping again from the first try on, after 2 blocks timed");
+    }
+
+    /** The indexes at which the mode changed. */
+    private static List<Integer> changes(List<String> modes) {
+        List<Integer> changes = new ArrayList<>();
+        for (int i = 0; i < modes.size(); i++) {
+            if (!modes.get(i).equals(i == 0 ? "keeping" : modes.get(i - 1))) {
+                changes.add(i);
+            }
+        }
+        return changes;
     }
 
     @Test
