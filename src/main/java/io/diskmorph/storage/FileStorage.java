@@ -468,13 +468,11 @@ public final class FileStorage implements Storage {
      * writes go on without it.
      */
     public void dropBehindWrites() {
-        String mode = System.getProperty("diskmorph.drop-behind", "auto").toLowerCase(java.util.Locale.ROOT);
-        switch (mode) {
-            case "on" -> dropBehindWrites(DropBehind.Mode.ON);
-            case "off" -> {
-            }
-            default -> dropBehindWrites(DropBehind.Mode.AUTO);
-        }
+        dropBehindWrites(switch (System.getProperty("diskmorph.drop-behind", "auto").toLowerCase(java.util.Locale.ROOT)) {
+            case "on" -> DropBehind.Mode.ON;
+            case "off" -> DropBehind.Mode.OFF;
+            default -> DropBehind.Mode.AUTO;
+        });
     }
 
     void dropBehindWrites(DropBehind.Mode mode) {

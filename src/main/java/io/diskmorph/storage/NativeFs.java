@@ -40,7 +40,6 @@ final class NativeFs {
     static final int EACCES = 13;
     static final int EINVAL = 22;
     static final int ENOSPC = 28;
-    static final int ESPIPE = 29;
     static final int ENOSYS = 38;
     static final int EOPNOTSUPP = 95;
     static final int EDQUOT = 122;
